@@ -1,0 +1,62 @@
+"""Genie: run PyTorch ops on a remote GPU over HTTP + safetensors.
+
+Public API (everything else is private)::
+
+    genie.Client(url, token=None)        blocking client; genie.AsyncClient its twin
+    genie.RemoteTensor                   a tensor held on the server (a handle)
+    genie.create_app / ServerConfig      build the server app (see genie.server)
+    genie.GenieError and subclasses      the one exception tree (see genie.errors)
+"""
+
+from genie._version import __version__
+from genie.client import AsyncClient, Client, GraphResult, RemoteTensor
+from genie.errors import (
+    AuthError,
+    BudgetExceededError,
+    ConfigurationError,
+    GenieError,
+    InvalidArgumentError,
+    MalformedRequestError,
+    MethodNotAllowedError,
+    NotFoundError,
+    OutOfMemoryError,
+    PayloadTooLargeError,
+    RemoteError,
+    ServerBusyError,
+    ServerError,
+    TransportError,
+    UnsupportedDTypeError,
+    UnsupportedOpError,
+    WireFormatError,
+)
+from genie.protocol import PROTOCOL_VERSION
+from genie.server.app import create_app
+from genie.server.config import ServerConfig
+
+__all__ = [
+    "PROTOCOL_VERSION",
+    "AsyncClient",
+    "AuthError",
+    "BudgetExceededError",
+    "Client",
+    "ConfigurationError",
+    "GenieError",
+    "GraphResult",
+    "InvalidArgumentError",
+    "MalformedRequestError",
+    "MethodNotAllowedError",
+    "NotFoundError",
+    "OutOfMemoryError",
+    "PayloadTooLargeError",
+    "RemoteError",
+    "RemoteTensor",
+    "ServerBusyError",
+    "ServerConfig",
+    "ServerError",
+    "TransportError",
+    "UnsupportedDTypeError",
+    "UnsupportedOpError",
+    "WireFormatError",
+    "__version__",
+    "create_app",
+]

@@ -1,0 +1,457 @@
+"""``genie.Client`` and ``genie.AsyncClient``: talk to a Genie server.
+
+Both share everything but the I/O: a request is first planned (``_Plan``: method,
+path, query, body chunks), then sent by the sync or async transport, then its
+reply is interpreted by the same functions.  So the two twins cannot drift apart.
+
+Bodies go out as memoryview chunks straight from tensor memory with an exact
+Content-Length (httpx's single-buffer upload re-slices the remaining bytes after
+every send, which is quadratic on large bodies), and replies are read into one
+preallocated buffer that the decoded tensors then share.
+
+Only connection failures and 503 are retried, with exponential backoff; any other
+error would fail the same way again.  No httpx exception escapes: transport
+failures become ``TransportError``, error replies the ``RemoteError`` subclass
+their ``type`` names (see ``genie.errors``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any
+
+import httpx
+import torch
+
+from genie.errors import (
+    ConfigurationError,
+    GenieError,
+    MalformedRequestError,
+    RemoteError,
+    ServerBusyError,
+    TransportError,
+    error_class_for,
+)
+from genie.graph import GRAPH_METADATA_KEY, HANDLES_METADATA_KEY, to_wire
+from genie.protocol import PROTOCOL_VERSION, SAFETENSORS_MEDIA_TYPE, normalize_url
+from genie.wire import Decoded, decode, dtype_from_name, encode
+
+__all__ = ["AsyncClient", "Client", "GraphResult", "RemoteTensor"]
+
+DEFAULT_TIMEOUT = 30.0
+#: Timeouts grow with the payload as if the link moved at least this many bytes/s.
+MIN_THROUGHPUT = 10 * 1024 * 1024
+UPLOAD_CHUNK = 1024 * 1024
+DEFAULT_RETRIES = 3
+BACKOFF_BASE = 0.1
+
+
+@dataclass(frozen=True)
+class RemoteTensor:
+    """A tensor held on the server (``POST /tensors`` or a kept graph output)."""
+
+    id: str
+    shape: tuple[int, ...]
+    dtype: torch.dtype
+    nbytes: int
+
+    @classmethod
+    def from_json(cls, info: Mapping[str, Any]) -> RemoteTensor:
+        return cls(id=str(info["id"]), shape=tuple(info["shape"]),
+                   dtype=dtype_from_name(info["dtype"]), nbytes=int(info["nbytes"]))
+
+
+@dataclass
+class GraphResult:
+    """What ``run_graph`` returns: fetched outputs and kept handles, by node id."""
+
+    outputs: dict[str, torch.Tensor] = field(default_factory=dict)
+    handles: dict[str, RemoteTensor] = field(default_factory=dict)
+
+
+@dataclass
+class Exchange:
+    """Figures of the last request: round trip, bytes each way, server phases (ms)."""
+
+    round_trip_ms: float = 0.0
+    bytes_sent: int = 0
+    bytes_received: int = 0
+    server_timing: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class _Plan:
+    method: str
+    path: str
+    params: dict[str, str] = field(default_factory=dict)
+    chunks: Sequence[bytes | memoryview] = ()
+    nbytes: int = 0
+    tensors_back: bool = False  # the reply is a safetensors body
+
+
+def _handle_id(handle: RemoteTensor | str) -> str:
+    return handle.id if isinstance(handle, RemoteTensor) else handle
+
+
+def _split_chunks(chunks: Sequence[bytes | memoryview]) -> Iterator[memoryview]:
+    for chunk in chunks:
+        view = memoryview(chunk).cast("B")
+        for start in range(0, len(view), UPLOAD_CHUNK):
+            yield view[start:start + UPLOAD_CHUNK]
+
+
+def _tensor_plan(method: str, path: str, tensors: Mapping[str, torch.Tensor],
+                 metadata: Mapping[str, str] | None = None, *,
+                 params: dict[str, str] | None = None, tensors_back: bool = True) -> _Plan:
+    encoded = encode(tensors, metadata)
+    return _Plan(method, path, params or {}, encoded.chunks, encoded.nbytes, tensors_back)
+
+
+def _execute_plan(op: str, tensors: Sequence[torch.Tensor], kwargs: Mapping[str, Any]) -> _Plan:
+    # The positional tensor travels under a name no op uses, so the server binds
+    # it to the op's first parameter whatever that is called.
+    body: dict[str, torch.Tensor] = {}
+    if tensors:
+        (body["_positional"],) = tensors
+    args: dict[str, Any] = {}
+    for name, value in kwargs.items():
+        if isinstance(value, torch.Tensor):
+            body[name] = value
+        else:
+            args[name] = to_wire(value)
+    params = {"op": op}
+    if args:
+        params["args"] = json.dumps(args)
+    return _tensor_plan("POST", "/execute", body, params=params)
+
+
+def _graph_plan(graph: Mapping[str, Any], inputs: Mapping[str, torch.Tensor]) -> _Plan:
+    return _tensor_plan("POST", "/graph", inputs, {GRAPH_METADATA_KEY: json.dumps(graph)})
+
+
+def _graph_result(decoded: Decoded) -> GraphResult:
+    kept = json.loads(decoded.metadata.get(HANDLES_METADATA_KEY, "{}"))
+    return GraphResult(outputs=decoded.tensors,
+                       handles={k: RemoteTensor.from_json(v) for k, v in kept.items()})
+
+
+def _only_tensor(decoded: Decoded) -> torch.Tensor:
+    if len(decoded.tensors) != 1:
+        raise MalformedRequestError(f"expected one tensor in the reply, got "
+                                    f"{len(decoded.tensors)}")
+    return next(iter(decoded.tensors.values()))
+
+
+def _raise_for_error(status: int, body: bytes) -> None:
+    if status < 400:
+        return
+    try:
+        err = json.loads(body)["error"]
+        kind, message = str(err["type"]), str(err["message"])
+    except (ValueError, KeyError, TypeError):
+        kind, message = None, body[:500].decode("utf-8", "replace") or f"HTTP {status}"
+    cls = error_class_for(status, kind)
+    raise cls(message, status=status, error_type=kind or cls.error_type)
+
+
+def _parse_server_timing(header: str | None) -> dict[str, float]:
+    timing: dict[str, float] = {}
+    for part in (header or "").split(","):
+        name, _, rest = part.strip().partition(";")
+        if rest.startswith("dur="):
+            try:
+                timing[name] = float(rest[4:])
+            except ValueError:
+                continue
+    return timing
+
+
+def _check_protocol(health: Mapping[str, Any]) -> None:
+    theirs = str(health.get("protocol_version", ""))
+    if theirs.split(".")[0] != PROTOCOL_VERSION.split(".")[0]:
+        raise ConfigurationError(f"server speaks Genie protocol {theirs or '?'}, this client "
+                                 f"{PROTOCOL_VERSION}; upgrade the older side")
+
+
+class _Base:
+    """Configuration and reply handling shared by the two clients."""
+
+    def __init__(self, url: str, *, token: str | None = None,
+                 timeout: float = DEFAULT_TIMEOUT, retries: int = DEFAULT_RETRIES) -> None:
+        try:
+            self.url = normalize_url(url)
+        except ValueError as exc:
+            raise ConfigurationError(str(exc)) from exc
+        self.token = token
+        self.timeout = timeout
+        self.retries = retries
+        self.last = Exchange()
+        self.bytes_sent = 0
+        self.bytes_received = 0
+        self.requests = 0
+
+    def _headers(self, plan: _Plan) -> dict[str, str]:
+        headers = {"accept": f"{SAFETENSORS_MEDIA_TYPE}, application/json"}
+        if self.token:
+            headers["authorization"] = f"Bearer {self.token}"
+        if plan.method == "POST":
+            headers["content-type"] = SAFETENSORS_MEDIA_TYPE
+            headers["content-length"] = str(plan.nbytes)
+        return headers
+
+    def _timeout(self, nbytes: int) -> httpx.Timeout:
+        scaled = self.timeout + nbytes / MIN_THROUGHPUT
+        return httpx.Timeout(scaled, connect=min(self.timeout, 10.0))
+
+    def _finish(self, plan: _Plan, status: int, headers: httpx.Headers, body: bytearray,
+                started: float) -> Any:
+        self.last = Exchange(round_trip_ms=(time.perf_counter() - started) * 1000,
+                             bytes_sent=plan.nbytes, bytes_received=len(body),
+                             server_timing=_parse_server_timing(headers.get("server-timing")))
+        self.bytes_sent += plan.nbytes
+        self.bytes_received += len(body)
+        self.requests += 1
+        _raise_for_error(status, bytes(body))
+        if plan.tensors_back:
+            return decode(body)
+        try:
+            return json.loads(body)
+        except ValueError as exc:
+            raise RemoteError(f"reply to {plan.method} {plan.path} is not JSON",
+                              status=status) from exc
+
+    def _should_retry(self, exc: GenieError, attempt: int) -> bool:
+        return attempt < self.retries and (
+            isinstance(exc, ServerBusyError)
+            or (isinstance(exc, TransportError) and exc.retryable))
+
+    @staticmethod
+    def _backoff(attempt: int) -> float:
+        return float(BACKOFF_BASE * (2 ** attempt))
+
+
+def _transport_error(exc: httpx.HTTPError, plan: _Plan, url: str) -> TransportError:
+    # Only failures to connect are safe to retry: the server never saw the request.
+    return TransportError(f"{plan.method} {url}{plan.path} failed: {type(exc).__name__}: {exc}",
+                          retryable=isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout)))
+
+
+def _size_from(headers: httpx.Headers) -> int | None:
+    value = headers.get("content-length")
+    return int(value) if value is not None and value.isdigit() else None
+
+
+class Client(_Base):
+    """A blocking client over one keep-alive ``httpx.Client``.
+
+    ``url`` is ``HOST``, ``HOST:PORT`` or ``http(s)://HOST:PORT`` (port 8888 by
+    default).  Use it as a context manager, or call ``close()``.
+    """
+
+    def __init__(self, url: str, *, token: str | None = None,
+                 timeout: float = DEFAULT_TIMEOUT, retries: int = DEFAULT_RETRIES) -> None:
+        super().__init__(url, token=token, timeout=timeout, retries=retries)
+        self._http = httpx.Client(base_url=self.url, timeout=self._timeout(0))
+
+    def _send(self, plan: _Plan) -> Any:
+        attempt = 0
+        while True:
+            try:
+                return self._send_once(plan)
+            except GenieError as exc:
+                if not self._should_retry(exc, attempt):
+                    raise
+                time.sleep(self._backoff(attempt))
+                attempt += 1
+
+    def _send_once(self, plan: _Plan) -> Any:
+        started = time.perf_counter()
+        content = _split_chunks(plan.chunks) if plan.method == "POST" else None
+        try:
+            with self._http.stream(plan.method, plan.path, params=plan.params,
+                                   headers=self._headers(plan), content=content,
+                                   timeout=self._timeout(plan.nbytes)) as resp:
+                size = _size_from(resp.headers)
+                body = bytearray(size) if size is not None else bytearray()
+                pos = 0
+                for chunk in resp.iter_raw():
+                    if size is not None and pos + len(chunk) <= size:
+                        body[pos:pos + len(chunk)] = chunk
+                    else:
+                        body[pos:] = chunk
+                    pos += len(chunk)
+                del body[pos:]
+                status, headers = resp.status_code, resp.headers
+        except httpx.HTTPError as exc:
+            raise _transport_error(exc, plan, self.url) from exc
+        return self._finish(plan, status, headers, body, started)
+
+    # --- API ---
+
+    def health(self) -> dict[str, Any]:
+        """``GET /health``: device, GPU, versions, uptime, request counters."""
+        result: dict[str, Any] = self._send(_Plan("GET", "/health"))
+        return result
+
+    def check_compatible(self) -> dict[str, Any]:
+        """``health()``, raising ``ConfigurationError`` on a protocol mismatch."""
+        info = self.health()
+        _check_protocol(info)
+        return info
+
+    def stats(self) -> dict[str, Any]:
+        result: dict[str, Any] = self._send(_Plan("GET", "/stats"))
+        return result
+
+    def ops(self) -> list[str]:
+        return [op["name"] for op in self._send(_Plan("GET", "/ops"))["ops"]]
+
+    def device(self) -> dict[str, Any]:
+        """``GET /device``: device description plus a synchronized matmul benchmark."""
+        result: dict[str, Any] = self._send(_Plan("GET", "/device"))
+        return result
+
+    def execute(self, op: str, tensor: torch.Tensor | None = None, /,
+                **kwargs: Any) -> torch.Tensor:
+        """Run one op: ``execute("add", x, other=y)``, ``execute("sum", x, dim=1)``."""
+        return _only_tensor(self._send(_execute_plan(op, [] if tensor is None else [tensor],
+                                                     kwargs)))
+
+    def run_graph(self, graph: Mapping[str, Any],
+                  inputs: Mapping[str, torch.Tensor] | None = None) -> GraphResult:
+        """Run a captured graph (see ``genie.graph``) in one request."""
+        return _graph_result(self._send(_graph_plan(graph, inputs or {})))
+
+    def put(self, tensor: torch.Tensor) -> RemoteTensor:
+        """Upload once; refer to it later by handle (in graphs, or ``get``)."""
+        return RemoteTensor.from_json(self._send(
+            _tensor_plan("POST", "/tensors", {"tensor": tensor}, tensors_back=False)))
+
+    def get(self, handle: RemoteTensor | str) -> torch.Tensor:
+        return _only_tensor(self._send(_Plan("GET", f"/tensors/{_handle_id(handle)}",
+                                             tensors_back=True)))
+
+    def delete(self, handle: RemoteTensor | str) -> dict[str, Any]:
+        result: dict[str, Any] = self._send(_Plan("DELETE", f"/tensors/{_handle_id(handle)}"))
+        return result
+
+    def echo(self, tensor: torch.Tensor) -> torch.Tensor:
+        """Round-trip a tensor with no compute: measures pure transfer."""
+        return _only_tensor(self._send(_tensor_plan("POST", "/echo", {"tensor": tensor})))
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+
+class AsyncClient(_Base):
+    """The ``asyncio`` twin of ``Client``: same methods, awaited."""
+
+    def __init__(self, url: str, *, token: str | None = None,
+                 timeout: float = DEFAULT_TIMEOUT, retries: int = DEFAULT_RETRIES) -> None:
+        super().__init__(url, token=token, timeout=timeout, retries=retries)
+        self._http = httpx.AsyncClient(base_url=self.url, timeout=self._timeout(0))
+
+    async def _send(self, plan: _Plan) -> Any:
+        attempt = 0
+        while True:
+            try:
+                return await self._send_once(plan)
+            except GenieError as exc:
+                if not self._should_retry(exc, attempt):
+                    raise
+                await asyncio.sleep(self._backoff(attempt))
+                attempt += 1
+
+    async def _send_once(self, plan: _Plan) -> Any:
+        started = time.perf_counter()
+
+        async def upload() -> AsyncIterator[memoryview]:
+            for chunk in _split_chunks(plan.chunks):
+                yield chunk
+
+        content = upload() if plan.method == "POST" else None
+        try:
+            async with self._http.stream(plan.method, plan.path, params=plan.params,
+                                         headers=self._headers(plan), content=content,
+                                         timeout=self._timeout(plan.nbytes)) as resp:
+                size = _size_from(resp.headers)
+                body = bytearray(size) if size is not None else bytearray()
+                pos = 0
+                async for chunk in resp.aiter_raw():
+                    if size is not None and pos + len(chunk) <= size:
+                        body[pos:pos + len(chunk)] = chunk
+                    else:
+                        body[pos:] = chunk
+                    pos += len(chunk)
+                del body[pos:]
+                status, headers = resp.status_code, resp.headers
+        except httpx.HTTPError as exc:
+            raise _transport_error(exc, plan, self.url) from exc
+        return self._finish(plan, status, headers, body, started)
+
+    async def health(self) -> dict[str, Any]:
+        result: dict[str, Any] = await self._send(_Plan("GET", "/health"))
+        return result
+
+    async def check_compatible(self) -> dict[str, Any]:
+        info = await self.health()
+        _check_protocol(info)
+        return info
+
+    async def stats(self) -> dict[str, Any]:
+        result: dict[str, Any] = await self._send(_Plan("GET", "/stats"))
+        return result
+
+    async def ops(self) -> list[str]:
+        return [op["name"] for op in (await self._send(_Plan("GET", "/ops")))["ops"]]
+
+    async def device(self) -> dict[str, Any]:
+        result: dict[str, Any] = await self._send(_Plan("GET", "/device"))
+        return result
+
+    async def execute(self, op: str, tensor: torch.Tensor | None = None, /,
+                      **kwargs: Any) -> torch.Tensor:
+        plan = _execute_plan(op, [] if tensor is None else [tensor], kwargs)
+        return _only_tensor(await self._send(plan))
+
+    async def run_graph(self, graph: Mapping[str, Any],
+                        inputs: Mapping[str, torch.Tensor] | None = None) -> GraphResult:
+        return _graph_result(await self._send(_graph_plan(graph, inputs or {})))
+
+    async def put(self, tensor: torch.Tensor) -> RemoteTensor:
+        plan = _tensor_plan("POST", "/tensors", {"tensor": tensor}, tensors_back=False)
+        return RemoteTensor.from_json(await self._send(plan))
+
+    async def get(self, handle: RemoteTensor | str) -> torch.Tensor:
+        plan = _Plan("GET", f"/tensors/{_handle_id(handle)}", tensors_back=True)
+        return _only_tensor(await self._send(plan))
+
+    async def delete(self, handle: RemoteTensor | str) -> dict[str, Any]:
+        result: dict[str, Any] = await self._send(
+            _Plan("DELETE", f"/tensors/{_handle_id(handle)}"))
+        return result
+
+    async def echo(self, tensor: torch.Tensor) -> torch.Tensor:
+        return _only_tensor(await self._send(_tensor_plan("POST", "/echo", {"tensor": tensor})))
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None,
+                        exc: BaseException | None, tb: TracebackType | None) -> None:
+        await self.aclose()

@@ -1,0 +1,617 @@
+"""The op allowlist: every operation a client may ask the server to run.
+
+A name from the wire is looked up in ``REGISTRY`` and nowhere else; there is no
+``getattr(torch, name)`` path, so a request can only ever reach the callables
+listed here.  Each ``Op`` declares its parameters with a checker per parameter,
+and ``Op.bind`` applies Python's own binding rules (positional, then keyword,
+defaults, trailing varargs such as ``x.reshape(2, 3)``) before anything runs.
+Checkers accept only what JSON can carry plus tensors, dtypes, slices and
+Ellipsis, which is also what the graph wire format can express.
+
+Parameter names follow PyTorch's own signatures (``input``, ``other``, ``dim``,
+``keepdim``...), so LazyTensor binds a captured ``torch`` call with the same
+``bind`` the server uses, and a client that writes ``{"dim": 1}`` means what
+``torch.sum(x, dim=1)`` means.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from genie.errors import InvalidArgumentError, UnsupportedOpError
+from genie.wire import dtype_from_name
+
+__all__ = ["REGISTRY", "Op", "OpContext", "Param", "get_op", "op_names"]
+
+_REQUIRED: Any = object()
+Checker = Callable[[str, Any], Any]
+
+
+@dataclass(frozen=True)
+class OpContext:
+    """What factories need from the server: where to allocate, and how much at most."""
+
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    max_alloc_bytes: int = 1 << 34
+
+
+@dataclass(frozen=True)
+class Param:
+    """One parameter: its name, a checker that validates and normalises the value,
+    a default (absent = required), and whether it swallows trailing positionals."""
+
+    name: str
+    check: Checker
+    default: Any = _REQUIRED
+    variadic: bool = False
+
+
+@dataclass(frozen=True)
+class Op:
+    """An allowlisted operation: ``fn`` is called with the bound, checked arguments."""
+
+    name: str
+    fn: Callable[..., torch.Tensor]
+    params: tuple[Param, ...]
+    factory: bool = False  # allocates on the server device: gets ``ctx`` as a keyword
+
+    def bind(self, args: Sequence[Any] = (), kwargs: Mapping[str, Any] | None = None
+             ) -> dict[str, Any]:
+        """Match ``args``/``kwargs`` to the parameters, check each, fill defaults."""
+        kwargs = dict(kwargs or {})
+        bound: dict[str, Any] = {}
+        rest = list(args)
+        for param in self.params:
+            if not rest:
+                break
+            if param.variadic:
+                # x.reshape(2, 3) and x.reshape((2, 3)) mean the same.
+                bound[param.name] = (list(rest[0]) if len(rest) == 1
+                                     and isinstance(rest[0], (list, tuple)) else rest)
+                rest = []
+            else:
+                bound[param.name] = rest.pop(0)
+        if rest:
+            raise InvalidArgumentError(
+                f"op {self.name!r} takes at most {len(self.params)} positional arguments "
+                f"({self.signature()}), got {len(args)}")
+        for key, value in kwargs.items():
+            if key not in {p.name for p in self.params}:
+                raise InvalidArgumentError(
+                    f"op {self.name!r} has no argument {key!r}; it takes {self.signature()}")
+            if key in bound:
+                raise InvalidArgumentError(f"op {self.name!r} got {key!r} twice")
+            bound[key] = value
+        for param in self.params:
+            if param.name in bound:
+                bound[param.name] = param.check(f"{self.name}: {param.name}", bound[param.name])
+            elif param.default is _REQUIRED:
+                raise InvalidArgumentError(
+                    f"op {self.name!r} is missing argument {param.name!r}; "
+                    f"it takes {self.signature()}")
+            else:
+                bound[param.name] = param.default
+        return bound
+
+    def signature(self) -> str:
+        parts = []
+        for p in self.params:
+            star = "*" if p.variadic else ""
+            parts.append(f"{star}{p.name}" if p.default is _REQUIRED
+                         else f"{p.name}={p.default!r}")
+        return f"{self.name}({', '.join(parts)})"
+
+    def __call__(self, bound: Mapping[str, Any], ctx: OpContext | None = None) -> torch.Tensor:
+        """Run on already-bound arguments; torch's own errors become 422s."""
+        try:
+            if self.factory:
+                return self.fn(**bound, ctx=ctx or OpContext())
+            return self.fn(**bound)
+        except torch.OutOfMemoryError:
+            raise  # the server turns this into 503 out_of_memory
+        except (RuntimeError, ValueError, TypeError, IndexError) as exc:
+            if "can't allocate memory" in str(exc) or "out of memory" in str(exc).lower():
+                raise torch.OutOfMemoryError(str(exc)) from exc
+            raise InvalidArgumentError(f"op {self.name!r} failed: {exc}") from exc
+
+
+# --- checkers: each validates one wire value and returns the value to pass on ---
+
+def _bad(where: str, want: str, value: Any) -> InvalidArgumentError:
+    shown = f"a tensor of shape {list(value.shape)}" if isinstance(value, torch.Tensor) \
+        else repr(value)[:80]
+    return InvalidArgumentError(f"{where} must be {want}, got {shown}")
+
+
+def TENSOR(where: str, v: Any) -> torch.Tensor:  # noqa: N802 - read as a type
+    if not isinstance(v, torch.Tensor):
+        raise _bad(where, "a tensor", v)
+    return v
+
+
+def INT(where: str, v: Any) -> int:  # noqa: N802
+    if type(v) is not int:
+        raise _bad(where, "an integer", v)
+    return v
+
+
+def BOOL(where: str, v: Any) -> bool:  # noqa: N802
+    if type(v) is not bool:
+        raise _bad(where, "true or false", v)
+    return v
+
+
+def NUMBER(where: str, v: Any) -> int | float | bool:  # noqa: N802
+    if type(v) not in (int, float, bool):
+        raise _bad(where, "a number", v)
+    return v
+
+
+def INTS(where: str, v: Any) -> list[int]:  # noqa: N802
+    """An int or a list of ints (PyTorch's ``int[]`` arguments accept both)."""
+    if type(v) is int:
+        return [v]
+    if isinstance(v, (list, tuple)) and all(type(i) is int for i in v):
+        return list(v)
+    raise _bad(where, "an integer or a list of integers", v)
+
+
+def TENSORS(where: str, v: Any) -> list[torch.Tensor]:  # noqa: N802
+    if isinstance(v, (list, tuple)) and v and all(isinstance(t, torch.Tensor) for t in v):
+        return list(v)
+    raise _bad(where, "a non-empty list of tensors", v)
+
+
+def DTYPE(where: str, v: Any) -> torch.dtype:  # noqa: N802
+    return v if isinstance(v, torch.dtype) else dtype_from_name(v)
+
+
+def TENSOR_OR_NUMBER(where: str, v: Any) -> torch.Tensor | int | float | bool:  # noqa: N802
+    return v if isinstance(v, torch.Tensor) else NUMBER(where, v)
+
+
+def optional(check: Checker) -> Checker:
+    def opt(where: str, v: Any) -> Any:
+        return None if v is None else check(where, v)
+    opt.__name__ = f"optional_{getattr(check, '__name__', 'value')}"
+    return opt
+
+
+def choice(*allowed: str) -> Checker:
+    def one_of(where: str, v: Any) -> str:
+        if v not in allowed:
+            raise _bad(where, "one of " + ", ".join(map(repr, allowed)), v)
+        return v
+    return one_of
+
+
+def INT_OR_INTS(where: str, v: Any) -> int | list[int]:  # noqa: N802
+    """Kernel sizes, strides, paddings: one int or one per spatial dim."""
+    return v if type(v) is int else INTS(where, v)
+
+
+def INDEX(where: str, v: Any) -> Any:  # noqa: N802
+    """``x[...]``: int, None, slice, Ellipsis, bool/long tensor, or a tuple of those."""
+    items = v if isinstance(v, (list, tuple)) else [v]
+    for item in items:
+        if item is None or item is Ellipsis or type(item) in (int, bool):
+            continue
+        if isinstance(item, slice):
+            for part in (item.start, item.stop, item.step):
+                if part is not None and type(part) is not int:
+                    raise _bad(where, "a slice of integers", item)
+            continue
+        if isinstance(item, torch.Tensor) and (item.dtype in (torch.bool, torch.long,
+                                                              torch.int32, torch.uint8)):
+            continue
+        raise _bad(where, "an index (int, slice, None, Ellipsis, int/bool tensor)", item)
+    return tuple(v) if isinstance(v, (list, tuple)) else v
+
+
+OPT_TENSOR = optional(TENSOR)
+OPT_INT = optional(INT)
+OPT_INTS = optional(INTS)
+OPT_DTYPE = optional(DTYPE)
+OPT_NUMBER = optional(NUMBER)
+OPT_TENSOR_OR_NUMBER = optional(TENSOR_OR_NUMBER)
+
+
+# --- factories allocate on the server device, within its allocation cap ---
+
+def _check_alloc(shape: Sequence[int], dtype: torch.dtype | None, ctx: OpContext) -> None:
+    if any(d < 0 for d in shape):
+        raise InvalidArgumentError(f"size must be non-negative, got {list(shape)}")
+    nbytes = math.prod(shape) * (dtype or torch.get_default_dtype()).itemsize
+    if nbytes > ctx.max_alloc_bytes:
+        raise InvalidArgumentError(
+            f"a {list(shape)} tensor needs {nbytes} bytes, over the server's "
+            f"{ctx.max_alloc_bytes}-byte allocation limit")
+
+
+def _generator(seed: int | None, device: torch.device) -> torch.Generator | None:
+    if seed is None:
+        return None
+    return torch.Generator(device=device).manual_seed(seed)
+
+
+def _random(kind: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
+    def make(size: list[int], seed: int | None, dtype: torch.dtype | None,
+             ctx: OpContext) -> torch.Tensor:
+        _check_alloc(size, dtype, ctx)
+        return kind(size, generator=_generator(seed, ctx.device), dtype=dtype,
+                    device=ctx.device)
+    return make
+
+
+def _filled(kind: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
+    def make(size: list[int], dtype: torch.dtype | None, ctx: OpContext) -> torch.Tensor:
+        _check_alloc(size, dtype, ctx)
+        return kind(size, dtype=dtype, device=ctx.device)
+    return make
+
+
+def _full(size: list[int], fill_value: Any, dtype: torch.dtype | None,
+          ctx: OpContext) -> torch.Tensor:
+    _check_alloc(size, dtype, ctx)
+    return torch.full(size, fill_value, dtype=dtype, device=ctx.device)
+
+
+def _arange(start: Any, end: Any, step: Any, dtype: torch.dtype | None,
+            ctx: OpContext) -> torch.Tensor:
+    if end is None:
+        start, end = 0, start
+    if step == 0:
+        raise InvalidArgumentError("arange: step must be non-zero")
+    _check_alloc([max(0, math.ceil((end - start) / step))], dtype, ctx)
+    return torch.arange(start, end, step, dtype=dtype, device=ctx.device)
+
+
+def _eye(n: int, m: int | None, dtype: torch.dtype | None, ctx: OpContext) -> torch.Tensor:
+    _check_alloc([n, n if m is None else m], dtype, ctx)
+    return torch.eye(n, n if m is None else m, dtype=dtype, device=ctx.device)
+
+
+def _dropout(input: torch.Tensor, p: float, training: bool) -> torch.Tensor:
+    if training:
+        raise InvalidArgumentError(
+            "dropout: only evaluation mode (training=False) runs remotely; "
+            "training-mode dropout would draw server-side randomness the client cannot replay")
+    if not 0.0 <= p <= 1.0:
+        raise InvalidArgumentError(f"dropout: p must be in [0, 1], got {p}")
+    return input
+
+
+def _batch_norm(input: torch.Tensor, running_mean: torch.Tensor | None,
+                running_var: torch.Tensor | None, weight: torch.Tensor | None,
+                bias: torch.Tensor | None, training: bool, momentum: float,
+                eps: float) -> torch.Tensor:
+    if training:
+        raise InvalidArgumentError("batch_norm: only evaluation mode (training=False) is "
+                                   "supported; it would update running statistics in place")
+    return F.batch_norm(input, running_mean, running_var, weight, bias, False, momentum, eps)
+
+
+def _reduce(fn: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
+    """max/min/etc. with an optional dim: without dim, over everything."""
+    def run(input: torch.Tensor, dim: int | None, keepdim: bool) -> torch.Tensor:
+        if dim is None:
+            return fn(input)
+        out = fn(input, dim, keepdim)
+        return out.values if hasattr(out, "values") else out
+    return run
+
+
+def _sum_like(fn: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
+    def run(input: torch.Tensor, dim: list[int] | None, keepdim: bool,
+            dtype: torch.dtype | None) -> torch.Tensor:
+        if dim is None:
+            return fn(input, dtype=dtype)
+        return fn(input, dim, keepdim, dtype=dtype)
+    return run
+
+
+def _var_like(fn: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
+    def run(input: torch.Tensor, dim: list[int] | None, correction: int | float,
+            keepdim: bool) -> torch.Tensor:
+        return fn(input, dim, correction=correction, keepdim=keepdim)
+    return run
+
+
+def _squeeze(input: torch.Tensor, dim: list[int] | None) -> torch.Tensor:
+    return input.squeeze() if dim is None else input.squeeze(tuple(dim))
+
+
+_T = Param("input", TENSOR)
+_OTHER = Param("other", TENSOR_OR_NUMBER)
+_KEEPDIM = Param("keepdim", BOOL, False)
+
+
+def _unary(name: str, fn: Callable[[torch.Tensor], torch.Tensor]) -> Op:
+    return Op(name, lambda input: fn(input), (_T,))
+
+
+def _binary(name: str, fn: Callable[..., torch.Tensor]) -> Op:
+    return Op(name, lambda input, other: fn(input, other), (_T, _OTHER))
+
+
+_UNARY: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "relu": torch.relu, "sigmoid": torch.sigmoid, "tanh": torch.tanh, "abs": torch.abs,
+    "neg": torch.neg, "exp": torch.exp, "exp2": torch.exp2, "expm1": torch.expm1,
+    "log": torch.log, "log2": torch.log2, "log10": torch.log10, "log1p": torch.log1p,
+    "sqrt": torch.sqrt, "rsqrt": torch.rsqrt, "square": torch.square, "sin": torch.sin,
+    "cos": torch.cos, "tan": torch.tan, "asin": torch.asin, "acos": torch.acos,
+    "atan": torch.atan, "sinh": torch.sinh, "cosh": torch.cosh, "erf": torch.erf,
+    "erfc": torch.erfc, "reciprocal": torch.reciprocal, "sign": torch.sign,
+    "floor": torch.floor, "ceil": torch.ceil, "round": torch.round, "trunc": torch.trunc,
+    "frac": torch.frac, "silu": F.silu, "mish": F.mish, "relu6": F.relu6, "selu": F.selu,
+    "softsign": F.softsign, "hardswish": F.hardswish, "hardsigmoid": F.hardsigmoid,
+    "logsigmoid": F.logsigmoid, "tanhshrink": F.tanhshrink,
+    "logical_not": torch.logical_not, "bitwise_not": torch.bitwise_not,
+    "isnan": torch.isnan, "isinf": torch.isinf, "isfinite": torch.isfinite,
+    "clone": torch.clone, "contiguous": lambda t: t.contiguous(), "t": torch.t,
+    "real": torch.real, "imag": torch.imag, "conj": lambda t: t.conj().resolve_conj(),
+    "angle": torch.angle,
+}
+
+_BINARY: dict[str, Callable[..., torch.Tensor]] = {
+    "mul": torch.mul, "maximum": torch.maximum, "minimum": torch.minimum,
+    "remainder": torch.remainder, "fmod": torch.fmod, "atan2": torch.atan2,
+    "floor_divide": torch.floor_divide, "eq": torch.eq, "ne": torch.ne, "lt": torch.lt,
+    "le": torch.le, "gt": torch.gt, "ge": torch.ge, "logical_and": torch.logical_and,
+    "logical_or": torch.logical_or, "logical_xor": torch.logical_xor,
+    "bitwise_and": torch.bitwise_and, "bitwise_or": torch.bitwise_or,
+    "bitwise_xor": torch.bitwise_xor, "matmul": torch.matmul, "mm": torch.mm,
+    "bmm": torch.bmm, "dot": torch.dot, "outer": torch.outer, "hypot": torch.hypot,
+}
+
+
+def _build() -> dict[str, Op]:
+    ops: list[Op] = [_unary(n, f) for n, f in _UNARY.items()]
+    ops += [_binary(n, f) for n, f in _BINARY.items()]
+    ops += [
+        # elementwise with options
+        Op("add", lambda input, other, alpha: torch.add(input, other, alpha=alpha),
+           (_T, _OTHER, Param("alpha", NUMBER, 1))),
+        Op("sub", lambda input, other, alpha: torch.sub(input, other, alpha=alpha),
+           (_T, _OTHER, Param("alpha", NUMBER, 1))),
+        Op("div", lambda input, other, rounding_mode: torch.div(
+            input, other, rounding_mode=rounding_mode),
+           (_T, _OTHER, Param("rounding_mode", optional(choice("trunc", "floor")), None))),
+        Op("pow", lambda input, exponent: torch.pow(input, exponent),
+           (_T, Param("exponent", TENSOR_OR_NUMBER))),
+        Op("clamp", lambda input, min, max: torch.clamp(input, min, max),
+           (_T, Param("min", OPT_TENSOR_OR_NUMBER, None), Param("max", OPT_TENSOR_OR_NUMBER, None))),
+        Op("where", lambda condition, input, other: torch.where(condition, input, other),
+           (Param("condition", TENSOR), Param("input", TENSOR_OR_NUMBER), _OTHER)),
+        Op("masked_fill", lambda input, mask, value: input.masked_fill(mask, value),
+           (_T, Param("mask", TENSOR), Param("value", TENSOR_OR_NUMBER))),
+        Op("lerp", lambda input, end, weight: torch.lerp(input, end, weight),
+           (_T, Param("end", TENSOR), Param("weight", TENSOR_OR_NUMBER))),
+        Op("gelu", lambda input, approximate: F.gelu(input, approximate=approximate),
+           (_T, Param("approximate", choice("none", "tanh"), "none"))),
+        Op("leaky_relu", lambda input, negative_slope: F.leaky_relu(input, negative_slope),
+           (_T, Param("negative_slope", NUMBER, 0.01))),
+        Op("elu", lambda input, alpha: F.elu(input, alpha), (_T, Param("alpha", NUMBER, 1.0))),
+        Op("softplus", lambda input, beta, threshold: F.softplus(input, beta, threshold),
+           (_T, Param("beta", NUMBER, 1.0), Param("threshold", NUMBER, 20.0))),
+        Op("hardtanh", lambda input, min_val, max_val: F.hardtanh(input, min_val, max_val),
+           (_T, Param("min_val", NUMBER, -1.0), Param("max_val", NUMBER, 1.0))),
+        Op("to", lambda input, dtype: input.to(dtype), (_T, Param("dtype", DTYPE))),
+        # linear algebra
+        Op("linear", lambda input, weight, bias: F.linear(input, weight, bias),
+           (_T, Param("weight", TENSOR), Param("bias", OPT_TENSOR, None))),
+        Op("addmm", lambda input, mat1, mat2, beta, alpha: torch.addmm(
+            input, mat1, mat2, beta=beta, alpha=alpha),
+           (_T, Param("mat1", TENSOR), Param("mat2", TENSOR), Param("beta", NUMBER, 1),
+            Param("alpha", NUMBER, 1))),
+        Op("einsum", lambda equation, operands: torch.einsum(equation, *operands),
+           (Param("equation", _string), Param("operands", TENSORS, variadic=True))),
+        # reductions
+        Op("sum", _sum_like(torch.sum), (_T, Param("dim", OPT_INTS, None), _KEEPDIM,
+                                         Param("dtype", OPT_DTYPE, None))),
+        Op("mean", _sum_like(torch.mean), (_T, Param("dim", OPT_INTS, None), _KEEPDIM,
+                                           Param("dtype", OPT_DTYPE, None))),
+        Op("prod", lambda input, dim, keepdim, dtype: torch.prod(input, dtype=dtype)
+           if dim is None else torch.prod(input, dim, keepdim, dtype=dtype),
+           (_T, Param("dim", OPT_INT, None), _KEEPDIM, Param("dtype", OPT_DTYPE, None))),
+        Op("max", _reduce(torch.max), (_T, Param("dim", OPT_INT, None), _KEEPDIM)),
+        Op("min", _reduce(torch.min), (_T, Param("dim", OPT_INT, None), _KEEPDIM)),
+        Op("amax", lambda input, dim, keepdim: torch.amax(input, dim, keepdim),
+           (_T, Param("dim", INTS, []), _KEEPDIM)),
+        Op("amin", lambda input, dim, keepdim: torch.amin(input, dim, keepdim),
+           (_T, Param("dim", INTS, []), _KEEPDIM)),
+        Op("argmax", lambda input, dim, keepdim: torch.argmax(input, dim, keepdim),
+           (_T, Param("dim", OPT_INT, None), _KEEPDIM)),
+        Op("argmin", lambda input, dim, keepdim: torch.argmin(input, dim, keepdim),
+           (_T, Param("dim", OPT_INT, None), _KEEPDIM)),
+        Op("var", _var_like(torch.var), (_T, Param("dim", OPT_INTS, None),
+                                         Param("correction", NUMBER, 1), _KEEPDIM)),
+        Op("std", _var_like(torch.std), (_T, Param("dim", OPT_INTS, None),
+                                         Param("correction", NUMBER, 1), _KEEPDIM)),
+        Op("logsumexp", lambda input, dim, keepdim: torch.logsumexp(input, dim, keepdim),
+           (_T, Param("dim", INTS), _KEEPDIM)),
+        Op("norm", lambda input, p, dim, keepdim: torch.linalg.vector_norm(
+            input, p, dim, keepdim), (_T, Param("p", NUMBER, 2), Param("dim", OPT_INTS, None),
+                                      _KEEPDIM)),
+        Op("all", lambda input, dim, keepdim: torch.all(input) if dim is None
+           else torch.all(input, dim, keepdim), (_T, Param("dim", OPT_INT, None), _KEEPDIM)),
+        Op("any", lambda input, dim, keepdim: torch.any(input) if dim is None
+           else torch.any(input, dim, keepdim), (_T, Param("dim", OPT_INT, None), _KEEPDIM)),
+        Op("cumsum", lambda input, dim, dtype: torch.cumsum(input, dim, dtype=dtype),
+           (_T, Param("dim", INT), Param("dtype", OPT_DTYPE, None))),
+        Op("softmax", lambda input, dim, dtype: torch.softmax(input, dim, dtype=dtype),
+           (_T, Param("dim", INT), Param("dtype", OPT_DTYPE, None))),
+        Op("log_softmax", lambda input, dim, dtype: torch.log_softmax(input, dim, dtype=dtype),
+           (_T, Param("dim", INT), Param("dtype", OPT_DTYPE, None))),
+        # shape and indexing
+        Op("reshape", lambda input, shape: input.reshape(shape),
+           (_T, Param("shape", INTS, variadic=True))),
+        Op("view", lambda input, shape: input.view(shape),
+           (_T, Param("shape", INTS, variadic=True))),
+        Op("expand", lambda input, size: input.expand(size),
+           (_T, Param("size", INTS, variadic=True))),
+        Op("repeat", lambda input, repeats: input.repeat(repeats),
+           (_T, Param("repeats", INTS, variadic=True))),
+        Op("permute", lambda input, dims: input.permute(dims),
+           (_T, Param("dims", INTS, variadic=True))),
+        Op("transpose", lambda input, dim0, dim1: input.transpose(dim0, dim1),
+           (_T, Param("dim0", INT), Param("dim1", INT))),
+        Op("flatten", lambda input, start_dim, end_dim: input.flatten(start_dim, end_dim),
+           (_T, Param("start_dim", INT, 0), Param("end_dim", INT, -1))),
+        Op("unflatten", lambda input, dim, sizes: input.unflatten(dim, sizes),
+           (_T, Param("dim", INT), Param("sizes", INTS))),
+        Op("squeeze", _squeeze, (_T, Param("dim", OPT_INTS, None))),
+        Op("unsqueeze", lambda input, dim: input.unsqueeze(dim), (_T, Param("dim", INT))),
+        Op("flip", lambda input, dims: input.flip(dims), (_T, Param("dims", INTS))),
+        Op("roll", lambda input, shifts, dims: input.roll(shifts, dims),
+           (_T, Param("shifts", INTS), Param("dims", OPT_INTS, None))),
+        Op("tril", lambda input, diagonal: input.tril(diagonal), (_T, Param("diagonal", INT, 0))),
+        Op("triu", lambda input, diagonal: input.triu(diagonal), (_T, Param("diagonal", INT, 0))),
+        Op("narrow", lambda input, dim, start, length: input.narrow(dim, start, length),
+           (_T, Param("dim", INT), Param("start", INT), Param("length", INT))),
+        Op("select", lambda input, dim, index: input.select(dim, index),
+           (_T, Param("dim", INT), Param("index", INT))),
+        Op("getitem", lambda input, index: input[index], (_T, Param("index", INDEX))),
+        Op("gather", lambda input, dim, index: torch.gather(input, dim, index),
+           (_T, Param("dim", INT), Param("index", TENSOR))),
+        Op("index_select", lambda input, dim, index: torch.index_select(input, dim, index),
+           (_T, Param("dim", INT), Param("index", TENSOR))),
+        Op("cat", lambda tensors, dim: torch.cat(tensors, dim),
+           (Param("tensors", TENSORS), Param("dim", INT, 0))),
+        Op("stack", lambda tensors, dim: torch.stack(tensors, dim),
+           (Param("tensors", TENSORS), Param("dim", INT, 0))),
+        # nn.functional
+        Op("layer_norm", lambda input, normalized_shape, weight, bias, eps: F.layer_norm(
+            input, normalized_shape, weight, bias, eps),
+           (_T, Param("normalized_shape", INTS), Param("weight", OPT_TENSOR, None),
+            Param("bias", OPT_TENSOR, None), Param("eps", NUMBER, 1e-5))),
+        Op("rms_norm", lambda input, normalized_shape, weight, eps: F.rms_norm(
+            input, normalized_shape, weight, eps),
+           (_T, Param("normalized_shape", INTS), Param("weight", OPT_TENSOR, None),
+            Param("eps", OPT_NUMBER, None))),
+        Op("group_norm", lambda input, num_groups, weight, bias, eps: F.group_norm(
+            input, num_groups, weight, bias, eps),
+           (_T, Param("num_groups", INT), Param("weight", OPT_TENSOR, None),
+            Param("bias", OPT_TENSOR, None), Param("eps", NUMBER, 1e-5))),
+        Op("batch_norm", _batch_norm,
+           (_T, Param("running_mean", OPT_TENSOR), Param("running_var", OPT_TENSOR),
+            Param("weight", OPT_TENSOR, None), Param("bias", OPT_TENSOR, None),
+            Param("training", BOOL, False), Param("momentum", NUMBER, 0.1),
+            Param("eps", NUMBER, 1e-5))),
+        Op("conv1d", lambda input, weight, bias, stride, padding, dilation, groups: F.conv1d(
+            input, weight, bias, stride, padding, dilation, groups), _conv_params()),
+        Op("conv2d", lambda input, weight, bias, stride, padding, dilation, groups: F.conv2d(
+            input, weight, bias, stride, padding, dilation, groups), _conv_params()),
+        Op("max_pool2d", lambda input, kernel_size, stride, padding, dilation, ceil_mode:
+           F.max_pool2d(input, kernel_size, stride, padding, dilation, ceil_mode=ceil_mode),
+           (_T, Param("kernel_size", INT_OR_INTS), Param("stride", optional(INT_OR_INTS), None),
+            Param("padding", INT_OR_INTS, 0), Param("dilation", INT_OR_INTS, 1),
+            Param("ceil_mode", BOOL, False))),
+        Op("avg_pool2d", lambda input, kernel_size, stride, padding, ceil_mode:
+           F.avg_pool2d(input, kernel_size, stride, padding, ceil_mode),
+           (_T, Param("kernel_size", INT_OR_INTS), Param("stride", optional(INT_OR_INTS), None),
+            Param("padding", INT_OR_INTS, 0), Param("ceil_mode", BOOL, False))),
+        Op("adaptive_avg_pool2d", lambda input, output_size: F.adaptive_avg_pool2d(
+            input, output_size), (_T, Param("output_size", INT_OR_INTS))),
+        Op("embedding", lambda input, weight, padding_idx: F.embedding(
+            input, weight, padding_idx), (_T, Param("weight", TENSOR),
+                                          Param("padding_idx", OPT_INT, None))),
+        Op("dropout", _dropout, (_T, Param("p", NUMBER, 0.5), Param("training", BOOL, False))),
+        Op("scaled_dot_product_attention",
+           lambda query, key, value, attn_mask, dropout_p, is_causal, scale:
+           F.scaled_dot_product_attention(query, key, value, attn_mask, dropout_p,
+                                          is_causal, scale=scale),
+           (Param("query", TENSOR), Param("key", TENSOR), Param("value", TENSOR),
+            Param("attn_mask", OPT_TENSOR, None), Param("dropout_p", _zero_only, 0.0),
+            Param("is_causal", BOOL, False), Param("scale", OPT_NUMBER, None))),
+        Op("normalize", lambda input, p, dim, eps: F.normalize(input, p, dim, eps),
+           (_T, Param("p", NUMBER, 2.0), Param("dim", INT, 1), Param("eps", NUMBER, 1e-12))),
+        Op("pad", lambda input, pad, mode, value: F.pad(input, pad, mode, value),
+           (_T, Param("pad", INTS), Param("mode", choice("constant", "reflect", "replicate",
+                                                  "circular"), "constant"),
+            Param("value", OPT_NUMBER, None))),
+        Op("mse_loss", lambda input, target, reduction: F.mse_loss(
+            input, target, reduction=reduction),
+           (_T, Param("target", TENSOR), Param("reduction", choice("mean", "sum", "none"), "mean"))),
+        Op("cross_entropy", lambda input, target, reduction: F.cross_entropy(
+            input, target, reduction=reduction),
+           (_T, Param("target", TENSOR), Param("reduction", choice("mean", "sum", "none"), "mean"))),
+        # factories: allocate on the server device
+        Op("randn", _random(torch.randn), _factory_params(seeded=True), factory=True),
+        Op("rand", _random(torch.rand), _factory_params(seeded=True), factory=True),
+        Op("zeros", _filled(torch.zeros), _factory_params(), factory=True),
+        Op("ones", _filled(torch.ones), _factory_params(), factory=True),
+        Op("empty", _filled(torch.zeros), _factory_params(), factory=True),
+        Op("full", _full, (Param("size", INTS), Param("fill_value", NUMBER),
+                           Param("dtype", OPT_DTYPE, None)), factory=True),
+        Op("arange", _arange, (Param("start", NUMBER), Param("end", OPT_NUMBER, None),
+                               Param("step", NUMBER, 1), Param("dtype", OPT_DTYPE, None)),
+           factory=True),
+        Op("eye", _eye, (Param("n", INT), Param("m", OPT_INT, None), Param("dtype", OPT_DTYPE, None)),
+           factory=True),
+        Op("zeros_like", lambda input, dtype: torch.zeros_like(input, dtype=dtype),
+           (_T, Param("dtype", OPT_DTYPE, None))),
+        Op("ones_like", lambda input, dtype: torch.ones_like(input, dtype=dtype),
+           (_T, Param("dtype", OPT_DTYPE, None))),
+        Op("full_like", lambda input, fill_value, dtype: torch.full_like(
+            input, fill_value, dtype=dtype),
+           (_T, Param("fill_value", NUMBER), Param("dtype", OPT_DTYPE, None))),
+    ]
+    registry = {op.name: op for op in ops}
+    assert len(registry) == len(ops), "duplicate op name"
+    return registry
+
+
+def _string(where: str, v: Any) -> str:
+    if not isinstance(v, str):
+        raise _bad(where, "a string", v)
+    return v
+
+
+def _zero_only(where: str, v: Any) -> float:
+    if NUMBER(where, v) != 0:
+        raise InvalidArgumentError(f"{where}: only 0.0 is supported remotely (no training-mode "
+                                   "dropout)")
+    return 0.0
+
+
+def _conv_params() -> tuple[Param, ...]:
+    return (_T, Param("weight", TENSOR), Param("bias", OPT_TENSOR, None),
+            Param("stride", INT_OR_INTS, 1),
+            Param("padding", _conv_padding, 0), Param("dilation", INT_OR_INTS, 1),
+            Param("groups", INT, 1))
+
+
+def _conv_padding(where: str, v: Any) -> Any:
+    return v if v in ("same", "valid") else INT_OR_INTS(where, v)
+
+
+def _factory_params(*, seeded: bool = False) -> tuple[Param, ...]:
+    size = Param("size", INTS, variadic=True)
+    dtype = Param("dtype", OPT_DTYPE, None)
+    if seeded:
+        return (size, Param("seed", OPT_INT, None), dtype)
+    return (size, dtype)
+
+
+#: name -> Op; the one place a name from the wire is resolved.
+REGISTRY: Mapping[str, Op] = _build()
+
+
+def op_names() -> list[str]:
+    """Every supported op name, sorted (what ``GET /ops`` lists)."""
+    return sorted(REGISTRY)
+
+
+def get_op(name: object) -> Op:
+    """The allowlisted op called ``name``, or ``UnsupportedOpError`` naming the choices."""
+    if isinstance(name, str) and name in REGISTRY:
+        return REGISTRY[name]
+    raise UnsupportedOpError(
+        f"unsupported op {name!r}; supported ops: {', '.join(op_names())}")

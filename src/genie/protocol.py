@@ -1,0 +1,49 @@
+"""Constants both ends of the wire agree on."""
+
+from __future__ import annotations
+
+__all__ = ["DEFAULT_PORT", "PROTOCOL_VERSION", "SAFETENSORS_MEDIA_TYPE"]
+
+#: Bumped when a request or reply changes incompatibly; /health reports it and the
+#: client refuses a server whose major version differs.
+PROTOCOL_VERSION = "1.0"
+#: There is no registered media type for safetensors; octet-stream is what curl,
+#: browsers and proxies handle without surprises.
+SAFETENSORS_MEDIA_TYPE = "application/octet-stream"
+DEFAULT_PORT = 8888
+
+
+def normalize_url(target: str, *, default_port: int = DEFAULT_PORT) -> str:
+    """``HOST``, ``HOST:PORT``, ``[v6]:PORT`` or ``http(s)://HOST[:PORT]`` -> base URL.
+
+    A missing port is ``default_port`` (8888) whatever the scheme.
+
+    Raises ``ValueError`` with the accepted forms when ``target`` is none of them.
+    """
+    from urllib.parse import urlsplit
+
+    text = target.strip().rstrip("/")
+    forms = "expected HOST, HOST:PORT or http(s)://HOST:PORT"
+    if not text:
+        raise ValueError(f"empty server address; {forms}")
+    if "://" not in text:
+        if text.count(":") > 1 and not text.startswith("["):
+            text = f"[{text}]"  # a bare IPv6 literal such as ::1
+        text = f"http://{text}"
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https"):
+        raise ValueError(f"{target!r}: scheme must be http or https; {forms}")
+    if parts.path not in ("", "/") or parts.query or parts.fragment or parts.username:
+        raise ValueError(f"{target!r}: no path, query or credentials allowed; {forms}")
+    try:
+        host, port = parts.hostname, parts.port
+    except ValueError as exc:  # port out of range or not a number
+        raise ValueError(f"{target!r}: {exc}; {forms}") from None
+    if not host:
+        raise ValueError(f"{target!r}: no host; {forms}")
+    if port is None:
+        port = default_port  # also for https: Genie's port, not the scheme's
+    if port == 0:
+        raise ValueError(f"{target!r}: port 0 is not a server port; {forms}")
+    shown = f"[{host}]" if ":" in host else host
+    return f"{parts.scheme}://{shown}:{port}"

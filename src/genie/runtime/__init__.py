@@ -1,0 +1,1 @@
+"""Entry points that run Genie: ``python -m genie.runtime.simple_server``."""

@@ -1,0 +1,71 @@
+"""``python -m genie.runtime.simple_server --host 0.0.0.0 --port 8888`` (or ``genie-server``).
+
+The command-line front of ``genie.server.create_app``: parse flags, configure
+logging once, hand the app to uvicorn (with uvloop and httptools when installed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+import uvicorn
+
+from genie.errors import ConfigurationError
+from genie.server.app import create_app
+from genie.server.config import DEFAULT_MAX_BODY_MB, DEFAULT_MAX_HELD_MB, DEFAULT_PORT, ServerConfig
+
+__all__ = ["build_parser", "main"]
+
+
+def _positive_mb(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of MiB") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError("must be > 0")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="genie-server",
+        description="Serve PyTorch ops over HTTP + safetensors on this machine's GPU (or CPU).")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="interface to bind; 0.0.0.0 to accept clients from the network "
+                        "(default: %(default)s)")
+    p.add_argument("--port", type=int, default=DEFAULT_PORT, help="default: %(default)s")
+    p.add_argument("--device", default="auto",
+                   help="auto | cpu | cuda | cuda:N; auto picks cuda:0 when present")
+    p.add_argument("--token", default=os.environ.get("GENIE_TOKEN"),
+                   help="require 'Authorization: Bearer TOKEN' (default: $GENIE_TOKEN)")
+    p.add_argument("--max-body-mb", type=_positive_mb, default=DEFAULT_MAX_BODY_MB,
+                   help="largest request body accepted, MiB (default: %(default)s)")
+    p.add_argument("--max-held-mb", type=_positive_mb, default=DEFAULT_MAX_HELD_MB,
+                   help="budget for tensors held as handles, MiB (default: %(default)s)")
+    p.add_argument("--log-level", default="info",
+                   choices=["critical", "error", "warning", "info", "debug"])
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    config = ServerConfig(device=args.device, token=args.token or None,
+                          max_body_mb=args.max_body_mb, max_held_mb=args.max_held_mb)
+    try:
+        app = create_app(config)
+    except ConfigurationError as exc:
+        print(f"genie-server: {exc}", file=sys.stderr)
+        return 2
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level,
+                log_config=None, timeout_graceful_shutdown=10)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

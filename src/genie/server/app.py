@@ -1,0 +1,520 @@
+"""The Genie HTTP server: a Starlette app composed in one ``create_app`` call.
+
+Everything the app owns (device, held tensors, counters, compute limiter) lives
+in a ``ServerState`` on ``app.state.genie``; nothing is module-level, so two apps
+in one process share nothing.  Endpoints read and write safetensors bodies and
+answer errors as ``{"error": {"type", "message"}}`` with the status fixed by the
+error class (see ``genie.errors``).  Compute runs on worker threads, never on the
+event loop, and every computing response carries ``Server-Timing``.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+import torch
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from genie._version import __version__
+from genie.device import describe, matmul_benchmark, resolve_device, synchronize
+from genie.errors import (
+    AuthError,
+    GenieError,
+    MalformedRequestError,
+    MethodNotAllowedError,
+    NotFoundError,
+    OutOfMemoryError,
+    PayloadTooLargeError,
+    ServerBusyError,
+    ServerError,
+)
+from genie.graph import GRAPH_METADATA_KEY, HANDLES_METADATA_KEY, Graph, from_wire
+from genie.ops import REGISTRY, OpContext, get_op, op_names
+from genie.protocol import PROTOCOL_VERSION, SAFETENSORS_MEDIA_TYPE
+from genie.server.config import ServerConfig
+from genie.server.stats import Stats, StatsCollector
+from genie.server.store import TensorStore
+from genie.wire import Decoded, Encoded, decode, encode
+
+__all__ = ["ServerState", "create_app"]
+
+log = logging.getLogger("genie.server")
+STREAM_CHUNK = 4 * 1024 * 1024
+
+
+@dataclass
+class ServerState:
+    """What one app owns."""
+
+    config: ServerConfig
+    device: torch.device
+    store: TensorStore
+    stats: Stats
+    registry: CollectorRegistry
+    limiter: anyio.CapacityLimiter
+    inflight: int = 0
+    device_info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def op_ctx(self) -> OpContext:
+        return OpContext(device=self.device, max_alloc_bytes=self.config.max_held_bytes
+                         or self.config.max_body_bytes)
+
+
+@dataclass
+class Timing:
+    """Phases of one request, reported in ``Server-Timing`` and the stats."""
+
+    decode_ms: float = 0.0
+    compute_ms: float = 0.0
+    encode_ms: float = 0.0
+
+    def header(self) -> str:
+        return (f"decode;dur={self.decode_ms:.3f}, compute;dur={self.compute_ms:.3f}, "
+                f"encode;dur={self.encode_ms:.3f}")
+
+
+def _state(request: Request) -> ServerState:
+    state: ServerState = request.app.state.genie
+    return state
+
+
+# --- request bodies -------------------------------------------------------------------
+
+
+async def read_body(request: Request, limit: int) -> bytearray:
+    """Receive the body into one preallocated, writable buffer (tensors alias it).
+
+    A declared Content-Length over ``limit`` is refused before reading a byte.
+    """
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        try:
+            size = int(declared)
+        except ValueError:
+            raise MalformedRequestError(f"bad Content-Length {declared!r}") from None
+        if size > limit:
+            raise PayloadTooLargeError(
+                f"request body is {size} bytes, over the server's {limit}-byte limit "
+                "(--max-body-mb)")
+        buf = bytearray(size)
+        view = memoryview(buf)
+        pos = 0
+        async for chunk in request.stream():
+            end = pos + len(chunk)
+            if end > size:
+                raise MalformedRequestError("request body is longer than its Content-Length")
+            view[pos:end] = chunk
+            pos = end
+        if pos != size:
+            raise MalformedRequestError(f"request body ended after {pos} of {size} bytes")
+        return buf
+    growing = bytearray()
+    async for chunk in request.stream():
+        growing += chunk
+        if len(growing) > limit:
+            raise PayloadTooLargeError(
+                f"request body passed the server's {limit}-byte limit (--max-body-mb)")
+    return growing
+
+
+def decode_body(body: bytearray, timing: Timing) -> Decoded:
+    start = time.perf_counter()
+    decoded = decode(body) if body else Decoded()
+    timing.decode_ms = (time.perf_counter() - start) * 1000
+    return decoded
+
+
+def tensor_response(encoded: Encoded, timing: Timing,
+                    extra_headers: dict[str, str] | None = None) -> Response:
+    """Stream a safetensors body from tensor memory, with an exact Content-Length."""
+
+    async def chunks() -> AsyncIterator[bytes | memoryview]:
+        for chunk in encoded.chunks:
+            view = memoryview(chunk)
+            for start in range(0, len(view), STREAM_CHUNK):
+                yield view[start:start + STREAM_CHUNK]
+
+    headers = {"content-length": str(encoded.nbytes), "server-timing": timing.header(),
+               **(extra_headers or {})}
+    return StreamingResponse(chunks(), media_type=SAFETENSORS_MEDIA_TYPE, headers=headers)
+
+
+def encode_outputs(tensors: dict[str, torch.Tensor], timing: Timing,
+                   metadata: dict[str, str] | None = None) -> Encoded:
+    start = time.perf_counter()
+    encoded = encode(tensors, metadata)  # moves device tensors to the host
+    timing.encode_ms = (time.perf_counter() - start) * 1000
+    return encoded
+
+
+async def run_compute(request: Request, timing: Timing, fn: Callable[[], Any]) -> Any:
+    """Run ``fn`` on a worker thread, synchronized and timed; 503 when saturated."""
+    state = _state(request)
+    if state.inflight >= state.config.max_inflight:
+        raise ServerBusyError(f"server busy: {state.inflight} requests in flight "
+                              f"(limit {state.config.max_inflight}); retry shortly")
+    state.inflight += 1
+    try:
+        def work() -> tuple[Any, float]:
+            synchronize(state.device)
+            start = time.perf_counter()
+            result = fn()
+            synchronize(state.device)
+            return result, (time.perf_counter() - start) * 1000
+
+        result, ms = await anyio.to_thread.run_sync(work, limiter=state.limiter)
+    finally:
+        state.inflight -= 1
+    timing.compute_ms = ms
+    request.state.genie_compute_ms = ms
+    return result
+
+
+def _json_query(request: Request, name: str, default: Any) -> Any:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return default
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise MalformedRequestError(f"query parameter {name!r} is not valid JSON: {exc}") from exc
+
+
+# --- endpoints ------------------------------------------------------------------------
+
+
+async def health(request: Request) -> Response:
+    state = _state(request)
+    info = dict(state.device_info)
+    if state.device.type == "cuda":
+        info = describe(state.device)  # memory figures change; read them fresh
+    return JSONResponse({
+        "status": "ok",
+        **info,
+        "torch_version": torch.__version__,
+        "genie_version": __version__,
+        "protocol_version": PROTOCOL_VERSION,
+        "uptime_s": state.stats.uptime_s(),
+        "requests": state.stats.totals(),
+        "ops": len(REGISTRY),
+        "auth": state.config.token is not None,
+    })
+
+
+async def ops(request: Request) -> Response:
+    return JSONResponse({"ops": [{"name": n, "signature": REGISTRY[n].signature()}
+                                 for n in op_names()]})
+
+
+async def stats(request: Request) -> Response:
+    return JSONResponse(_state(request).stats.snapshot())
+
+
+async def metrics(request: Request) -> Response:
+    return Response(generate_latest(_state(request).registry), media_type=CONTENT_TYPE_LATEST)
+
+
+async def device(request: Request) -> Response:
+    state = _state(request)
+    timing = Timing()
+    bench = await run_compute(request, timing, lambda: matmul_benchmark(state.device))
+    return JSONResponse({**describe(state.device), "benchmark": bench},
+                        headers={"server-timing": timing.header()})
+
+
+async def execute(request: Request) -> Response:
+    """One op: body tensors bind by parameter name (a lone tensor binds to the first
+    parameter); ``?args=`` carries the other arguments as a JSON object."""
+    state = _state(request)
+    op = get_op(request.query_params.get("op"))
+    timing = Timing()
+    body = await read_body(request, state.config.max_body_bytes)
+    decoded = decode_body(body, timing)
+    kwargs = _json_query(request, "args", {})
+    if not isinstance(kwargs, dict):
+        raise MalformedRequestError("query parameter 'args' must be a JSON object")
+    kwargs = {k: from_wire(v, lambda ref: _execute_ref(decoded, ref.kind, ref.name))
+              for k, v in kwargs.items()}
+    names = {p.name for p in op.params}
+    tensors = dict(decoded.tensors)
+    for name in list(tensors):
+        if name in names:
+            if name in kwargs:
+                raise MalformedRequestError(f"argument {name!r} given in both body and args")
+            kwargs[name] = tensors.pop(name)
+    if len(tensors) == 1 and op.params and op.params[0].name not in kwargs:
+        kwargs[op.params[0].name] = tensors.popitem()[1]
+    if tensors:
+        raise MalformedRequestError(
+            f"body tensors {sorted(tensors)} match no parameter of {op.signature()}")
+
+    def work() -> torch.Tensor:
+        moved = {k: _to_device(v, state.device) for k, v in kwargs.items()}
+        return op(op.bind((), moved), state.op_ctx)
+
+    result = await run_compute(request, timing, work)
+    encoded = encode_outputs({"output": result}, timing)
+    return tensor_response(encoded, timing)
+
+
+def _execute_ref(decoded: Decoded, kind: str, name: str) -> torch.Tensor:
+    if kind == "input" and name in decoded.tensors:
+        return decoded.tensors.pop(name)
+    raise MalformedRequestError(f"/execute args may refer only to body tensors, not {kind} "
+                                f"{name!r}")
+
+
+def _to_device(value: Any, device: torch.device) -> Any:
+    if isinstance(value, torch.Tensor):
+        return value.to(device)
+    if isinstance(value, list):
+        return [_to_device(v, device) for v in value]
+    return value
+
+
+async def graph(request: Request) -> Response:
+    state = _state(request)
+    timing = Timing()
+    body = await read_body(request, state.config.max_body_bytes)
+    decoded = decode_body(body, timing)
+    text = decoded.metadata.get(GRAPH_METADATA_KEY)
+    if text is None:
+        raise MalformedRequestError(
+            f"a /graph body carries its graph JSON in the safetensors metadata key "
+            f"{GRAPH_METADATA_KEY!r}")
+    g = Graph.from_json(text)
+    missing = sorted(g.input_names() - set(decoded.tensors))
+    if missing:
+        raise MalformedRequestError(f"graph refers to inputs {missing} that the body lacks")
+    handles = {h: state.store.get(h) for h in sorted(g.handle_ids())}
+
+    def work() -> dict[str, torch.Tensor]:
+        inputs = {k: v.to(state.device) for k, v in decoded.tensors.items()}
+        return g.run(inputs, handles, state.op_ctx)
+
+    outputs = await run_compute(request, timing, work)
+    kept = state.store.put_many({k: outputs[k] for k in g.keep})
+    returned = {k: v for k, v in outputs.items() if k not in kept}
+    meta = {HANDLES_METADATA_KEY: json.dumps(kept)} if kept else None
+    encoded = encode_outputs(returned, timing, meta)
+    return tensor_response(encoded, timing)
+
+
+async def put_tensor(request: Request) -> Response:
+    state = _state(request)
+    timing = Timing()
+    body = await read_body(request, state.config.max_body_bytes)
+    decoded = decode_body(body, timing)
+    if len(decoded.tensors) != 1:
+        raise MalformedRequestError(f"POST /tensors takes exactly one tensor, got "
+                                    f"{len(decoded.tensors)}")
+    (tensor,) = decoded.tensors.values()
+    moved = await run_compute(request, timing, lambda: tensor.to(state.device))
+    (info,) = state.store.put_many({"t": moved}).values()
+    return JSONResponse(info, status_code=201, headers={"server-timing": timing.header()})
+
+
+async def list_tensors(request: Request) -> Response:
+    store = _state(request).store
+    count, nbytes = store.usage()
+    return JSONResponse({"tensors": store.list(), "count": count, "bytes": nbytes,
+                         "budget_bytes": store.budget_bytes})
+
+
+async def get_tensor(request: Request) -> Response:
+    handle_id = request.path_params["handle"]
+    tensor = _state(request).store.get(handle_id)
+    timing = Timing()
+    return tensor_response(encode_outputs({handle_id: tensor}, timing), timing)
+
+
+async def delete_tensor(request: Request) -> Response:
+    info = _state(request).store.delete(request.path_params["handle"])
+    return JSONResponse({**info, "deleted": True})
+
+
+async def echo(request: Request) -> Response:
+    """Decode and re-encode: validates the body, costs transfer only."""
+    state = _state(request)
+    timing = Timing()
+    body = await read_body(request, state.config.max_body_bytes)
+    decoded = decode_body(body, timing)
+    return tensor_response(encode_outputs(decoded.tensors, timing, decoded.metadata), timing)
+
+
+# --- errors, auth and accounting ------------------------------------------------------
+
+
+def error_response(request: Request, exc: GenieError) -> Response:
+    request.state.genie_error_type = exc.error_type
+    headers = {"www-authenticate": "Bearer"} if isinstance(exc, AuthError) else None
+    return JSONResponse(exc.to_json(), status_code=exc.status or 500, headers=headers)
+
+
+async def on_genie_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, GenieError)
+    return error_response(request, exc)
+
+
+async def on_http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    err: GenieError
+    if exc.status_code == 404:
+        err = NotFoundError(f"no route {request.method} {request.url.path}; see GET /health "
+                            "and docs/protocol.md")
+    elif exc.status_code == 405:
+        err = MethodNotAllowedError(f"{request.method} is not allowed on {request.url.path}")
+    else:
+        err = MalformedRequestError(str(exc.detail))
+    return error_response(request, err)
+
+
+async def on_oom(request: Request, exc: Exception) -> Response:
+    state = _state(request)
+    if state.device.type == "cuda":
+        torch.cuda.empty_cache()
+    log.warning("out of memory on %s: %s", state.device, exc)
+    return error_response(request, OutOfMemoryError(
+        f"the server's device {state.device} ran out of memory for this request; "
+        "retry with a smaller tensor or after freeing held tensors"))
+
+
+async def on_unexpected(request: Request, exc: Exception) -> Response:
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    return error_response(request, ServerError(f"internal server error: {type(exc).__name__}: "
+                                               f"{exc}"))
+
+
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+def authorized(endpoint: Endpoint) -> Endpoint:
+    """Require ``Authorization: Bearer <token>`` when the server has a token."""
+
+    async def guarded(request: Request) -> Response:
+        token = _state(request).config.token
+        if token is not None:
+            given = request.headers.get("authorization", "")
+            scheme, _, value = given.partition(" ")
+            if scheme.lower() != "bearer" or not hmac.compare_digest(value.encode(),
+                                                                     token.encode()):
+                raise AuthError("missing or wrong bearer token: send "
+                                "'Authorization: Bearer <token>' (--token / GENIE_TOKEN)")
+        return await endpoint(request)
+
+    guarded.__name__ = endpoint.__name__
+    return guarded
+
+
+class AccountingMiddleware:
+    """Counts every request once: endpoint, status, error type, bytes, latency.
+
+    Pure ASGI so that it sees the bytes as they cross the wire and the final
+    status, including 404s for unknown routes and bodies refused as too large.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        scope.setdefault("state", {})
+        seen = {"in": 0, "out": 0, "status": 500}
+
+        async def counting_receive() -> Message:
+            message = await receive()
+            if message["type"] == "http.request":
+                seen["in"] += len(message.get("body", b""))
+            return message
+
+        async def counting_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                seen["status"] = message["status"]
+            elif message["type"] == "http.response.body":
+                seen["out"] += len(message.get("body", b""))
+            await send(message)
+
+        try:
+            await self.app(scope, counting_receive, counting_send)
+        except Exception:
+            scope["state"]["genie_error_type"] = "internal"
+            raise
+        finally:
+            route = scope.get("route")
+            endpoint = f"{scope['method']} {getattr(route, 'path', None) or 'unmatched'}"
+            state = scope["state"]
+            app_state: ServerState = scope["app"].state.genie
+            app_state.stats.record(
+                endpoint, status=seen["status"], error_type=state.get("genie_error_type"),
+                bytes_in=seen["in"], bytes_out=seen["out"],
+                latency_ms=(time.perf_counter() - start) * 1000,
+                compute_ms=state.get("genie_compute_ms", 0.0))
+
+
+def create_app(config: ServerConfig | None = None) -> Starlette:
+    """Build a Genie app.  Resolving the device happens here, so a bad ``--device``
+    fails at start-up rather than on the first request."""
+    config = config or ServerConfig()
+    dev = resolve_device(config.device)
+    store = TensorStore(config.max_held_bytes)
+    counters = Stats(store.usage)
+    registry = CollectorRegistry(auto_describe=True)
+    registry.register(StatsCollector(counters))
+    state = ServerState(config=config, device=dev, store=store, stats=counters,
+                        registry=registry, limiter=anyio.CapacityLimiter(config.compute_threads),
+                        device_info=describe(dev))
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        log.info("genie %s serving on %s (%d ops, auth %s)", __version__, dev, len(REGISTRY),
+                 "on" if config.token else "off")
+        yield
+        store.clear()
+
+    routes = [
+        Route("/health", authorized(health), methods=["GET"]),
+        Route("/ops", authorized(ops), methods=["GET"]),
+        Route("/stats", authorized(stats), methods=["GET"]),
+        Route("/metrics", authorized(metrics), methods=["GET"]),
+        Route("/device", authorized(device), methods=["GET"]),
+        Route("/execute", authorized(execute), methods=["POST"]),
+        Route("/graph", authorized(graph), methods=["POST"]),
+        Route("/echo", authorized(echo), methods=["POST"]),
+        Route("/tensors", authorized(put_tensor), methods=["POST"]),
+        Route("/tensors", authorized(list_tensors), methods=["GET"]),
+        Route("/tensors/{handle}", authorized(get_tensor), methods=["GET"]),
+        Route("/tensors/{handle}", authorized(delete_tensor), methods=["DELETE"]),
+    ]
+    app = Starlette(
+        routes=routes,
+        middleware=[Middleware(AccountingMiddleware)],
+        exception_handlers={
+            GenieError: on_genie_error,
+            HTTPException: on_http_error,
+            torch.OutOfMemoryError: on_oom,
+            Exception: on_unexpected,
+        },
+        lifespan=lifespan,
+    )
+    app.state.genie = state
+    return app
