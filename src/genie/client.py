@@ -76,8 +76,9 @@ class GraphResult:
 
 @dataclass
 class Exchange:
-    """Figures of the last request: round trip, bytes each way, server phases (ms)."""
+    """Figures of the last request: status, round trip, bytes each way, server phases (ms)."""
 
+    status: int = 0
     round_trip_ms: float = 0.0
     bytes_sent: int = 0
     bytes_received: int = 0
@@ -210,7 +211,7 @@ class _Base:
 
     def _finish(self, plan: _Plan, status: int, headers: httpx.Headers, body: bytearray,
                 started: float) -> Any:
-        self.last = Exchange(round_trip_ms=(time.perf_counter() - started) * 1000,
+        self.last = Exchange(status=status, round_trip_ms=(time.perf_counter() - started) * 1000,
                              bytes_sent=plan.nbytes, bytes_received=len(body),
                              server_timing=_parse_server_timing(headers.get("server-timing")))
         self.bytes_sent += plan.nbytes
