@@ -439,7 +439,23 @@ class AccountingMiddleware:
             return
         start = time.perf_counter()
         scope.setdefault("state", {})
-        seen = {"in": 0, "out": 0, "status": 500}
+        seen = {"in": 0, "out": 0, "status": 500, "recorded": False}
+
+        def record() -> None:
+            # Recorded before the last body byte is handed to the server, so a client
+            # that has its whole reply always finds this request in the next /stats.
+            if seen["recorded"]:
+                return
+            seen["recorded"] = True
+            route = scope.get("route")
+            endpoint = f"{scope['method']} {getattr(route, 'path', None) or 'unmatched'}"
+            state = scope["state"]
+            app_state: ServerState = scope["app"].state.genie
+            app_state.stats.record(
+                endpoint, status=seen["status"], error_type=state.get("genie_error_type"),
+                bytes_in=seen["in"], bytes_out=seen["out"],
+                latency_ms=(time.perf_counter() - start) * 1000,
+                compute_ms=state.get("genie_compute_ms", 0.0))
 
         async def counting_receive() -> Message:
             message = await receive()
@@ -452,6 +468,8 @@ class AccountingMiddleware:
                 seen["status"] = message["status"]
             elif message["type"] == "http.response.body":
                 seen["out"] += len(message.get("body", b""))
+                if not message.get("more_body", False):
+                    record()
             await send(message)
 
         try:
@@ -460,15 +478,7 @@ class AccountingMiddleware:
             scope["state"]["genie_error_type"] = "internal"
             raise
         finally:
-            route = scope.get("route")
-            endpoint = f"{scope['method']} {getattr(route, 'path', None) or 'unmatched'}"
-            state = scope["state"]
-            app_state: ServerState = scope["app"].state.genie
-            app_state.stats.record(
-                endpoint, status=seen["status"], error_type=state.get("genie_error_type"),
-                bytes_in=seen["in"], bytes_out=seen["out"],
-                latency_ms=(time.perf_counter() - start) * 1000,
-                compute_ms=state.get("genie_compute_ms", 0.0))
+            record()  # no complete reply was sent (error, disconnect): count it anyway
 
 
 def create_app(config: ServerConfig | None = None) -> Starlette:
