@@ -218,6 +218,11 @@ def parse_header(buf: bytes | bytearray | memoryview) -> tuple[int, dict[str, ob
 
 def _entries(header: dict[str, object], data_len: int
              ) -> Iterable[tuple[str, torch.dtype, list[int], int, int]]:
+    """Every tensor entry, checked as a whole before any is returned, in header order.
+
+    The whole layout is checked first: a body whose data is shorter than its header
+    claims must be refused before any tensor is sliced out of it.
+    """
     spans = []
     for name, entry in header.items():
         if name == "__metadata__":
@@ -243,16 +248,15 @@ def _entries(header: dict[str, object], data_len: int
             raise _fail(f"tensor {name!r} {code}{shape} needs {expected} bytes, "
                         f"data_offsets give {offsets[1] - offsets[0]}")
         spans.append((offsets[0], offsets[1], name, dtype, shape))
-    spans.sort(key=lambda s: (s[0], s[1]))
     cursor = 0
-    for begin, end, name, dtype, shape in spans:
+    for begin, end, name, _, _ in sorted(spans, key=lambda s: (s[0], s[1])):
         if begin != cursor:
             raise _fail(f"tensor {name!r} starts at {begin}, expected {cursor} "
                         "(data must be covered exactly, without holes or overlaps)")
         cursor = end
-        yield name, dtype, shape, begin, end
     if cursor != data_len:
         raise _fail(f"tensors cover {cursor} data bytes but the body has {data_len}")
+    return [(name, dtype, shape, begin, end) for begin, end, name, dtype, shape in spans]
 
 
 def decode(buf: bytes | bytearray | memoryview) -> Decoded:

@@ -1,0 +1,59 @@
+"""Fixtures for the unit tests: real uvicorn servers on 127.0.0.1, real clients.
+
+Every server here is ``genie.server.runner.BackgroundServer``: a socket bound to an
+ephemeral port before uvicorn starts, the app built by ``create_app`` exactly as the
+command line builds it.  Nothing is mocked; requests cross a real loopback socket.
+
+The plain ``server`` is shared by the whole session (starting one costs a few hundred
+ms); tests that need a particular configuration (a token, a tiny body limit, a tiny
+held budget) ask ``make_server`` for their own, which is stopped after the test.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+import genie
+from genie.server.config import ServerConfig
+from genie.server.runner import BackgroundServer
+
+
+@pytest.fixture(scope="session")
+def server() -> Iterator[BackgroundServer]:
+    """One CPU server for the session, default limits, no token."""
+    with BackgroundServer(ServerConfig(device="cpu")) as srv:
+        yield srv
+
+
+@pytest.fixture
+def make_server() -> Iterator[Callable[..., BackgroundServer]]:
+    """Start a server with the given ``ServerConfig`` fields; stopped after the test."""
+    started: list[BackgroundServer] = []
+
+    def start(**fields: Any) -> BackgroundServer:
+        fields.setdefault("device", "cpu")
+        srv = BackgroundServer(ServerConfig(**fields)).start()
+        started.append(srv)
+        return srv
+
+    yield start
+    for srv in started:
+        srv.stop()
+
+
+@pytest.fixture
+def http(server: BackgroundServer) -> Iterator[httpx.Client]:
+    """Raw HTTP to the shared server, for what the Genie client would never send."""
+    with httpx.Client(base_url=server.url, timeout=30.0) as client:
+        yield client
+
+
+@pytest.fixture
+def client(server: BackgroundServer) -> Iterator[genie.Client]:
+    """The real Genie client on the shared server; no retries, so failures show at once."""
+    with genie.Client(server.url, retries=0) as c:
+        yield c
