@@ -1,0 +1,229 @@
+"""The guide's client-side checks: ``pytest -m client --genie-server=HOST``.
+
+Run from any machine that can reach the server (without ``--genie-server``, against
+the server the plugin embeds on 127.0.0.1).  Each test asserts what a user of a
+remote GPU relies on, and records the figures the analysis report reads.
+"""
+
+from __future__ import annotations
+
+import socket
+import statistics
+import time
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+import pytest
+import torch
+
+import genie
+
+pytestmark = pytest.mark.client
+
+
+def _median_ms(fn: Callable[[], object], repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - start) * 1000)
+    return statistics.median(times)
+
+
+def _auth(options: Any) -> dict[str, str]:
+    return {"authorization": f"Bearer {options.token}"} if options.token else {}
+
+
+def test_network_connectivity(genie_server_url: str, genie_record: dict[str, Any]) -> None:
+    """A TCP connection to the server's port opens (no ICMP ping: it needs privileges)."""
+    parts = urlsplit(genie_server_url)
+    host, port = parts.hostname, parts.port
+    assert host and port
+    times = []
+    for _ in range(5):
+        start = time.perf_counter()
+        with socket.create_connection((host, port), timeout=5.0):
+            times.append((time.perf_counter() - start) * 1000)
+    genie_record.update(host=host, port=port, attempts=len(times),
+                        connect_ms_median=round(statistics.median(times), 3),
+                        connect_ms_min=round(min(times), 3))
+    assert len(times) == 5
+
+
+def test_server_connectivity(genie_client: genie.Client, genie_server_url: str,
+                             genie_record: dict[str, Any]) -> None:
+    """/health answers with the fields clients depend on, in a compatible protocol."""
+    start = time.perf_counter()
+    health = genie_client.check_compatible()
+    response_ms = (time.perf_counter() - start) * 1000
+    genie_record.update(server_url=genie_server_url, device=health["device"],
+                        cuda_available=health["cuda_available"], gpu_name=health["gpu_name"],
+                        response_ms=round(response_ms, 3),
+                        protocol_version=health["protocol_version"],
+                        genie_version=health["genie_version"])
+    assert health["status"] == "ok"
+    for field in ("device", "device_type", "cuda_available", "gpu_count", "torch_version",
+                  "genie_version", "uptime_s", "requests"):
+        assert field in health, f"/health lacks {field!r}"
+    assert health["uptime_s"] >= 0
+
+
+def test_http_tensor_transfer(genie_client: genie.Client, genie_record: dict[str, Any]) -> None:
+    """A tensor survives the HTTP round trip bit for bit (safetensors both ways)."""
+    x = torch.randn(1000, 1000, generator=torch.Generator().manual_seed(7))
+    genie_client.echo(x)  # warm the connection
+    back = genie_client.echo(x)
+    exchange = genie_client.last
+    nbytes = x.numel() * x.element_size()
+    genie_record.update(http_code=exchange.status, bytes=nbytes,
+                        round_trip_ms=round(exchange.round_trip_ms, 3),
+                        mb_per_s=round(2 * nbytes / 2**20 / (exchange.round_trip_ms / 1000), 1),
+                        bit_exact=bool(torch.equal(back, x)))
+    assert exchange.status == 200
+    assert back.dtype == x.dtype and back.shape == x.shape
+    assert torch.equal(back, x)
+
+
+def _graph_chain(x_name: str, ops: list[str]) -> dict[str, Any]:
+    nodes: list[dict[str, Any]] = []
+    source: dict[str, str] = {"input": x_name}
+    for i, op in enumerate(ops):
+        nodes.append({"id": f"n{i}", "op": op, "args": [source]})
+        source = {"node": f"n{i}"}
+    return {"nodes": nodes, "outputs": [nodes[-1]["id"]]}
+
+
+def test_remote_lazytensor_execution(genie_client: genie.Client,
+                                     genie_record: dict[str, Any]) -> None:
+    """``x.relu().sigmoid()`` computed remotely equals the local result."""
+    x = torch.randn(100, 100, generator=torch.Generator().manual_seed(3))
+    start = time.perf_counter()
+    before = genie_client.requests
+    result = genie_client.run_graph(_graph_chain("x", ["relu", "sigmoid"]), {"x": x})
+    got = next(iter(result.outputs.values()))
+    want = x.relu().sigmoid()
+    genie_record.update(shape=list(x.shape), via="graph",
+                        round_trip_ms=round((time.perf_counter() - start) * 1000, 3),
+                        requests_made=genie_client.requests - before,
+                        max_abs_error=float((got - want).abs().max()))
+    torch.testing.assert_close(got, want)
+
+
+def _break_even(sweep: list[dict[str, Any]]) -> dict[str, Any] | None:
+    return next((row for row in sweep if row["remote_ms"] < row["local_cpu_ms"]), None)
+
+
+def _compare(client: genie.Client, n: int, repeats: int) -> dict[str, Any]:
+    gen = torch.Generator().manual_seed(n)
+    a, b = torch.randn(n, n, generator=gen), torch.randn(n, n, generator=gen)
+    want = a @ b
+    local = _median_ms(lambda: a @ b, repeats)
+    client.execute("matmul", a, other=b)  # warm-up: connection, server kernels
+    remote, compute = [], []
+    for _ in range(repeats):
+        got = client.execute("matmul", a, other=b)
+        remote.append(client.last.round_trip_ms)
+        compute.append(client.last.server_timing["compute"])
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-3)
+    return {"n": n, "bytes": 2 * a.numel() * a.element_size(),
+            "local_cpu_ms": round(local, 3), "remote_ms": round(statistics.median(remote), 3),
+            "server_compute_ms": round(statistics.median(compute), 3)}
+
+
+def test_performance_comparison(genie_client: genie.Client, genie_record: dict[str, Any]) -> None:
+    """Local CPU vs server device vs remote round trip for a 1000x1000 matmul, and
+    the size from which the remote device pays off (the break-even size)."""
+    main = _compare(genie_client, 1000, repeats=5)
+    overhead = main["remote_ms"] - main["server_compute_ms"]
+    sweep = [_compare(genie_client, n, repeats=3) for n in (128, 256, 512, 1024, 1536)]
+    even = _break_even(sweep)
+    genie_record.update(
+        n=1000, op="matmul", local_cpu_ms=main["local_cpu_ms"],
+        server_compute_ms=main["server_compute_ms"], remote_ms=main["remote_ms"],
+        network_overhead_ms=round(overhead, 3),
+        network_overhead_pct=round(100 * overhead / main["server_compute_ms"], 1),
+        slowdown_vs_local_pct=round(100 * (main["remote_ms"] - main["local_cpu_ms"])
+                                    / main["local_cpu_ms"], 1),
+        sweep=sweep, break_even_n=even["n"] if even else None,
+        break_even_bytes=even["bytes"] if even else None)
+    # The server's compute is one phase of the round trip: it can never exceed it.
+    for row in [main, *sweep]:
+        assert 0 < row["server_compute_ms"] <= row["remote_ms"], row
+        assert row["local_cpu_ms"] > 0
+
+
+def test_multi_operation_chain(genie_client: genie.Client, genie_record: dict[str, Any]) -> None:
+    """relu -> sigmoid -> tanh -> abs runs in ONE request, proven by the server's counters."""
+    ops = ["relu", "sigmoid", "tanh", "abs"]
+    x = torch.randn(256, 256, generator=torch.Generator().manual_seed(11))
+    before = genie_client.stats()
+    start = time.perf_counter()
+    result = genie_client.run_graph(_graph_chain("x", ops), {"x": x})
+    round_trip = (time.perf_counter() - start) * 1000
+    after = genie_client.stats()
+    got = next(iter(result.outputs.values()))
+    want = x.relu().sigmoid().tanh().abs()
+
+    def count(stats: dict[str, Any], name: str) -> int:
+        return int(stats["endpoints"].get(name, {}).get("count", 0))
+
+    graph_calls = count(after, "POST /graph") - count(before, "POST /graph")
+    execute_calls = count(after, "POST /execute") - count(before, "POST /execute")
+    genie_record.update(ops=ops, requests_made=graph_calls + execute_calls,
+                        round_trip_ms=round(round_trip, 3),
+                        max_abs_error=float((got - want).abs().max()))
+    torch.testing.assert_close(got, want)
+    assert graph_calls == 1 and execute_calls == 0
+
+
+def test_error_handling(genie_client: genie.Client, genie_server_url: str, genie_options: Any,
+                        genie_record: dict[str, Any]) -> None:
+    """Each documented failure gets its documented status and type, and the server
+    keeps serving afterwards."""
+    x = torch.randn(4, 5)
+    cases: dict[str, dict[str, Any]] = {}
+
+    def expect(case: str, status: int, kind: str, call: Callable[[], object]) -> None:
+        with pytest.raises(genie.RemoteError) as info:
+            call()
+        err = info.value
+        cases[case] = {"status": err.status, "type": err.error_type,
+                       "expected_status": status, "expected_type": kind,
+                       "message": err.message[:200]}
+
+    expect("unsupported_op", 422, "unsupported_op", lambda: genie_client.execute("frobnicate", x))
+    expect("shape_mismatch", 422, "invalid_arguments",
+           lambda: genie_client.execute("matmul", x, other=torch.randn(3, 7)))
+    expect("unknown_handle", 404, "not_found", lambda: genie_client.get("0" * 32))
+    raw = httpx.post(f"{genie_server_url}/execute", params={"op": "relu"},
+                     content=b"\x05\x00\x00\x00\x00\x00\x00\x00{bad}", headers=_auth(genie_options),
+                     timeout=30)
+    cases["malformed_body"] = {"status": raw.status_code, "type": raw.json()["error"]["type"],
+                               "expected_status": 400, "expected_type": "malformed_request"}
+    healthy = genie_client.health()["status"] == "ok"
+    still_serves = torch.equal(genie_client.execute("relu", x), x.relu())
+    genie_record.update(cases=cases, server_healthy_after=healthy and still_serves)
+    for case, seen in cases.items():
+        assert (seen["status"], seen["type"]) == (seen["expected_status"],
+                                                 seen["expected_type"]), case
+    assert "4x5" in cases["shape_mismatch"]["message"] and "3x7" in cases["shape_mismatch"]["message"]
+    assert healthy and still_serves
+
+
+def test_large_tensor_handling(genie_client: genie.Client, genie_options: Any,
+                               genie_record: dict[str, Any]) -> None:
+    """A --genie-large-mb tensor (256 MiB by default) makes the round trip bit-exact."""
+    nbytes = int(genie_options.large_mb * 2**20) // 4 * 4
+    x = torch.empty(nbytes // 4, dtype=torch.float32).uniform_(
+        -1, 1, generator=torch.Generator().manual_seed(5))
+    start = time.perf_counter()
+    back = genie_client.echo(x)
+    seconds = time.perf_counter() - start
+    exact = bool(torch.equal(back, x))
+    genie_record.update(size_mb=round(nbytes / 2**20, 3), bytes=nbytes,
+                        round_trip_ms=round(seconds * 1000, 1),
+                        mb_per_s=round(2 * nbytes / 2**20 / seconds, 1), bit_exact=exact)
+    assert genie_client.last.status == 200
+    assert exact
