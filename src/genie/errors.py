@@ -29,8 +29,6 @@ worth retrying; everything else fails the same way again.
 
 from __future__ import annotations
 
-from typing import ClassVar
-
 __all__ = [
     "AuthError",
     "BudgetExceededError",
@@ -56,8 +54,8 @@ __all__ = [
 class GenieError(Exception):
     """Base of every error Genie raises on purpose."""
 
-    status: ClassVar[int | None] = None
-    error_type: ClassVar[str] = "error"
+    status: int | None = None
+    error_type: str = "error"
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
