@@ -1,0 +1,97 @@
+"""The fixtures the documented tests use; registered by ``plugin.py``.
+
+``genie_local_server`` runs the real Starlette app under uvicorn on 127.0.0.1
+(socket bound first, port 0) only when some test asks for it, so ``pytest -m
+server`` on a GPU node or ``pytest -m client --genie-server=...`` on a client never
+start one they do not need.  Without ``--genie-server``, ``genie_server_url`` is that
+local server, so plain ``pytest`` on one machine runs everything.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from pytest_genie.options import GenieOptions
+from pytest_genie.state import DETAILS_KEY, SERVER_URL_KEY, get_state
+
+if TYPE_CHECKING:
+    import genie
+    from genie.server.runner import BackgroundServer
+
+__all__ = ["genie_client", "genie_local_server", "genie_options", "genie_record", "genie_server_url"]
+
+#: Bounded readiness wait of the embedded server: a server that cannot start in this
+#: time fails the tests that need it instead of hanging the session.
+STARTUP_TIMEOUT_S = 30.0
+SHUTDOWN_TIMEOUT_S = 10.0
+#: Body-size headroom over two large tensors (request and reply share the limit).
+BODY_HEADROOM_MB = 64.0
+
+
+@pytest.fixture(scope="session")
+def genie_options(pytestconfig: pytest.Config) -> GenieOptions:
+    """The validated ``--genie-*`` options (CLI > env > ini > default)."""
+    return get_state(pytestconfig).options
+
+
+@pytest.fixture(scope="session")
+def genie_local_server(genie_options: GenieOptions) -> Iterator[BackgroundServer]:
+    """A real Genie server on 127.0.0.1 (ephemeral port), for the whole session.
+
+    ``device="auto"``: the GPU when this machine has one, else the CPU.  Its body
+    limit leaves room for the ``--genie-large-mb`` round trip.
+    """
+    from genie.errors import GenieError
+    from genie.server.config import DEFAULT_MAX_BODY_MB, ServerConfig
+    from genie.server.runner import BackgroundServer
+
+    max_body = max(DEFAULT_MAX_BODY_MB, 2 * genie_options.large_mb + BODY_HEADROOM_MB)
+    config = ServerConfig(device="auto", token=genie_options.token, max_body_mb=max_body)
+    server = BackgroundServer(config, host="127.0.0.1", port=0, startup_timeout=STARTUP_TIMEOUT_S,
+                              shutdown_timeout=SHUTDOWN_TIMEOUT_S)
+    try:
+        server.start()
+    except GenieError as exc:
+        pytest.fail(f"the embedded Genie server did not start: {exc}", pytrace=False)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def genie_server_url(request: pytest.FixtureRequest, genie_options: GenieOptions) -> str:
+    """``--genie-server`` when given, else the embedded local server's URL."""
+    if genie_options.server_url is not None:
+        url = genie_options.server_url
+    else:
+        url = request.getfixturevalue("genie_local_server").url
+    request.config.stash[SERVER_URL_KEY] = url
+    return url
+
+
+@pytest.fixture
+def genie_client(genie_server_url: str, genie_options: GenieOptions) -> Iterator[genie.Client]:
+    """A ``genie.Client`` for the server under test, closed after the test."""
+    from genie import Client
+
+    client = Client(genie_server_url, token=genie_options.token)
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+@pytest.fixture
+def genie_record(request: pytest.FixtureRequest) -> dict[str, Any]:
+    """A dict the test fills with what it measured; it becomes the record's ``details``.
+
+    Filled values may be any type: the plugin copies them to JSON-safe values when
+    the test ends (numbers stay numbers, other objects become their ``str``).
+    """
+    details: dict[str, Any] = {}
+    request.node.stash[DETAILS_KEY] = details
+    return details

@@ -1,0 +1,253 @@
+"""The Genie pytest plugin (entry point ``pytest11: genie``).
+
+Module-level hooks only register things (hookspecs, options, markers); everything
+that runs per test lives on :class:`GeniePlugin`, one per ``Config``, so nested
+pytester sessions in one process share nothing.
+
+How a record is made and travels:
+
+* ``pytest_runtest_makereport`` (an innermost wrapper) notes each phase of a test
+  marked ``server`` or ``client``; at teardown it combines them into one record
+  (PASS/FAIL/SKIP/ERROR, the call phase's wall time, the start time, the dict the
+  test filled through ``genie_record``) and puts it on the teardown report as the
+  plain-JSON attribute ``genie_record``.  Reports are serialized with their extra
+  attributes, so under pytest-xdist the record reaches the controller.
+* ``pytest_runtest_logreport`` on the writing process (never an xdist worker)
+  adds the record to the session and rewrites the result file atomically.
+* A test interrupted by Ctrl-C gets no teardown report; the session end records it
+  as ERROR, so the file still holds every test that ran.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import time
+from collections.abc import Generator
+from typing import Any
+
+import pytest
+
+from pytest_genie import fixtures, hookspecs
+from pytest_genie.options import GenieOptions, add_options, resolve_options
+from pytest_genie.results import KINDS, ResultsSession, TestRecord, iso_utc, json_safe
+from pytest_genie.state import (
+    DETAILS_KEY,
+    PENDING_KEY,
+    RECORD_KEY,
+    SERVER_URL_KEY,
+    STATE_KEY,
+    GenieState,
+    Pending,
+)
+from pytest_genie.terminal import write_summary
+
+__all__ = ["GeniePlugin"]
+
+MARKERS = {
+    "server": "documented server-side Genie test (run on the GPU node: pytest -m server); "
+              "recorded in server_test_results_<ts>.json",
+    "client": "documented client-side Genie test (pytest -m client --genie-server=HOST); "
+              "recorded in client_test_results_<ts>.json",
+}
+MAX_MESSAGE = 2000
+PLUGIN_NAME = "genie-session"
+
+
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    pluginmanager.add_hookspecs(hookspecs)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    add_options(parser)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    for name, text in MARKERS.items():
+        config.addinivalue_line("markers", f"{name}: {text}")
+    try:
+        options = resolve_options(config)
+    except pytest.UsageError:
+        if config.getoption("help", default=False):
+            options = GenieOptions()  # let `pytest --help` show how to fix it
+        else:
+            raise
+    is_worker = hasattr(config, "workerinput")
+    if options.report and not is_worker and importlib.util.find_spec("pytest_genie.report") is None:
+        raise pytest.UsageError("--genie-report: the report module pytest_genie.report is not "
+                                "installed; reinstall the genie package (pip install -e .) or drop "
+                                "--genie-report / GENIE_REPORT.")
+    state = GenieState(options=options, is_worker=is_worker)
+    if not is_worker:
+        state.results = ResultsSession(
+            results_dir=options.results_dir, started=time.time(), server_url=options.server_url,
+            extend_info=lambda info: config.hook.pytest_genie_test_info(config=config, test_info=info))
+    config.stash[STATE_KEY] = state
+    config.pluginmanager.register(GeniePlugin(config, state), PLUGIN_NAME)
+    if not config.pluginmanager.is_registered(fixtures):
+        config.pluginmanager.register(fixtures, "genie-fixtures")
+
+
+def _kinds(item: pytest.Item) -> list[str]:
+    return [kind for kind in KINDS if item.get_closest_marker(kind) is not None]
+
+
+def _record_name(item: pytest.Item) -> str:
+    name = item.name
+    return name[len("test_"):] if name.startswith("test_") else name
+
+
+def _clip(text: str) -> str:
+    text = text.strip()
+    return text if len(text) <= MAX_MESSAGE else text[: MAX_MESSAGE - 3] + "..."
+
+
+def _message(report: pytest.TestReport, call: pytest.CallInfo[None]) -> str:
+    """Why a phase did not pass: the skip reason, or the exception's short form."""
+    if report.skipped:
+        if hasattr(report, "wasxfail"):
+            reason = str(report.wasxfail)
+            return _clip(f"xfail: {reason}" if reason else "xfail")
+        longrepr = report.longrepr
+        reason = longrepr[2] if isinstance(longrepr, tuple) else str(longrepr)
+        return _clip(reason.removeprefix("Skipped: "))
+    if call.excinfo is not None:
+        return _clip(call.excinfo.exconly())
+    return _clip(str(report.longrepr).splitlines()[0] if report.longrepr else "failed")
+
+
+def _status(pending: Pending) -> tuple[str, dict[str, str]]:
+    """Combine the phases into one status and the details keys that explain it."""
+    outcome, msg = pending.outcomes, pending.messages
+    if pending.interrupted_by is not None:
+        return "ERROR", {"error": f"interrupted by {pending.interrupted_by} during the test"}
+    if outcome.get("setup") == "failed":
+        return "ERROR", {"error": f"setup: {msg.get('setup', '')}"}
+    if outcome.get("setup") == "skipped":
+        return "SKIP", {"skip_reason": msg.get("setup", "")}
+    extra: dict[str, str] = {}
+    if outcome.get("teardown") == "failed":
+        extra["error"] = f"teardown: {msg.get('teardown', '')}"
+    if outcome.get("call") == "failed":
+        return "FAIL", {"failure": msg.get("call", ""), **extra}
+    if outcome.get("call") == "skipped":
+        return "SKIP", {"skip_reason": msg.get("call", ""), **extra}
+    if extra:
+        return "ERROR", extra
+    if "call" not in outcome:  # never ran: the run stopped between setup and call
+        return "ERROR", {"error": "the test did not run to completion"}
+    return "PASS", {}
+
+
+class GeniePlugin:
+    """Per-session hooks: timing and status, result files, summary, json-report."""
+
+    def __init__(self, config: pytest.Config, state: GenieState) -> None:
+        self.config = config
+        self.state = state
+
+    # ---- timing and status (on the process that runs the test) --------------------
+
+    @pytest.hookimpl(wrapper=True, tryfirst=True)
+    def pytest_runtest_call(self, item: pytest.Item) -> Generator[None, Any, Any]:
+        """Only to notice Ctrl-C / ``pytest.exit`` inside a test: those skip the
+        report hooks entirely, and the session end must still record the test."""
+        pending = item.stash.get(PENDING_KEY, None)
+        started = time.perf_counter()
+        try:
+            return (yield)
+        except (KeyboardInterrupt, pytest.exit.Exception) as exc:
+            if pending is not None:
+                pending.interrupted_by = type(exc).__name__
+                pending.call_ms = (time.perf_counter() - started) * 1000.0
+            raise
+
+    @pytest.hookimpl(wrapper=True, trylast=True)
+    def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]
+                                  ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+        # Innermost wrapper: the record exists before pytest-json-report (an outer
+        # wrapper) asks pytest_json_runtest_metadata for it.
+        report = yield
+        if call.when == "setup":
+            kinds = _kinds(item)
+            if not kinds:
+                return report
+            pending = Pending(name=_record_name(item), kinds=kinds, start=call.start)
+            item.stash[PENDING_KEY] = pending
+            self.state.in_flight[item.nodeid] = (item, pending)
+        pending = item.stash.get(PENDING_KEY, None)
+        if pending is None:
+            return report
+        pending.outcomes[call.when] = report.outcome
+        if not report.passed:
+            pending.messages[call.when] = _message(report, call)
+        if call.when == "call":
+            pending.call_ms = call.duration * 1000.0
+        elif call.when == "teardown":
+            record = self._finish(item, pending)
+            report.genie_record = record.to_wire()  # type: ignore[attr-defined]
+        return report
+
+    def _finish(self, item: pytest.Item, pending: Pending) -> TestRecord:
+        self.state.in_flight.pop(item.nodeid, None)
+        status, why = _status(pending)
+        details = json_safe(item.stash.get(DETAILS_KEY, {}))
+        details.update(why)
+        record = TestRecord(name=pending.name, status=status, details=details,
+                            timing_ms=round(pending.call_ms or 0.0, 3), timestamp=iso_utc(pending.start),
+                            kinds=list(pending.kinds),
+                            server_url=self.config.stash.get(SERVER_URL_KEY, None))
+        item.stash[RECORD_KEY] = record
+        return record
+
+    # ---- results (on the process that writes: never an xdist worker) --------------
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        data = getattr(report, "genie_record", None)
+        if not data or self.state.results is None:
+            return
+        self.state.results.add(TestRecord.from_wire(data))
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        results = self.state.results
+        if results is None:
+            return
+        for item, pending in list(self.state.in_flight.values()):
+            results.add(self._finish(item, pending))  # interrupted mid-test
+        if self.state.options.report:
+            self._write_report(session, results)
+
+    def _write_report(self, session: pytest.Session, results: ResultsSession) -> None:
+        if not results.records:
+            self.state.report_error = "no documented (server/client) test ran, so there is nothing to report"
+            return
+        from pytest_genie.report import write_report
+
+        folder = results.ensure_folder()
+        try:
+            write_report(folder, history_root=self.state.options.results_dir)
+        except Exception as exc:  # the results are safe; the run must still say it failed
+            self.state.report_error = f"{type(exc).__name__}: {exc}"
+            if session.exitstatus == pytest.ExitCode.OK:
+                session.exitstatus = pytest.ExitCode.TESTS_FAILED
+            return
+        self.state.report_files = [p for p in (folder / "comprehensive_report.json",
+                                               folder / "test_analysis_report.md") if p.exists()]
+
+    # ---- output ---------------------------------------------------------------
+
+    def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
+        if self.state.results is not None:
+            write_summary(terminalreporter, self.state.results, self.state.report_files,
+                          self.state.report_error)
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_json_runtest_metadata(self, item: pytest.Item, call: pytest.CallInfo[None]
+                                     ) -> dict[str, Any] | None:
+        """pytest-json-report: the record lands in the test's ``metadata["genie"]``."""
+        if call.when != "teardown":
+            return None
+        record = item.stash.get(RECORD_KEY, None)
+        if record is None:
+            return None
+        return {"genie": {**record.entry(), "kinds": list(record.kinds)}}

@@ -1,0 +1,486 @@
+"""The comprehensive report: ``comprehensive_report.json`` and ``test_analysis_report.md``.
+
+Two ways in, one result: ``pytest --genie-report`` calls :func:`write_report` on the session
+folder it just wrote, and ``genie-report DIR [DIR ...]`` (:func:`main`) combines result folders
+copied together from several nodes (server results from the GPU node, client results from a
+client node). Both go through :func:`build_report`, which is pure; this module only renders the
+Markdown and writes files (atomically, like the result files themselves).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from genie import __version__
+from pytest_genie.analysis import (
+    NOT_MEASURED,
+    ReportInputError,
+    find_result_files,
+    format_bytes,
+    format_ms,
+    format_pct,
+    gpu_info,
+    load_result_file,
+    performance,
+    recommend,
+    session_info,
+    side_analysis,
+    summarize,
+)
+from pytest_genie.trend import TREND_METRICS, build_trend, discover_sessions, session_entry
+
+__all__ = [
+    "JSON_NAME",
+    "MARKDOWN_NAME",
+    "ReportInputError",
+    "build_report",
+    "main",
+    "render_markdown",
+    "write_report",
+]
+
+JSON_NAME = "comprehensive_report.json"
+MARKDOWN_NAME = "test_analysis_report.md"
+STATUS_EMOJI = {"PASS": "✅", "FAIL": "❌", "SKIP": "⏭", "ERROR": "💥"}
+
+# The details worth a table cell, per documented test (the rest stay in the JSON).
+KEY_DETAILS: dict[str, tuple[str, ...]] = {
+    "environment_setup": ("python_version", "torch_version", "genie_version"),
+    "server_startup": ("startup_ms", "shutdown_ms", "health_status", "port"),
+    "gpu_detection": ("device", "gpu_name", "gpu_count", "gpu_time_ms"),
+    "server_operations": ("ops_checked", "median_round_trip_ms"),
+    "server_statistics": ("requests_made", "error_rate"),
+    "network_connectivity": ("host", "port", "connect_ms_median"),
+    "server_connectivity": ("device", "cuda_available", "response_ms", "protocol_version"),
+    "http_tensor_transfer": ("http_code", "bytes", "round_trip_ms", "mb_per_s", "bit_exact"),
+    "remote_lazytensor_execution": ("via", "round_trip_ms", "requests_made", "max_abs_error"),
+    "performance_comparison": ("local_cpu_ms", "server_compute_ms", "remote_ms", "break_even_bytes"),
+    "multi_operation_chain": ("requests_made", "round_trip_ms", "max_abs_error"),
+    "error_handling": ("server_healthy_after",),
+    "large_tensor_handling": ("size_mb", "round_trip_ms", "mb_per_s", "bit_exact"),
+}
+
+
+# ----------------------------------------------------------------------------- the data
+
+
+def build_report(result_files: list[Path], history_dirs: list[Path]) -> dict[str, Any]:
+    """The comprehensive report of ``result_files`` (one session, possibly from several folders).
+
+    ``history_dirs`` are earlier session folders for the trend; the folders holding
+    ``result_files`` are left out of them. Raises ReportInputError naming an unreadable file.
+    """
+    files = [load_result_file(Path(p)) for p in result_files]
+    server_files = [f for f in files if f.side == "server"]
+    client_files = [f for f in files if f.side == "client"]
+    server_tests = [t for f in server_files for t in f.tests]
+    client_tests = [t for f in client_files for t in f.tests]
+    server = side_analysis(server_tests, [str(f.path) for f in server_files])
+    client = side_analysis(client_tests, [str(f.path) for f in client_files])
+    summary = summarize(server_tests + client_tests)
+    gpu = gpu_info(files, server_tests, client_tests)
+    perf = performance(server_tests, client_tests, gpu)
+
+    own_dirs = {Path(p).resolve().parent for p in result_files}
+    label = " + ".join(sorted({d.name for d in own_dirs}))
+    current = session_entry(files, label, None)
+    earlier = [d for d in history_dirs if Path(d).resolve() not in own_dirs]
+    return {
+        "report_info": {
+            "generator": f"genie-report {__version__}",
+            "generated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "sources": [str(f.path) for f in files],
+        },
+        "session_info": {**session_info(files), "gpu": gpu},
+        "overall_summary": summary,
+        "server_side": server,
+        "client_side": client,
+        "performance": perf,
+        "recommendations": recommend(server, client, gpu, perf, summary),
+        "trend": build_trend(current, earlier),
+    }
+
+
+# ----------------------------------------------------------------------------- the Markdown
+
+
+def _cell(text: Any) -> str:
+    """Table-safe text: pipes escaped, one line."""
+    return str(text).replace("|", "\\|").replace("\n", " ").strip()
+
+
+def _value(key: str, value: Any) -> str:
+    if isinstance(value, float) and key.endswith("_ms"):
+        return format_ms(value)
+    if key == "bytes" or key.endswith("_bytes"):
+        return format_bytes(value) if isinstance(value, (int, float)) else str(value)
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, (list, dict)):
+        return f"{len(value)} items" if isinstance(value, list) else json.dumps(value, sort_keys=True)
+    return str(value)
+
+
+def key_details(test: dict[str, Any]) -> str:
+    """The short 'key details' of a test: why it did not pass, else its headline figures."""
+    if test.get("message"):
+        return test["message"][:300]
+    details = test["details"]
+    keys = KEY_DETAILS.get(test["name"].split("[", 1)[0])
+    if keys is None:
+        keys = tuple(k for k, v in details.items() if isinstance(v, (str, int, float, bool)))[:4]
+    parts = [f"{k}={_value(k, details[k])}" for k in keys if k in details and details[k] is not None]
+    if test["name"] == "error_handling" and isinstance(details.get("cases"), dict):
+        cases = details["cases"].values()
+        ok = sum(1 for c in cases if isinstance(c, dict) and c.get("status") == c.get("expected_status"))
+        parts.insert(0, f"{ok}/{len(details['cases'])} cases as documented")
+    if not parts and details.get("text"):
+        parts.append(str(details["text"])[:300])
+    return ", ".join(parts) or "—"
+
+
+def _side_section(title: str, side: dict[str, Any] | None, how_to_get: str) -> list[str]:
+    lines = [f"## {title}", ""]
+    if side is None:
+        return [*lines, f"No results for this side in this report ({how_to_get}).", ""]
+    s = side["summary"]
+    rate = f"{s['success_rate']:.1f}%" if s["success_rate"] is not None else NOT_MEASURED
+    lines += [
+        f"{s['total']} tests: {s['passed']} passed, {s['failed']} failed, {s['skipped']} skipped, "
+        f"{s['errors']} errors — success rate {rate} (total test time {format_ms(side['total_time_ms'])}).",
+        "",
+        "| Test | Status | Time | Key details |",
+        "|---|---|---|---|",
+    ]
+    for test in side["tests"]:
+        status = f"{STATUS_EMOJI[test['status']]} {test['status']}"
+        lines.append(
+            f"| {_cell(test['name'])} | {status} | {format_ms(test['timing_ms'])} | "
+            f"{_cell(key_details(test))} |"
+        )
+    lines += ["", f"Source: {', '.join(f'`{p}`' for p in side['files'])}", ""]
+    return lines
+
+
+def _session_section(report: dict[str, Any]) -> list[str]:
+    info = report["session_info"]
+    sides = [("Server node", info["server"]), ("Client node", info["client"])]
+    rows = [
+        ("Hostname", "hostname"),
+        ("Started", "timestamp"),
+        ("Python", "python_version"),
+        ("PyTorch", "torch_version"),
+        ("Genie", "genie_version"),
+        ("Platform", "platform"),
+    ]
+    lines = ["## Session Information", "", "| | Server node | Client node |", "|---|---|---|"]
+    for label, key in rows:
+        cells = [
+            (_cell(side.get(key)) if side and side.get(key) else ("—" if side is None else NOT_MEASURED))
+            for _, side in sides
+        ]
+        lines.append(f"| {label} | {cells[0]} | {cells[1]} |")
+    gpu = info["gpu"]
+    device = gpu.get("device") or (
+        "cuda"
+        if gpu.get("cuda_available")
+        else ("cpu" if gpu.get("cuda_available") is False else NOT_MEASURED)
+    )
+    extra = [str(gpu["gpu_name"])] if gpu.get("gpu_name") else []
+    if gpu.get("gpu_count"):
+        extra.append(f"{gpu['gpu_count']} GPU(s)")
+    if gpu.get("gpu_memory_total_bytes"):
+        extra.append(format_bytes(gpu["gpu_memory_total_bytes"]))
+    if gpu.get("detection_skip_reason"):
+        extra.append(f"gpu_detection skipped: {gpu['detection_skip_reason']}")
+    lines += [
+        "",
+        f"- **Server URL**: {info['server_url'] or NOT_MEASURED}",
+        f"- **Server device**: {device}" + (f" ({'; '.join(extra)})" if extra else ""),
+        f"- **Session started**: {info['started'] or NOT_MEASURED}",
+        "",
+    ]
+    return lines
+
+
+def _summary_section(summary: dict[str, Any]) -> list[str]:
+    rate = f"{summary['success_rate']:.1f}%" if summary["success_rate"] is not None else NOT_MEASURED
+    return [
+        "## Overall Summary",
+        "",
+        f"- **Total tests**: {summary['total']}",
+        f"- **Passed**: {summary['passed']} ✅",
+        f"- **Failed**: {summary['failed']} ❌",
+        f"- **Skipped**: {summary['skipped']} ⏭",
+        f"- **Errors**: {summary['errors']}",
+        f"- **Success rate**: {rate} (skipped tests are not counted as failures)",
+        "",
+    ]
+
+
+def _performance_section(report: dict[str, Any]) -> list[str]:
+    perf = report["performance"]
+    gpu = report["session_info"]["gpu"]
+    device = str(perf.get("server_device") or "")
+    on_gpu = device.startswith("cuda") or gpu.get("cuda_available") is True
+    kind = "GPU" if on_gpu else (f"Device ({device})" if device else "Device")
+    size = f" ({int(perf['n'])}×{int(perf['n'])} {perf.get('op') or 'op'})" if perf.get("n") else ""
+    overhead = format_ms(perf["network_overhead_ms"])
+    if perf["network_overhead_pct_of_server"] is not None:
+        overhead += f" ({format_pct(perf['network_overhead_pct_of_server'])} of {kind.split(' ')[0]} time)"
+    total = format_ms(perf["total_overhead_ms"])
+    if perf["total_overhead_pct_vs_local"] is not None:
+        pct = perf["total_overhead_pct_vs_local"]
+        total += f" ({format_pct(abs(pct))} {'slower' if pct >= 0 else 'faster'} than local CPU)"
+    lines = [
+        "## Performance Analysis",
+        "",
+        f"### Network vs {'GPU' if on_gpu else 'Server'} Performance{size}",
+        f"- **Server {kind} Time**: {format_ms(perf['server_time_ms'])}",
+        f"- **Client Remote Time**: {format_ms(perf['client_remote_ms'])}",
+        f"- **Network Overhead**: {overhead}",
+    ]
+    if perf["server_time_basis"]:
+        lines.append(
+            f"- Server time from `{perf['server_time_basis']}`"
+            + (
+                f"; server's own matmul benchmark: {format_ms(perf['server_gpu_time_ms'])}"
+                if perf["server_gpu_time_ms"] is not None and perf["server_compute_ms"] is not None
+                else ""
+            )
+        )
+    lines += [
+        "",
+        "### End-to-End Performance",
+        f"- **Client CPU Baseline**: {format_ms(perf['client_cpu_baseline_ms'])}",
+        f"- **Remote {'GPU' if on_gpu else 'Server'} Execution**: {format_ms(perf['client_remote_ms'])}",
+        f"- **Total Overhead**: {total}",
+        "",
+        "### Break-even Size",
+    ]
+    be = perf["break_even"]
+    if be.get("break_even_n") is not None:
+        lines.append(
+            f"- **Break-even**: n={be['break_even_n']} ({format_bytes(be.get('break_even_bytes'))}): "
+            "from this size up the remote round trip beats local CPU"
+        )
+    elif be.get("points"):
+        lines.append(
+            f"- **Break-even**: none up to n={be['largest_swept_n']} "
+            f"({format_bytes(be.get('largest_swept_bytes'))}): remote was slower at every swept size"
+        )
+    else:
+        lines.append(f"- **Break-even**: {NOT_MEASURED}")
+    if be.get("sweep"):
+        lines += [
+            "",
+            "| n | size | local CPU | remote | server compute | remote faster |",
+            "|---|---|---|---|---|---|",
+        ]
+        for p in be["sweep"]:
+            if not isinstance(p, dict):
+                continue
+            faster = (
+                ("yes" if p["remote_ms"] < p["local_cpu_ms"] else "no")
+                if isinstance(p.get("remote_ms"), (int, float))
+                and isinstance(p.get("local_cpu_ms"), (int, float))
+                else "—"
+            )
+            lines.append(
+                f"| {p.get('n', '—')} | {format_bytes(p.get('bytes'))} | {format_ms(p.get('local_cpu_ms'))} "
+                f"| {format_ms(p.get('remote_ms'))} | {format_ms(p.get('server_compute_ms'))} | {faster} |"
+            )
+    lines += ["", "### Transfer Throughput and Latency"]
+    for label, key in (
+        ("HTTP tensor transfer", "http_tensor_transfer"),
+        ("Large tensor", "large_tensor_handling"),
+    ):
+        t = perf["transfer"][key]
+        if t["mb_per_s"] is None:
+            lines.append(f"- **{label}**: {NOT_MEASURED}")
+            continue
+        moved = (
+            format_bytes(t["bytes"])
+            if t["bytes"] is not None
+            else (f"{t['size_mb']:g} MB" if t["size_mb"] is not None else "size not recorded")
+        )
+        lines.append(
+            f"- **{label}**: {t['mb_per_s']:.1f} MB/s ({moved}, round trip {format_ms(t['round_trip_ms'])})"
+        )
+    lines += [
+        f"- **TCP connect latency (median)**: {format_ms(perf['connect_ms_median'])}",
+        f"- **/health response**: {format_ms(perf['health_response_ms'])}",
+        f"- **Server startup**: {format_ms(perf['server_startup_ms'])}",
+        f"- **Server op round trip (median)**: {format_ms(perf['server_op_median_round_trip_ms'])}",
+        f"- **Multi-op chain round trip**: {format_ms(perf['chain_round_trip_ms'])}",
+        "",
+    ]
+    return lines
+
+
+def _trend_cell(entry: dict[str, Any], metric: str) -> str:
+    value = entry["metrics"].get(metric)
+    if value is None:
+        return "—"
+    text = f"{value:.1f}"
+    change = (entry.get("change") or {}).get(metric)
+    if change and change.get("pct") is not None:
+        text += f" ({change['pct']:+.1f}%)"
+    return text
+
+
+def _trend_section(trend: dict[str, Any]) -> list[str]:
+    lines = ["## Trend Across Runs", ""]
+    if not trend["earlier_sessions"]:
+        lines += ["No earlier sessions found: this is the first run in the results folder.", ""]
+    columns = [m for m, _, _ in TREND_METRICS]
+    lines += [
+        "| Session | Started | Tests | Pass rate | Δ pass rate | " + " | ".join(columns) + " |",
+        "|" + "---|" * (5 + len(columns)),
+    ]
+    for entry in trend["sessions"]:
+        name = f"**{entry['session']}** (this run)" if entry["current"] else entry["session"]
+        rate = f"{entry['pass_rate']:.1f}%" if entry["pass_rate"] is not None else "—"
+        delta = (entry.get("change") or {}).get("pass_rate_pts")
+        cells = [
+            _cell(name),
+            entry["started"] or "—",
+            str(entry["summary"]["total"]),
+            rate,
+            f"{delta:+.1f} pts" if delta is not None else "—",
+        ]
+        cells += [_trend_cell(entry, m) for m in columns]
+        lines.append("| " + " | ".join(cells) + " |")
+    for bad in trend["unreadable"]:
+        lines.append(f"\nSkipped unreadable session {bad['session']}: {bad['reason']}")
+    return [*lines, ""]
+
+
+def render_markdown(report: dict[str, Any]) -> str:
+    """The human-readable report, section by section as in the guide's example."""
+    info = report["report_info"]
+    lines = [
+        "# Genie Test Analysis Report",
+        "",
+        f"Generated {info['generated_at']} by {info['generator']} from "
+        + ", ".join(f"`{Path(p).name}`" for p in info["sources"])
+        + ".",
+        "",
+    ]
+    lines += _session_section(report)
+    lines += _summary_section(report["overall_summary"])
+    lines += _side_section(
+        "Server-Side Results", report["server_side"], "run `pytest -m server` on the server"
+    )
+    lines += _side_section(
+        "Client-Side Results", report["client_side"], "run `pytest -m client --genie-server=HOST` on a client"
+    )
+    lines += _performance_section(report)
+    lines += ["## Recommendations", ""]
+    lines += [f"{i}. {rec['text']}" for i, rec in enumerate(report["recommendations"], 1)] or ["None."]
+    lines += [""]
+    lines += _trend_section(report["trend"])
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- files and CLI
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    """Temp file + rename in the same folder, so a reader never sees half a report."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _save(report: dict[str, Any], output: Path) -> tuple[Path, Path]:
+    output.mkdir(parents=True, exist_ok=True)
+    json_path, md_path = output / JSON_NAME, output / MARKDOWN_NAME
+    _write_atomic(json_path, json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+    _write_atomic(md_path, render_markdown(report))
+    return json_path, md_path
+
+
+def write_report(session_dir: Path, history_root: Path | None = None) -> tuple[Path, Path]:
+    """Write both report files into ``session_dir`` from the result files there.
+
+    ``history_root`` is searched for earlier ``genie_test_results_*`` folders for the trend
+    (the plugin passes its results dir); None means no trend beyond this session.
+    """
+    session_dir = Path(session_dir)
+    files = find_result_files(session_dir)
+    if not files:
+        raise ReportInputError(
+            f"{session_dir} holds no server_test_results_*.json or client_test_results_*.json"
+        )
+    history = discover_sessions(Path(history_root), [session_dir]) if history_root is not None else []
+    return _save(build_report(files, history), session_dir)
+
+
+def _collect(dirs: Sequence[Path]) -> list[Path]:
+    files: list[Path] = []
+    for folder in dirs:
+        if not folder.is_dir():
+            raise ReportInputError(f"{folder} is not a directory")
+        found = find_result_files(folder)
+        if not found:
+            raise ReportInputError(
+                f"{folder} holds no server_test_results_*.json or client_test_results_*.json; "
+                "pass the genie_test_results_* folder a test run wrote"
+            )
+        files += [f for f in found if f.resolve() not in {g.resolve() for g in files}]
+    return files
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``genie-report DIR [DIR ...]``: one report from result folders copied together from several nodes."""
+    parser = argparse.ArgumentParser(
+        prog="genie-report",
+        description="Build comprehensive_report.json and test_analysis_report.md from Genie result folders "
+        "(e.g. server results from the GPU node and client results from a client node).",
+    )
+    parser.add_argument(
+        "dirs",
+        nargs="+",
+        type=Path,
+        metavar="DIR",
+        help="a genie_test_results_* folder holding server_/client_test_results_*.json",
+    )
+    parser.add_argument("--output", type=Path, help="where to write the report (default: the first DIR)")
+    parser.add_argument(
+        "--history",
+        type=Path,
+        metavar="ROOT",
+        help="folder holding earlier genie_test_results_* sessions for the trend "
+        "(default: the parent of the first DIR)",
+    )
+    args = parser.parse_args(argv)
+    output: Path = args.output or args.dirs[0]
+    history_root: Path = args.history or args.dirs[0].resolve().parent
+    try:
+        files = _collect(args.dirs)
+        report = build_report(files, discover_sessions(history_root, [*args.dirs, output]))
+        paths = _save(report, output)
+    except ReportInputError as exc:
+        print(f"genie-report: error: {exc}", file=sys.stderr)
+        return 2
+    for path in paths:
+        print(path)
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,224 @@
+"""The result record model and the session folder it is written to.
+
+One session writes ``<results_dir>/genie_test_results_YYYYMMDD_HHMMSS/`` holding
+``server_test_results_<ts>.json`` and/or ``client_test_results_<ts>.json`` in the
+guide's schema (``{"test_info": {...}, "tests": [...]}``).  The folder is created
+with ``mkdir`` (atomic: two sessions in the same second get ``_2``, ``_3``... and
+never share or overwrite a folder), lazily, when the first record arrives, so a run
+without documented tests leaves nothing behind.
+
+Each file is rewritten after every recorded test through a temporary file and
+``os.replace``: a reader, or a run killed by Ctrl-C or a crashing test, only ever
+sees a complete JSON document holding every test recorded so far.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import numbers
+import os
+import platform
+import socket
+import tempfile
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Literal
+
+__all__ = ["KINDS", "TEST_TYPES", "Kind", "ResultsSession", "TestRecord", "environment_info",
+           "iso_utc", "json_safe"]
+
+Kind = Literal["server", "client"]
+KINDS: tuple[Kind, ...] = ("server", "client")
+#: ``test_info.test_type`` per kind, as the guide spells it.
+TEST_TYPES: dict[str, str] = {"server": "server_side", "client": "client_side"}
+STATUSES = ("PASS", "FAIL", "SKIP", "ERROR")
+FOLDER_PREFIX = "genie_test_results_"
+_MAX_DEPTH = 32
+
+
+def iso_utc(epoch: float) -> str:
+    """``2025-01-09T14:30:00.123456+00:00``: ISO 8601, UTC, with its offset."""
+    return datetime.fromtimestamp(epoch, tz=timezone.utc).isoformat()
+
+
+def json_safe(value: Any, _depth: int = 0) -> Any:
+    """A copy of ``value`` that ``json.dumps(..., allow_nan=False)`` accepts.
+
+    Tests record whatever they measured (numpy scalars, torch dtypes, paths...):
+    numbers stay numbers, NaN/inf become ``null`` (JSON has no NaN and ``jq``
+    rejects it), containers are copied, and anything else becomes its ``str``.
+    """
+    if _depth > _MAX_DEPTH:
+        return str(value)
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real):
+        number = float(value)
+        return number if math.isfinite(number) else None
+    if isinstance(value, Mapping):
+        return {str(k): json_safe(v, _depth + 1) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        items = sorted(value, key=repr) if isinstance(value, (set, frozenset)) else value
+        return [json_safe(v, _depth + 1) for v in items]
+    return str(value)
+
+
+@dataclass
+class TestRecord:
+    """One documented test's outcome: an entry of ``tests[]`` plus routing fields.
+
+    ``kinds`` (which files it belongs in) and ``server_url`` (what the test talked
+    to, if it asked for ``genie_server_url``) are not written into ``tests[]``.
+    """
+
+    __test__ = False  # not a pytest test class despite the name
+
+    name: str
+    status: str
+    details: dict[str, Any]
+    timing_ms: float
+    timestamp: str
+    kinds: list[str] = field(default_factory=list)
+    server_url: str | None = None
+
+    def entry(self) -> dict[str, Any]:
+        """The ``tests[]`` entry in the guide's schema."""
+        return {"name": self.name, "status": self.status, "details": self.details,
+                "timing_ms": self.timing_ms, "timestamp": self.timestamp}
+
+    def to_wire(self) -> dict[str, Any]:
+        """Plain JSON types only: travels on a report from an xdist worker."""
+        return {**self.entry(), "kinds": list(self.kinds), "server_url": self.server_url}
+
+    @classmethod
+    def from_wire(cls, data: Mapping[str, Any]) -> TestRecord:
+        return cls(name=str(data["name"]), status=str(data["status"]),
+                   details=dict(data.get("details") or {}), timing_ms=float(data["timing_ms"]),
+                   timestamp=str(data["timestamp"]), kinds=[str(k) for k in data.get("kinds", [])],
+                   server_url=data.get("server_url"))
+
+
+def environment_info() -> dict[str, Any]:
+    """Versions, platform and the GPU of *this* machine (for server tests run on
+    the GPU node, that is the server).  torch is imported here, not at plugin
+    import, so ``pytest --help`` stays fast."""
+    from importlib import metadata
+
+    info: dict[str, Any] = {"python_version": platform.python_version(), "torch_version": None,
+                            "genie_version": None, "platform": platform.platform(),
+                            "gpu": {"cuda_available": False, "gpu_count": 0, "gpu_name": None}}
+    with contextlib.suppress(metadata.PackageNotFoundError):
+        info["genie_version"] = metadata.version("genie")
+    try:
+        import torch
+    except ImportError:
+        return info
+    info["torch_version"] = torch.__version__
+    try:
+        available = bool(torch.cuda.is_available())
+        count = int(torch.cuda.device_count()) if available else 0
+        info["gpu"] = {"cuda_available": available, "gpu_count": count,
+                       "gpu_name": torch.cuda.get_device_name(0) if count else None}
+    except Exception as exc:  # a broken driver must not lose the results
+        info["gpu"]["error"] = f"{type(exc).__name__}: {exc}"
+    return info
+
+
+def _write_json_atomic(path: Path, payload: Any) -> None:
+    text = json.dumps(payload, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def _make_folder(results_dir: Path, stamp: str) -> Path:
+    results_dir.mkdir(parents=True, exist_ok=True)
+    base = results_dir / f"{FOLDER_PREFIX}{stamp}"
+    for n in range(1, 10_000):
+        candidate = base if n == 1 else base.with_name(f"{base.name}_{n}")
+        try:
+            candidate.mkdir()
+        except FileExistsError:
+            continue
+        return candidate
+    raise FileExistsError(f"no free session folder name under {results_dir} for {base.name}")
+
+
+@dataclass
+class ResultsSession:
+    """The records of one pytest session and the folder they are kept in.
+
+    ``extend_info`` is called once per file with its fresh ``test_info`` dict (the
+    plugin routes it to the ``pytest_genie_test_info`` hook).
+    """
+
+    results_dir: Path
+    started: float
+    server_url: str | None = None
+    extend_info: Callable[[dict[str, Any]], None] | None = None
+    records: list[TestRecord] = field(default_factory=list)
+    folder: Path | None = None
+    files: dict[str, Path] = field(default_factory=dict)
+    _infos: dict[str, dict[str, Any]] = field(default_factory=dict)
+    _env: dict[str, Any] | None = None
+
+    @property
+    def stamp(self) -> str:
+        return datetime.fromtimestamp(self.started, tz=timezone.utc).strftime("%Y%m%d_%H%M%S")
+
+    def ensure_folder(self) -> Path:
+        if self.folder is None:
+            self.folder = _make_folder(self.results_dir, self.stamp)
+        return self.folder
+
+    def add(self, record: TestRecord) -> None:
+        """Keep ``record`` and rewrite the file(s) of its kind(s) at once."""
+        self.records.append(record)
+        if self.server_url is None and record.server_url:
+            self.server_url = record.server_url
+        for kind in record.kinds:
+            if kind in TEST_TYPES:
+                self.write(kind)
+
+    def _test_info(self, kind: str) -> dict[str, Any]:
+        info = self._infos.get(kind)
+        if info is None:
+            if self._env is None:
+                self._env = environment_info()
+            info = {"hostname": socket.gethostname(), "timestamp": iso_utc(self.started),
+                    "test_type": TEST_TYPES[kind], "server_url": self.server_url,
+                    **json_safe(self._env)}
+            if self.extend_info is not None:
+                self.extend_info(info)
+            info = json_safe(info)
+            self._infos[kind] = info
+        if info.get("server_url") is None:
+            info["server_url"] = self.server_url
+        return info
+
+    def write(self, kind: str) -> Path:
+        """(Re)write ``<kind>_test_results_<ts>.json`` with every record of ``kind``."""
+        folder = self.ensure_folder()
+        path = self.files.get(kind) or folder / f"{kind}_test_results_{self.stamp}.json"
+        payload = {"test_info": self._test_info(kind),
+                   "tests": [r.entry() for r in self.records if kind in r.kinds]}
+        _write_json_atomic(path, payload)
+        self.files[kind] = path
+        return path
+
+    def by_kind(self, kind: str) -> list[TestRecord]:
+        return [r for r in self.records if kind in r.kinds]

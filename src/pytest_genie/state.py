@@ -1,0 +1,65 @@
+"""Per-session and per-test state of the plugin, kept in pytest stashes.
+
+Nothing lives at module level: pytester runs nested sessions in one process, and
+each ``Config`` / ``Item`` carries its own state.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pytest_genie.options import GenieOptions
+from pytest_genie.results import ResultsSession, TestRecord
+
+__all__ = ["DETAILS_KEY", "PENDING_KEY", "RECORD_KEY", "SERVER_URL_KEY", "STATE_KEY", "GenieState", "Pending",
+           "get_state"]
+
+
+@dataclass
+class Pending:
+    """A recorded test in progress on this process: its phases so far."""
+
+    name: str
+    kinds: list[str]
+    start: float
+    outcomes: dict[str, str] = field(default_factory=dict)
+    messages: dict[str, str] = field(default_factory=dict)
+    call_ms: float | None = None
+    call_started: float | None = None
+    interrupted_by: str | None = None
+
+
+@dataclass
+class GenieState:
+    """The session's options, and (on the process that writes) its results."""
+
+    options: GenieOptions
+    is_worker: bool
+    results: ResultsSession | None = None
+    in_flight: dict[str, tuple[pytest.Item, Pending]] = field(default_factory=dict)
+    report_files: list[Path] = field(default_factory=list)
+    report_error: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+STATE_KEY = pytest.StashKey[GenieState]()
+#: On an item: the dict the ``genie_record`` fixture handed to the test.
+DETAILS_KEY = pytest.StashKey[dict[str, Any]]()
+#: On an item: the test's phases so far.
+PENDING_KEY = pytest.StashKey[Pending]()
+#: On an item: its finished record (for pytest-json-report's metadata hook).
+RECORD_KEY = pytest.StashKey[TestRecord]()
+#: On the config: the server URL ``genie_server_url`` resolved to.
+SERVER_URL_KEY = pytest.StashKey[str]()
+
+
+def get_state(config: pytest.Config) -> GenieState:
+    try:
+        return config.stash[STATE_KEY]
+    except KeyError:
+        raise RuntimeError("the Genie plugin is not configured in this session "
+                           "(was it disabled with -p no:genie?)") from None
