@@ -115,10 +115,25 @@ class Op:
             return self.fn(**bound)
         except torch.OutOfMemoryError:
             raise  # the server turns this into 503 out_of_memory
-        except (RuntimeError, ValueError, TypeError, IndexError) as exc:
+        except (RuntimeError, ValueError, TypeError, IndexError, ArithmeticError) as exc:
+            # ArithmeticError: e.g. OverflowError from arange(0, Infinity), which JSON allows.
             if "can't allocate memory" in str(exc) or "out of memory" in str(exc).lower():
                 raise torch.OutOfMemoryError(str(exc)) from exc
-            raise InvalidArgumentError(f"op {self.name!r} failed: {exc}") from exc
+            raise InvalidArgumentError(
+                f"op {self.name!r} failed{_describe_tensors(bound)}: {exc}") from exc
+
+
+def _describe_tensors(bound: Mapping[str, Any]) -> str:
+    """`` on input [3, 4] float32, other [5, 6] float32``: torch's own messages do not
+    always name the shapes (``dot``, ``bmm``), and a remote caller needs them."""
+    parts = []
+    for name, value in bound.items():
+        values = value if isinstance(value, list) else [value]
+        shown = [f"{list(v.shape)} {str(v.dtype).removeprefix('torch.')}"
+                 for v in values if isinstance(v, torch.Tensor)]
+        if shown:
+            parts.append(f"{name} {', '.join(shown)}")
+    return f" on {'; '.join(parts)}" if parts else ""
 
 
 # --- checkers: each validates one wire value and returns the value to pass on ---
