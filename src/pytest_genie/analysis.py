@@ -423,7 +423,7 @@ def format_bytes(value: Any) -> str:
     value = number(value)
     if value is None:
         return NOT_MEASURED
-    for unit, scale in (("GB", 1 << 30), ("MB", 1 << 20), ("KB", 1 << 10)):
+    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
         if abs(value) >= scale:
             return f"{value / scale:.1f} {unit}"
     return f"{int(value)} B"

@@ -231,20 +231,24 @@ def _performance_section(report: dict[str, Any]) -> list[str]:
     gpu = report["session_info"]["gpu"]
     device = str(perf.get("server_device") or "")
     on_gpu = device.startswith("cuda") or gpu.get("cuda_available") is True
-    kind = "GPU" if on_gpu else (f"Device ({device})" if device else "Device")
-    size = f" ({int(perf['n'])}×{int(perf['n'])} {perf.get('op') or 'op'})" if perf.get("n") else ""
+    kind = "GPU" if on_gpu else "Device"
+    where = "" if on_gpu or not device else f" ({device})"
     overhead = format_ms(perf["network_overhead_ms"])
     if perf["network_overhead_pct_of_server"] is not None:
-        overhead += f" ({format_pct(perf['network_overhead_pct_of_server'])} of {kind.split(' ')[0]} time)"
+        overhead += f" ({format_pct(perf['network_overhead_pct_of_server'])} of {kind} time)"
     total = format_ms(perf["total_overhead_ms"])
     if perf["total_overhead_pct_vs_local"] is not None:
         pct = perf["total_overhead_pct_vs_local"]
         total += f" ({format_pct(abs(pct))} {'slower' if pct >= 0 else 'faster'} than local CPU)"
-    lines = [
-        "## Performance Analysis",
-        "",
-        f"### Network vs {'GPU' if on_gpu else 'Server'} Performance{size}",
-        f"- **Server {kind} Time**: {format_ms(perf['server_time_ms'])}",
+    lines = ["## Performance Analysis", "", "### Network vs GPU Performance"]
+    if perf.get("n"):
+        lines.append(f"Measured on {int(perf['n'])}×{int(perf['n'])} fp32 `{perf.get('op') or 'op'}`.")
+    if not on_gpu:
+        lines.append(
+            f"The server ran on {device or 'an unknown device'}, not a GPU: its figures are device time."
+        )
+    lines += [
+        f"- **Server {kind} Time{where}**: {format_ms(perf['server_time_ms'])}",
         f"- **Client Remote Time**: {format_ms(perf['client_remote_ms'])}",
         f"- **Network Overhead**: {overhead}",
     ]
@@ -261,7 +265,7 @@ def _performance_section(report: dict[str, Any]) -> list[str]:
         "",
         "### End-to-End Performance",
         f"- **Client CPU Baseline**: {format_ms(perf['client_cpu_baseline_ms'])}",
-        f"- **Remote {'GPU' if on_gpu else 'Server'} Execution**: {format_ms(perf['client_remote_ms'])}",
+        f"- **Remote {kind} Execution{where}**: {format_ms(perf['client_remote_ms'])}",
         f"- **Total Overhead**: {total}",
         "",
         "### Break-even Size",
