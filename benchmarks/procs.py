@@ -1,0 +1,158 @@
+"""Child processes and their memory, for ``benchmarks/transport.py``.
+
+Every server the benchmark measures runs as its own process, started here and
+always killed (by its own pid) when the benchmark ends, even on error.  Memory is
+read from ``/proc/<pid>/status``: ``VmRSS`` now and ``VmHWM`` the peak, which
+writing ``5`` to ``/proc/<pid>/clear_refs`` resets (allowed for our own children).
+Where that reset is refused, a thread samples ``VmRSS`` instead.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import httpx
+
+MB = 1024 * 1024
+
+
+def free_port() -> int:
+    """A port the kernel just handed out (bound then released)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def read_line(proc: subprocess.Popen[str], timeout: float) -> str:
+    """The child's next stdout line, or an error naming why it did not come."""
+    assert proc.stdout is not None
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([proc.stdout], [], [], 0.2)
+        if ready:
+            line = proc.stdout.readline()
+            if line:
+                return line.strip()
+        if proc.poll() is not None:
+            raise RuntimeError(f"{proc.args!r} exited with {proc.returncode}")
+    raise TimeoutError(f"{proc.args!r} said nothing within {timeout} s")
+
+
+class Children:
+    """The processes this benchmark started; ``close`` kills each still running."""
+
+    def __init__(self) -> None:
+        self.procs: list[subprocess.Popen[str]] = []
+
+    def spawn(self, args: Sequence[str], *, stdin: bool = False) -> subprocess.Popen[str]:
+        proc = subprocess.Popen(
+            [sys.executable, *args], stdout=subprocess.PIPE,
+            stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
+            stderr=None, text=True, bufsize=1)
+        self.procs.append(proc)
+        return proc
+
+    def stop(self, proc: subprocess.Popen[str], grace: float = 5.0) -> None:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(grace)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(grace)
+        for stream in (proc.stdin, proc.stdout):
+            if stream is not None:
+                stream.close()
+
+    def close(self) -> None:
+        while self.procs:
+            self.stop(self.procs.pop())
+
+
+def start_genie(children: Children, *, max_body_mb: float, max_held_mb: float,
+                timeout: float = 60.0) -> tuple[subprocess.Popen[str], str]:
+    """The real ``genie-server`` command line on a fresh port; waits for /health."""
+    port = free_port()
+    proc = children.spawn(["-m", "genie.runtime.simple_server", "--host", "127.0.0.1",
+                           "--port", str(port), "--device", "cpu", "--log-level", "warning",
+                           "--max-body-mb", str(max_body_mb), "--max-held-mb", str(max_held_mb)])
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + timeout
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"genie server exited with {proc.returncode} during startup")
+        try:
+            if httpx.get(f"{url}/health", timeout=2.0).status_code == 200:
+                return proc, url
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"genie server not healthy within {timeout} s")
+        time.sleep(0.1)
+
+
+def status(pid: int) -> dict[str, int]:
+    """``VmRSS`` and ``VmHWM`` of ``pid`` in bytes."""
+    out: dict[str, int] = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            out[key] = int(value.split()[0]) * 1024
+    return out
+
+
+def reset_peak(pid: int) -> bool:
+    try:
+        Path(f"/proc/{pid}/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+class PeakWatch:
+    """Peak RSS of one process over a ``with`` block: kernel HWM where it can be
+    reset, else the highest of ``VmRSS`` samples taken every few milliseconds."""
+
+    def __init__(self, pid: int, interval: float = 0.002) -> None:
+        self.pid = pid
+        self.interval = interval
+        self.idle = 0
+        self.sampled = 0
+        self.hwm_reset = False
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.sampled = max(self.sampled, status(self.pid)["VmRSS"])
+            except (OSError, KeyError):
+                return
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> PeakWatch:
+        self.idle = status(self.pid)["VmRSS"]
+        self.hwm_reset = reset_peak(self.pid)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        hwm = status(self.pid).get("VmHWM", 0) if self.hwm_reset else 0
+        self.peak = max(hwm, self.sampled)
+
+    def as_json(self) -> dict[str, object]:
+        return {"pid_is_self": self.pid == os.getpid(), "idle_mb": round(self.idle / MB, 1),
+                "peak_mb": round(self.peak / MB, 1),
+                "growth_mb": round((self.peak - self.idle) / MB, 1),
+                "method": "VmHWM after clear_refs" if self.hwm_reset else "VmRSS sampled"}
