@@ -523,7 +523,7 @@ def recommend(
     if ratio is not None and ratio > OVERHEAD_DOMINATES_RATIO:
         add(
             "network",
-            f"Network and serialisation cost {ratio:.1f}x the server compute "
+            f"Network and serialisation cost {ratio:.3g}x the server compute "
             f"({format_ms(perf['network_overhead_ms'])} vs {format_ms(perf['server_time_ms'])}): "
             "batch ops into one /graph request and keep intermediate tensors on the server as "
             "handles instead of fetching each result.",
@@ -531,7 +531,7 @@ def recommend(
     elif ratio is not None:
         add(
             "network",
-            f"Network overhead is {ratio:.1f}x the server compute: the device, not the wire, "
+            f"Network overhead is {ratio:.3g}x the server compute: the device, not the wire, "
             "dominates; larger batches per request use the server better.",
         )
     chain = perf.get("chain_requests")

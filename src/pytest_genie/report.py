@@ -16,10 +16,10 @@ import sys
 import tempfile
 from collections.abc import Sequence
 from datetime import datetime, timezone
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from genie import __version__
 from pytest_genie.analysis import (
     NOT_MEASURED,
     ReportInputError,
@@ -29,6 +29,7 @@ from pytest_genie.analysis import (
     format_pct,
     gpu_info,
     load_result_file,
+    parse_time,
     performance,
     recommend,
     session_info,
@@ -72,6 +73,14 @@ KEY_DETAILS: dict[str, tuple[str, ...]] = {
 # ----------------------------------------------------------------------------- the data
 
 
+def _genie_version() -> str:
+    """The installed genie version, read from package metadata so the report never imports torch."""
+    try:
+        return metadata.version("genie")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
 def build_report(result_files: list[Path], history_dirs: list[Path]) -> dict[str, Any]:
     """The comprehensive report of ``result_files`` (one session, possibly from several folders).
 
@@ -95,7 +104,7 @@ def build_report(result_files: list[Path], history_dirs: list[Path]) -> dict[str
     earlier = [d for d in history_dirs if Path(d).resolve() not in own_dirs]
     return {
         "report_info": {
-            "generator": f"genie-report {__version__}",
+            "generator": f"genie-report {_genie_version()}",
             "generated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "sources": [str(f.path) for f in files],
         },
@@ -110,6 +119,12 @@ def build_report(result_files: list[Path], history_dirs: list[Path]) -> dict[str
 
 
 # ----------------------------------------------------------------------------- the Markdown
+
+
+def _when(stamp: Any) -> str:
+    """An ISO timestamp shortened for a table (seconds, UTC); anything else as is."""
+    when = parse_time(stamp)
+    return when.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC") if when else str(stamp or "—")
 
 
 def _cell(text: Any) -> str:
@@ -184,7 +199,11 @@ def _session_section(report: dict[str, Any]) -> list[str]:
     lines = ["## Session Information", "", "| | Server node | Client node |", "|---|---|---|"]
     for label, key in rows:
         cells = [
-            (_cell(side.get(key)) if side and side.get(key) else ("—" if side is None else NOT_MEASURED))
+            (
+                _cell(_when(side[key]) if key == "timestamp" else side[key])
+                if side and side.get(key)
+                else ("—" if side is None else NOT_MEASURED)
+            )
             for _, side in sides
         ]
         lines.append(f"| {label} | {cells[0]} | {cells[1]} |")
@@ -205,7 +224,7 @@ def _session_section(report: dict[str, Any]) -> list[str]:
         "",
         f"- **Server URL**: {info['server_url'] or NOT_MEASURED}",
         f"- **Server device**: {device}" + (f" ({'; '.join(extra)})" if extra else ""),
-        f"- **Session started**: {info['started'] or NOT_MEASURED}",
+        f"- **Session started**: {_when(info['started']) if info['started'] else NOT_MEASURED}",
         "",
     ]
     return lines
@@ -235,7 +254,8 @@ def _performance_section(report: dict[str, Any]) -> list[str]:
     where = "" if on_gpu or not device else f" ({device})"
     overhead = format_ms(perf["network_overhead_ms"])
     if perf["network_overhead_pct_of_server"] is not None:
-        overhead += f" ({format_pct(perf['network_overhead_pct_of_server'])} of {kind} time)"
+        basis = "GPU" if on_gpu else "server device"
+        overhead += f" ({format_pct(perf['network_overhead_pct_of_server'])} of {basis} time)"
     total = format_ms(perf["total_overhead_ms"])
     if perf["total_overhead_pct_vs_local"] is not None:
         pct = perf["total_overhead_pct_vs_local"]
@@ -356,7 +376,7 @@ def _trend_section(trend: dict[str, Any]) -> list[str]:
         delta = (entry.get("change") or {}).get("pass_rate_pts")
         cells = [
             _cell(name),
-            entry["started"] or "—",
+            _when(entry["started"]),
             str(entry["summary"]["total"]),
             rate,
             f"{delta:+.1f} pts" if delta is not None else "—",

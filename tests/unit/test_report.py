@@ -429,7 +429,7 @@ def test_recommendations_follow_the_numbers(tmp_path: Path) -> None:
     fast_text = " ".join(r["text"] for r in fast["recommendations"])
 
     assert "keep tensors below 64.0 MiB local" in slow_text
-    assert "4.5x the server compute" in slow_text and "batch ops into one /graph request" in slow_text
+    assert "4.48x the server compute" in slow_text and "batch ops into one /graph request" in slow_text
     assert "no GPU" not in slow_text
 
     assert "from n=2048 (16.0 MiB) upward" in fast_text
