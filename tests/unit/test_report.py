@@ -575,3 +575,71 @@ def test_console_module_runs(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == [str(folder / JSON_NAME), str(folder / MARKDOWN_NAME)]
+
+
+# ----------------------------------------------------------------------------- with the real plugin
+
+PLUGIN_TESTS = """
+import pytest
+
+@pytest.mark.server
+def test_gpu_detection(genie_record):
+    genie_record.update(cuda_available=False, gpu_count=0, device="cpu")
+    pytest.skip("no CUDA GPU on this server")
+
+@pytest.mark.server
+def test_server_operations(genie_record):
+    genie_record.update(ops_checked=3, median_round_trip_ms=2.5)
+
+@pytest.mark.client
+def test_performance_comparison(genie_record):
+    genie_record.update(n=1000, op="matmul", local_cpu_ms=6.0, server_compute_ms=6.5, remote_ms=18.0)
+
+@pytest.mark.client
+def test_http_tensor_transfer(genie_record):
+    genie_record.update(http_code=200, bytes=4000000, mb_per_s=800.0)
+    assert genie_record["http_code"] == 500, "server answered 200"
+"""
+
+
+def _only_session(results_dir: Path) -> Path:
+    (folder,) = results_dir.glob("genie_test_results_*")
+    return folder
+
+
+def test_report_from_plugin_results_run_on_two_nodes(pytester: pytest.Pytester) -> None:
+    """`pytest -m server` and `pytest -m client` write separate folders; genie-report joins them."""
+    pytester.makepyfile(test_nodes=PLUGIN_TESTS)
+    server_dir, client_dir = pytester.path / "gpu-node", pytester.path / "client-node"
+    pytester.runpytest("-m", "server", f"--genie-results-dir={server_dir}").assert_outcomes(
+        passed=1, skipped=1
+    )
+    pytester.runpytest("-m", "client", f"--genie-results-dir={client_dir}").assert_outcomes(
+        passed=1, failed=1
+    )
+    server_session, client_session = _only_session(server_dir), _only_session(client_dir)
+    out = pytester.path / "combined"
+
+    assert main([str(server_session), str(client_session), "--output", str(out)]) == 0
+    report = json.loads((out / JSON_NAME).read_text(encoding="utf-8"))
+    summary = report["overall_summary"]
+    assert (summary["total"], summary["passed"], summary["failed"], summary["skipped"]) == (4, 2, 1, 1)
+    assert report["performance"]["network_overhead_ms"] == pytest.approx(18.0 - 6.5)
+    texts = " ".join(r["text"] for r in report["recommendations"])
+    assert "Fix `http_tensor_transfer` (FAIL)" in texts and "server answered 200" in texts
+    assert "The server has no GPU (no CUDA GPU on this server)" in texts
+
+
+def test_genie_report_option_writes_the_report_with_the_trend(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_nodes=PLUGIN_TESTS)
+    results = pytester.path / "reports"
+    pytester.runpytest(f"--genie-results-dir={results}").assert_outcomes(passed=2, failed=1, skipped=1)
+    pytester.runpytest(f"--genie-results-dir={results}", "--genie-report")
+
+    sessions = sorted(results.glob("genie_test_results_*"))
+    assert len(sessions) == 2
+    assert not (sessions[0] / JSON_NAME).exists()
+    trend = json.loads((sessions[1] / JSON_NAME).read_text(encoding="utf-8"))["trend"]
+    assert [s["session"] for s in trend["sessions"]] == [sessions[0].name, sessions[1].name]
+    assert [s["current"] for s in trend["sessions"]] == [False, True]
+    assert "## Trend Across Runs" in (sessions[1] / MARKDOWN_NAME).read_text(encoding="utf-8")
