@@ -88,7 +88,8 @@ def load_result_file(path: Path) -> ResultFile:
         raise ReportInputError(f"invalid JSON in {path}: {exc}") from exc
     if not isinstance(data, dict) or not isinstance(data.get("tests"), list):
         raise ReportInputError(f"{path} is not a Genie result file: expected an object with a 'tests' list")
-    info = data.get("test_info") if isinstance(data.get("test_info"), dict) else {}
+    raw_info = data.get("test_info")
+    info: dict[str, Any] = raw_info if isinstance(raw_info, dict) else {}
     tests = []
     for index, entry in enumerate(data["tests"]):
         if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
@@ -340,7 +341,8 @@ def performance(
 
     comparison = pick(client_tests, "performance_comparison")
     details = comparison["details"] if comparison else {}
-    sweep = details.get("sweep") if isinstance(details.get("sweep"), list) else []
+    raw_sweep = details.get("sweep")
+    sweep: list[dict[str, Any]] = raw_sweep if isinstance(raw_sweep, list) else []
     from_sweep = break_even_from_sweep(sweep)
     if from_sweep is not None:
         break_even = {**from_sweep, "source": "sweep"}

@@ -643,3 +643,34 @@ def test_genie_report_option_writes_the_report_with_the_trend(pytester: pytest.P
     assert [s["session"] for s in trend["sessions"]] == [sessions[0].name, sessions[1].name]
     assert [s["current"] for s in trend["sessions"]] == [False, True]
     assert "## Trend Across Runs" in (sessions[1] / MARKDOWN_NAME).read_text(encoding="utf-8")
+
+
+def test_odd_but_valid_files_still_give_a_report(tmp_path: Path) -> None:
+    """Hand-edited or older files: no test_info, lowercase status, odd details, a broken sweep."""
+    folder = tmp_path / "genie_test_results_20260109_143000"
+    folder.mkdir()
+    (folder / "client_test_results_20260109_143000.json").write_text(
+        json.dumps(
+            {
+                "tests": [
+                    {"name": "network_connectivity", "status": "pass", "details": ["not", "an", "object"]},
+                    {
+                        "name": "performance_comparison",
+                        "status": "PASS",
+                        "timing_ms": "fast",
+                        "details": {"remote_ms": "n/a", "local_cpu_ms": 2.0, "sweep": [{"n": "big"}, 7]},
+                    },
+                    {"name": "custom_check", "status": "WEIRD", "details": '{"answer": 42}'},
+                ]
+            }
+        ),
+        encoding="utf-8",
+    )
+    assert main([str(folder)]) == 0
+    report = json.loads((folder / JSON_NAME).read_text(encoding="utf-8"))
+    statuses = [t["status"] for t in report["client_side"]["tests"]]
+    assert statuses == ["PASS", "PASS", "ERROR"]  # an unknown status is not counted as a pass
+    assert report["performance"]["client_remote_ms"] is None
+    assert report["performance"]["client_cpu_baseline_ms"] == 2.0
+    md = (folder / MARKDOWN_NAME).read_text(encoding="utf-8")
+    assert "answer=42" in md and "| Hostname | — | not measured |" in md
