@@ -37,7 +37,7 @@ from genie.errors import (
     TransportError,
     error_class_for,
 )
-from genie.graph import GRAPH_METADATA_KEY, HANDLES_METADATA_KEY, to_wire
+from genie.graph import GRAPH_METADATA_KEY, HANDLES_METADATA_KEY, Ref, to_wire
 from genie.protocol import PROTOCOL_VERSION, SAFETENSORS_MEDIA_TYPE, normalize_url
 from genie.wire import Decoded, decode, dtype_from_name, encode
 
@@ -120,11 +120,23 @@ def _execute_plan(op: str, tensors: Sequence[torch.Tensor], kwargs: Mapping[str,
     if tensors:
         (body["_positional"],) = tensors
     args: dict[str, Any] = {}
+
+    def lift(value: Any) -> Any:
+        # Tensors inside lists (cat, stack, einsum operands, getitem indices) travel
+        # in the body too, and the argument refers to them as {"input": NAME}.
+        if isinstance(value, torch.Tensor):
+            ref = f"_arg{len(body)}"
+            body[ref] = value
+            return Ref("input", ref)
+        if isinstance(value, (list, tuple)):
+            return [lift(v) for v in value]
+        return value
+
     for name, value in kwargs.items():
         if isinstance(value, torch.Tensor):
             body[name] = value
         else:
-            args[name] = to_wire(value)
+            args[name] = to_wire(lift(value))
     params = {"op": op}
     if args:
         params["args"] = json.dumps(args)
