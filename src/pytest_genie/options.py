@@ -147,7 +147,7 @@ def _lookup(config: pytest.Config, opt: _Option) -> tuple[str, str] | None:
         return env, f"environment variable {opt.env}={env!r}"
     ini = config.getini(opt.ini)
     if ini is not None and ini != "":
-        where = config.inipath or "the ini file"
+        where = config.inipath or "the ini file or -o"
         return str(ini), f"ini option {opt.ini} = {ini!r} in {where}"
     return None
 

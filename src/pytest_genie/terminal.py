@@ -24,7 +24,9 @@ SYMBOLS = {"PASS": "✅", "FAIL": "❌", "SKIP": "⏭", "ERROR": "💥"}
 ASCII = {"PASS": "[PASS]", "FAIL": "[FAIL]", "SKIP": "[SKIP]", "ERROR": "[ERROR]"}
 TITLES = {"server": "Server-side tests", "client": "Client-side tests"}
 DETAILS_PREFIX = "   Details: "
-MIN_WIDTH = 60
+#: Details lines are cut at the terminal width, but never below this many characters:
+#: on a narrow terminal a wrapped line beats a details line cut to nothing.
+MIN_WIDTH = 200
 
 
 def _can_encode(text: str, encoding: str | None) -> bool:
