@@ -6,6 +6,9 @@ Public API (everything else is private)::
     genie.RemoteTensor                   a tensor held on the server (a handle)
     genie.create_app / ServerConfig      build the server app (see genie.server)
     genie.GenieError and subclasses      the one exception tree (see genie.errors)
+    genie.LazyTensor, genie.remote(t)    capture torch code, run it remotely in one request
+    genie.connect / capture / materialize / persist / release / remote_module,
+    genie.randn / rand / zeros / ones / full / arange / eye   (see genie.lazy)
 """
 
 from genie._version import __version__
@@ -29,11 +32,49 @@ from genie.errors import (
     UnsupportedOpError,
     WireFormatError,
 )
+from genie.lazy import (
+    REMOTE_DEVICE,
+    LazyTensor,
+    connect,
+    disconnect,
+    materialize,
+    persist,
+    release,
+    remote,
+)
+from genie.lazy_capture import (
+    arange,
+    capture,
+    eye,
+    full,
+    ones,
+    rand,
+    randn,
+    remote_module,
+    zeros,
+)
 from genie.protocol import PROTOCOL_VERSION
 from genie.server.app import create_app
 from genie.server.config import ServerConfig
 
 __all__ = [
+    "REMOTE_DEVICE",
+    "LazyTensor",
+    "connect",
+    "disconnect",
+    "materialize",
+    "persist",
+    "release",
+    "remote",
+    "arange",
+    "capture",
+    "eye",
+    "full",
+    "ones",
+    "rand",
+    "randn",
+    "remote_module",
+    "zeros",
     "PROTOCOL_VERSION",
     "AsyncClient",
     "AuthError",

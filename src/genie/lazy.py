@@ -229,8 +229,11 @@ def make_lazy(node: Node, spec: Spec, view_base: LazyTensor | None = None) -> La
 
 #: torch function -> handler(func, args, kwargs); filled by ``genie.lazy_mapping``.
 HANDLERS: dict[Any, Callable[[Any, Sequence[Any], Mapping[str, Any]], Any]] = {}
-#: Called for a torch function with no handler; set by ``genie.lazy_mapping``.
-unhandled: Callable[[Any, Sequence[Any], Mapping[str, Any]], Any]
+
+
+def unhandled(func: Any, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Any:
+    """A torch function with no handler; ``genie.lazy_mapping`` replaces this."""
+    raise UnsupportedOpError(f"{func} is not supported on LazyTensor")
 
 
 def _contiguous_strides(shape: Sequence[int]) -> tuple[int, ...]:
@@ -334,6 +337,8 @@ def infer(op: Op, bound: Mapping[str, Any], key: Any) -> Spec:
     if spec is not None:
         return spec
     metas = {k: _to_meta(v) for k, v in bound.items()}
+    if op.factory and metas.get("seed") is not None:
+        metas["seed"] = None  # the seed changes values, never the shape
     try:
         out = op(metas, _META_CTX)
     except NotImplementedError as exc:
@@ -451,17 +456,25 @@ def _is_default(value: Any, default: Any) -> bool:
             and value == default)
 
 
-def _pick_client(leaves: Iterable[Node], explicit: Client | None) -> Client:
+def _pick_client(nodes: Iterable[Node], explicit: Client | None) -> Client:
+    """An explicit client, else the one holding the handles, else the one tensors were
+    made with, else the default (``resolve_client``)."""
     if explicit is not None:
         return explicit
-    found: Client | None = None
-    for leaf in leaves:
-        if leaf.client is not None and leaf.client is not found:
-            if found is not None and leaf.handle is not None:
-                raise ConfigurationError("a graph mixes tensors held by two different servers; "
-                                         "materialize one side first")
-            found = found or leaf.client
-    return found if found is not None else resolve_client()
+    holders: dict[int, Client] = {}
+    made_with: Client | None = None
+    for node in nodes:
+        if node.client is None:
+            continue
+        if node.handle is not None:
+            holders[id(node.client)] = node.client
+        made_with = made_with or node.client
+    if len(holders) > 1:
+        raise ConfigurationError("a graph mixes tensors held by two different servers; "
+                                 "materialize one side first")
+    if holders:
+        return next(iter(holders.values()))
+    return made_with if made_with is not None else resolve_client()
 
 
 def build_graph(fetch: Sequence[Node], keep: Sequence[Node]
@@ -517,7 +530,7 @@ def _run(fetch: Sequence[Node], keep: Sequence[Node], client: Client | None) -> 
     if not fetch and not keep:
         return
     graph, inputs, ids, leaves = build_graph(fetch, keep)
-    chosen = _pick_client(leaves, client)
+    chosen = _pick_client([*leaves, *ids.values()], client)
     result = chosen.run_graph(graph, inputs)
     for nid, tensor in result.outputs.items():
         node = ids[nid]

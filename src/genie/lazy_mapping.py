@@ -37,7 +37,6 @@ from genie.lazy import (
     is_remote_device,
     lift,
     local_value,
-    make_lazy,
     materialize,
 )
 from genie.ops import Op
@@ -98,7 +97,7 @@ class OpCall:
                 raise InvalidArgumentError(f"{func_name(func)} takes at most "
                                            f"{len(self.names)} positional arguments")
             kw = dict(self.prefill)
-            kw.update(zip(self.names, args))
+            kw.update(zip(self.names, args, strict=False))
             kw.update(kwargs)
             pos = ()
         inplace = self.inplace or bool(kw.pop("inplace", False))
@@ -263,7 +262,7 @@ def _where_method(func: Any, args: Sequence[Any], kwargs: Mapping[str, Any]) -> 
 def _norm(func: Any, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Any:
     names = ("input", "p", "dim", "keepdim", "dtype") if func is not torch.linalg.vector_norm \
         else ("input", "ord", "dim", "keepdim", "dtype")
-    kw = dict(zip(names, args))
+    kw = dict(zip(names, args, strict=False))
     kw.update(kwargs)
     if "ord" in kw:
         kw["p"] = kw.pop("ord")
@@ -417,7 +416,8 @@ _PASSTHROUGH_NAMES = frozenset({
     "is_complex", "is_signed", "is_contiguous", "stride", "__len__", "requires_grad_",
     "get_device", "is_inference", "is_nonzero_shape", "storage_offset", "__hash__",
     "__reduce_ex__", "__deepcopy__", "__setstate__", "_is_view", "is_pinned", "is_shared",
-    "__dir__", "__sizeof__", "dim_order",
+    "__dir__", "__sizeof__", "dim_order", "_has_compatible_shallow_copy_type", "is_same_size",
+    "has_names", "_is_zerotensor", "is_neg", "is_conj", "_nested_tensor_size",
 })
 _GETTERS: dict[str, Handler] = {
     "T": _transpose_all, "mT": _matrix_transpose, "data": _detach,
