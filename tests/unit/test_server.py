@@ -296,6 +296,23 @@ def test_graph_kept_view_of_an_input_does_not_pin_more_than_it_counts(http: http
     http.delete(f"/tensors/{info['id']}")
 
 
+def test_graph_kept_input_does_not_pin_the_request_body(server: BackgroundServer,
+                                                        http: httpx.Client) -> None:
+    # "contiguous" of a contiguous input is the input itself, which aliases the
+    # received body; held as is, a 16-byte handle would keep the whole 400 kB body
+    # alive while the budget counts 16 bytes.
+    graph = {"nodes": [{"id": "a", "op": "contiguous", "args": [{"input": "small"}]}],
+             "keep": True}
+    resp = http.post("/graph", content=graph_body(graph, {"small": torch.ones(4),
+                                                          "big": torch.zeros(100_000)}))
+    (info,) = json.loads(decode(resp.content).metadata[HANDLES_METADATA_KEY]).values()
+    assert info["nbytes"] == 16
+    held = server.app.state.genie.store.get(info["id"])
+    assert held.untyped_storage().resizable(), "the handle must own its memory"
+    assert held.untyped_storage().nbytes() == 16
+    http.delete(f"/tensors/{info['id']}")
+
+
 def test_metrics_is_prometheus_text_matching_stats(http: httpx.Client) -> None:
     http.post("/execute?op=relu", content=st_body({"x": X}))
     http.post("/execute?op=nope", content=st_body({"x": X}))

@@ -310,7 +310,13 @@ async def graph(request: Request) -> Response:
         return g.run(inputs, handles, state.op_ctx)
 
     outputs = await run_compute(request, timing, work)
-    kept = state.store.put_many({k: outputs[k] for k in g.keep})
+    # A kept output that is (a view of) a body tensor would keep the whole received
+    # body alive while the budget counts only its own bytes: hold a copy instead.
+    body_storages = {t.untyped_storage().data_ptr() for t in decoded.tensors.values()
+                     if t.numel()}
+    kept = state.store.put_many({
+        k: outputs[k].clone() if outputs[k].untyped_storage().data_ptr() in body_storages
+        else outputs[k] for k in g.keep})
     returned = {k: v for k, v in outputs.items() if k not in kept}
     meta = {HANDLES_METADATA_KEY: json.dumps(kept)} if kept else None
     encoded = encode_outputs(returned, timing, meta)
