@@ -1,0 +1,406 @@
+"""``genie.Client`` and ``genie.AsyncClient`` against a real server: addresses, every
+operation, the error tree (no raw httpx exception escapes), and retries that happen
+only for connection failures and 503."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx
+import pytest
+import torch
+
+import genie
+from genie.client import AsyncClient, Client, RemoteTensor
+from genie.errors import (
+    AuthError,
+    BudgetExceededError,
+    ConfigurationError,
+    GenieError,
+    InvalidArgumentError,
+    MalformedRequestError,
+    NotFoundError,
+    PayloadTooLargeError,
+    RemoteError,
+    ServerBusyError,
+    ServerError,
+    TransportError,
+    UnsupportedDTypeError,
+    UnsupportedOpError,
+)
+from genie.protocol import PROTOCOL_VERSION
+from genie.server.runner import BackgroundServer
+
+X = torch.tensor([[-1.0, 2.0, -3.0], [4.0, -5.0, 6.0]])
+
+
+def free_port() -> int:
+    """A 127.0.0.1 port with nothing listening (bound, then released)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+# --- addresses ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("given", "url"), [
+    ("127.0.0.1", "http://127.0.0.1:8888"),
+    ("localhost", "http://localhost:8888"),
+    ("127.0.0.1:9000", "http://127.0.0.1:9000"),
+    ("http://127.0.0.1:9000", "http://127.0.0.1:9000"),
+    ("http://127.0.0.1:9000/", "http://127.0.0.1:9000"),
+    ("https://127.0.0.1:9443", "https://127.0.0.1:9443"),
+    ("https://localhost", "https://localhost:8888"),
+    ("[::1]:8000", "http://[::1]:8000"),
+    ("::1", "http://[::1]:8888"),
+    ("http://[::1]:7000", "http://[::1]:7000"),
+    ("  127.0.0.1:1234  ", "http://127.0.0.1:1234"),
+])
+def test_url_forms(given: str, url: str) -> None:
+    with Client(given) as c:
+        assert c.url == url
+
+
+@pytest.mark.parametrize("bad", ["", "   ", "ftp://127.0.0.1:21", "127.0.0.1:notaport",
+                                 "127.0.0.1:99999", "127.0.0.1:0", "http://127.0.0.1:80/api",
+                                 "http://user:pw@127.0.0.1:80", "http://127.0.0.1:80?x=1",
+                                 "http://:8080"])
+def test_bad_urls_are_configuration_errors(bad: str) -> None:
+    with pytest.raises(ConfigurationError) as info:
+        Client(bad)
+    assert "HOST" in info.value.message  # names the accepted forms
+    with pytest.raises(ConfigurationError):
+        AsyncClient(bad)
+
+
+def test_every_url_form_reaches_the_server(server: BackgroundServer) -> None:
+    for form in (f"127.0.0.1:{server.port}", f"http://127.0.0.1:{server.port}",
+                 f"http://127.0.0.1:{server.port}/", server.url):
+        with Client(form) as c:
+            assert c.health()["status"] == "ok"
+
+
+def test_ipv6_loopback() -> None:
+    if not socket.has_ipv6:
+        pytest.skip("this Python has no IPv6 support")
+    try:
+        srv = BackgroundServer(genie.ServerConfig(device="cpu"), host="::1").start()
+    except OSError as exc:
+        pytest.skip(f"no IPv6 loopback here: {exc}")
+    try:
+        with Client(f"[::1]:{srv.port}") as c:
+            assert torch.equal(c.execute("relu", X), torch.relu(X))
+    finally:
+        srv.stop()
+
+
+# --- operations ---------------------------------------------------------------------------
+
+
+def test_health_stats_ops_device(client: Client) -> None:
+    info = client.check_compatible()
+    assert info["status"] == "ok" and info["protocol_version"] == PROTOCOL_VERSION
+    assert client.stats()["requests"]["total"] >= 1
+    assert "relu" in client.ops() and len(client.ops()) == info["ops"]
+    assert client.device()["benchmark"]["median_ms"] > 0
+
+
+def test_execute(client: Client) -> None:
+    y = torch.tensor([1.0, 10.0, 100.0])
+    assert torch.equal(client.execute("relu", X), torch.relu(X))
+    assert torch.equal(client.execute("add", X, other=y, alpha=3), torch.add(X, y, alpha=3))
+    assert torch.equal(client.execute("mul", X, other=2.5), X * 2.5)
+    assert torch.equal(client.execute("sum", X, dim=(0, 1)), X.sum())
+    assert client.execute("to", X, dtype=torch.bfloat16).dtype == torch.bfloat16
+    assert torch.equal(client.execute("getitem", X, index=(Ellipsis, slice(1, None))), X[..., 1:])
+    assert torch.equal(client.execute("reshape", X, shape=torch.Size([3, 2])), X.reshape(3, 2))
+    assert torch.equal(client.execute("randn", size=[3], seed=5),
+                       torch.randn(3, generator=torch.Generator().manual_seed(5)))
+    assert torch.equal(client.execute("where", X > 0, input=X, other=0.0),
+                       torch.where(X > 0, X, 0.0))
+
+
+def test_execute_with_tensor_lists(client: Client) -> None:
+    assert torch.equal(client.execute("cat", tensors=[X, X * 2], dim=1), torch.cat([X, X * 2], 1))
+    assert torch.equal(client.execute("stack", tensors=(X, -X)), torch.stack([X, -X]))
+    assert torch.allclose(client.execute("einsum", equation="ij,kj->ik", operands=[X, X]), X @ X.t())
+    idx = torch.tensor([2, 0])
+    assert torch.equal(client.execute("getitem", X, index=(slice(None), idx)), X[:, idx])
+
+
+def test_execute_non_contiguous_and_edge_shapes(client: Client) -> None:
+    big = torch.randn(64, 48)
+    assert torch.equal(client.execute("neg", big.t()), -big.t())
+    assert torch.equal(client.execute("neg", big[::3, 5:20]), -big[::3, 5:20])
+    assert torch.equal(client.execute("neg", torch.tensor(3.5)), torch.tensor(-3.5))
+    empty = client.execute("neg", torch.empty(0, 4))
+    assert empty.shape == (0, 4)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32, torch.float64,
+                                   torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8,
+                                   torch.uint16, torch.uint32, torch.uint64, torch.bool,
+                                   torch.complex64, torch.float8_e4m3fn, torch.float8_e5m2])
+def test_echo_is_bit_exact(client: Client, dtype: torch.dtype) -> None:
+    raw = torch.randint(0, 256, (5 * 7 * dtype.itemsize,), dtype=torch.uint8,
+                        generator=torch.Generator().manual_seed(1))
+    t = (raw % 2).bool().reshape(5, 7) if dtype is torch.bool else raw.view(dtype).reshape(5, 7)
+    out = client.echo(t.t())
+    assert out.dtype == dtype and out.shape == (7, 5)
+    assert torch.equal(out.contiguous().view(torch.uint8), t.t().contiguous().view(torch.uint8))
+    assert client.last.bytes_sent > 35 * dtype.itemsize
+    assert client.last.bytes_received > 35 * dtype.itemsize
+    assert set(client.last.server_timing) == {"decode", "compute", "encode"}
+
+
+def test_handles(client: Client) -> None:
+    w = torch.randn(3, 4)
+    handle = client.put(w)
+    assert isinstance(handle, RemoteTensor)
+    assert handle.shape == (3, 4) and handle.dtype == torch.float32 and handle.nbytes == 48
+    assert torch.equal(client.get(handle), w)
+    assert torch.equal(client.get(handle.id), w)  # a bare id works too
+    graph = {"nodes": [{"id": "y", "op": "matmul", "args": [{"input": "x"}, {"handle": handle.id}]}]}
+    result = client.run_graph(graph, {"x": X})
+    assert torch.allclose(result.outputs["y"], X @ w) and result.handles == {}
+    assert client.delete(handle)["deleted"] is True
+    with pytest.raises(NotFoundError) as info:
+        client.get(handle)
+    assert info.value.status == 404
+    with pytest.raises(NotFoundError):
+        client.delete(handle.id)
+
+
+def test_run_graph_keep(client: Client) -> None:
+    graph = {"nodes": [{"id": "a", "op": "exp", "args": [{"input": "x"}]},
+                       {"id": "b", "op": "sum", "args": [{"node": "a"}]}],
+             "outputs": ["a", "b"], "keep": ["a"]}
+    result = client.run_graph(graph, {"x": X})
+    assert set(result.outputs) == {"b"} and set(result.handles) == {"a"}
+    assert torch.allclose(result.outputs["b"], X.exp().sum())
+    kept = result.handles["a"]
+    assert kept.shape == (2, 3) and kept.dtype == torch.float32
+    assert torch.allclose(client.get(kept), X.exp())
+    client.delete(kept)
+
+
+# --- the error tree ------------------------------------------------------------------------
+
+
+def test_remote_errors_map_to_their_classes(client: Client) -> None:
+    cases: list[tuple[Callable[[], Any], type[RemoteError], int]] = [
+        (lambda: client.execute("no_such_op", X), UnsupportedOpError, 422),
+        (lambda: client.execute("matmul", X, other=X), InvalidArgumentError, 422),
+        (lambda: client.execute("relu", X, inplace=True), InvalidArgumentError, 422),
+        (lambda: client.execute("to", X, dtype="complex128"), UnsupportedDTypeError, 422),
+        (lambda: client.get("0" * 32), NotFoundError, 404),
+        (lambda: client.run_graph({"nodes": "nope"}), MalformedRequestError, 400),
+    ]
+    for call, cls, status in cases:
+        with pytest.raises(cls) as info:
+            call()
+        assert type(info.value) is cls
+        assert info.value.status == status
+        assert isinstance(info.value, GenieError)
+    with pytest.raises(InvalidArgumentError, match=r"\[2, 3\]"):
+        client.execute("matmul", X, other=X)
+    assert client.health()["status"] == "ok"
+
+
+def test_auth(make_server: Callable[..., BackgroundServer]) -> None:
+    srv = make_server(token="t0ken")
+    with Client(srv.url, token="t0ken") as c:
+        assert torch.equal(c.execute("relu", X), torch.relu(X))
+    for token in (None, "wrong"):
+        with Client(srv.url, token=token, retries=3) as c:
+            with pytest.raises(AuthError) as info:
+                c.health()
+            assert info.value.status == 401
+            assert c.requests == 1  # never retried
+    with Client(srv.url, token="t0ken") as c:
+        assert c.stats()["errors_by_type"] == {"unauthorized": 2}
+
+
+def test_limits(make_server: Callable[..., BackgroundServer]) -> None:
+    srv = make_server(max_body_mb=0.01, max_held_mb=0.001)
+    with Client(srv.url) as c:
+        with pytest.raises(PayloadTooLargeError) as info:
+            c.echo(torch.zeros(10_000))
+        assert type(info.value) is PayloadTooLargeError and info.value.status == 413
+        kept = c.put(torch.zeros(200))
+        with pytest.raises(BudgetExceededError):
+            c.put(torch.zeros(100))
+        assert torch.equal(c.get(kept), torch.zeros(200))
+
+
+class _JunkServer:
+    """A real TCP server on 127.0.0.1 that answers every connection with fixed bytes."""
+
+    def __init__(self, reply: bytes) -> None:
+        self.reply = reply
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = int(self.sock.getsockname()[1])
+        self.connections = 0
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.connections += 1
+            with conn:
+                conn.settimeout(5)
+                try:
+                    conn.recv(65536)
+                    conn.sendall(self.reply)
+                except OSError:
+                    pass
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+@pytest.fixture
+def junk_server() -> Iterator[Callable[[bytes], _JunkServer]]:
+    made: list[_JunkServer] = []
+
+    def make(reply: bytes) -> _JunkServer:
+        made.append(_JunkServer(reply))
+        return made[-1]
+
+    yield make
+    for s in made:
+        s.close()
+
+
+def test_no_raw_httpx_exception_escapes(junk_server: Callable[[bytes], _JunkServer]) -> None:
+    garbage = junk_server(b"this is not HTTP at all\r\n\r\n")
+    with Client(f"127.0.0.1:{garbage.port}", retries=2) as c:
+        with pytest.raises(TransportError) as info:
+            c.execute("relu", X)
+        assert not isinstance(info.value, httpx.HTTPError)
+        assert not info.value.retryable  # the server got the request: not safe to resend
+    assert garbage.connections == 1
+    hangup = junk_server(b"")  # accepts, reads, closes without a word
+    with Client(f"127.0.0.1:{hangup.port}", retries=0) as c, pytest.raises(TransportError):
+        c.health()
+    proxy = junk_server(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 10\r\n"
+                        b"Connection: close\r\n\r\nupstream??")
+    with Client(f"127.0.0.1:{proxy.port}", retries=0) as c:
+        with pytest.raises(ServerError) as err:
+            c.health()
+        assert err.value.status == 502 and "upstream" in err.value.message
+    not_json = junk_server(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello")
+    with Client(f"127.0.0.1:{not_json.port}", retries=0) as c, pytest.raises(RemoteError):
+        c.health()
+
+
+def test_timeout_is_a_transport_error(server: BackgroundServer) -> None:
+    with Client(server.url, timeout=0.001, retries=0) as c:
+        with pytest.raises(TransportError) as info:
+            c.device()  # a 1000x1000 matmul benchmark cannot answer within 1 ms
+        assert "Timeout" in info.value.message
+
+
+def test_connection_refused_is_retried_then_transport_error() -> None:
+    port = free_port()
+    with Client(f"127.0.0.1:{port}", retries=2, timeout=2) as c, \
+            pytest.raises(TransportError) as info:
+        c.health()
+    assert info.value.retryable
+    assert isinstance(info.value.__cause__, httpx.ConnectError)
+    assert c.requests == 0  # no reply ever came
+
+
+def test_retry_policy() -> None:
+    with Client("127.0.0.1:1", retries=3) as c:
+        assert c._should_retry(ServerBusyError("busy"), 0)
+        assert c._should_retry(TransportError("refused", retryable=True), 2)
+        assert not c._should_retry(TransportError("refused", retryable=True), 3)
+        assert not c._should_retry(TransportError("read timeout"), 0)
+        for err in (InvalidArgumentError("x"), NotFoundError("x"), AuthError("x"),
+                    ServerError("x"), PayloadTooLargeError("x")):
+            assert not c._should_retry(err, 0)
+        delays = [c._backoff(a) for a in range(4)]
+        assert delays == sorted(delays) and delays[0] > 0
+
+
+def test_busy_server_is_retried_until_it_answers(make_server: Callable[..., BackgroundServer]) -> None:
+    srv = make_server(max_inflight=1)
+    m = torch.eye(400)
+    slow = {"nodes": [{"id": f"n{i}", "op": "matmul",
+                       "args": [{"input": "m"} if i == 0 else {"node": f"n{i - 1}"}, {"input": "m"}]}
+                      for i in range(40)]}
+    for _ in range(5):
+        hold = threading.Thread(target=_hold_the_slot, args=(srv.url, slow, m))
+        hold.start()
+        with Client(srv.url, retries=8) as c:
+            retried = False
+            while hold.is_alive() and not retried:
+                assert torch.equal(c.execute("relu", X), torch.relu(X))
+                retried = c.requests > 1  # a 503 came back and the call still succeeded
+                c.requests = 0
+        hold.join()
+        if retried:
+            break
+    assert retried, "never caught the server busy"
+    with Client(srv.url) as c:
+        assert c.stats()["errors_by_type"].get("busy", 0) >= 1
+
+
+def _hold_the_slot(url: str, graph: dict[str, Any], m: torch.Tensor) -> None:
+    # Losing the race for the slot (503) is fine: then the other request holds it.
+    with Client(url, retries=0) as c, contextlib.suppress(ServerBusyError):
+        c.run_graph(graph, {"m": m})
+
+
+# --- the async twin ------------------------------------------------------------------------
+
+
+def test_async_client_does_the_same(server: BackgroundServer,
+                                    make_server: Callable[..., BackgroundServer]) -> None:
+    locked = make_server(token="a")
+
+    async def main() -> None:
+        async with AsyncClient(f"127.0.0.1:{server.port}", retries=0) as c:
+            assert (await c.check_compatible())["status"] == "ok"
+            assert (await c.stats())["requests"]["total"] >= 1
+            assert "matmul" in await c.ops()
+            assert (await c.device())["benchmark"]["median_ms"] > 0
+            assert torch.equal(await c.execute("relu", X), torch.relu(X))
+            assert torch.equal(await c.execute("cat", tensors=[X, X]), torch.cat([X, X]))
+            assert torch.equal(await c.echo(X.t()), X.t())
+            h = await c.put(X)
+            assert torch.equal(await c.get(h), X)
+            graph = {"nodes": [{"id": "a", "op": "add", "args": [{"handle": h.id}, {"input": "y"}]}],
+                     "keep": True}
+            result = await c.run_graph(graph, {"y": X})
+            assert result.outputs == {} and torch.equal(await c.get(result.handles["a"]), X * 2)
+            await c.delete(h)
+            await c.delete(result.handles["a"])
+            with pytest.raises(NotFoundError):
+                await c.get(h)
+            with pytest.raises(UnsupportedOpError):
+                await c.execute("nope", X)
+            # Concurrent requests on one client.
+            outs = await asyncio.gather(*(c.execute("mul", X, other=float(i)) for i in range(8)))
+            for i, out in enumerate(outs):
+                assert torch.equal(out, X * float(i))
+        async with AsyncClient(locked.url) as c:
+            with pytest.raises(AuthError):
+                await c.health()
+        async with AsyncClient(f"127.0.0.1:{free_port()}", retries=1) as c:
+            with pytest.raises(TransportError) as info:
+                await c.health()
+            assert info.value.retryable
+
+    asyncio.run(main())
