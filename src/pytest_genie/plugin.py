@@ -20,6 +20,7 @@ How a record is made and travels:
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import time
 from collections.abc import Generator
@@ -167,13 +168,10 @@ class GeniePlugin:
         # Innermost wrapper: the record exists before pytest-json-report (an outer
         # wrapper) asks pytest_json_runtest_metadata for it.
         report = yield
-        if call.when == "setup":
-            kinds = _kinds(item)
-            if not kinds:
-                return report
-            pending = Pending(name=_record_name(item), kinds=kinds, start=call.start)
-            item.stash[PENDING_KEY] = pending
-            self.state.in_flight[item.nodeid] = (item, pending)
+        if call.when == "setup" and _kinds(item):
+            item.stash[PENDING_KEY] = Pending(name=_record_name(item), kinds=_kinds(item),
+                                              start=call.start)
+            self.state.in_flight[item.nodeid] = (item, item.stash[PENDING_KEY])
         pending = item.stash.get(PENDING_KEY, None)
         if pending is None:
             return report
@@ -205,7 +203,11 @@ class GeniePlugin:
         data = getattr(report, "genie_record", None)
         if not data or self.state.results is None:
             return
-        self.state.results.add(TestRecord.from_wire(data))
+        try:
+            self.state.results.add(TestRecord.from_wire(data))
+        except OSError as exc:  # keep testing; the summary and the exit status say it
+            if self.state.write_error is None:
+                self.state.write_error = f"{type(exc).__name__}: {exc}"
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
@@ -213,7 +215,10 @@ class GeniePlugin:
         if results is None:
             return
         for item, pending in list(self.state.in_flight.values()):
-            results.add(self._finish(item, pending))  # interrupted mid-test
+            with contextlib.suppress(OSError):  # a write error is already noted
+                results.add(self._finish(item, pending))  # interrupted mid-test
+        if self.state.write_error is not None and session.exitstatus == pytest.ExitCode.OK:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
         if self.state.options.report:
             self._write_report(session, results)
 
@@ -239,7 +244,7 @@ class GeniePlugin:
     def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
         if self.state.results is not None:
             write_summary(terminalreporter, self.state.results, self.state.report_files,
-                          self.state.report_error)
+                          self.state.report_error, self.state.write_error)
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_json_runtest_metadata(self, item: pytest.Item, call: pytest.CallInfo[None]

@@ -43,6 +43,7 @@ class GenieState:
     in_flight: dict[str, tuple[pytest.Item, Pending]] = field(default_factory=dict)
     report_files: list[Path] = field(default_factory=list)
     report_error: str | None = None
+    write_error: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 

@@ -59,9 +59,10 @@ def _counts(records: Iterable[TestRecord]) -> str:
 
 
 def write_summary(reporter: pytest.TerminalReporter, results: ResultsSession,
-                  report_files: list[Path], report_error: str | None) -> None:
+                  report_files: list[Path], report_error: str | None,
+                  write_error: str | None = None) -> None:
     """Print the Genie section: one block per kind of test, then where the files are."""
-    if not results.records and report_error is None:
+    if not results.records and report_error is None and write_error is None:
         return
     tw = reporter._tw  # the one public-enough handle on the terminal's encoding and width
     encoding = getattr(getattr(tw, "_file", None), "encoding", None)
@@ -78,7 +79,9 @@ def write_summary(reporter: pytest.TerminalReporter, results: ResultsSession,
         for record in records:
             for line in format_record(record, width=width, unicode=unicode):
                 reporter.write_line(line, red=record.status in ("FAIL", "ERROR"))
-    if results.folder is not None:
+    if write_error is not None:
+        reporter.write_line(f"Genie results could NOT be written: {write_error}", red=True)
+    elif results.folder is not None:
         reporter.write_line(f"Genie results: {results.folder}")
     for path in report_files:
         reporter.write_line(f"Genie report: {path}")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -456,3 +457,52 @@ def test_json_report_metadata_holds_the_record(pytester: pytest.Pytester) -> Non
     assert (genie["name"], genie["status"], genie["kinds"]) == ("fails", "FAIL", ["client"])
     assert genie["details"]["measured"] == 3
     assert tests["test_marked_skip"]["metadata"]["genie"]["status"] == "SKIP"
+
+
+# ---- the report step and failures to write -------------------------------------------
+
+ONE_SERVER_TEST = """
+import pytest
+@pytest.mark.server
+def test_environment_setup(genie_record):
+    genie_record["python_version"] = "3.11"
+"""
+
+
+def test_genie_report_writes_into_the_session_folder(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(ONE_SERVER_TEST)
+    results = pytester.path / "results"
+    result = pytester.runpytest("--genie-report", f"--genie-results-dir={results}")
+    result.assert_outcomes(passed=1)
+    (folder,) = _session_folders(results)
+    assert json.loads((folder / "comprehensive_report.json").read_text(encoding="utf-8"))
+    assert (folder / "test_analysis_report.md").read_text(encoding="utf-8").strip()
+    result.stdout.fnmatch_lines([f"Genie report: {folder / 'comprehensive_report.json'}",
+                                 f"Genie report: {folder / 'test_analysis_report.md'}"])
+
+
+def test_genie_report_without_the_report_module_is_a_usage_error(
+        pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "pytest_genie.report", None)  # find_spec() -> None
+    pytester.makepyfile(ONE_SERVER_TEST)
+    result = pytester.runpytest("--genie-report", f"--genie-results-dir={pytester.path / 'r'}")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: --genie-report: the report module pytest_genie.report is not*"])
+    assert pytester.runpytest(f"--genie-results-dir={pytester.path / 'r'}").ret == pytest.ExitCode.OK
+
+
+def test_a_results_dir_that_is_a_file_is_a_usage_error(pytester: pytest.Pytester) -> None:
+    target = pytester.path / "taken"
+    target.write_text("not a folder")
+    result = pytester.runpytest(f"--genie-results-dir={target}")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: --genie-results-dir: * exists and is not a folder*"])
+
+
+def test_results_that_cannot_be_written_fail_the_run_but_not_the_tests(pytester: pytest.Pytester) -> None:
+    (pytester.path / "file").write_text("a file, so no folder can be made below it")
+    pytester.makepyfile(ONE_SERVER_TEST + "\n@pytest.mark.server\ndef test_second(): pass\n")
+    result = pytester.runpytest(f"--genie-results-dir={pytester.path / 'file' / 'sub'}")
+    result.assert_outcomes(passed=2)
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines(["Genie results could NOT be written: *Error: *"])

@@ -1,0 +1,92 @@
+"""The plugin's record model, JSON coercion, session folder and terminal lines,
+without a pytest run around them."""
+
+from __future__ import annotations
+
+import json
+import os
+from decimal import Decimal
+from fractions import Fraction
+from pathlib import Path
+
+import pytest
+
+from pytest_genie.results import ResultsSession, TestRecord, environment_info, json_safe
+from pytest_genie.terminal import format_record
+
+STARTED = 1736433000.0  # 2025-01-09T14:30:00Z
+
+
+def _record(name: str = "gpu_detection", **kw: object) -> TestRecord:
+    fields: dict[str, object] = {"status": "PASS", "details": {"gpu_time_ms": 19.2}, "timing_ms": 150.0,
+                                 "timestamp": "2025-01-09T14:30:01+00:00", "kinds": ["server"]}
+    fields.update(kw)
+    return TestRecord(name=name, **fields)  # type: ignore[arg-type]
+
+
+class Odd:
+    def __str__(self) -> str:
+        return "odd!"
+
+
+def test_json_safe_keeps_numbers_and_stringifies_the_rest() -> None:
+    np = pytest.importorskip("numpy")
+    value = {1: np.float32(0.5), "i": np.int64(7), "nan": float("nan"), "inf": -float("inf"),
+             "t": (1, [2, {3}]), "s": {"b", "a"}, "o": Odd(), "p": Path("/x"), "b": True,
+             "f": Fraction(1, 4), "d": Decimal("2.5")}
+    safe = json_safe(value)
+    assert safe == {"1": 0.5, "i": 7, "nan": None, "inf": None, "t": [1, [2, [3]]], "s": ["a", "b"],
+                    "o": "odd!", "p": "/x", "b": True, "f": 0.25, "d": "2.5"}
+    assert type(safe["i"]) is int and type(safe["1"]) is float
+    json.dumps(safe, allow_nan=False)
+
+
+def test_json_safe_survives_a_cycle() -> None:
+    loop: list[object] = []
+    loop.append(loop)
+    json.dumps(json_safe(loop), allow_nan=False)
+
+
+def test_record_travels_as_plain_json() -> None:
+    record = _record(server_url="http://127.0.0.1:8888", kinds=["server", "client"])
+    wire = json.loads(json.dumps(record.to_wire()))
+    assert TestRecord.from_wire(wire) == record
+    assert set(record.entry()) == {"name", "status", "details", "timing_ms", "timestamp"}
+
+
+def test_session_folder_and_files(tmp_path: Path) -> None:
+    session = ResultsSession(results_dir=tmp_path / "deep" / "reports", started=STARTED)
+    assert session.folder is None and not (tmp_path / "deep").exists()  # lazy
+    session.add(_record())
+    folder = tmp_path / "deep" / "reports" / "genie_test_results_20250109_143000"
+    assert session.folder == folder
+    assert sorted(p.name for p in folder.iterdir()) == ["server_test_results_20250109_143000.json"]
+    session.add(_record("server_operations", server_url="http://127.0.0.1:1234"))
+    doc = json.loads((folder / "server_test_results_20250109_143000.json").read_text(encoding="utf-8"))
+    assert [t["name"] for t in doc["tests"]] == ["gpu_detection", "server_operations"]
+    assert doc["test_info"]["timestamp"] == "2025-01-09T14:30:00+00:00"
+    assert doc["test_info"]["server_url"] == "http://127.0.0.1:1234"
+    assert not [p for p in os.listdir(folder) if p.endswith(".tmp")]
+
+    same_second = ResultsSession(results_dir=tmp_path / "deep" / "reports", started=STARTED)
+    same_second.add(_record())
+    assert same_second.folder == folder.with_name(folder.name + "_2")
+
+
+def test_environment_info_describes_this_machine() -> None:
+    info = environment_info()
+    import torch
+
+    assert info["torch_version"] == torch.__version__
+    assert info["gpu"]["cuda_available"] == torch.cuda.is_available()
+    assert info["gpu"]["gpu_count"] == (torch.cuda.device_count() if torch.cuda.is_available() else 0)
+
+
+def test_format_record_like_the_guide() -> None:
+    lines = format_record(_record(details={"cuda_available": True, "gpu_name": "Tesla T4"}))
+    assert lines == ["✅ gpu_detection (150.0 ms)",
+                     '   Details: {"cuda_available": true, "gpu_name": "Tesla T4"}']
+    ascii_lines = format_record(_record(status="SKIP", details={}), unicode=False)
+    assert ascii_lines == ["[SKIP] gpu_detection (150.0 ms)"]
+    long = format_record(_record(status="FAIL", details={"x": "y" * 1000}), width=80)
+    assert long[0].startswith("❌ ") and long[1].endswith("...") and len(long[1]) == 200
