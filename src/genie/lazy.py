@@ -108,11 +108,13 @@ def connect(url: str, token: str | None = None, **options: Any) -> Client:
 
 
 def disconnect() -> None:
-    """Forget (and close) the client ``connect`` set; env/explicit clients still apply."""
+    """Forget (and close) the client ``connect`` set and those made from the environment."""
     global _default_client
-    if _default_client is not None:
-        _default_client.close()
+    for client in [_default_client, *_env_clients.values()]:
+        if client is not None:
+            client.close()
     _default_client = None
+    _env_clients.clear()
 
 
 def resolve_client(explicit: Client | None = None) -> Client:
@@ -277,7 +279,7 @@ def lift(tensor: torch.Tensor) -> LazyTensor:
     if hit is not None and hit[0]() is tensor:
         return hit[1]
     lazy = remote(tensor)
-    ref = weakref.ref(tensor, lambda _r, k=key: _local_leaves.pop(k, None))
+    ref = weakref.ref(tensor, lambda _r, k=key, table=_local_leaves: table.pop(k, None))
     _local_leaves[key] = (ref, lazy)
     return lazy
 
@@ -361,6 +363,9 @@ VIEW_OPS = frozenset({"getitem", "view", "reshape", "expand", "permute", "transp
 def capture(op: Op, args: Sequence[Any], kwargs: Mapping[str, Any], *,
             inplace: bool = False) -> LazyTensor:
     """Record ``op(*args, **kwargs)``; checked with the server's own ``Op.bind``."""
+    if kwargs:
+        kwargs = {k: (v if isinstance(v, LazyTensor) else lift(v))
+                  if isinstance(v, torch.Tensor) else v for k, v in kwargs.items()}
     bound = op.bind(_lift_args(args), kwargs)
     deps: list[Node] = []
     key_parts = [op.name]
