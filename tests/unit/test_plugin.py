@@ -11,7 +11,10 @@ from __future__ import annotations
 import json
 import math
 import os
+import signal
+import subprocess
 import sys
+import time
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -367,6 +370,39 @@ def test_ctrl_c_leaves_valid_json_of_every_test_that_ran(pytester: pytest.Pytest
     assert list(tests) == ["first", "second"]
     assert tests["second"]["status"] == "ERROR"
     assert tests["second"]["details"]["error"] == "interrupted by KeyboardInterrupt during the test"
+
+
+def test_sigint_from_outside_leaves_valid_json(pytester: pytest.Pytester) -> None:
+    """A real Ctrl-C: SIGINT sent to a pytest process while a test is running."""
+    started = pytester.path / "started"
+    pytester.makepyfile(STOPS.format(
+        stop=f"open({str(started)!r}, 'w').close()\n    import time\n    time.sleep(60)"))
+    results = pytester.path / "results"
+    proc = pytester.popen([sys.executable, "-m", "pytest", "-p", "no:cacheprovider",
+                           f"--genie-results-dir={results}"], stdin=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while not started.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert started.exists(), proc.communicate()
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == pytest.ExitCode.INTERRUPTED
+    doc = _load(_session_folders(results)[0], "client")
+    check_schema(doc, "client_side")
+    assert [(t["name"], t["status"]) for t in doc["tests"]] == [("first", "PASS"), ("second", "ERROR")]
+    assert doc["tests"][1]["timing_ms"] > 0  # the time it ran before the interrupt
+
+
+def test_runs_without_pytest_json_report(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(ONE_SERVER_TEST)
+    results = pytester.path / "results"
+    pytester.runpytest("-p", "no:pytest_jsonreport", f"--genie-results-dir={results}"
+                       ).assert_outcomes(passed=1)
+    assert _by_name(_load(_session_folders(results)[0], "server"))["environment_setup"]["status"] == "PASS"
 
 
 def test_exit_first_leaves_valid_json(pytester: pytest.Pytester) -> None:
