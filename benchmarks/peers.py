@@ -8,8 +8,9 @@
 
 ``python benchmarks/peers.py rpc-peer --port P`` / ``rpc-client --port P``
     ``torch.distributed.rpc`` over TensorPipe (TCP transport only, as between two
-    machines): the peer serves ``relu_remote``; the client reads commands
-    ``N WARMUP REPEATS`` on stdin and answers one JSON line of round trips in ms.
+    machines): the peer serves ``relu_remote``; the client reads commands on stdin,
+    ``prepare N`` (make the n x n input, check one result) and ``time WARMUP
+    REPEATS``, and answers each with one JSON line (round trips in ms).
 
 Kept apart from the Genie paths so that each server is a separate process whose
 memory can be read from ``/proc``, and so that a hung peer can be killed alone.
@@ -125,21 +126,26 @@ def rpc_client(port: int) -> int:
 
     _init_rpc("client", 0, port)
     print(json.dumps({"ready": True}), flush=True)
+    x = expected = torch.empty(0)
     for line in sys.stdin:
         parts = line.split()
         if not parts or parts[0] == "quit":
             break
-        n, warmup, repeats = map(int, parts)
-        x = torch.randn(n, n)
-        expected = torch.relu(x)
-        ok = torch.equal(rpc.rpc_sync("peer", relu_remote, args=(x,)), expected)
+        if parts[0] == "prepare":  # prepare N: make the input, check the result once
+            n = int(parts[1])
+            x = torch.randn(n, n)
+            expected = torch.relu(x)
+            ok = torch.equal(rpc.rpc_sync("peer", relu_remote, args=(x,)), expected)
+            print(json.dumps({"n": n, "exact": ok}), flush=True)
+            continue
+        warmup, repeats = map(int, parts[1:3])  # time WARMUP REPEATS
         times = []
         for i in range(warmup + repeats):
             start = time.perf_counter()
             rpc.rpc_sync("peer", relu_remote, args=(x,))
             if i >= warmup:
                 times.append((time.perf_counter() - start) * 1000)
-        print(json.dumps({"n": n, "times_ms": times, "exact": ok}), flush=True)
+        print(json.dumps({"times_ms": times}), flush=True)
     rpc.shutdown()
     return 0
 

@@ -74,12 +74,21 @@ class RpcPath:
         self.client = children.spawn([script, "rpc-client", "--port", str(port)], stdin=True)
         read_line(self.client, 120)
 
-    def run(self, n: int, warmup: int, repeats: int, timeout: float) -> dict[str, Any]:
+    def _ask(self, line: str, timeout: float) -> dict[str, Any]:
         assert self.client.stdin is not None
-        self.client.stdin.write(f"{n} {warmup} {repeats}\n")
+        self.client.stdin.write(line + "\n")
         self.client.stdin.flush()
         result: dict[str, Any] = json.loads(read_line(self.client, timeout))
         return result
+
+    def prepare(self, n: int) -> bool:
+        """Make the n x n input in the rpc client; True when its relu came back exact."""
+        return bool(self._ask(f"prepare {n}", 120 + n * n * 4 / MB)["exact"])
+
+    def time(self, warmup: int, repeats: int, nbytes: int) -> list[float]:
+        got: list[float] = self._ask(f"time {warmup} {repeats}",
+                                     60 + (warmup + repeats) * nbytes / MB)["times_ms"]
+        return got
 
     def close(self) -> None:
         if self.client.poll() is None and self.client.stdin is not None:
@@ -99,34 +108,43 @@ def graph_relu(handle: genie.RemoteTensor) -> dict[str, Any]:
 
 def measure_size(n: int, args: argparse.Namespace, client: genie.Client, raw: peers.RawClient,
                  rpc: RpcPath | None, server_pid: int, largest: bool) -> dict[str, Any]:
+    """All paths at one size.  Each path is warmed up, then the timed calls go round
+    robin (one call per path per round), so load that comes and goes on a shared
+    machine falls on every path alike."""
     warmup, repeats = plan_repeats(n, args.repeats)
     x = torch.randn(n, n)
     expected = torch.relu(x)
     handle = client.put(x)
     graph = graph_relu(handle)
-    calls: dict[str, Callable[[], torch.Tensor]] = {
+    calls: dict[str, Callable[[], Any]] = {
         "execute": lambda: client.execute("relu", x),
         "graph": lambda: client.run_graph(graph).outputs["y"],
         "echo": lambda: client.echo(x),
         "raw": lambda: raw.relu(x),
     }
-    row: dict[str, Any] = {}
+    exact = {name: torch.equal(fn(), x if name == "echo" else expected)
+             for name, fn in calls.items()}
     memory: dict[str, Any] = {}
-    for name, fn in calls.items():
-        want = x if name == "echo" else expected
-        exact = torch.equal(fn(), want)
-        if largest and name == "execute":
-            with PeakWatch(server_pid) as srv, PeakWatch(os.getpid()) as me:
-                fn()
-            memory = {"n": n, "request_mb": round(x.nbytes / MB, 1), "server": srv.as_json(),
-                      "client": me.as_json()}
-        times = time_calls(fn, warmup, repeats)
-        row[name] = {"median_ms": statistics.median(times), "times_ms": times, "exact": exact}
-    client.delete(handle)
+    if largest:
+        with PeakWatch(server_pid) as srv, PeakWatch(os.getpid()) as me:
+            calls["execute"]()
+        memory = {"n": n, "request_mb": round(x.nbytes / MB, 1), "server": srv.as_json(),
+                  "client": me.as_json()}
     if rpc is not None:
-        got = rpc.run(n, warmup, repeats, timeout=60 + (warmup + repeats + 1) * x.nbytes / MB)
-        row["rpc"] = {"median_ms": statistics.median(got["times_ms"]), "times_ms": got["times_ms"],
-                      "exact": got["exact"]}
+        exact["rpc"] = rpc.prepare(n)
+        calls["rpc"] = lambda: rpc.time(0, 1, x.nbytes)
+    times: dict[str, list[float]] = {name: [] for name in calls}
+    for fn in calls.values():
+        time_calls(fn, warmup, 0)
+    for _ in range(repeats):
+        for name, fn in calls.items():
+            if name == "rpc":
+                times[name] += fn()  # timed inside the rpc client, around rpc_sync only
+            else:
+                times[name] += time_calls(fn, 0, 1)
+    client.delete(handle)
+    row = {name: {"median_ms": statistics.median(t), "times_ms": t, "exact": exact[name]}
+           for name, t in times.items()}
     base = row["raw"]["median_ms"]
     for cell in row.values():
         cell["ratio_to_raw"] = cell["median_ms"] / base

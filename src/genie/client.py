@@ -7,7 +7,10 @@ reply is interpreted by the same functions.  So the two twins cannot drift apart
 Bodies go out as memoryview chunks straight from tensor memory with an exact
 Content-Length (httpx's single-buffer upload re-slices the remaining bytes after
 every send, which is quadratic on large bodies), and replies are read into one
-preallocated buffer that the decoded tensors then share.
+preallocated buffer that the decoded tensors then share.  The blocking ``Client``
+speaks plain ``http://`` through ``genie.http1`` (a fraction of httpx's per-request
+cost, and ``recv_into`` the reply buffer); https and proxied URLs, and the
+``AsyncClient``, go through httpx.
 
 Only connection failures and 503 are retried, with exponential backoff; any other
 error would fail the same way again.  No httpx exception escapes: transport
@@ -19,11 +22,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import mmap
 import time
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
+from urllib.parse import quote, urlencode, urlsplit
+from urllib.request import getproxies
 
 import httpx
 import torch
@@ -38,8 +44,9 @@ from genie.errors import (
     error_class_for,
 )
 from genie.graph import GRAPH_METADATA_KEY, HANDLES_METADATA_KEY, Ref, to_wire
+from genie.http1 import ConnectFailed, Http1Error, Http1Pool
 from genie.protocol import PROTOCOL_VERSION, SAFETENSORS_MEDIA_TYPE, normalize_url
-from genie.wire import Decoded, decode, dtype_from_name, encode
+from genie.wire import Decoded, decode, dtype_from_name, encode, receive_buffer
 
 __all__ = ["AsyncClient", "Client", "GraphResult", "RemoteTensor"]
 
@@ -191,6 +198,42 @@ def _check_protocol(health: Mapping[str, Any]) -> None:
                                  f"{PROTOCOL_VERSION}; upgrade the older side")
 
 
+class _Sink:
+    """Collects a reply body into one buffer that the decoded tensors then share.
+
+    With a declared Content-Length the buffer is allocated once, at full size (see
+    ``genie.wire.receive_buffer``); a body without one, or not matching it, grows a
+    ``bytearray`` instead (the caller's decode or JSON parse then reports it).
+    """
+
+    def __init__(self, size: int | None) -> None:
+        self.buf: bytearray | mmap.mmap = receive_buffer(size) if size else bytearray()
+        # A bytearray with a live memoryview cannot grow, so only a fixed one gets a view.
+        self.view = memoryview(self.buf) if size else None
+        self.pos = 0
+
+    def write(self, chunk: bytes) -> None:
+        end = self.pos + len(chunk)
+        if self.view is not None and end <= len(self.view):
+            self.view[self.pos:end] = chunk
+        else:
+            if self.view is not None:  # longer than declared: fall back to a growing buffer
+                grown = bytearray(self.view[:self.pos])
+                self.view.release()
+                self.buf, self.view = grown, None
+            assert isinstance(self.buf, bytearray)
+            self.buf += chunk
+        self.pos = end
+
+    def body(self) -> bytearray | mmap.mmap:
+        if self.view is not None:
+            self.view.release()
+            self.view = None
+            if self.pos != len(self.buf):  # shorter than declared
+                return bytearray(memoryview(self.buf)[:self.pos])
+        return self.buf
+
+
 class _Base:
     """Configuration and reply handling shared by the two clients."""
 
@@ -221,15 +264,16 @@ class _Base:
         scaled = self.timeout + nbytes / MIN_THROUGHPUT
         return httpx.Timeout(scaled, connect=min(self.timeout, 10.0))
 
-    def _finish(self, plan: _Plan, status: int, headers: httpx.Headers, body: bytearray,
-                started: float) -> Any:
+    def _finish(self, plan: _Plan, status: int, headers: Mapping[str, str],
+                body: bytearray | mmap.mmap, started: float) -> Any:
         self.last = Exchange(status=status, round_trip_ms=(time.perf_counter() - started) * 1000,
                              bytes_sent=plan.nbytes, bytes_received=len(body),
                              server_timing=_parse_server_timing(headers.get("server-timing")))
         self.bytes_sent += plan.nbytes
         self.bytes_received += len(body)
         self.requests += 1
-        _raise_for_error(status, bytes(body))
+        if status >= 400:  # never copy a successful (possibly huge) body
+            _raise_for_error(status, bytes(body))
         if plan.tensors_back:
             return decode(body)
         try:
@@ -254,13 +298,25 @@ def _transport_error(exc: httpx.HTTPError, plan: _Plan, url: str) -> TransportEr
                           retryable=isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout)))
 
 
+def _fast_pool(url: str, timeout: float) -> Http1Pool | None:
+    """``genie.http1`` for plain ``http://`` with no proxy in the environment;
+    ``None`` (httpx, which handles TLS and proxies) otherwise."""
+    parts = urlsplit(url)
+    proxies = getproxies()
+    if parts.scheme != "http" or proxies.get("http") or proxies.get("all"):
+        return None
+    assert parts.hostname is not None and parts.port is not None  # normalize_url made sure
+    return Http1Pool(parts.hostname, parts.port, connect_timeout=min(timeout, 10.0))
+
+
 def _size_from(headers: httpx.Headers) -> int | None:
     value = headers.get("content-length")
     return int(value) if value is not None and value.isdigit() else None
 
 
 class Client(_Base):
-    """A blocking client over one keep-alive ``httpx.Client``.
+    """A blocking client over keep-alive connections (``genie.http1``, or httpx for
+    https and proxies).
 
     ``url`` is ``HOST``, ``HOST:PORT`` or ``http(s)://HOST:PORT`` (port 8888 by
     default).  Use it as a context manager, or call ``close()``.
@@ -270,6 +326,7 @@ class Client(_Base):
                  timeout: float = DEFAULT_TIMEOUT, retries: int = DEFAULT_RETRIES) -> None:
         super().__init__(url, token=token, timeout=timeout, retries=retries)
         self._http = httpx.Client(base_url=self.url, timeout=self._timeout(0))
+        self._fast = _fast_pool(self.url, self.timeout)
 
     def _send(self, plan: _Plan) -> Any:
         attempt = 0
@@ -283,26 +340,40 @@ class Client(_Base):
                 attempt += 1
 
     def _send_once(self, plan: _Plan) -> Any:
+        if self._fast is not None:
+            return self._send_fast(plan, self._fast)
         started = time.perf_counter()
         content = _split_chunks(plan.chunks) if plan.method == "POST" else None
         try:
             with self._http.stream(plan.method, plan.path, params=plan.params,
                                    headers=self._headers(plan), content=content,
                                    timeout=self._timeout(plan.nbytes)) as resp:
-                size = _size_from(resp.headers)
-                body = bytearray(size) if size is not None else bytearray()
-                pos = 0
+                sink = _Sink(_size_from(resp.headers))
                 for chunk in resp.iter_raw():
-                    if size is not None and pos + len(chunk) <= size:
-                        body[pos:pos + len(chunk)] = chunk
-                    else:
-                        body[pos:] = chunk
-                    pos += len(chunk)
-                del body[pos:]
+                    sink.write(chunk)
+                body = sink.body()
                 status, headers = resp.status_code, resp.headers
         except httpx.HTTPError as exc:
             raise _transport_error(exc, plan, self.url) from exc
         return self._finish(plan, status, headers, body, started)
+
+    def _send_fast(self, plan: _Plan, pool: Http1Pool) -> Any:
+        """The same exchange over ``genie.http1``: whole tensor views out, one
+        ``recv_into`` the reply buffer in."""
+        started = time.perf_counter()
+        target = f"{plan.path}?{urlencode(plan.params, quote_via=quote)}" if plan.params \
+            else plan.path
+        chunks = plan.chunks if plan.method == "POST" else ()
+        try:
+            reply = pool.request(plan.method, target, self._headers(plan), chunks, plan.nbytes,
+                                 timeout=self.timeout + plan.nbytes / MIN_THROUGHPUT)
+        except Http1Error as exc:
+            # The cause is the httpx exception httpx would have raised, as on the other path.
+            cause: httpx.TransportError = getattr(httpx, exc.kind, httpx.TransportError)(str(exc))
+            cause.__cause__ = exc.__cause__
+            raise TransportError(f"{plan.method} {self.url}{plan.path} failed: {exc.kind}: {exc}",
+                                 retryable=isinstance(exc, ConnectFailed)) from cause
+        return self._finish(plan, reply.status, reply.headers, reply.body, started)
 
     # --- API ---
 
@@ -358,6 +429,8 @@ class Client(_Base):
         return _only_tensor(self._send(_tensor_plan("POST", "/echo", {"tensor": tensor})))
 
     def close(self) -> None:
+        if self._fast is not None:
+            self._fast.close()
         self._http.close()
 
     def __enter__(self) -> Client:
@@ -399,16 +472,10 @@ class AsyncClient(_Base):
             async with self._http.stream(plan.method, plan.path, params=plan.params,
                                          headers=self._headers(plan), content=content,
                                          timeout=self._timeout(plan.nbytes)) as resp:
-                size = _size_from(resp.headers)
-                body = bytearray(size) if size is not None else bytearray()
-                pos = 0
+                sink = _Sink(_size_from(resp.headers))
                 async for chunk in resp.aiter_raw():
-                    if size is not None and pos + len(chunk) <= size:
-                        body[pos:pos + len(chunk)] = chunk
-                    else:
-                        body[pos:] = chunk
-                    pos += len(chunk)
-                del body[pos:]
+                    sink.write(chunk)
+                body = sink.body()
                 status, headers = resp.status_code, resp.headers
         except httpx.HTTPError as exc:
             raise _transport_error(exc, plan, self.url) from exc

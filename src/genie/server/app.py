@@ -13,6 +13,7 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+import mmap
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -50,7 +51,7 @@ from genie.protocol import PROTOCOL_VERSION, SAFETENSORS_MEDIA_TYPE
 from genie.server.config import ServerConfig
 from genie.server.stats import Stats, StatsCollector
 from genie.server.store import TensorStore
-from genie.wire import Decoded, Encoded, decode, encode
+from genie.wire import Decoded, Encoded, decode, encode, receive_buffer
 
 __all__ = ["ServerState", "create_app"]
 
@@ -98,7 +99,7 @@ def _state(request: Request) -> ServerState:
 # --- request bodies -------------------------------------------------------------------
 
 
-async def read_body(request: Request, limit: int) -> bytearray:
+async def read_body(request: Request, limit: int) -> bytearray | mmap.mmap:
     """Receive the body into one preallocated, writable buffer (tensors alias it).
 
     A declared Content-Length over ``limit`` is refused before reading a byte.
@@ -109,11 +110,13 @@ async def read_body(request: Request, limit: int) -> bytearray:
             size = int(declared)
         except ValueError:
             raise MalformedRequestError(f"bad Content-Length {declared!r}") from None
+        if size < 0:
+            raise MalformedRequestError(f"bad Content-Length {declared!r}")
         if size > limit:
             raise PayloadTooLargeError(
                 f"request body is {size} bytes, over the server's {limit}-byte limit "
                 "(--max-body-mb)")
-        buf = bytearray(size)
+        buf = receive_buffer(size)
         view = memoryview(buf)
         pos = 0
         async for chunk in request.stream():
@@ -134,7 +137,7 @@ async def read_body(request: Request, limit: int) -> bytearray:
     return growing
 
 
-def decode_body(body: bytearray, timing: Timing) -> Decoded:
+def decode_body(body: bytearray | mmap.mmap, timing: Timing) -> Decoded:
     start = time.perf_counter()
     decoded = decode(body) if body else Decoded()
     timing.decode_ms = (time.perf_counter() - start) * 1000

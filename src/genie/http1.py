@@ -1,0 +1,285 @@
+"""A small blocking HTTP/1.1 client: the sync ``genie.Client``'s path for ``http://``.
+
+Why beside httpx: on a loopback round trip of a 400-byte tensor, httpx spends about
+0.8 ms in Python (URL and header models, h11 events, cookie handling) around a server
+that answers in 0.25 ms, and on a 256 MB reply it hands the body over in 64 KiB
+``bytes`` objects that must then be copied again.  Genie's requests are simple (one
+host, a known Content-Length, no redirects, cookies or compression), so this
+module writes the request with ``sendall`` straight from tensor memory and reads the
+reply with ``recv_into`` straight into the buffer the decoded tensors will share.
+
+What it does not do is left to httpx, which the client keeps using for ``https://``
+URLs and when a proxy is configured in the environment.  Keep-alive connections are
+pooled (thread-safe); one found closed while idle is replaced before use.
+"""
+
+from __future__ import annotations
+
+import select
+import socket
+import threading
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from mmap import mmap
+
+from genie.wire import receive_buffer
+
+__all__ = ["ConnectFailed", "Http1Error", "Http1Pool", "Reply"]
+
+MAX_HEAD_BYTES = 64 * 1024
+#: Bodies up to this size are sent in the same system call as the request head.
+COALESCE_BYTES = 64 * 1024
+READ_CHUNK = 256 * 1024
+
+
+class Http1Error(Exception):
+    """The exchange failed after the connection was made (not safe to retry).
+
+    ``kind`` names the failure as httpx would (``ReadTimeout``, ``WriteError``,
+    ``RemoteProtocolError``...), so messages read the same whichever path ran.
+    """
+
+    def __init__(self, message: str, kind: str = "RemoteProtocolError") -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+class ConnectFailed(Http1Error):
+    """No connection could be made: the server never saw the request."""
+
+
+@dataclass
+class Reply:
+    status: int
+    headers: dict[str, str] = field(default_factory=dict)
+    body: bytearray | mmap = field(default_factory=bytearray)
+
+
+class _Conn:
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.pending = bytearray()  # bytes read past the end of the previous reply
+
+    def stale(self) -> bool:
+        """Idle keep-alive connections must have nothing to read; EOF means closed."""
+        try:
+            readable, _, _ = select.select([self.sock], [], [], 0)
+        except (OSError, ValueError):
+            return True
+        return bool(readable) or bool(self.pending)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+class Http1Pool:
+    """Keep-alive connections to one ``host:port``."""
+
+    def __init__(self, host: str, port: int, *, connect_timeout: float) -> None:
+        self.host = host
+        self.port = port
+        self.connect_timeout = connect_timeout
+        self.host_header = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        self._idle: list[_Conn] = []
+        self._lock = threading.Lock()
+
+    def _connect(self, timeout: float) -> _Conn:
+        try:
+            sock = socket.create_connection((self.host, self.port), timeout=self.connect_timeout)
+        except OSError as exc:
+            kind = "ConnectTimeout" if isinstance(exc, TimeoutError) else "ConnectError"
+            raise ConnectFailed(f"{type(exc).__name__}: {exc}", kind) from exc
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.settimeout(timeout)
+        return _Conn(sock)
+
+    def _take(self) -> _Conn | None:
+        with self._lock:
+            while self._idle:
+                conn = self._idle.pop()
+                if not conn.stale():
+                    return conn
+                conn.close()
+        return None
+
+    def _give(self, conn: _Conn) -> None:
+        with self._lock:
+            self._idle.append(conn)
+
+    def close(self) -> None:
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            conn.close()
+
+    def request(self, method: str, target: str, headers: Mapping[str, str],
+                chunks: Iterable[bytes | memoryview], nbytes: int, timeout: float) -> Reply:
+        """Send one request and read its reply.  A reused connection that turns out
+        closed before any reply byte arrived is retried once on a fresh one."""
+        head = _head(method, target, self.host_header, headers)
+        conn = self._take()
+        if conn is not None:
+            conn.sock.settimeout(timeout)
+            try:
+                return self._exchange(conn, method, head, chunks, nbytes)
+            except _NoReply:
+                conn.close()
+        conn = self._connect(timeout)
+        try:
+            return self._exchange(conn, method, head, chunks, nbytes)
+        except _NoReply as exc:
+            conn.close()
+            if exc.__cause__ is not None and not isinstance(exc.__cause__, EOFError):
+                raise Http1Error(f"{type(exc.__cause__).__name__}: {exc.__cause__}",
+                                 "WriteError") from exc.__cause__
+            raise Http1Error("server closed the connection without replying") from exc
+
+    def _exchange(self, conn: _Conn, method: str, head: bytes,
+                  chunks: Iterable[bytes | memoryview], nbytes: int) -> Reply:
+        send_error: OSError | None = None
+        try:
+            _send(conn.sock, head, chunks, nbytes)
+        except TimeoutError as exc:
+            conn.close()
+            raise Http1Error(f"timed out sending the request: {exc}", "WriteTimeout") from exc
+        except OSError as exc:
+            # The server may have answered early (413, 401) and closed: read that reply.
+            send_error = exc
+        try:
+            reply, keep = _read_reply(conn, method)
+        except _NoReply as exc:
+            if send_error is not None:
+                raise _NoReply() from send_error
+            raise exc
+        except TimeoutError as exc:
+            conn.close()
+            raise Http1Error(f"timed out reading the reply: {exc}", "ReadTimeout") from exc
+        except EOFError as exc:
+            conn.close()
+            raise Http1Error("server closed the connection in the middle of the reply") from exc
+        except OSError as exc:
+            conn.close()
+            raise Http1Error(f"{type(exc).__name__}: {exc}", "ReadError") from exc
+        if keep and send_error is None:
+            self._give(conn)
+        else:
+            conn.close()
+        return reply
+
+
+class _NoReply(Exception):
+    """The connection closed before a single reply byte: the request was not served."""
+
+
+def _head(method: str, target: str, host: str, headers: Mapping[str, str]) -> bytes:
+    lines = [f"{method} {target} HTTP/1.1", f"host: {host}"]
+    for name, value in headers.items():
+        if "\r" in value or "\n" in value:
+            raise Http1Error(f"header {name!r} holds a line break")
+        lines.append(f"{name}: {value}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+
+def _send(sock: socket.socket, head: bytes, chunks: Iterable[bytes | memoryview],
+          nbytes: int) -> None:
+    if nbytes <= COALESCE_BYTES:
+        sock.sendall(b"".join([head, *chunks]))
+        return
+    sock.sendall(head)
+    for chunk in chunks:
+        sock.sendall(chunk)
+
+
+def _recv_more(conn: _Conn, data: bytearray) -> None:
+    piece = conn.sock.recv(READ_CHUNK)
+    if not piece:
+        raise EOFError
+    data += piece
+
+
+def _read_reply(conn: _Conn, method: str) -> tuple[Reply, bool]:
+    data, conn.pending = conn.pending, bytearray()
+    while (end := data.find(b"\r\n\r\n")) < 0:
+        if len(data) > MAX_HEAD_BYTES:
+            raise Http1Error(f"reply head exceeds {MAX_HEAD_BYTES} bytes")
+        try:
+            _recv_more(conn, data)
+        except (EOFError, ConnectionResetError) as exc:
+            if not data:
+                raise _NoReply() from exc
+            raise Http1Error("server closed the connection in the middle of the reply head") \
+                from None
+    status_line, *lines = data[:end].decode("latin-1").split("\r\n")
+    version, _, rest = status_line.partition(" ")
+    try:
+        status = int(rest[:3])
+    except ValueError:
+        raise Http1Error(f"malformed status line {status_line!r}") from None
+    headers: dict[str, str] = {}
+    for line in lines:
+        name, sep, value = line.partition(":")
+        if not sep:
+            raise Http1Error(f"malformed header line {line!r}")
+        key = name.strip().lower()
+        headers[key] = f"{headers[key]}, {value.strip()}" if key in headers else value.strip()
+    if 100 <= status < 200:  # an interim reply: the real one follows
+        conn.pending = data[end + 4:]
+        return _read_reply(conn, method)
+    keep = version == "HTTP/1.1" and "close" not in headers.get("connection", "").lower()
+    rest_bytes = memoryview(data)[end + 4:]
+    if method == "HEAD" or status in (204, 304):
+        conn.pending = bytearray(rest_bytes)
+        return Reply(status, headers), keep
+    if "chunked" in headers.get("transfer-encoding", "").lower():
+        body, leftover = _read_chunked(conn, bytearray(rest_bytes))
+        conn.pending = leftover
+        return Reply(status, headers, body), keep
+    length = headers.get("content-length")
+    if length is None:
+        body = bytearray(rest_bytes)
+        while True:
+            try:
+                _recv_more(conn, body)
+            except EOFError:
+                return Reply(status, headers, body), False
+    if not length.isdigit():
+        raise Http1Error(f"malformed Content-Length {length!r}")
+    size = int(length)
+    body_buf = receive_buffer(size)
+    view = memoryview(body_buf)
+    have = min(len(rest_bytes), size)
+    view[:have] = rest_bytes[:have]
+    conn.pending = bytearray(rest_bytes[have:])
+    rest_bytes.release()
+    while have < size:
+        got = conn.sock.recv_into(view[have:], size - have)
+        if got == 0:
+            raise Http1Error(f"server closed the connection after {have} of {size} body bytes")
+        have += got
+    view.release()
+    return Reply(status, headers, body_buf), keep
+
+
+def _read_chunked(conn: _Conn, data: bytearray) -> tuple[bytearray, bytearray]:
+    body = bytearray()
+    pos = 0
+    while True:
+        while (eol := data.find(b"\r\n", pos)) < 0:
+            _recv_more(conn, data)
+        size_text = data[pos:eol].split(b";")[0].strip()
+        try:
+            size = int(size_text, 16)
+        except ValueError:
+            raise Http1Error(f"malformed chunk size {bytes(size_text)!r}") from None
+        pos = eol + 2
+        if size == 0:
+            while (end := data.find(b"\r\n", pos)) != pos:  # trailers, then a blank line
+                if end < 0:
+                    _recv_more(conn, data)
+                else:
+                    pos = end + 2
+            return body, data[pos + 2:]
+        while len(data) < pos + size + 2:
+            _recv_more(conn, data)
+        body += data[pos:pos + size]
+        pos += size + 2
