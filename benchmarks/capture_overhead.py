@@ -28,7 +28,7 @@ from genie.lazy import build_graph
 BLOCK_OPS = 11
 
 
-def _block(x: genie.LazyTensor, w: torch.Tensor, b: torch.Tensor) -> genie.LazyTensor:
+def _block(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     h = F.linear(x, w, b)            # 1
     h = F.gelu(h)                    # 2
     h = h * 0.5 + x                  # 3, 4
@@ -40,10 +40,10 @@ def _block(x: genie.LazyTensor, w: torch.Tensor, b: torch.Tensor) -> genie.LazyT
     return h
 
 
-def capture_once(n_ops: int) -> tuple[float, genie.LazyTensor]:
+def capture_once(n_ops: int) -> tuple[float, torch.Tensor]:
     """Seconds to capture ``n_ops`` ops, and the last tensor."""
     torch.manual_seed(0)
-    x = genie.remote(torch.randn(8, 64))
+    x: torch.Tensor = genie.remote(torch.randn(8, 64))
     w = genie.remote(torch.randn(64, 64))
     b = genie.remote(torch.randn(64))
     started = time.perf_counter()
@@ -53,7 +53,8 @@ def capture_once(n_ops: int) -> tuple[float, genie.LazyTensor]:
     return elapsed, x
 
 
-def count_ops(t: genie.LazyTensor) -> int:
+def count_ops(t: torch.Tensor) -> int:
+    assert isinstance(t, genie.LazyTensor)
     graph, _, _, _ = build_graph([t._node], [])
     return len(graph["nodes"])
 
@@ -80,13 +81,12 @@ def main() -> None:
     for _ in range(args.runs):
         elapsed, last = capture_once(args.ops)
         times.append(elapsed)
+        assert isinstance(last, genie.LazyTensor)
         started = time.perf_counter()
         build_graph([last._node], [])
         builds.append(time.perf_counter() - started)
-    cold_start = time.perf_counter()
     genie.lazy._meta_cache.clear()
     cold, _ = capture_once(args.ops)
-    del cold_start
     per_op = statistics.median(times) / n_nodes * 1e6
     print(f"captured graph: {n_nodes} ops ({args.runs} runs)")
     print(f"capture, warm meta cache: {per_op:.1f} us/op median "

@@ -42,7 +42,12 @@ from typing import Any
 import torch
 
 from genie.client import Client, RemoteTensor
-from genie.errors import ConfigurationError, InvalidArgumentError, UnsupportedOpError
+from genie.errors import (
+    ConfigurationError,
+    GenieError,
+    InvalidArgumentError,
+    UnsupportedOpError,
+)
 from genie.graph import to_wire
 from genie.ops import REGISTRY, Op, OpContext
 
@@ -190,7 +195,7 @@ class LazyTensor(torch.Tensor):
         return unhandled(func, args, kwargs or {})
 
     @classmethod
-    def __torch_dispatch__(cls, func: Any, types: Any, args: Sequence[Any] = (),
+    def __torch_dispatch__(cls, func: Any, types: Any, args: Sequence[Any] = (),  # type: ignore[override]
                            kwargs: Mapping[str, Any] | None = None) -> Any:
         # Reached only by a call that slipped past __torch_function__ (autograd
         # internals, a C++ path): there is no data here to run it on.
@@ -279,7 +284,12 @@ def lift(tensor: torch.Tensor) -> LazyTensor:
     if hit is not None and hit[0]() is tensor:
         return hit[1]
     lazy = remote(tensor)
-    ref = weakref.ref(tensor, lambda _r, k=key, table=_local_leaves: table.pop(k, None))
+    table = _local_leaves  # bound now: the callback may run at interpreter shutdown
+
+    def forget(_ref: weakref.ref[torch.Tensor]) -> None:
+        table.pop(key, None)
+
+    ref = weakref.ref(tensor, forget)
     _local_leaves[key] = (ref, lazy)
     return lazy
 
@@ -363,19 +373,25 @@ VIEW_OPS = frozenset({"getitem", "view", "reshape", "expand", "permute", "transp
 def capture(op: Op, args: Sequence[Any], kwargs: Mapping[str, Any], *,
             inplace: bool = False) -> LazyTensor:
     """Record ``op(*args, **kwargs)``; checked with the server's own ``Op.bind``."""
+    if inplace and op.params:
+        target = args[0] if args else kwargs.get(op.params[0].name)
+        if not isinstance(target, LazyTensor):
+            raise UnsupportedOpError(
+                f"in-place {op.name}_ on a local tensor with a remote operand is not "
+                "supported; use the out-of-place form")
     if kwargs:
         kwargs = {k: (v if isinstance(v, LazyTensor) else lift(v))
                   if isinstance(v, torch.Tensor) else v for k, v in kwargs.items()}
     bound = op.bind(_lift_args(args), kwargs)
     deps: list[Node] = []
-    key_parts = [op.name]
+    key_parts: list[Any] = [op.name]
     node_kwargs: dict[str, Any] = {}
     for name, value in bound.items():
-        key, form = _scan(value, deps)
-        key_parts.append(key)
+        part, form = _scan(value, deps)
+        key_parts.append(part)
         node_kwargs[name] = form
+    key: Any = tuple(key_parts)
     try:
-        key: Any = tuple(key_parts)
         hash(key)
     except TypeError:
         key = None
@@ -441,6 +457,9 @@ def _walk(roots: Iterable[Node]) -> tuple[list[Node], list[Node]]:
         if node.is_leaf:
             leaves.append(node)
             continue
+        if node.kwargs is None:
+            raise GenieError("a LazyTensor this graph needs was released (its server handle "
+                             "deleted) before its value was fetched")
         stack.append((node, True))
         stack.extend((d, False) for d in node.deps if id(d) not in seen)
     return leaves, order
@@ -547,7 +566,7 @@ def _run(fetch: Sequence[Node], keep: Sequence[Node], client: Client | None) -> 
         node.kwargs, node.deps = None, ()
 
 
-def _nodes(tensors: Iterable[Any]) -> list[Node]:
+def _nodes(tensors: Iterable[torch.Tensor]) -> list[Node]:
     nodes = []
     for t in tensors:
         if not isinstance(t, LazyTensor):
@@ -556,7 +575,7 @@ def _nodes(tensors: Iterable[Any]) -> list[Node]:
     return nodes
 
 
-def materialize(*tensors: LazyTensor, keep: Sequence[LazyTensor] = (),
+def materialize(*tensors: torch.Tensor, keep: Sequence[torch.Tensor] = (),
                 client: Client | None = None) -> Any:
     """Fetch the values of ``tensors`` (and keep ``keep`` on the server) in ONE request.
 
@@ -569,18 +588,17 @@ def materialize(*tensors: LazyTensor, keep: Sequence[LazyTensor] = (),
     return values[0] if len(values) == 1 else values
 
 
-def persist(*tensors: LazyTensor, client: Client | None = None) -> None:
+def persist(*tensors: torch.Tensor, client: Client | None = None) -> None:
     """Keep the values of ``tensors`` on the server as handles, in one request."""
     _run([], _nodes(tensors), client)
 
 
-def release(*tensors: LazyTensor) -> None:
+def release(*tensors: torch.Tensor) -> None:
     """Delete the server handles behind ``tensors``, keeping any fetched value.
 
     A tensor released before its value was fetched cannot be used again.
     """
-    for t in tensors:
-        node = t._node
+    for node in _nodes(tensors):
         if node.handle is None:
             continue
         client = resolve_client(node.client)

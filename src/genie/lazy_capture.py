@@ -172,10 +172,12 @@ def remote_module(module: torch.nn.Module, *, keep: bool = True,
     later forward refers to them by handle.  Parameters stop requiring grad: the
     remote device runs inference only.  Returns ``module``.
     """
-    slots: list[tuple[dict[str, Any], str, bool]] = []
+    slots: list[tuple[dict[str, Any], str, bool]] = []  # (module table, name, is a parameter)
     tensors: dict[int, torch.Tensor] = {}
     for mod in module.modules():
-        for table, is_param in ((mod._parameters, True), (mod._buffers, False)):
+        tables: tuple[tuple[dict[str, Any], bool], ...] = ((mod._parameters, True),
+                                                            (mod._buffers, False))
+        for table, is_param in tables:
             for name, t in table.items():
                 if t is None or isinstance(t, LazyTensor):
                     continue

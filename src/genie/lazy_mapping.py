@@ -101,6 +101,7 @@ class OpCall:
             kw.update(kwargs)
             pos = ()
         inplace = self.inplace or bool(kw.pop("inplace", False))
+        kw.pop("_stacklevel", None)
         for name, default in self.extras.items():
             if name in kw:
                 value = kw.pop(name)
@@ -360,6 +361,39 @@ def _copy(func: Any, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Any:
                                                     expanded._spec)
 
 
+def _type(func: Any, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Any:
+    dtype = args[1] if len(args) > 1 else kwargs.get("dtype")
+    if not isinstance(dtype, torch.dtype):
+        raise UnsupportedOpError("torch.Tensor.type on a LazyTensor takes a torch.dtype; "
+                                 "use .dtype to read the type")
+    return _cast(_first_lazy(args), dtype)
+
+
+def _new_factory(op_name: str) -> Handler:
+    """``t.new_zeros(size)`` and friends: a server-side factory with ``t``'s dtype."""
+    op = REGISTRY[op_name]
+
+    def handler(func: Any, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Any:
+        self: LazyTensor = args[0]
+        kw = dict(kwargs)
+        if "device" in kw and not is_remote_device(kw.pop("device")):
+            raise UnsupportedOpError(f"{func_name(func)}(device=...): only the remote device")
+        if kw.pop("requires_grad", False):
+            raise UnsupportedOpError(f"{func_name(func)}(requires_grad=True) is not supported")
+        kw["dtype"] = kw.get("dtype") or self._spec[2]
+        rest = list(args[1:])
+        if op_name == "full":
+            size = rest.pop(0) if rest else kw.pop("size")
+            value = rest.pop(0) if rest else kw.pop("fill_value")
+            return capture(op, (list(size), value), kw)
+        if len(rest) == 1 and isinstance(rest[0], (list, tuple)):
+            rest = list(rest[0])
+        if "size" in kw:
+            rest = list(kw.pop("size"))
+        return capture(op, rest, kw)
+    return handler
+
+
 def _like(op_name: str) -> Handler:
     op = REGISTRY[op_name]
     extras = {"layout": None, "device": None, "requires_grad": False,
@@ -415,7 +449,7 @@ _PASSTHROUGH_NAMES = frozenset({
     "size", "dim", "ndimension", "numel", "nelement", "element_size", "is_floating_point",
     "is_complex", "is_signed", "is_contiguous", "stride", "__len__", "requires_grad_",
     "get_device", "is_inference", "is_nonzero_shape", "storage_offset", "__hash__",
-    "__reduce_ex__", "__deepcopy__", "__setstate__", "_is_view", "is_pinned", "is_shared",
+    "__reduce_ex__", "__setstate__", "_is_view", "is_pinned", "is_shared",
     "__dir__", "__sizeof__", "dim_order", "_has_compatible_shallow_copy_type", "is_same_size",
     "has_names", "_is_zerotensor", "is_neg", "is_conj", "_nested_tensor_size",
 })
@@ -564,7 +598,10 @@ def _build() -> None:
         T.norm: _norm, torch.norm: _norm, torch.linalg.vector_norm: _norm,
         T.chunk: _pieces, torch.chunk: _pieces, T.split: _pieces, torch.split: _pieces,
         T.unbind: _pieces, torch.unbind: _pieces,
-        T.fill_: _fill, T.zero_: _zero, T.copy_: _copy,
+        T.fill_: _fill, T.zero_: _zero, T.copy_: _copy, T.type: _type,
+        T.__deepcopy__: lambda func, args, kwargs: alias(args[0]),
+        T.new_zeros: _new_factory("zeros"), T.new_ones: _new_factory("ones"),
+        T.new_empty: _new_factory("empty"), T.new_full: _new_factory("full"),
         torch.zeros_like: _like("zeros_like"), torch.ones_like: _like("ones_like"),
         torch.full_like: _like("full_like"),
         torch.concat: OpCall(REGISTRY["cat"]), torch.multiply: OpCall(REGISTRY["mul"]),

@@ -8,6 +8,7 @@ the client's counters.
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -95,7 +96,7 @@ def test_three_layer_mlp_matches_eager_in_one_request(
 
     out = mlp(genie.remote(x))
     assert out.shape == (16, 10) and graph_requests() == 0
-    assert_close(out.materialize(), mlp(x))
+    assert_close(genie.materialize(out), mlp(x))
     assert graph_requests() == 1
 
 
@@ -125,7 +126,7 @@ def test_transformer_attention_block_matches_eager(
     x = randn(2, 6, d, seed=30)
     out = _attention_block(genie.remote(x), p, heads, use_sdpa)
     assert out.shape == (2, 6, d)
-    assert_close(out.materialize(), _attention_block(x, p, heads, use_sdpa))
+    assert_close(genie.materialize(out), _attention_block(x, p, heads, use_sdpa))
     assert graph_requests() == 1
 
 
@@ -271,13 +272,33 @@ def test_module_to_remote_device_inside_capture(client: genie.Client) -> None:
     assert_close(out.materialize(), expected)
 
 
+def test_common_idioms_match_eager(client: genie.Client) -> None:
+    torch.manual_seed(0)
+    emb, ln = nn.Embedding(10, 4), nn.LayerNorm(4)
+    ids, x = torch.tensor([[1, 7, 3]]), randn(3, 4)
+
+    def f(t: Any, tokens: Any) -> tuple[Any, ...]:
+        h = ln(emb(tokens)) + t
+        rows = [r.sum() for r in t]  # iteration unbinds
+        return (nn.Softmax(dim=-1)(h), torch.einsum("bij,kj->bik", h, t), torch.stack(rows),
+                torch.cat([t, torch.ones(1, 4)]), t.new_zeros(2, 2), t.new_full((3,), 2.5),
+                copy.deepcopy(t) * 2, t.type(torch.float64), nn.Dropout(0.3).eval()(t),
+                F.gelu(t, approximate="tanh"), t.where(t > 0, 0.0), x.masked_fill(t > 0.5, -1))
+
+    got = genie.materialize(*f(genie.remote(x), genie.remote(ids)))
+    with torch.no_grad():
+        for g, e in zip(got, f(x, ids), strict=True):
+            assert_close(g, e)
+
+
 # --- requests, caching, implicit materialization ---
 
 def test_one_request_per_materialization_shared_subgraph_once(
         client: genie.Client, graph_requests: Callable[[], int]) -> None:
     x = randn(5, 5)
     h = genie.remote(x).exp() @ randn(5, 5, seed=1)  # shared by a and b
-    a, b = h.relu(), h.sum(dim=0)
+    a: Any = h.relu()
+    b: Any = h.sum(dim=0)
     graph, _, _, _ = build_graph([a._node, b._node], [])
     assert [n["op"] for n in graph["nodes"]].count("matmul") == 1
     ra, rb = genie.materialize(a, b)
@@ -333,7 +354,7 @@ def test_local_fallback_is_opt_in_and_logged_once(
         s2 = torch.sort(r + 1).values
     assert isinstance(s1, genie.LazyTensor)
     assert_close(s1.materialize(), torch.sort(x).values * 2)
-    assert_close(s2.materialize(), torch.sort(x + 1).values)
+    assert_close(genie.materialize(s2), torch.sort(x + 1).values)
     assert sum("torch.sort" in rec.getMessage() for rec in caplog.records) == 1
     with pytest.raises(genie.UnsupportedOpError):  # the opt-in ended with the block
         torch.sort(r)
@@ -344,7 +365,7 @@ def test_local_fallback_is_opt_in_and_logged_once(
 def test_no_server_configured_names_the_three_ways(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("GENIE_SERVER_URL", raising=False)
     genie.disconnect()
-    t = genie.remote(torch.ones(3)) + 1  # capturing needs no server
+    t: Any = genie.remote(torch.ones(3)) + 1  # capturing needs no server
     assert t.shape == (3,)
     with pytest.raises(genie.ConfigurationError) as info:
         t.materialize()
@@ -360,7 +381,7 @@ def test_server_from_environment_and_explicit_client(
     monkeypatch.delenv("GENIE_SERVER_URL")
     with genie.Client(server.url) as explicit:
         t = genie.remote(torch.ones(2)) + 1
-        assert t.materialize(client=explicit).tolist() == [2.0, 2.0]
+        assert genie.materialize(t, client=explicit).tolist() == [2.0, 2.0]
         assert explicit.requests == 1
         with genie.capture(client=explicit):
             assert (genie.remote(torch.ones(1)) - 1).item() == 0.0
@@ -375,14 +396,15 @@ def test_handles_are_reused_and_released(server: BackgroundServer, client: genie
     assert w.remote_handle is not None
     x = randn(1, 256, seed=1)
     for _ in range(3):
-        out = (genie.remote(x) @ w).materialize()
+        out = genie.materialize(genie.remote(x) @ w)
         assert_close(out, x @ w_local)
         assert client.last.bytes_sent < w_local.nbytes / 20
     with genie.Client(server.url) as probe:
         held = probe.stats()["held"]["tensors"]
         w.release()
         assert probe.stats()["held"]["tensors"] == held - 1
-    y = genie.remote(randn(4, seed=2)).exp().persist()
+    y: Any = genie.remote(randn(4, seed=2)).exp()
+    y.persist()
     assert y.remote_handle is not None
     assert_close((y + 0).materialize(), randn(4, seed=2).exp())
     y.release()
@@ -435,7 +457,7 @@ def test_factories_inside_capture_and_genie_helpers(client: genie.Client) -> Non
         a = torch.arange(5, device=genie.REMOTE_DEVICE)
         t = torch.tensor([1.0, 2.0], device="remote_accelerator:0")
     assert isinstance(r, genie.LazyTensor) and r.shape == (100, 100)
-    assert_close(z.materialize(), torch.zeros(2, 3, dtype=torch.float16))
+    assert_close(genie.materialize(z), torch.zeros(2, 3, dtype=torch.float16))
     assert a.tolist() == [0, 1, 2, 3, 4] and t.tolist() == [1.0, 2.0]
     assert 0.9 < float(r.std()) < 1.1
     s1, s2 = genie.randn(3, 3, seed=7), genie.randn(3, 3, seed=7)
