@@ -6,7 +6,7 @@ pytester sessions in one process share nothing.
 
 How a record is made and travels:
 
-* ``pytest_runtest_makereport`` (an innermost wrapper) notes each phase of a test
+* ``pytest_runtest_makereport`` (the outermost wrapper) notes each phase of a test
   marked ``server`` or ``client``; at teardown it combines them into one record
   (PASS/FAIL/SKIP/ERROR, the call phase's wall time, the start time, the dict the
   test filled through ``genie_record``) and puts it on the teardown report as the
@@ -34,7 +34,6 @@ from pytest_genie.results import KINDS, ResultsSession, TestRecord, iso_utc, jso
 from pytest_genie.state import (
     DETAILS_KEY,
     PENDING_KEY,
-    RECORD_KEY,
     SERVER_URL_KEY,
     STATE_KEY,
     GenieState,
@@ -162,11 +161,12 @@ class GeniePlugin:
                 pending.call_ms = (time.perf_counter() - started) * 1000.0
             raise
 
-    @pytest.hookimpl(wrapper=True, trylast=True)
+    @pytest.hookimpl(wrapper=True, tryfirst=True)
     def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]
                                   ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
-        # Innermost wrapper: the record exists before pytest-json-report (an outer
-        # wrapper) asks pytest_json_runtest_metadata for it.
+        # Outermost wrapper: inner ones still change the outcome (pytest's own
+        # xfail handling turns a failure into "skipped"), and the record must see
+        # the outcome pytest reports.
         report = yield
         if call.when == "setup" and _kinds(item):
             item.stash[PENDING_KEY] = Pending(name=_record_name(item), kinds=_kinds(item),
@@ -183,6 +183,7 @@ class GeniePlugin:
         elif call.when == "teardown":
             record = self._finish(item, pending)
             report.genie_record = record.to_wire()  # type: ignore[attr-defined]
+            pending.json_metadata.update(record.entry(), kinds=list(record.kinds))
         return report
 
     def _finish(self, item: pytest.Item, pending: Pending) -> TestRecord:
@@ -194,7 +195,6 @@ class GeniePlugin:
                             timing_ms=round(pending.call_ms or 0.0, 3), timestamp=iso_utc(pending.start),
                             kinds=list(pending.kinds),
                             server_url=self.config.stash.get(SERVER_URL_KEY, None))
-        item.stash[RECORD_KEY] = record
         return record
 
     # ---- results (on the process that writes: never an xdist worker) --------------
@@ -249,10 +249,12 @@ class GeniePlugin:
     @pytest.hookimpl(optionalhook=True)
     def pytest_json_runtest_metadata(self, item: pytest.Item, call: pytest.CallInfo[None]
                                      ) -> dict[str, Any] | None:
-        """pytest-json-report: the record lands in the test's ``metadata["genie"]``."""
-        if call.when != "teardown":
-            return None
-        record = item.stash.get(RECORD_KEY, None)
-        if record is None:
-            return None
-        return {"genie": {**record.entry(), "kinds": list(record.kinds)}}
+        """pytest-json-report: the record lands in the test's ``metadata["genie"]``.
+
+        pytest-json-report asks from inside its makereport wrapper, which runs
+        before ours finishes the record; so it gets the test's own dict, which the
+        record fills at teardown, before the report is logged or sent by xdist.
+        """
+        del call
+        pending = item.stash.get(PENDING_KEY, None)
+        return None if pending is None else {"genie": pending.json_metadata}

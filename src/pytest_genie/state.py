@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 
 from pytest_genie.options import GenieOptions
-from pytest_genie.results import ResultsSession, TestRecord
+from pytest_genie.results import ResultsSession
 
-__all__ = ["DETAILS_KEY", "PENDING_KEY", "RECORD_KEY", "SERVER_URL_KEY", "STATE_KEY", "GenieState", "Pending",
+__all__ = ["DETAILS_KEY", "PENDING_KEY", "SERVER_URL_KEY", "STATE_KEY", "GenieState", "Pending",
            "get_state"]
 
 
@@ -31,6 +31,8 @@ class Pending:
     call_ms: float | None = None
     call_started: float | None = None
     interrupted_by: str | None = None
+    #: What pytest-json-report holds as ``metadata["genie"]``; filled at teardown.
+    json_metadata: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -52,8 +54,6 @@ STATE_KEY = pytest.StashKey[GenieState]()
 DETAILS_KEY = pytest.StashKey[dict[str, Any]]()
 #: On an item: the test's phases so far.
 PENDING_KEY = pytest.StashKey[Pending]()
-#: On an item: its finished record (for pytest-json-report's metadata hook).
-RECORD_KEY = pytest.StashKey[TestRecord]()
 #: On the config: the server URL ``genie_server_url`` resolved to.
 SERVER_URL_KEY = pytest.StashKey[str]()
 

@@ -257,6 +257,34 @@ def test_status_mapping_and_details(mixed_run: tuple[pytest.RunResult, Path]) ->
     assert server["test_info"]["timestamp"] == client["test_info"]["timestamp"]  # one session
 
 
+def test_xfail_outcomes_are_mapped_as_pytest_reports_them(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile("""
+        import pytest
+
+        @pytest.mark.server
+        @pytest.mark.xfail(reason="known bug")
+        def test_expected_failure():
+            assert 0
+
+        @pytest.mark.server
+        @pytest.mark.xfail(reason="fixed?", strict=True)
+        def test_strict_xpass():
+            pass
+
+        @pytest.mark.server
+        def test_imperative_xfail():
+            pytest.xfail("not today")
+    """)
+    results = pytester.path / "results"
+    pytester.runpytest(f"--genie-results-dir={results}").assert_outcomes(xfailed=2, failed=1)
+    tests = _by_name(_load(_session_folders(results)[0], "server"))
+    assert tests["expected_failure"]["status"] == "SKIP"
+    assert tests["expected_failure"]["details"] == {"skip_reason": "xfail: known bug"}
+    assert tests["strict_xpass"]["status"] == "FAIL"
+    assert "XPASS(strict)" in tests["strict_xpass"]["details"]["failure"]
+    assert tests["imperative_xfail"]["details"] == {"skip_reason": "xfail: not today"}
+
+
 def test_terminal_summary_lists_every_record(mixed_run: tuple[pytest.RunResult, Path]) -> None:
     result, results = mixed_run
     (folder,) = _session_folders(results)
@@ -469,9 +497,13 @@ def test_genie_server_option_is_used_without_starting_a_local_server(pytester: p
 def test_xdist_controller_writes_one_complete_file(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(CLIENT_TESTS)
     results = pytester.path / "results"
+    json_report = pytester.path / "report.json"
     result = pytester.runpytest_subprocess("-n", "2", "-p", "no:cacheprovider", "--genie-large-mb=1",
-                                           f"--genie-results-dir={results}")
+                                           f"--genie-results-dir={results}", "--json-report",
+                                           f"--json-report-file={json_report}")
     result.assert_outcomes(passed=6)
+    metadata = [t["metadata"]["genie"] for t in json.loads(json_report.read_text())["tests"]]
+    assert sorted(m["details"]["i"] for m in metadata) == list(range(6))  # relayed by the workers
     (folder,) = _session_folders(results)
     assert [p.name.split("_")[0] for p in folder.iterdir()] == ["client"]
     doc = _load(folder, "client")
