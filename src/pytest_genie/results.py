@@ -49,13 +49,15 @@ def json_safe(value: Any, _depth: int = 0) -> Any:
     """A copy of ``value`` that ``json.dumps(..., allow_nan=False)`` accepts.
 
     Tests record whatever they measured (numpy scalars, torch dtypes, paths...):
-    numbers stay numbers, NaN/inf become ``null`` (JSON has no NaN and ``jq``
+    numbers stay numbers (as exact ``int``/``float``), NaN/inf become ``null`` (JSON has no NaN and ``jq``
     rejects it), containers are copied, and anything else becomes its ``str``.
     """
     if _depth > _MAX_DEPTH:
         return str(value)
-    if value is None or isinstance(value, (bool, str)):
+    if value is None or isinstance(value, bool):
         return value
+    if isinstance(value, str):
+        return str(value)  # exact str: xdist's execnet refuses subclasses (torch.__version__)
     if isinstance(value, numbers.Integral):
         return int(value)
     if isinstance(value, numbers.Real):

@@ -464,7 +464,8 @@ def test_round_trip(i, genie_client, genie_server_url, genie_options, genie_reco
     x = torch.arange(12, dtype=torch.float32).reshape(3, 4) - i
     assert torch.equal(genie_client.execute("relu", x), x.relu())
     genie_record.update(i=i, url=genie_server_url, large_mb=genie_options.large_mb,
-                        worker=os.environ.get("PYTEST_XDIST_WORKER", "main"))
+                        worker=os.environ.get("PYTEST_XDIST_WORKER", "main"),
+                        torch=torch.__version__)  # a str subclass: must still cross to xdist's controller
 """
 
 

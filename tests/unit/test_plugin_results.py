@@ -41,6 +41,20 @@ def test_json_safe_keeps_numbers_and_stringifies_the_rest() -> None:
     json.dumps(safe, allow_nan=False)
 
 
+def test_json_safe_returns_exact_builtin_types() -> None:
+    """xdist's execnet serializes only exact builtins: torch.__version__ is a str subclass."""
+
+    class Version(str):
+        pass
+
+    class Count(int):
+        pass
+
+    safe = json_safe({Version("k"): [Version("2.13.0"), Count(3)]})
+    assert [type(k) for k in safe] == [str]
+    assert [type(v) for v in safe["k"]] == [str, int]
+
+
 def test_json_safe_survives_a_cycle() -> None:
     loop: list[object] = []
     loop.append(loop)
