@@ -252,7 +252,9 @@ def _contiguous_strides(shape: Sequence[int]) -> tuple[int, ...]:
     return tuple(reversed(strides))
 
 
-_local_leaves: dict[int, tuple[weakref.ref[torch.Tensor], LazyTensor]] = {}
+#: id(local tensor) -> (weak tensor, weak leaf Node): weak both ways, so neither the
+#: cache nor a forgotten graph keeps a user's tensor alive.
+_local_leaves: dict[int, tuple[weakref.ref[torch.Tensor], weakref.ref[Node]]] = {}
 
 
 def remote(tensor: torch.Tensor, *, keep: bool = False, client: Client | None = None
@@ -269,6 +271,7 @@ def remote(tensor: torch.Tensor, *, keep: bool = False, client: Client | None = 
         raise TypeError(f"genie.remote takes a torch.Tensor, got {type(tensor).__name__}")
     if tensor.requires_grad:
         tensor = tensor.detach()
+    client = client or scoped_client.get()
     shape = tuple(tensor.shape)
     lazy = make_lazy(Node(None, None, (), value=tensor, client=client),
                      (shape, _contiguous_strides(shape), tensor.dtype))
@@ -282,15 +285,17 @@ def lift(tensor: torch.Tensor) -> LazyTensor:
     key = id(tensor)
     hit = _local_leaves.get(key)
     if hit is not None and hit[0]() is tensor:
-        return hit[1]
+        node = hit[1]()
+        if node is not None:
+            shape = tuple(tensor.shape)
+            return make_lazy(node, (shape, _contiguous_strides(shape), tensor.dtype))
     lazy = remote(tensor)
     table = _local_leaves  # bound now: the callback may run at interpreter shutdown
 
     def forget(_ref: weakref.ref[torch.Tensor]) -> None:
         table.pop(key, None)
 
-    ref = weakref.ref(tensor, forget)
-    _local_leaves[key] = (ref, lazy)
+    _local_leaves[key] = (weakref.ref(tensor, forget), weakref.ref(lazy._node))
     return lazy
 
 
@@ -564,6 +569,8 @@ def _run(fetch: Sequence[Node], keep: Sequence[Node], client: Client | None) -> 
         node = ids[nid]
         node.handle, node.client = handle, chosen
         node.kwargs, node.deps = None, ()
+        if node.op is None:  # an uploaded input: the server copy is the value now
+            node.value = None
 
 
 def _nodes(tensors: Iterable[torch.Tensor]) -> list[Node]:

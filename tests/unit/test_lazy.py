@@ -9,7 +9,9 @@ the client's counters.
 from __future__ import annotations
 
 import copy
+import gc
 import logging
+import weakref
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -313,6 +315,19 @@ def test_one_request_per_materialization_shared_subgraph_once(
     assert graph_requests() == 2
 
 
+def test_local_tensors_travel_once_and_are_not_kept_alive(client: genie.Client) -> None:
+    w = randn(4, 4)
+    x = genie.remote(randn(2, 4, seed=1))
+    y = (x @ w) @ w + w[0]  # w used twice (w[0] is computed locally): two inputs
+    inputs = build_graph([y._node], [])[1]  # type: ignore[attr-defined]
+    assert len(inputs) == 3
+    assert_close(genie.materialize(y), (randn(2, 4, seed=1) @ w) @ w + w[0])
+    gone = weakref.ref(w)
+    del w, y, inputs
+    gc.collect()
+    assert gone() is None
+
+
 def test_implicit_materialization(client: genie.Client,
                                   graph_requests: Callable[[], int]) -> None:
     x = torch.tensor([[1.5, -2.0], [3.0, 4.0]])
@@ -399,6 +414,9 @@ def test_handles_are_reused_and_released(server: BackgroundServer, client: genie
         out = genie.materialize(genie.remote(x) @ w)
         assert_close(out, x @ w_local)
         assert client.last.bytes_sent < w_local.nbytes / 20
+    before = client.requests
+    assert_close(genie.materialize(w), w_local)  # the server copy is the value now
+    assert client.requests == before + 1
     with genie.Client(server.url) as probe:
         held = probe.stats()["held"]["tensors"]
         w.release()
