@@ -61,7 +61,7 @@ def send_message(sock: socket.socket, payload: memoryview) -> None:
 
 def tensor_view(t: torch.Tensor) -> memoryview:
     """A flat byte view of a contiguous CPU tensor (no copy)."""
-    return memoryview(t.reshape(-1).view(torch.uint8).numpy()).cast("B")
+    return t.reshape(-1).view(torch.uint8).numpy().data.cast("B")
 
 
 def raw_server() -> int:

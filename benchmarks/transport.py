@@ -143,8 +143,9 @@ def measure_size(n: int, args: argparse.Namespace, client: genie.Client, raw: pe
             else:
                 times[name] += time_calls(fn, 0, 1)
     client.delete(handle)
-    row = {name: {"median_ms": statistics.median(t), "times_ms": t, "exact": exact[name]}
-           for name, t in times.items()}
+    row: dict[str, dict[str, Any]] = {
+        name: {"median_ms": statistics.median(t), "times_ms": t, "exact": exact[name]}
+        for name, t in times.items()}
     base = row["raw"]["median_ms"]
     for cell in row.values():
         cell["ratio_to_raw"] = cell["median_ms"] / base

@@ -277,7 +277,7 @@ class _Base:
         if plan.tensors_back:
             return decode(body)
         try:
-            return json.loads(body)
+            return json.loads(body if isinstance(body, bytearray) else bytes(body))
         except ValueError as exc:
             raise RemoteError(f"reply to {plan.method} {plan.path} is not JSON",
                               status=status) from exc

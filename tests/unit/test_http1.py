@@ -1,0 +1,183 @@
+"""``genie.http1``: the sync client's HTTP/1.1 path, on reply framings uvicorn rarely
+sends (chunked, close-delimited, interim 100, early error replies) and on keep-alive
+connections the server closed while idle.
+
+A tiny socket server on 127.0.0.1 answers each request with a canned reply, so each
+framing is exercised for real over TCP; the common framings are covered against the
+real Genie server by the client tests.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from genie import Client, TransportError
+from genie.http1 import Http1Error, Http1Pool
+
+Reply = Callable[[bytes], bytes | None]  # request head -> raw reply (None: close)
+
+
+class CannedServer:
+    """Reads a request head (and a Content-Length body), sends ``reply(head)``."""
+
+    def __init__(self, reply: Reply, *, close_after: bool = False) -> None:
+        self.reply = reply
+        self.close_after = close_after
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.port = self.sock.getsockname()[1]
+        self.connections = 0
+        self.requests: list[bytes] = []
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.connections += 1
+            threading.Thread(target=self._handle, args=(conn,), daemon=True).start()
+
+    def _handle(self, conn: socket.socket) -> None:
+        with conn:
+            data = b""
+            while True:
+                while b"\r\n\r\n" not in data:
+                    piece = conn.recv(65536)
+                    if not piece:
+                        return
+                    data += piece
+                head, _, data = data.partition(b"\r\n\r\n")
+                length = 0
+                for line in head.split(b"\r\n")[1:]:
+                    name, _, value = line.partition(b":")
+                    if name.strip().lower() == b"content-length":
+                        length = int(value)
+                while len(data) < length:
+                    data += conn.recv(65536)
+                data = data[length:]
+                self.requests.append(head)
+                out = self.reply(head)
+                if out is None:
+                    return
+                conn.sendall(out)
+                if self.close_after:
+                    return
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+@pytest.fixture
+def canned() -> Iterator[Callable[..., CannedServer]]:
+    servers: list[CannedServer] = []
+
+    def make(reply: Reply, **kw: bool) -> CannedServer:
+        servers.append(CannedServer(reply, **kw))
+        return servers[-1]
+
+    yield make
+    for s in servers:
+        s.close()
+
+
+def fixed(body: bytes, status: str = "200 OK", extra: str = "") -> bytes:
+    return (f"HTTP/1.1 {status}\r\ncontent-type: application/json\r\n"
+            f"content-length: {len(body)}\r\n{extra}\r\n").encode() + body
+
+
+def test_chunked_reply_is_reassembled(canned: Callable[..., CannedServer]) -> None:
+    body = json.dumps({"status": "ok", "x": "y" * 5000}).encode()
+    chunks = b"".join(f"{len(body[i:i + 999]):x}\r\n".encode() + body[i:i + 999] + b"\r\n"
+                      for i in range(0, len(body), 999))
+    srv = canned(lambda head: b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n"
+                 + chunks + b"0\r\n\r\n")
+    with Client(f"127.0.0.1:{srv.port}") as c:
+        assert c.health()["x"] == "y" * 5000
+        assert c.health()["status"] == "ok"  # the connection was left at a clean boundary
+    assert srv.connections == 1
+
+
+def test_close_delimited_and_interim_replies(canned: Callable[..., CannedServer]) -> None:
+    body = json.dumps({"ok": True}).encode()
+    srv = canned(lambda head: b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\n"
+                 b"connection: close\r\n\r\n" + body, close_after=True)
+    with Client(f"127.0.0.1:{srv.port}") as c:
+        assert c.health() == {"ok": True}
+        assert c.health() == {"ok": True}
+    assert srv.connections == 2  # "connection: close" was honoured
+
+
+def test_large_json_reply(canned: Callable[..., CannedServer]) -> None:
+    # Over 1 MB, replies land in a populated mmap rather than a bytearray.
+    payload = {"tensors": ["h" * 64] * 40_000}
+    srv = canned(lambda head: fixed(json.dumps(payload).encode()))
+    with Client(f"127.0.0.1:{srv.port}") as c:
+        assert c.stats() == payload
+
+
+def test_keep_alive_closed_while_idle_is_replaced(canned: Callable[..., CannedServer]) -> None:
+    srv = canned(lambda head: fixed(b'{"n": 1}'), close_after=True)
+    pool = Http1Pool("127.0.0.1", srv.port, connect_timeout=5)
+    try:
+        for _ in range(3):
+            reply = pool.request("GET", "/stats", {}, (), 0, timeout=5)
+            assert (reply.status, bytes(reply.body)) == (200, b'{"n": 1}')
+    finally:
+        pool.close()
+    assert srv.connections == 3
+
+
+def test_error_reply_and_query_string(canned: Callable[..., CannedServer]) -> None:
+    err = json.dumps({"error": {"type": "unsupported_op", "message": "no op 'x y'"}}).encode()
+    srv = canned(lambda head: fixed(err, "422 Unprocessable Entity"))
+    with Client(f"127.0.0.1:{srv.port}", retries=0) as c, pytest.raises(Exception) as info:
+        c.execute("x y", args_only=1)  # type: ignore[arg-type]
+    assert getattr(info.value, "status", None) == 422
+    assert "no op 'x y'" in str(info.value)
+    request_line = srv.requests[0].split(b"\r\n")[0]
+    assert request_line.startswith(b"POST /execute?op=x%20y&args=") and b" " not in \
+        request_line.split(b" ")[1]
+
+
+def test_server_that_hangs_up_without_reply(canned: Callable[..., CannedServer]) -> None:
+    srv = canned(lambda head: None)
+    with Client(f"127.0.0.1:{srv.port}", retries=0) as c, \
+            pytest.raises(TransportError) as info:
+        c.health()
+    assert not info.value.retryable  # the server saw the request
+    assert "without replying" in info.value.message
+
+
+def test_garbage_status_line(canned: Callable[..., CannedServer]) -> None:
+    srv = canned(lambda head: b"NOT-HTTP\r\n\r\n")
+    pool = Http1Pool("127.0.0.1", srv.port, connect_timeout=5)
+    try:
+        with pytest.raises(Http1Error, match="malformed status line"):
+            pool.request("GET", "/health", {}, (), 0, timeout=5)
+    finally:
+        pool.close()
+
+
+def test_early_413_reply_to_a_large_upload_is_read() -> None:
+    # The server refuses on Content-Length before reading the body, replies and closes
+    # while the client is still sending: the reply, not a broken pipe, must surface.
+    import torch
+
+    from genie import PayloadTooLargeError
+    from genie.server.config import ServerConfig
+    from genie.server.runner import BackgroundServer
+
+    with BackgroundServer(ServerConfig(device="cpu", max_body_mb=1)) as srv, \
+            Client(srv.url, retries=0) as c:
+        for _ in range(2):
+            with pytest.raises(PayloadTooLargeError):
+                c.echo(torch.zeros(16 * 1024 * 1024))
+        assert c.echo(torch.ones(3)).tolist() == [1.0, 1.0, 1.0]
