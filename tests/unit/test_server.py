@@ -432,6 +432,24 @@ def test_bad_request_is_refused_counted_and_harmless(http: httpx.Client, method:
     assert_serving(http)
 
 
+def test_client_hanging_up_mid_body_is_a_bad_request_not_a_crash(http: httpx.Client) -> None:
+    before = errors_by_type(http)
+    host, port = http.base_url.host, http.base_url.port
+    with socket.create_connection((host, port), timeout=10) as sock:
+        sock.sendall(b"POST /echo HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 1000\r\n\r\n"
+                     + GOOD[:40])
+    # Nobody is left to read a reply; the server counts it and carries on.
+    assert delta(before, wait_for_errors(http, before, 1)) == {"malformed_request": 1}
+    assert_serving(http)
+
+
+def test_execute_args_may_refer_to_one_body_tensor_twice(http: httpx.Client) -> None:
+    args = json.dumps({"tensors": [{"input": "a"}, {"input": "a"}, {"input": "b"}], "dim": 1})
+    out = tensors_of(http.post("/execute", params={"op": "cat", "args": args},
+                               content=st_body({"a": X, "b": -X})))
+    assert torch.equal(out["output"], torch.cat([X, X, -X], 1))
+
+
 def test_matmul_mismatch_names_both_shapes(http: httpx.Client) -> None:
     body = st_body({"input": torch.ones(2, 3), "other": torch.ones(4, 5)})
     message = assert_error(http.post("/execute?op=matmul", content=body), 422, "invalid_arguments")

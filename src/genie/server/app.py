@@ -27,7 +27,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -102,8 +102,18 @@ def _state(request: Request) -> ServerState:
 async def read_body(request: Request, limit: int) -> bytearray | mmap.mmap:
     """Receive the body into one preallocated, writable buffer (tensors alias it).
 
-    A declared Content-Length over ``limit`` is refused before reading a byte.
+    A declared Content-Length over ``limit`` is refused before reading a byte.  A
+    client that hangs up mid-body is a bad request, not a server bug: it is counted
+    as ``malformed_request`` rather than logged as an unhandled 500.
     """
+    try:
+        return await _receive_body(request, limit)
+    except ClientDisconnect:
+        raise MalformedRequestError("the client disconnected before sending the whole "
+                                    "request body") from None
+
+
+async def _receive_body(request: Request, limit: int) -> bytearray | mmap.mmap:
     declared = request.headers.get("content-length")
     if declared is not None:
         try:
@@ -253,10 +263,11 @@ async def execute(request: Request) -> Response:
     kwargs = _json_query(request, "args", {})
     if not isinstance(kwargs, dict):
         raise MalformedRequestError("query parameter 'args' must be a JSON object")
-    kwargs = {k: from_wire(v, lambda ref: _execute_ref(decoded, ref.kind, ref.name))
+    used: set[str] = set()  # body tensors that args refer to (possibly more than once)
+    kwargs = {k: from_wire(v, lambda ref: _execute_ref(decoded, ref.kind, ref.name, used))
               for k, v in kwargs.items()}
     names = {p.name for p in op.params}
-    tensors = dict(decoded.tensors)
+    tensors = {k: v for k, v in decoded.tensors.items() if k not in used}
     for name in list(tensors):
         if name in names:
             if name in kwargs:
@@ -277,9 +288,10 @@ async def execute(request: Request) -> Response:
     return tensor_response(encoded, timing)
 
 
-def _execute_ref(decoded: Decoded, kind: str, name: str) -> torch.Tensor:
+def _execute_ref(decoded: Decoded, kind: str, name: str, used: set[str]) -> torch.Tensor:
     if kind == "input" and name in decoded.tensors:
-        return decoded.tensors.pop(name)
+        used.add(name)
+        return decoded.tensors[name]
     raise MalformedRequestError(f"/execute args may refer only to body tensors, not {kind} "
                                 f"{name!r}")
 
