@@ -184,7 +184,8 @@ class Graph:
             if not isinstance(result, torch.Tensor):
                 raise InvalidArgumentError(f"node {node.id!r} ({node.op.name}) did not produce "
                                            "a tensor")
-            values[node.id] = result
+            if node.id in last_use or node.id in wanted:
+                values[node.id] = result  # else nothing reads it again: free it now
             for ref in _walk_refs([node.args, node.kwargs]):
                 if (ref.kind == "node" and last_use.get(ref.name) == i
                         and ref.name not in wanted):

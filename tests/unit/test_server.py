@@ -13,8 +13,9 @@ import socket
 import struct
 import threading
 import time
+import weakref
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 import pytest
@@ -22,8 +23,8 @@ import safetensors.torch
 import torch
 from prometheus_client.parser import text_string_to_metric_families
 
-from genie.graph import GRAPH_METADATA_KEY, HANDLES_METADATA_KEY
-from genie.ops import REGISTRY
+from genie.graph import GRAPH_METADATA_KEY, HANDLES_METADATA_KEY, Graph
+from genie.ops import REGISTRY, OpContext
 from genie.protocol import PROTOCOL_VERSION
 from genie.server.runner import BackgroundServer
 from genie.wire import decode
@@ -311,6 +312,43 @@ def test_graph_kept_input_does_not_pin_the_request_body(server: BackgroundServer
     assert held.untyped_storage().resizable(), "the handle must own its memory"
     assert held.untyped_storage().nbytes() == 16
     http.delete(f"/tensors/{info['id']}")
+
+
+class _Tracked(torch.Tensor):
+    """Records a weak reference to every tensor an op makes from it, and lets a test
+    look at which are still alive while a graph is running."""
+
+    made: ClassVar[list[weakref.ref[torch.Tensor]]] = []
+    probe: ClassVar[Callable[[], None] | None] = None
+
+    @classmethod
+    def __torch_function__(cls, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        if func is torch.cos and cls.probe is not None:
+            cls.probe()
+        out = super().__torch_function__(func, types, args, kwargs or {})
+        if isinstance(out, torch.Tensor):
+            cls.made.append(weakref.ref(out))
+        return out
+
+
+def test_graph_frees_results_nobody_uses_while_it_runs() -> None:
+    # "a" is computed but neither used later nor returned: it must not stay alive
+    # for the rest of the graph (a graph of many such nodes would hoard memory).
+    graph = Graph.from_json(json.dumps({
+        "nodes": [{"id": "a", "op": "exp", "args": [{"input": "x"}]},
+                  {"id": "b", "op": "relu", "args": [{"input": "x"}]},
+                  {"id": "c", "op": "cos", "args": [{"node": "b"}]}],
+        "outputs": ["c"]}))
+    alive_at_cos: list[bool] = []
+    _Tracked.made = []
+    _Tracked.probe = lambda: alive_at_cos.append(_Tracked.made[0]() is not None)
+    try:
+        x = torch.randn(4).as_subclass(_Tracked)
+        out = graph.run({"x": x}, {}, OpContext())
+    finally:
+        _Tracked.probe = None
+    assert torch.equal(out["c"].as_subclass(torch.Tensor), torch.cos(torch.relu(x)).as_subclass(torch.Tensor))
+    assert alive_at_cos == [False]
 
 
 def test_metrics_is_prometheus_text_matching_stats(http: httpx.Client) -> None:
