@@ -46,6 +46,26 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+@pytest.fixture(params=["http1", "httpx"])
+def transport(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Both paths of the sync client: its own HTTP/1.1 for plain http, and httpx,
+    which it uses when the environment configures a proxy (here one that 127.0.0.1
+    bypasses, so requests still go straight to the test server)."""
+    if request.param == "httpx":
+        monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
+        monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost,::1")
+    return str(request.param)
+
+
+@pytest.fixture
+def client(server: BackgroundServer, transport: str) -> Iterator[Client]:
+    """Overrides conftest's: the same tests run over both sync transports."""
+    with Client(server.url, retries=0) as c:
+        # Guard that the parametrization means something: httpx runs iff asked for.
+        assert (c._fast is None) == (transport == "httpx")
+        yield c
+
+
 # --- addresses ------------------------------------------------------------------------------
 
 
@@ -213,7 +233,7 @@ def test_remote_errors_map_to_their_classes(client: Client) -> None:
     assert client.health()["status"] == "ok"
 
 
-def test_auth(make_server: Callable[..., BackgroundServer]) -> None:
+def test_auth(make_server: Callable[..., BackgroundServer], transport: str) -> None:
     srv = make_server(token="t0ken")
     with Client(srv.url, token="t0ken") as c:
         assert torch.equal(c.execute("relu", X), torch.relu(X))
@@ -227,7 +247,7 @@ def test_auth(make_server: Callable[..., BackgroundServer]) -> None:
         assert c.stats()["errors_by_type"] == {"unauthorized": 2}
 
 
-def test_limits(make_server: Callable[..., BackgroundServer]) -> None:
+def test_limits(make_server: Callable[..., BackgroundServer], transport: str) -> None:
     srv = make_server(max_body_mb=0.01, max_held_mb=0.001)
     with Client(srv.url) as c:
         with pytest.raises(PayloadTooLargeError) as info:
@@ -282,7 +302,7 @@ def junk_server() -> Iterator[Callable[[bytes], _JunkServer]]:
         s.close()
 
 
-def test_no_raw_httpx_exception_escapes(junk_server: Callable[[bytes], _JunkServer]) -> None:
+def test_no_raw_httpx_exception_escapes(junk_server: Callable[[bytes], _JunkServer], transport: str) -> None:
     garbage = junk_server(b"this is not HTTP at all\r\n\r\n")
     with Client(f"127.0.0.1:{garbage.port}", retries=2) as c:
         with pytest.raises(TransportError) as info:
@@ -304,14 +324,21 @@ def test_no_raw_httpx_exception_escapes(junk_server: Callable[[bytes], _JunkServ
         c.health()
 
 
-def test_timeout_is_a_transport_error(server: BackgroundServer) -> None:
+def test_https_to_a_plain_http_server_is_a_transport_error(server: BackgroundServer) -> None:
+    with Client(f"https://127.0.0.1:{server.port}", retries=0) as c:
+        with pytest.raises(TransportError) as info:
+            c.health()
+        assert not isinstance(info.value, httpx.HTTPError)
+
+
+def test_timeout_is_a_transport_error(server: BackgroundServer, transport: str) -> None:
     with Client(server.url, timeout=0.001, retries=0) as c:
         with pytest.raises(TransportError) as info:
             c.device()  # a 1000x1000 matmul benchmark cannot answer within 1 ms
         assert "Timeout" in info.value.message
 
 
-def test_connection_refused_is_retried_then_transport_error() -> None:
+def test_connection_refused_is_retried_then_transport_error(transport: str) -> None:
     port = free_port()
     with Client(f"127.0.0.1:{port}", retries=2, timeout=2) as c, \
             pytest.raises(TransportError) as info:
