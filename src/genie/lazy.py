@@ -24,6 +24,9 @@ PrivateUse1 backend ``remote_accelerator`` on import (once per process, unless
 another library has claimed PrivateUse1, in which case ``.device`` is ``meta``), so
 ``torch.device("remote_accelerator:0")`` parses everywhere.
 
+The first capture in a process costs about a second: torch loads its meta
+kernels lazily.  After that a captured op costs ~10 µs (benchmarks/capture_overhead.py).
+
 Semantics worth knowing: in-place ops (``add_``, ``relu_``, ``x += y``) rebind the
 tensor they are called on to a new node (functionalization); an in-place op on a
 view whose base is still alive is refused, because the base would not see it.
@@ -33,8 +36,6 @@ the graph is sent, not when it is captured.
 
 from __future__ import annotations
 
-import contextvars
-import os
 import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
@@ -49,6 +50,7 @@ from genie.errors import (
     UnsupportedOpError,
 )
 from genie.graph import to_wire
+from genie.lazy_session import connect, disconnect, resolve_client, scoped_client
 from genie.ops import REGISTRY, Op, OpContext
 
 __all__ = [
@@ -87,55 +89,6 @@ def is_remote_device(device: Any) -> bool:
     if isinstance(device, torch.device):
         return device.type == REMOTE_DEVICE_TYPE
     return isinstance(device, str) and device.split(":", 1)[0] == REMOTE_DEVICE_TYPE
-
-
-# --- where graphs run ---
-
-_default_client: Client | None = None
-_env_clients: dict[tuple[str, str | None], Client] = {}
-#: The client of the innermost ``genie.capture(client=...)`` block.
-scoped_client: contextvars.ContextVar[Client | None] = contextvars.ContextVar(
-    "genie_scoped_client", default=None)
-
-NO_SERVER_MESSAGE = (
-    "no Genie server configured for LazyTensor; do one of: set the environment variable "
-    "GENIE_SERVER_URL=http://HOST:PORT (and GENIE_TOKEN if it needs one), call "
-    "genie.connect(url, token=None), or pass client=genie.Client(url) to "
-    "genie.remote / genie.materialize / genie.capture")
-
-
-def connect(url: str, token: str | None = None, **options: Any) -> Client:
-    """Make ``Client(url, token=token, **options)`` the default for LazyTensor; return it."""
-    global _default_client
-    client = Client(url, token=token, **options)
-    _default_client = client
-    return client
-
-
-def disconnect() -> None:
-    """Forget (and close) the client ``connect`` set and those made from the environment."""
-    global _default_client
-    for client in [_default_client, *_env_clients.values()]:
-        if client is not None:
-            client.close()
-    _default_client = None
-    _env_clients.clear()
-
-
-def resolve_client(explicit: Client | None = None) -> Client:
-    """The client a materialization uses; ``ConfigurationError`` names the three ways."""
-    if explicit is not None:
-        return explicit
-    client = scoped_client.get() or _default_client
-    if client is not None:
-        return client
-    url = os.environ.get("GENIE_SERVER_URL", "").strip()
-    if not url:
-        raise ConfigurationError(NO_SERVER_MESSAGE)
-    key = (url, os.environ.get("GENIE_TOKEN") or None)
-    if key not in _env_clients:
-        _env_clients[key] = Client(url, token=key[1])
-    return _env_clients[key]
 
 
 # --- the client-side graph ---
@@ -375,7 +328,7 @@ VIEW_OPS = frozenset({"getitem", "view", "reshape", "expand", "permute", "transp
                       "real", "imag"})
 
 
-def capture(op: Op, args: Sequence[Any], kwargs: Mapping[str, Any], *,
+def record(op: Op, args: Sequence[Any], kwargs: Mapping[str, Any], *,
             inplace: bool = False) -> LazyTensor:
     """Record ``op(*args, **kwargs)``; checked with the server's own ``Op.bind``."""
     if inplace and op.params:

@@ -32,11 +32,9 @@ from genie.lazy import (
     LazyTensor,
     is_remote_device,
     persist,
+    record,
     remote,
     scoped_client,
-)
-from genie.lazy import (
-    capture as capture_op,
 )
 from genie.lazy_mapping import fallback_mode
 
@@ -50,7 +48,7 @@ def _factory(op_name: str, args: Sequence[Any], kwargs: dict[str, Any],
              client: Client | None) -> LazyTensor:
     if kwargs.get("dtype") is None and op_name not in ("arange", "full"):
         kwargs["dtype"] = torch.get_default_dtype()  # the client's default, not the server's
-    out = capture_op(REGISTRY[op_name], args, kwargs)
+    out = record(REGISTRY[op_name], args, kwargs)
     out._node.client = client
     return out
 
