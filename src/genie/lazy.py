@@ -29,7 +29,9 @@ kernels lazily.  After that a captured op costs ~10 µs (benchmarks/capture_over
 
 Semantics worth knowing: in-place ops (``add_``, ``relu_``, ``x += y``) rebind the
 tensor they are called on to a new node (functionalization); an in-place op on a
-view whose base is still alive is refused, because the base would not see it.
+view whose base is still alive is refused, because the base would not see it;
+the other way round is not tracked (a view or ``detach()`` taken before an in-place
+change to its base keeps the old values, where eager PyTorch would share them).
 Inline inputs (``genie.remote(t)``, local tensors mixed into an op) are read when
 the graph is sent, not when it is captured.
 """

@@ -19,6 +19,8 @@ import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from torch.testing import assert_close
 
 import genie
@@ -291,6 +293,29 @@ def test_common_idioms_match_eager(client: genie.Client) -> None:
     with torch.no_grad():
         for g, e in zip(got, f(x, ids), strict=True):
             assert_close(g, e)
+
+
+_CHAIN_OPS: list[Callable[[Any], Any]] = [
+    torch.relu, torch.sigmoid, torch.tanh, lambda t: t * 2.5, lambda t: 1 - t,
+    lambda t: t - t.mean(dim=-1, keepdim=True), lambda t: t.transpose(0, 1),
+    lambda t: t.exp().clamp(max=10.0), lambda t: t.abs().sqrt(), lambda t: t.softmax(-1),
+    lambda t: t @ t.T / 4, lambda t: t / (t.norm(dim=0) + 1), lambda t: t.flip(0),
+    lambda t: torch.cat([t[:, 2:], t[:, :2]], dim=1), lambda t: F.layer_norm(t, (4,)),
+]
+
+
+@settings(max_examples=25, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.integers(0, len(_CHAIN_OPS) - 1), min_size=1, max_size=12),
+       st.integers(0, 2**16))
+def test_random_op_chains_match_eager(client: genie.Client, chain: list[int], seed: int) -> None:
+    x = randn(4, 4, seed=seed)
+    lazy, eager = genie.remote(x), x
+    for i in chain:
+        lazy, eager = _CHAIN_OPS[i](lazy), _CHAIN_OPS[i](eager)
+    before = client.requests
+    assert_close(genie.materialize(lazy), eager)
+    assert client.requests == before + 1
 
 
 # --- requests, caching, implicit materialization ---
