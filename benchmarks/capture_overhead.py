@@ -8,6 +8,7 @@ indexing), then, separately, building the wire graph for it (what
 
     python benchmarks/capture_overhead.py [--ops 1000] [--runs 7]
     python benchmarks/capture_overhead.py --profile     # cProfile of one run
+    python benchmarks/capture_overhead.py --materialize # also send it to an embedded server
 """
 
 from __future__ import annotations
@@ -64,6 +65,8 @@ def main() -> None:
     parser.add_argument("--ops", type=int, default=1000)
     parser.add_argument("--runs", type=int, default=7)
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--materialize", action="store_true",
+                        help="also run the graph on an embedded CPU server on 127.0.0.1")
     args = parser.parse_args()
 
     capture_once(args.ops)  # warm the meta-inference cache and torch's own caches
@@ -94,6 +97,25 @@ def main() -> None:
     print(f"capture, cold meta cache: {cold / n_nodes * 1e6:.1f} us/op (one run)")
     print(f"wire graph build:         {statistics.median(builds) / n_nodes * 1e6:.1f} us/op median")
     print(f"target <= 20 us/op: {'met' if per_op <= 20 else 'NOT met'}")
+    if args.materialize:
+        _materialize_figures(args.ops, args.runs)
+
+
+def _materialize_figures(n_ops: int, runs: int) -> None:
+    """Round trip of the whole captured graph in one request (server on loopback)."""
+    from genie.server.config import ServerConfig
+    from genie.server.runner import BackgroundServer
+
+    with BackgroundServer(ServerConfig(device="cpu")) as srv, genie.Client(srv.url) as client:
+        times = []
+        for _ in range(runs):
+            _, last = capture_once(n_ops)
+            started = time.perf_counter()
+            genie.materialize(last, client=client)
+            times.append(time.perf_counter() - started)
+        print(f"materialize ({n_ops} ops, one request): {statistics.median(times) * 1e3:.1f} ms "
+              f"median, {client.last.bytes_sent} bytes sent, {client.requests} requests "
+              f"for {runs} materializations")
 
 
 if __name__ == "__main__":

@@ -51,6 +51,8 @@ def func_name(func: Any) -> str:
         return f"torch.nn.functional.{name}"
     if module.startswith("torch._C._nn"):
         return f"torch.nn.functional.{name}"
+    if name.startswith("linalg_"):
+        return f"torch.linalg.{name[len('linalg_'):]}"
     return f"torch.{name}"
 
 
