@@ -113,7 +113,7 @@ class Graph:
         """Parse and check a graph; structural problems are 400, unknown ops 422."""
         try:
             spec = json.loads(text)
-        except json.JSONDecodeError as exc:
+        except (ValueError, RecursionError) as exc:  # also: huge ints, deep nesting
             raise MalformedRequestError(f"graph is not valid JSON: {exc}") from exc
         if not isinstance(spec, dict) or not isinstance(spec.get("nodes"), list):
             raise MalformedRequestError("graph must be an object with a 'nodes' list")

@@ -229,7 +229,7 @@ def parse_header(buf: bytes | bytearray | memoryview) -> tuple[int, dict[str, ob
         raise _fail(f"header claims {n} bytes but only {total - 8} follow (truncated?)")
     try:
         header = json.loads(bytes(buf[8:8 + n]).decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (ValueError, RecursionError) as exc:  # also: ints past 4300 digits, deep nesting
         raise _fail(f"header is not UTF-8 JSON ({exc})") from exc
     if not isinstance(header, dict):
         raise _fail("header must be a JSON object")

@@ -408,6 +408,13 @@ BAD_REQUESTS: list[tuple[str, str, str, dict[str, Any], int, str]] = [
      400, "malformed_request"),
     ("args-not-object", "POST", "/execute?op=sum&args=[1]", {"content": GOOD},
      400, "malformed_request"),
+    ("args-int-too-long", "POST", '/execute?op=sum&args={"dim":' + "7" * 5000 + "}",
+     {"content": GOOD}, 400, "malformed_request"),
+    ("args-nested-too-deep", "POST", '/execute?op=sum&args={"dim":' + "[" * 5000 + "]" * 5000 + "}",
+     {"content": GOOD}, 400, "malformed_request"),
+    ("graph-nested-too-deep", "POST", "/graph", {"content": st_body(
+        {}, {GRAPH_METADATA_KEY: '{"nodes": ' + "[" * 50_000 + "]" * 50_000 + "}"})},
+     400, "malformed_request"),
     ("unknown-tag", "POST", '/execute?op=sum&args={"dim":{"what":1}}', {"content": GOOD},
      400, "malformed_request"),
     ("stray-body-tensors", "POST", "/execute?op=relu", {"content": st_body({"a": X, "b": X})},

@@ -289,6 +289,10 @@ MALFORMED: dict[str, bytes] = {
     "metadata-a-list": body({"__metadata__": ["a"], "x": F32_2}, b"\0" * 8),
     "metadata-int-value": body({"__metadata__": {"k": 1}, "x": F32_2}, b"\0" * 8),
     "metadata-nested": body({"__metadata__": {"k": {"a": "b"}}}),
+    # json.loads raises plain ValueError / RecursionError for these, not JSONDecodeError.
+    "int-over-python-digit-limit": body(b'{"x": {"dtype": "F32", "shape": [' + b"1" * 5000
+                                        + b'], "data_offsets": [0, 4]}}', b"\0" * 4),
+    "nested-too-deep": body(b'{"x": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"),
 }
 
 

@@ -206,7 +206,7 @@ def _json_query(request: Request, name: str, default: Any) -> Any:
         return default
     try:
         return json.loads(raw)
-    except json.JSONDecodeError as exc:
+    except (ValueError, RecursionError) as exc:  # also: huge ints, deep nesting
         raise MalformedRequestError(f"query parameter {name!r} is not valid JSON: {exc}") from exc
 
 
