@@ -605,6 +605,19 @@ def test_server_busy_is_503(make_server: Callable[..., BackgroundServer]) -> Non
         assert_serving(http)
 
 
+def test_out_of_memory_is_503_and_the_server_carries_on(
+        make_server: Callable[..., BackgroundServer]) -> None:
+    # 2**50 float32 (4 PiB) is past any machine's address space, so the allocation
+    # fails for real, whatever the overcommit policy; the cap is lifted to let it try.
+    srv = make_server(max_held_mb=float(2**33))
+    with httpx.Client(base_url=srv.url, timeout=60) as http:
+        resp = http.post("/execute", params={"op": "zeros", "args": json.dumps({"size": [2**50]})})
+        message = assert_error(resp, 503, "out_of_memory")
+        assert "out of memory" in message
+        assert http.get("/stats").json()["errors_by_type"] == {"out_of_memory": 1}
+        assert_serving(http)
+
+
 # --- auth ----------------------------------------------------------------------------------
 
 
@@ -672,3 +685,39 @@ def test_concurrent_requests_all_get_their_own_answer(server: BackgroundServer) 
     for t in threads:
         t.join()
     assert not errors, errors
+
+
+# --- CUDA (skipped on CPU-only machines, never faked) -------------------------------------
+
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(),
+                                reason="needs a CUDA device; this machine has none")
+
+
+@needs_cuda
+def test_cuda_server_computes_holds_and_reports_the_gpu(
+        make_server: Callable[..., BackgroundServer]) -> None:
+    srv = make_server(device="cuda")
+    with httpx.Client(base_url=srv.url, timeout=120) as http:
+        info = http.get("/health").json()
+        assert info["device_type"] == "cuda" and info["gpu_count"] >= 1
+        assert info["gpu_name"] and info["gpu_memory_total_bytes"] > 0
+        a, b = torch.randn(64, 32), torch.randn(32, 16)
+        out = tensors_of(http.post("/execute?op=matmul", content=st_body({"input": a, "other": b})))
+        torch.testing.assert_close(out["output"], a @ b, rtol=1e-3, atol=1e-3)
+        handle = http.post("/tensors", content=st_body({"w": b})).json()["id"]
+        graph = {"nodes": [{"id": "y", "op": "matmul", "args": [{"input": "x"}, {"handle": handle}]}]}
+        out = tensors_of(http.post("/graph", content=graph_body(graph, {"x": a})))
+        torch.testing.assert_close(out["y"], a @ b, rtol=1e-3, atol=1e-3)
+        assert torch.equal(tensors_of(http.get(f"/tensors/{handle}"))[handle], b)
+        assert http.get("/device").json()["benchmark"]["median_ms"] > 0
+
+
+@needs_cuda
+def test_cuda_out_of_memory_is_503_and_the_server_carries_on(
+        make_server: Callable[..., BackgroundServer]) -> None:
+    srv = make_server(device="cuda", max_held_mb=float(2**30))  # lift the allocation cap
+    with httpx.Client(base_url=srv.url, timeout=120) as http:
+        resp = http.post("/execute", params={"op": "zeros", "args": json.dumps({"size": [2**44]})})
+        assert_error(resp, 503, "out_of_memory")  # 64 TiB: more than any GPU has
+        assert http.get("/stats").json()["errors_by_type"] == {"out_of_memory": 1}
+        assert_serving(http)
