@@ -3,8 +3,10 @@
 ``python benchmarks/peers.py raw-server``
     The limit: a plain TCP socket server in Python.  A request is an 8-byte
     little-endian length then that many bytes of fp32 data; it is received into one
-    preallocated buffer, relu'd by torch (out of place, like the Genie op) and sent
-    back with the same framing.  It prints its port on stdout once listening.
+    preallocated buffer (``genie.wire.receive_buffer``, the same memory as Genie
+    uses, so the limit is not handicapped), relu'd by torch (out of place, like the
+    Genie op) and sent back with the same framing.  It prints its port on stdout
+    once listening.
 
 ``python benchmarks/peers.py rpc-peer --port P`` / ``rpc-client --port P``
     ``torch.distributed.rpc`` over TensorPipe (TCP transport only, as between two
@@ -25,8 +27,11 @@ import socket
 import struct
 import sys
 import time
+from mmap import mmap
 
 import torch
+
+from genie.wire import receive_buffer
 
 LEN = struct.Struct("<Q")
 
@@ -41,14 +46,14 @@ def recv_exact_into(sock: socket.socket, view: memoryview) -> None:
         pos += got
 
 
-def recv_message(sock: socket.socket) -> bytearray | None:
+def recv_message(sock: socket.socket) -> bytearray | mmap | None:
     head = bytearray(LEN.size)
     try:
         recv_exact_into(sock, memoryview(head))
     except ConnectionError:
         return None
     (size,) = LEN.unpack(head)
-    buf = bytearray(size)
+    buf = receive_buffer(size)  # the same memory technique as Genie, so the limit stays one
     recv_exact_into(sock, memoryview(buf))
     return buf
 
