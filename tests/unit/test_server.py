@@ -288,6 +288,20 @@ def test_graph_keep_returns_handles_usable_later(http: httpx.Client) -> None:
     assert http.get("/stats").json()["held"] == before
 
 
+def test_graph_failing_to_reply_holds_nothing(http: httpx.Client) -> None:
+    # "b" is complex128 (complex64 x float64), which safetensors cannot carry: the
+    # reply fails, so the client never learns the id kept for "a" -- it must not be held.
+    before = http.get("/stats").json()["held"]
+    graph = {"nodes": [{"id": "a", "op": "neg", "args": [{"input": "z"}]},
+                       {"id": "b", "op": "outer", "args": [{"input": "z"}, {"input": "d"}]}],
+             "outputs": ["a", "b"], "keep": ["a"]}
+    body = graph_body(graph, {"z": torch.ones(2, dtype=torch.complex64),
+                              "d": torch.ones(3, dtype=torch.float64)})
+    message = assert_error(http.post("/graph", content=body), 422, "unsupported_dtype")
+    assert "complex128" in message
+    assert http.get("/stats").json()["held"] == before
+
+
 def test_graph_kept_view_of_an_input_does_not_pin_more_than_it_counts(http: httpx.Client) -> None:
     graph = {"nodes": [{"id": "a", "op": "getitem", "args": [{"input": "x"}, 0]}], "keep": True}
     resp = http.post("/graph", content=graph_body(graph, {"x": torch.ones(100, 4)}))

@@ -334,7 +334,12 @@ async def graph(request: Request) -> Response:
         else outputs[k] for k in g.keep})
     returned = {k: v for k, v in outputs.items() if k not in kept}
     meta = {HANDLES_METADATA_KEY: json.dumps(kept)} if kept else None
-    encoded = encode_outputs(returned, timing, meta)
+    try:
+        encoded = encode_outputs(returned, timing, meta)
+    except GenieError:  # e.g. a complex128 output: the client never learns the kept ids
+        for info in kept.values():
+            state.store.delete(info["id"])
+        raise
     return tensor_response(encoded, timing)
 
 
