@@ -96,10 +96,13 @@ _BINARY_INPUTS: dict[str, tuple[Any, Any, Callable[..., torch.Tensor]]] = {
 
 IDX = torch.tensor([2, 0])
 TGT = torch.tensor([1, 0, 3])
+def _applied(f: Callable[..., torch.Tensor], *args: Any) -> Callable[[], torch.Tensor]:
+    return lambda: f(*args)
+
+
 CASES: dict[str, list[Case]] = {
-    **{n: [case(x, expected=lambda x=x, f=f: f(x))] for n, (x, f) in _UNARY_INPUTS.items()},
-    **{n: [case(a, b, expected=lambda a=a, b=b, f=f: f(a, b))]
-       for n, (a, b, f) in _BINARY_INPUTS.items()},
+    **{n: [case(x, expected=_applied(f, x))] for n, (x, f) in _UNARY_INPUTS.items()},
+    **{n: [case(a, b, expected=_applied(f, a, b))] for n, (a, b, f) in _BINARY_INPUTS.items()},
     "add": [case(X, Y, expected=lambda: X + Y),
             case(X, ROW, alpha=2, expected=lambda: torch.add(X, ROW, alpha=2)),
             case(INTS, 3, expected=lambda: INTS + 3)],

@@ -493,8 +493,8 @@ def test_bad_request_is_refused_counted_and_harmless(http: httpx.Client, method:
 
 def test_client_hanging_up_mid_body_is_a_bad_request_not_a_crash(http: httpx.Client) -> None:
     before = errors_by_type(http)
-    host, port = http.base_url.host, http.base_url.port
-    with socket.create_connection((host, port), timeout=10) as sock:
+    with socket.create_connection((http.base_url.host, http.base_url.port or 80),
+                                  timeout=10) as sock:
         sock.sendall(b"POST /echo HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 1000\r\n\r\n"
                      + GOOD[:40])
     # Nobody is left to read a reply; the server counts it and carries on.
