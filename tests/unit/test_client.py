@@ -324,6 +324,37 @@ def test_no_raw_httpx_exception_escapes(junk_server: Callable[[bytes], _JunkServ
         c.health()
 
 
+def test_replies_a_proxy_might_send_are_read(junk_server: Callable[[bytes], _JunkServer],
+                                             transport: str) -> None:
+    ok = b'{"status": "ok", "protocol_version": "1.0"}'
+    replies = {
+        "chunked": b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                   b"Transfer-Encoding: chunked\r\n\r\n"
+                   + b"%x\r\n" % 10 + ok[:10] + b"\r\n"
+                   + b"%x;ext=1\r\n" % (len(ok) - 10) + ok[10:] + b"\r\n0\r\n\r\n",
+        "until-close": b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n" + ok,
+        "http/1.0": b"HTTP/1.0 200 OK\r\nContent-Length: %d\r\n\r\n" % len(ok) + ok,
+        "interim-100": b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\n"
+                       b"Content-Length: %d\r\n\r\n" % len(ok) + ok,
+    }
+    for name, reply in replies.items():
+        srv = junk_server(reply)
+        with Client(f"127.0.0.1:{srv.port}", retries=0) as c:
+            assert c.check_compatible()["status"] == "ok", name
+
+
+def test_keep_alive_connection_closed_by_the_server_is_replaced(
+        junk_server: Callable[[bytes], _JunkServer], transport: str) -> None:
+    # The reply promises keep-alive, then the server closes the connection anyway
+    # (as servers do after their idle timeout): the next request must still work.
+    ok = b'{"status": "ok"}'
+    srv = junk_server(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(ok) + ok)
+    with Client(f"127.0.0.1:{srv.port}", retries=0) as c:
+        for _ in range(3):
+            assert c.health() == {"status": "ok"}
+    assert srv.connections == 3
+
+
 def test_https_to_a_plain_http_server_is_a_transport_error(server: BackgroundServer) -> None:
     with Client(f"https://127.0.0.1:{server.port}", retries=0) as c:
         with pytest.raises(TransportError) as info:
