@@ -243,6 +243,11 @@ class _Base:
             self.url = normalize_url(url)
         except ValueError as exc:
             raise ConfigurationError(str(exc)) from exc
+        if token is not None and not (token.isascii() and token.isprintable()
+                                      and " " not in token):
+            # It travels in an HTTP header: non-ASCII would fail at every request with
+            # an encoding error, and a line break would forge headers.
+            raise ConfigurationError("token must be printable ASCII without spaces")
         self.token = token
         self.timeout = timeout
         self.retries = retries

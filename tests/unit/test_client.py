@@ -120,6 +120,13 @@ def test_ipv6_loopback() -> None:
         srv.stop()
 
 
+@pytest.mark.parametrize("token", ["tök€n", "a\r\nX-Evil: 1", "two words", "tab\there"])
+def test_tokens_that_cannot_travel_in_a_header_are_configuration_errors(token: str) -> None:
+    for cls in (Client, AsyncClient):
+        with pytest.raises(ConfigurationError, match="token"):
+            cls("127.0.0.1:8888", token=token)
+
+
 # --- operations ---------------------------------------------------------------------------
 
 
