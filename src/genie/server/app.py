@@ -56,7 +56,9 @@ from genie.wire import Decoded, Encoded, decode, encode, receive_buffer
 __all__ = ["ServerState", "create_app"]
 
 log = logging.getLogger("genie.server")
-STREAM_CHUNK = 4 * 1024 * 1024
+#: Reply bodies go to uvicorn in slices of this size: 1 MiB measured best for 64 MB
+#: replies on loopback (34-42 ms, vs 38-44 ms at 4 MiB and 45 ms at 256 KiB).
+STREAM_CHUNK = 1024 * 1024
 
 
 @dataclass
