@@ -14,6 +14,8 @@ from typing import Any
 import pytest
 import torch
 import torch.nn.functional as F
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from genie.errors import InvalidArgumentError, UnsupportedDTypeError, UnsupportedOpError
 from genie.ops import REGISTRY, OpContext, get_op, op_names
@@ -469,3 +471,29 @@ def test_ops_do_not_modify_their_inputs() -> None:
             for t, b in zip(tensors, before, strict=True):
                 assert torch.equal(t, b) or (t.is_floating_point() and torch.equal(
                     t.nan_to_num(), b.nan_to_num())), name
+
+
+# --- fuzz: whatever arguments arrive, an op answers with a tensor or a 422 ---------------
+
+_SMALL = (st.integers(-3, 6) | st.booleans() | st.none() | st.floats(-4, 4)
+          | st.sampled_from(["float32", "int64", "bool", "x", "none", "mean", "same"]))
+_VALUE = st.recursive(
+    _SMALL | st.sampled_from([X, INTS, B1, ROW, torch.tensor(2.0), torch.zeros(0, 4)])
+    | st.builds(slice, st.integers(-3, 3) | st.none(), st.integers(-3, 3) | st.none(),
+                st.integers(1, 2) | st.none()),
+    lambda inner: st.lists(inner, max_size=3), max_leaves=6)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_random_arguments_never_escape_the_error_tree(data: st.DataObject) -> None:
+    name = data.draw(st.sampled_from(sorted(REGISTRY)))
+    op = REGISTRY[name]
+    names = [p.name for p in op.params]
+    args = data.draw(st.lists(_VALUE, max_size=3))
+    kwargs = data.draw(st.dictionaries(st.sampled_from([*names, "bogus"]), _VALUE, max_size=3))
+    try:
+        out = op(op.bind(args, kwargs), OpContext(max_alloc_bytes=1 << 20))
+    except InvalidArgumentError:
+        return  # 422, with its subclasses: what the server answers
+    assert isinstance(out, torch.Tensor), name

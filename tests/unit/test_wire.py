@@ -351,3 +351,50 @@ def test_unaligned_data_is_copied_not_misread() -> None:
     assert (8 + len(header)) % 4 != 0
     raw = struct.pack("<Q", len(header)) + header + struct.pack("<2f", 1.5, -2.5)
     assert decode(bytearray(raw)).tensors["x"].tolist() == [1.5, -2.5]
+
+
+_VALID = encode({"a": torch.arange(6, dtype=torch.float32).reshape(2, 3),
+                 "b": torch.tensor([True, False]), "c": torch.tensor(7, dtype=torch.int16)},
+                {"k": "v"}).to_bytes()
+
+
+@settings(max_examples=300, deadline=None)
+@given(edits=st.lists(st.tuples(st.integers(0, len(_VALID) - 1), st.integers(0, 255)),
+                      min_size=1, max_size=4),
+       cut=st.integers(0, len(_VALID)))
+def test_mutated_bodies_never_escape_the_error_tree(edits: list[tuple[int, int]], cut: int) -> None:
+    # Whatever bytes arrive, the reader answers with tensors or with its documented
+    # errors (400/422), never with an exception the server would turn into a 500.
+    raw = bytearray(_VALID)
+    for pos, value in edits:
+        raw[pos] = value
+    for candidate in (bytes(raw), bytes(raw[:cut])):
+        try:
+            out = decode(candidate)
+        except (WireFormatError, UnsupportedDTypeError):
+            continue
+        for t in out.tensors.values():
+            assert isinstance(t, torch.Tensor)
+
+
+_JUNK = st.none() | st.booleans() | st.floats() | st.text(max_size=4) | st.integers(-2**70, 2**70)
+_ENTRY = st.fixed_dictionaries({
+    "dtype": st.sampled_from([*WIRE_DTYPES, "F128", ""]) | _JUNK,
+    "shape": st.lists(st.integers(-1, 4), max_size=3) | _JUNK,
+    "data_offsets": st.lists(st.integers(-1, 40), min_size=2, max_size=2) | _JUNK,
+})
+
+
+@settings(max_examples=300, deadline=None)
+@given(entries=st.dictionaries(st.sampled_from(["a", "b", "__metadata__"]), _ENTRY | _JUNK,
+                               max_size=3),
+       data=st.binary(max_size=40))
+def test_near_valid_headers_never_escape_the_error_tree(entries: dict[str, Any],
+                                                        data: bytes) -> None:
+    raw = json.dumps(entries).encode()
+    try:
+        out = decode(struct.pack("<Q", len(raw)) + raw + data)
+    except (WireFormatError, UnsupportedDTypeError):
+        return
+    for name, t in out.tensors.items():  # accepted: then it is exactly what the header says
+        assert list(t.shape) == entries[name]["shape"]
