@@ -135,8 +135,8 @@ class Graph:
             seen.add(node_id)
         outputs = spec.get("outputs", [nodes[-1].id] if nodes else [])
         keep = spec.get("keep", [])
-        if keep is True:
-            keep = list(outputs)
+        if keep is True:  # every output; a malformed outputs is reported below
+            keep = list(outputs) if isinstance(outputs, list) else []
         for name, ids in (("outputs", outputs), ("keep", keep)):
             if not (isinstance(ids, list) and all(isinstance(i, str) for i in ids)):
                 raise MalformedRequestError(f"graph {name!r} must be a list of node ids")

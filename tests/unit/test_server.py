@@ -21,6 +21,8 @@ import httpx
 import pytest
 import safetensors.torch
 import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
 from genie.graph import GRAPH_METADATA_KEY, HANDLES_METADATA_KEY, Graph
@@ -735,3 +737,39 @@ def test_cuda_out_of_memory_is_503_and_the_server_carries_on(
         assert_error(resp, 503, "out_of_memory")  # 64 TiB: more than any GPU has
         assert http.get("/stats").json()["errors_by_type"] == {"out_of_memory": 1}
         assert_serving(http)
+
+
+# --- fuzz: no graph a client can send makes the server fail with a 500 ----------------------
+
+_REF = st.sampled_from([{"input": "x"}, {"input": "nope"}, {"node": "a"}, {"node": "b"},
+                        {"node": "zz"}, {"handle": "nope"}, {"dtype": "float16"},
+                        {"dtype": "complex128"}, {"slice": [0, 2, 1]}, {"slice": [0]},
+                        {"ellipsis": True}, {"what": 1}, {"input": 3}, {}, {"a": 1, "b": 2}])
+_ARG = st.recursive(st.integers(-2, 4) | st.booleans() | st.none() | st.floats(-2, 2)
+                    | st.sampled_from(["x", "mean"]) | _REF,
+                    lambda inner: st.lists(inner, max_size=3), max_leaves=5)
+_NODE = st.fixed_dictionaries(
+    {"id": st.sampled_from(["a", "b", "c"]),
+     "op": st.sampled_from(["relu", "add", "matmul", "sum", "cat", "getitem", "reshape", "to",
+                            "zeros", "nope"])},
+    optional={"args": st.lists(_ARG, max_size=3) | _ARG,
+              "kwargs": st.dictionaries(st.sampled_from(["other", "dim", "dtype", "bogus"]),
+                                        _ARG, max_size=2) | _ARG})
+_GRAPH = st.fixed_dictionaries(
+    {"nodes": st.lists(_NODE, max_size=3)},
+    optional={"outputs": st.lists(st.sampled_from(["a", "b", "c", "q"]), max_size=2) | _ARG,
+              "keep": st.booleans() | st.lists(st.sampled_from(["a", "b", "q"]), max_size=2)})
+
+
+@settings(max_examples=150, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(spec=_GRAPH)
+def test_random_graphs_get_documented_answers(http: httpx.Client, spec: dict[str, Any]) -> None:
+    resp = http.post("/graph", content=graph_body(spec, {"x": X}))
+    assert resp.status_code in (200, 400, 404, 413, 422), (spec, resp.text)
+    if resp.status_code == 200:
+        kept = decode(resp.content).metadata.get(HANDLES_METADATA_KEY)
+        for info in json.loads(kept or "{}").values():
+            assert http.delete(f"/tensors/{info['id']}").status_code == 200
+    else:
+        assert_error(resp, resp.status_code, resp.json()["error"]["type"])
