@@ -773,3 +773,20 @@ def test_random_graphs_get_documented_answers(http: httpx.Client, spec: dict[str
             assert http.delete(f"/tensors/{info['id']}").status_code == 200
     else:
         assert_error(resp, resp.status_code, resp.json()["error"]["type"])
+
+
+@settings(max_examples=150, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(op=st.sampled_from([*sorted(REGISTRY), "nope"]),
+       args=st.dictionaries(st.sampled_from(["input", "other", "dim", "dtype", "tensors", "size",
+                                             "index", "shape", "bogus"]), _ARG, max_size=3),
+       names=st.lists(st.sampled_from(["x", "input", "other", "weight", "junk"]), max_size=2,
+                      unique=True))
+def test_random_execute_requests_get_documented_answers(http: httpx.Client, op: str,
+                                                        args: dict[str, Any],
+                                                        names: list[str]) -> None:
+    body = st_body({n: X for n in names})
+    resp = http.post("/execute", params={"op": op, "args": json.dumps(args)}, content=body)
+    assert resp.status_code in (200, 400, 404, 413, 422), (op, args, names, resp.text)
+    if resp.status_code != 200:
+        assert_error(resp, resp.status_code, resp.json()["error"]["type"])
