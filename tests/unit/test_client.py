@@ -217,6 +217,26 @@ def test_run_graph_keep(client: Client) -> None:
     client.delete(kept)
 
 
+def test_one_client_shared_by_threads(client: Client) -> None:
+    failures: list[BaseException] = []
+
+    def work(seed: int) -> None:
+        try:
+            for i in range(5):
+                x = torch.randn(50, 20, generator=torch.Generator().manual_seed(seed * 10 + i))
+                assert torch.equal(client.execute("neg", x), -x)
+                assert torch.equal(client.echo(x), x)
+        except BaseException as exc:  # noqa: BLE001 - reported on the main thread
+            failures.append(exc)
+
+    threads = [threading.Thread(target=work, args=(s,)) for s in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not failures, failures
+
+
 # --- the error tree ------------------------------------------------------------------------
 
 
