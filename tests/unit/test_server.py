@@ -347,24 +347,28 @@ class _Tracked(torch.Tensor):
         return out
 
 
-def test_graph_frees_results_nobody_uses_while_it_runs() -> None:
-    # "a" is computed but neither used later nor returned: it must not stay alive
-    # for the rest of the graph (a graph of many such nodes would hoard memory).
+def test_graph_frees_intermediates_while_it_runs() -> None:
+    # "a" is computed but neither read later nor returned; "b" is read by "n" only.
+    # By the time "c" runs, neither may still be alive: peak memory follows the live
+    # set, not the whole graph.
     graph = Graph.from_json(json.dumps({
         "nodes": [{"id": "a", "op": "exp", "args": [{"input": "x"}]},
                   {"id": "b", "op": "relu", "args": [{"input": "x"}]},
-                  {"id": "c", "op": "cos", "args": [{"node": "b"}]}],
+                  {"id": "n", "op": "neg", "args": [{"node": "b"}]},
+                  {"id": "c", "op": "cos", "args": [{"node": "n"}]}],
         "outputs": ["c"]}))
-    alive_at_cos: list[bool] = []
+    alive_at_cos: list[list[bool]] = []
     _Tracked.made = []
-    _Tracked.probe = lambda: alive_at_cos.append(_Tracked.made[0]() is not None)
+    _Tracked.probe = lambda: alive_at_cos.append([r() is not None for r in _Tracked.made])
     try:
         x = torch.randn(4).as_subclass(_Tracked)
         out = graph.run({"x": x}, {}, OpContext())
     finally:
         _Tracked.probe = None
-    assert torch.equal(out["c"].as_subclass(torch.Tensor), torch.cos(torch.relu(x)).as_subclass(torch.Tensor))
-    assert alive_at_cos == [False]
+    expected = torch.cos(-torch.relu(x.as_subclass(torch.Tensor)))
+    assert torch.equal(out["c"].as_subclass(torch.Tensor), expected)
+    # made: exp (a), relu (b), neg (n); only n, cos's own input, may be alive.
+    assert alive_at_cos == [[False, False, True]]
 
 
 def test_metrics_is_prometheus_text_matching_stats(http: httpx.Client) -> None:
