@@ -135,6 +135,18 @@ def test_cli_device_cuda_without_cuda_fails_clearly() -> None:
     assert "Traceback" not in result.stderr
 
 
+def test_cli_port_in_use_fails_clearly() -> None:
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "-m", "genie.runtime.simple_server", "--host", "127.0.0.1",
+             "--port", str(port), "--device", "cpu"],
+            capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0
+    assert "address already in use" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def test_cli_rejects_bad_flags() -> None:
     bad = (["--max-body-mb", "-1"], ["--device", "tpu"])
     procs = [subprocess.Popen([sys.executable, "-m", "genie.runtime.simple_server",
