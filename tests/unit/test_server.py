@@ -395,9 +395,15 @@ def test_stats_count_per_endpoint(http: httpx.Client) -> None:
     body = st_body({"x": X})
     http.post("/echo", content=body)
     http.post("/echo", content=body)
-    after = http.get("/stats").json()
     ep_before = before["endpoints"].get("POST /echo", {"count": 0, "successes": 0, "bytes_in": 0})
-    ep_after = after["endpoints"]["POST /echo"]
+    # A streamed reply is recorded a moment after its last byte: wait for the count.
+    deadline = time.monotonic() + 5.0
+    while True:
+        after = http.get("/stats").json()
+        ep_after = after["endpoints"].get("POST /echo", ep_before)
+        if ep_after["count"] - ep_before["count"] >= 2 or time.monotonic() > deadline:
+            break
+        time.sleep(0.01)
     assert ep_after["count"] - ep_before["count"] == 2
     assert ep_after["successes"] - ep_before["successes"] == 2
     assert ep_after["bytes_in"] - ep_before["bytes_in"] == 2 * len(body)
