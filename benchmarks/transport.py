@@ -1,8 +1,9 @@
 """How close Genie's transport comes to a raw socket, side by side in one run.
 
 ``python benchmarks/transport.py [--sizes 10,100,1000,4096,8192] [--repeats 7]
-[--json out.json] [--big]`` starts its own servers on 127.0.0.1 (each its own
-process), then times the round trip of relu on an fp32 n x n tensor through:
+[--json out.json] [--markdown out.md] [--big] [--no-rpc] [--quick]`` starts its own
+servers on 127.0.0.1 (each its own process), then times the round trip of relu on
+an fp32 n x n tensor, with the timed calls of all paths taken round robin, through:
 
     execute  Genie client -> POST /execute
     graph    Genie client -> POST /graph on a handle uploaded once (reply only)
@@ -12,9 +13,10 @@ process), then times the round trip of relu on an fp32 n x n tensor through:
 
 It prints the medians with every ratio to ``raw``, the peak RSS of the Genie
 server and of this client at the largest size, and each target met or missed;
-``--json`` writes the same as JSON.  ``--big`` adds one > 2 GiB round trip through
-/execute, checked bit-exact.  Timings are medians after warm-up; the machine may
-be shared, so ratios measured in the same run are what to compare.
+``--json`` writes the same as JSON, ``--markdown`` the table for docs/performance.md.
+``--big`` adds one > 2 GiB round trip through /execute, checked bit-exact.  Timings
+are medians after warm-up; the machine may be shared, so ratios measured in the same
+run are what to compare.
 """
 
 from __future__ import annotations
@@ -211,6 +213,19 @@ def print_table(sizes: list[dict[str, Any]], paths: list[str]) -> None:
     print("medians in ms, (ratio to raw socket)")
 
 
+def markdown(report: dict[str, Any], paths: list[str]) -> str:
+    """The table as Markdown, for docs/performance.md."""
+    lines = ["| n | MB | " + " | ".join(paths) + " |", "|---:|---:|" + "---:|" * len(paths)]
+    for s in report["sizes"]:
+        cells = [f"{c['median_ms']:.3f} ({c['ratio_to_raw']:.2f}x)" if (c := s["paths"].get(p))
+                 else "-" for p in paths]
+        lines.append(f"| {s['n']} | {s['bytes'] / MB:.2f} | " + " | ".join(cells) + " |")
+    lines += ["", "Medians in ms (ratio to the raw socket, same run).", ""]
+    lines += [f"- {'met' if t['met'] else '**missed**'}: {t['target']} ({t['detail']})"
+              for t in report["targets"]]
+    return "\n".join(lines) + "\n"
+
+
 def environment(argv: list[str]) -> dict[str, Any]:
     return {"date_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             "command": " ".join(["python", "benchmarks/transport.py", *argv]),
@@ -228,6 +243,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                    help="timed round trips per path and size after warm-up; sizes under 1 MB "
                         "take at least 50 (default: %(default)s)")
     p.add_argument("--json", type=Path, help="write the results here as JSON")
+    p.add_argument("--markdown", type=Path, help="write the table and targets here as Markdown")
     p.add_argument("--big", action="store_true", help="also run a 2.5 GiB round trip, bit-exact")
     p.add_argument("--no-rpc", action="store_true", help="skip torch.distributed.rpc")
     p.add_argument("--quick", action="store_true",
@@ -286,6 +302,8 @@ def main(argv: list[str] | None = None) -> int:
           f"end {report['environment']['load_avg_end']}")
     if args.json:
         args.json.write_text(json.dumps(report, indent=2))
+    if args.markdown:
+        args.markdown.write_text(markdown(report, paths))
     return 0
 
 

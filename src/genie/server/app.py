@@ -158,7 +158,16 @@ def decode_body(body: bytearray | mmap.mmap, timing: Timing) -> Decoded:
 
 def tensor_response(encoded: Encoded, timing: Timing,
                     extra_headers: dict[str, str] | None = None) -> Response:
-    """Stream a safetensors body from tensor memory, with an exact Content-Length."""
+    """Stream a safetensors body from tensor memory, with an exact Content-Length.
+
+    A body of at most ``STREAM_CHUNK`` bytes is copied once and sent whole instead:
+    ``StreamingResponse`` runs a task group per reply to watch for disconnects, which
+    cost about 0.15 ms, half the server's time on a 400-byte tensor.
+    """
+    headers = {"content-length": str(encoded.nbytes), "server-timing": timing.header(),
+               **(extra_headers or {})}
+    if encoded.nbytes <= STREAM_CHUNK:
+        return Response(encoded.to_bytes(), media_type=SAFETENSORS_MEDIA_TYPE, headers=headers)
 
     async def chunks() -> AsyncIterator[bytes | memoryview]:
         for chunk in encoded.chunks:
@@ -166,8 +175,6 @@ def tensor_response(encoded: Encoded, timing: Timing,
             for start in range(0, len(view), STREAM_CHUNK):
                 yield view[start:start + STREAM_CHUNK]
 
-    headers = {"content-length": str(encoded.nbytes), "server-timing": timing.header(),
-               **(extra_headers or {})}
     return StreamingResponse(chunks(), media_type=SAFETENSORS_MEDIA_TYPE, headers=headers)
 
 
