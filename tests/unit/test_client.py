@@ -186,6 +186,17 @@ def test_echo_is_bit_exact(client: Client, dtype: torch.dtype) -> None:
     assert set(client.last.server_timing) == {"decode", "compute", "encode"}
 
 
+def test_large_tensors_round_trip(client: Client) -> None:
+    # Past 1 MiB both sides receive into pre-populated mmap buffers: a different path.
+    big = torch.randn(2048, 2048, generator=torch.Generator().manual_seed(3))  # 16 MiB
+    assert torch.equal(client.echo(big), big)
+    assert torch.equal(client.execute("neg", big.t()), -big.t())
+    handle = client.put(big.half())
+    assert handle.nbytes == big.numel() * 2
+    assert torch.equal(client.get(handle), big.half())
+    client.delete(handle)
+
+
 def test_handles(client: Client) -> None:
     w = torch.randn(3, 4)
     handle = client.put(w)
