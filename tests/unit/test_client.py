@@ -475,6 +475,9 @@ def test_async_client_does_the_same(server: BackgroundServer,
             assert torch.equal(await c.execute("relu", X), torch.relu(X))
             assert torch.equal(await c.execute("cat", tensors=[X, X]), torch.cat([X, X]))
             assert torch.equal(await c.echo(X.t()), X.t())
+            big = torch.randn(1024, 1024)  # 4 MiB: the large-body paths
+            assert torch.equal(await c.echo(big), big)
+            assert torch.equal(await c.execute("neg", big), -big)
             h = await c.put(X)
             assert torch.equal(await c.get(h), X)
             graph = {"nodes": [{"id": "a", "op": "add", "args": [{"handle": h.id}, {"input": "y"}]}],
