@@ -362,6 +362,29 @@ def test_no_raw_httpx_exception_escapes(junk_server: Callable[[bytes], _JunkServ
         c.health()
 
 
+def test_async_client_lets_no_raw_httpx_exception_escape(
+        junk_server: Callable[[bytes], _JunkServer], server: BackgroundServer) -> None:
+    garbage = junk_server(b"this is not HTTP at all\r\n\r\n")
+    proxy = junk_server(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 2\r\n"
+                        b"Connection: close\r\n\r\nno")
+
+    async def main() -> None:
+        async with AsyncClient(f"127.0.0.1:{garbage.port}", retries=2) as c:
+            with pytest.raises(TransportError) as info:
+                await c.execute("relu", X)
+            assert not info.value.retryable
+        async with AsyncClient(f"127.0.0.1:{proxy.port}", retries=0) as c:
+            with pytest.raises(ServerError) as err:
+                await c.health()
+            assert err.value.status == 502
+        async with AsyncClient(server.url, timeout=0.001, retries=0) as c:
+            with pytest.raises(TransportError, match="Timeout"):
+                await c.device()  # a 1000x1000 matmul benchmark cannot answer in 1 ms
+
+    asyncio.run(main())
+    assert garbage.connections == 1  # a failure after connecting is never resent
+
+
 def test_replies_a_proxy_might_send_are_read(junk_server: Callable[[bytes], _JunkServer],
                                              transport: str) -> None:
     ok = b'{"status": "ok", "protocol_version": "1.0"}'
