@@ -1,7 +1,8 @@
 """Child processes and their memory, for ``benchmarks/transport.py``.
 
 Every server the benchmark measures runs as its own process, started here and
-always killed (by its own pid) when the benchmark ends, even on error.  Memory is
+always killed (by its own pid) when the benchmark ends, even on error, and by the
+kernel (``PR_SET_PDEATHSIG``) should the benchmark itself be killed.  Memory is
 read from ``/proc/<pid>/status``: ``VmRSS`` now and ``VmHWM`` the peak, which
 writing ``5`` to ``/proc/<pid>/clear_refs`` resets (allowed for our own children).
 Where that reset is refused, a thread samples ``VmRSS`` instead.
@@ -9,8 +10,10 @@ Where that reset is refused, a thread samples ``VmRSS`` instead.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import select
+import signal
 import socket
 import subprocess
 import sys
@@ -46,6 +49,15 @@ def read_line(proc: subprocess.Popen[str], timeout: float) -> str:
     raise TimeoutError(f"{proc.args!r} said nothing within {timeout} s")
 
 
+def _die_with_parent() -> None:
+    """In the child before exec: SIGTERM it if the benchmark dies, even by SIGKILL."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG (Linux)
+    except (OSError, AttributeError):
+        pass
+
+
 class Children:
     """The processes this benchmark started; ``close`` kills each still running."""
 
@@ -56,7 +68,7 @@ class Children:
         proc = subprocess.Popen(
             [sys.executable, *args], stdout=subprocess.PIPE,
             stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
-            stderr=None, text=True, bufsize=1)
+            stderr=None, text=True, bufsize=1, preexec_fn=_die_with_parent)
         self.procs.append(proc)
         return proc
 

@@ -26,6 +26,7 @@ import datetime as dt
 import json
 import os
 import platform
+import signal
 import statistics
 import sys
 import time
@@ -260,6 +261,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so that `finally` kills children
     report: dict[str, Any] = {"environment": environment(argv), "sizes": [], "targets": []}
     largest = max(args.size_list)
     body_mb = max(4096.0, BIG_BYTES / MB * 1.1 if args.big else 0.0, largest**2 * 8 / MB)
