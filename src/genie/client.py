@@ -305,7 +305,7 @@ def _transport_error(exc: httpx.HTTPError, plan: _Plan, url: str) -> TransportEr
 
 def _fast_pool(url: str, timeout: float) -> Http1Pool | None:
     """``genie.http1`` for plain ``http://`` with no proxy in the environment;
-    ``None`` (httpx, which handles TLS and proxies) otherwise."""
+    ``None`` (httpx, which handles TLS, proxies and ``NO_PROXY``) otherwise."""
     parts = urlsplit(url)
     proxies = getproxies()
     if parts.scheme != "http" or proxies.get("http") or proxies.get("all"):

@@ -181,3 +181,18 @@ def test_early_413_reply_to_a_large_upload_is_read() -> None:
             with pytest.raises(PayloadTooLargeError):
                 c.echo(torch.zeros(16 * 1024 * 1024))
         assert c.echo(torch.ones(3)).tolist() == [1.0, 1.0, 1.0]
+
+
+def test_environment_proxy_is_honoured_unless_no_proxy(
+        canned: Callable[..., CannedServer], monkeypatch: pytest.MonkeyPatch) -> None:
+    proxy = canned(lambda head: fixed(b'{"via": "proxy"}'))
+    direct = canned(lambda head: fixed(b'{"via": "direct"}'))
+    for name in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy", "http_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{proxy.port}")
+    with Client(f"127.0.0.1:{direct.port}") as c:
+        assert c.stats() == {"via": "proxy"}  # httpx carries proxied requests
+    assert proxy.requests[0].startswith(f"GET http://127.0.0.1:{direct.port}/stats".encode())
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    with Client(f"127.0.0.1:{direct.port}") as c:
+        assert c.stats() == {"via": "direct"}
