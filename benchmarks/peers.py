@@ -27,6 +27,7 @@ import socket
 import struct
 import sys
 import time
+import warnings
 from mmap import mmap
 
 import torch
@@ -110,6 +111,7 @@ def relu_remote(x: torch.Tensor) -> torch.Tensor:
 def _init_rpc(name: str, rank: int, port: int) -> None:
     from torch.distributed import rpc
 
+    warnings.filterwarnings("ignore", message="You are using a Backend")  # torch's own, at init
     os.environ.setdefault("TP_SOCKET_IFNAME", "lo")
     os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
     opts = rpc.TensorPipeRpcBackendOptions(init_method=f"tcp://127.0.0.1:{port}",
