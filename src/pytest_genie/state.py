@@ -29,7 +29,6 @@ class Pending:
     outcomes: dict[str, str] = field(default_factory=dict)
     messages: dict[str, str] = field(default_factory=dict)
     call_ms: float | None = None
-    call_started: float | None = None
     interrupted_by: str | None = None
     #: What pytest-json-report holds as ``metadata["genie"]``; filled at teardown.
     json_metadata: dict[str, Any] = field(default_factory=dict)
@@ -46,7 +45,6 @@ class GenieState:
     report_files: list[Path] = field(default_factory=list)
     report_error: str | None = None
     write_error: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 STATE_KEY = pytest.StashKey[GenieState]()
