@@ -13,7 +13,12 @@ cost, and ``recv_into`` the reply buffer); https and proxied URLs, and the
 ``AsyncClient``, go through httpx.
 
 Only connection failures and 503 are retried, with exponential backoff; any other
-error would fail the same way again.  No httpx exception escapes: transport
+error would fail the same way again, or might repeat a request the server already
+acted on.  Neither transport resends a request that may have reached the server:
+``genie.http1`` resends only a GET/HEAD whose reused keep-alive connection closed
+before replying, and httpx (httpcore) resends nothing once a request was handed to
+a connection.  Both drop keep-alive connections idle for ``IDLE_EXPIRY_S`` (below
+uvicorn's 5 s), so that such a close is rare.  No httpx exception escapes: transport
 failures become ``TransportError``, error replies the ``RemoteError`` subclass
 their ``type`` names (see ``genie.errors``).
 """
@@ -44,7 +49,7 @@ from genie.errors import (
     error_class_for,
 )
 from genie.graph import GRAPH_METADATA_KEY, HANDLES_METADATA_KEY, Ref, to_wire
-from genie.http1 import ConnectFailed, Http1Error, Http1Pool
+from genie.http1 import IDLE_EXPIRY_S, ConnectFailed, Http1Error, Http1Pool
 from genie.protocol import PROTOCOL_VERSION, SAFETENSORS_MEDIA_TYPE, normalize_url
 from genie.wire import Decoded, decode, dtype_from_name, encode, receive_buffer
 
@@ -56,6 +61,10 @@ MIN_THROUGHPUT = 10 * 1024 * 1024
 UPLOAD_CHUNK = 1024 * 1024
 DEFAULT_RETRIES = 3
 BACKOFF_BASE = 0.1
+#: httpx's default limits, but keep-alive connections expire before uvicorn closes
+#: them (httpx's default expiry equals uvicorn's 5 s, which races the server's close).
+_LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=20,
+                       keepalive_expiry=IDLE_EXPIRY_S)
 
 
 @dataclass(frozen=True)
@@ -330,7 +339,7 @@ class Client(_Base):
     def __init__(self, url: str, *, token: str | None = None,
                  timeout: float = DEFAULT_TIMEOUT, retries: int = DEFAULT_RETRIES) -> None:
         super().__init__(url, token=token, timeout=timeout, retries=retries)
-        self._http = httpx.Client(base_url=self.url, timeout=self._timeout(0))
+        self._http = httpx.Client(base_url=self.url, timeout=self._timeout(0), limits=_LIMITS)
         self._fast = _fast_pool(self.url, self.timeout)
 
     def _send(self, plan: _Plan) -> Any:
@@ -452,7 +461,8 @@ class AsyncClient(_Base):
     def __init__(self, url: str, *, token: str | None = None,
                  timeout: float = DEFAULT_TIMEOUT, retries: int = DEFAULT_RETRIES) -> None:
         super().__init__(url, token=token, timeout=timeout, retries=retries)
-        self._http = httpx.AsyncClient(base_url=self.url, timeout=self._timeout(0))
+        self._http = httpx.AsyncClient(base_url=self.url, timeout=self._timeout(0),
+                                       limits=_LIMITS)
 
     async def _send(self, plan: _Plan) -> Any:
         attempt = 0

@@ -10,7 +10,15 @@ reply with ``recv_into`` straight into the buffer the decoded tensors will share
 
 What it does not do is left to httpx, which the client keeps using for ``https://``
 URLs and when a proxy is configured in the environment.  Keep-alive connections are
-pooled (thread-safe); one found closed while idle is replaced before use.
+pooled (thread-safe); one found closed while idle, or idle for longer than
+``IDLE_EXPIRY_S``, is replaced before use.
+
+A request is never sent twice unless resending is harmless: when a reused
+connection closes before any reply byte, the server may have received and acted on
+the request (the close raced with it), so only ``GET`` and ``HEAD`` are resent on a
+fresh connection.  ``DELETE`` is idempotent in HTTP's sense, but a second
+``DELETE /tensors/ID`` answers 404 where the first (unseen) one succeeded, so it
+is treated like ``POST``: the caller gets a non-retryable error saying so.
 """
 
 from __future__ import annotations
@@ -18,6 +26,7 @@ from __future__ import annotations
 import select
 import socket
 import threading
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from mmap import mmap
@@ -30,6 +39,12 @@ MAX_HEAD_BYTES = 64 * 1024
 #: Bodies up to this size are sent in the same system call as the request head.
 COALESCE_BYTES = 64 * 1024
 READ_CHUNK = 256 * 1024
+#: Pooled connections idle longer than this are closed instead of reused.  It stays
+#: below uvicorn's keep-alive timeout (5 s by default) so that the client does not
+#: send on a connection the server is closing at that very moment.
+IDLE_EXPIRY_S = 4.0
+#: Methods resent on a fresh connection when a reused one closes without replying.
+RESEND_SAFE_METHODS = frozenset({"GET", "HEAD"})
 
 
 class Http1Error(Exception):
@@ -59,6 +74,7 @@ class _Conn:
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
         self.pending = bytearray()  # bytes read past the end of the previous reply
+        self.idle_since = time.monotonic()
 
     def stale(self) -> bool:
         """Idle keep-alive connections must have nothing to read; EOF means closed."""
@@ -97,12 +113,13 @@ class Http1Pool:
         with self._lock:
             while self._idle:
                 conn = self._idle.pop()
-                if not conn.stale():
+                if time.monotonic() - conn.idle_since <= IDLE_EXPIRY_S and not conn.stale():
                     return conn
                 conn.close()
         return None
 
     def _give(self, conn: _Conn) -> None:
+        conn.idle_since = time.monotonic()
         with self._lock:
             self._idle.append(conn)
 
@@ -114,16 +131,25 @@ class Http1Pool:
 
     def request(self, method: str, target: str, headers: Mapping[str, str],
                 chunks: Iterable[bytes | memoryview], nbytes: int, timeout: float) -> Reply:
-        """Send one request and read its reply.  A reused connection that turns out
-        closed before any reply byte arrived is retried once on a fresh one."""
+        """Send one request and read its reply.
+
+        A reused connection that turns out closed before any reply byte arrived is
+        retried once on a fresh one for ``GET`` and ``HEAD`` only; other methods raise
+        ``Http1Error``, since the server may have acted on the request (see the module
+        docstring).  ``chunks`` must be iterable twice for a resend (a sequence).
+        """
         head = _head(method, target, self.host_header, headers)
         conn = self._take()
         if conn is not None:
             conn.sock.settimeout(timeout)
             try:
                 return self._exchange(conn, method, head, chunks, nbytes)
-            except _NoReply:
+            except _NoReply as exc:
                 conn.close()
+                if method not in RESEND_SAFE_METHODS:
+                    raise Http1Error(
+                        "server closed a reused keep-alive connection without replying; the "
+                        f"{method} may have reached it, so it was not resent") from exc
         conn = self._connect(timeout)
         try:
             return self._exchange(conn, method, head, chunks, nbytes)

@@ -9,15 +9,17 @@ real Genie server by the client tests.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 import threading
 from collections.abc import Callable, Iterator
 
 import pytest
+import torch
 
-from genie import Client, TransportError
-from genie.http1 import Http1Error, Http1Pool
+from genie import AsyncClient, Client, TransportError
+from genie.http1 import IDLE_EXPIRY_S, Http1Error, Http1Pool
 
 Reply = Callable[[bytes], bytes | None]  # request head -> raw reply (None: close)
 
@@ -196,3 +198,85 @@ def test_environment_proxy_is_honoured_unless_no_proxy(
     monkeypatch.setenv("NO_PROXY", "127.0.0.1")
     with Client(f"127.0.0.1:{direct.port}") as c:
         assert c.stats() == {"via": "direct"}
+
+
+def _use_transport(transport: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The sync client takes httpx when the environment names a proxy (here one that
+    127.0.0.1 bypasses), its own HTTP/1.1 otherwise."""
+    for name in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy", "http_proxy", "HTTP_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    if transport == "httpx":
+        monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
+        monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+
+
+@pytest.mark.parametrize("transport", ["http1", "httpx"])
+@pytest.mark.parametrize("method", ["POST", "DELETE"])
+def test_request_that_may_have_reached_the_server_is_never_resent(
+        canned: Callable[..., CannedServer], monkeypatch: pytest.MonkeyPatch,
+        transport: str, method: str) -> None:
+    # The server reads the whole request on a kept-alive connection, then closes it
+    # without a word (as when its keep-alive timeout fires at that moment).  It may
+    # have acted on it: resending would upload twice, or turn a done DELETE into a 404.
+    _use_transport(transport, monkeypatch)
+    srv = canned(lambda head: None if head.startswith(method.encode())
+                 else fixed(b'{"status": "ok"}'))
+    with Client(f"127.0.0.1:{srv.port}", retries=3) as c:
+        assert (c._fast is None) == (transport == "httpx")
+        assert c.health() == {"status": "ok"}  # leaves a kept-alive connection
+        with pytest.raises(TransportError) as info:
+            if method == "POST":
+                c.put(torch.ones(3))
+            else:
+                c.delete("abc")
+    assert not info.value.retryable
+    if transport == "http1":
+        assert "not resent" in info.value.message
+    assert [head.split(b" ")[0] for head in srv.requests] == [b"GET", method.encode()]
+    assert srv.connections == 1
+
+
+def test_async_client_never_resends_a_post(canned: Callable[..., CannedServer]) -> None:
+    srv = canned(lambda head: None if head.startswith(b"POST") else fixed(b'{"status": "ok"}'))
+
+    async def main() -> None:
+        async with AsyncClient(f"127.0.0.1:{srv.port}", retries=3) as c:
+            assert await c.health() == {"status": "ok"}
+            with pytest.raises(TransportError) as info:
+                await c.put(torch.ones(3))
+            assert not info.value.retryable
+
+    asyncio.run(main())
+    assert [head.split(b" ")[0] for head in srv.requests] == [b"GET", b"POST"]
+    assert srv.connections == 1
+
+
+def test_get_on_a_reused_connection_closed_without_reply_is_resent(
+        canned: Callable[..., CannedServer]) -> None:
+    seen: list[bytes] = []
+
+    def reply(head: bytes) -> bytes | None:
+        seen.append(head)
+        return None if len(seen) == 2 else fixed(b'{"n": %d}' % len(seen))
+
+    srv = canned(reply)
+    with Client(f"127.0.0.1:{srv.port}", retries=0) as c:
+        assert c.health() == {"n": 1}
+        assert c.health() == {"n": 3}  # the second request was answered on a fresh connection
+    assert srv.connections == 2
+
+
+def test_connections_idle_too_long_are_not_reused(canned: Callable[..., CannedServer]) -> None:
+    assert IDLE_EXPIRY_S < 5  # uvicorn closes idle keep-alive connections after 5 s
+    srv = canned(lambda head: fixed(b"{}"))
+    pool = Http1Pool("127.0.0.1", srv.port, connect_timeout=5)
+    try:
+        for _ in range(2):
+            assert pool.request("GET", "/health", {}, (), 0, timeout=5).status == 200
+        assert srv.connections == 1
+        for conn in pool._idle:  # as if it had waited that long
+            conn.idle_since -= IDLE_EXPIRY_S + 1
+        assert pool.request("GET", "/health", {}, (), 0, timeout=5).status == 200
+        assert srv.connections == 2
+    finally:
+        pool.close()
