@@ -33,7 +33,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from genie._version import __version__
-from genie.device import describe, matmul_benchmark, resolve_device, synchronize
+from genie.device import describe, matmul_benchmark, resolve_device, timed
 from genie.errors import (
     AuthError,
     GenieError,
@@ -194,14 +194,8 @@ async def run_compute(request: Request, timing: Timing, fn: Callable[[], Any]) -
                               f"(limit {state.config.max_inflight}); retry shortly")
     state.inflight += 1
     try:
-        def work() -> tuple[Any, float]:
-            synchronize(state.device)
-            start = time.perf_counter()
-            result = fn()
-            synchronize(state.device)
-            return result, (time.perf_counter() - start) * 1000
-
-        result, ms = await anyio.to_thread.run_sync(work, limiter=state.limiter)
+        result, ms = await anyio.to_thread.run_sync(timed, state.device, fn,
+                                                    limiter=state.limiter)
     finally:
         state.inflight -= 1
     timing.compute_ms = ms
