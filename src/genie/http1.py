@@ -171,6 +171,9 @@ class Http1Pool:
         except OSError as exc:
             # The server may have answered early (413, 401) and closed: read that reply.
             send_error = exc
+        except BaseException:
+            conn.close()
+            raise
         try:
             reply, keep = _read_reply(conn, method)
         except _NoReply as exc:
@@ -186,6 +189,11 @@ class Http1Pool:
         except OSError as exc:
             conn.close()
             raise Http1Error(f"{type(exc).__name__}: {exc}", "ReadError") from exc
+        except BaseException:
+            # A malformed reply (Http1Error), MemoryError, KeyboardInterrupt: the stream
+            # is at an unknown point, so the connection is closed, never pooled or leaked.
+            conn.close()
+            raise
         if keep and send_error is None:
             self._give(conn)
         else:

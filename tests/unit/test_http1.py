@@ -10,9 +10,13 @@ real Genie server by the client tests.
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
+import os
 import socket
 import threading
+import time
+import warnings
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -35,6 +39,7 @@ class CannedServer:
         self.sock.listen(8)
         self.port = self.sock.getsockname()[1]
         self.connections = 0
+        self.open = 0  # connections whose handler has not seen the client close yet
         self.requests: list[bytes] = []
         threading.Thread(target=self._serve, daemon=True).start()
 
@@ -45,9 +50,16 @@ class CannedServer:
             except OSError:
                 return
             self.connections += 1
+            self.open += 1
             threading.Thread(target=self._handle, args=(conn,), daemon=True).start()
 
     def _handle(self, conn: socket.socket) -> None:
+        try:
+            self._exchange(conn)
+        finally:
+            self.open -= 1
+
+    def _exchange(self, conn: socket.socket) -> None:
         with conn:
             data = b""
             while True:
@@ -278,5 +290,32 @@ def test_connections_idle_too_long_are_not_reused(canned: Callable[..., CannedSe
             conn.idle_since -= IDLE_EXPIRY_S + 1
         assert pool.request("GET", "/health", {}, (), 0, timeout=5).status == 200
         assert srv.connections == 2
+    finally:
+        pool.close()
+
+
+def test_protocol_errors_close_the_connection(canned: Callable[..., CannedServer]) -> None:
+    # A reply the client cannot parse leaves the connection at an unknown point of the
+    # stream: it must be closed at once, neither pooled nor left for the garbage
+    # collector (the caller may keep the exception, and with it the socket, alive).
+    srv = canned(lambda head: b"NOT-HTTP\r\n\r\n")
+    pool = Http1Pool("127.0.0.1", srv.port, connect_timeout=5)
+    kept: list[Http1Error] = []
+    fds_before = len(os.listdir("/proc/self/fd"))
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", ResourceWarning)
+            for _ in range(40):
+                with pytest.raises(Http1Error) as info:
+                    pool.request("GET", "/health", {}, (), 0, timeout=5)
+                kept.append(info.value)
+                assert pool._idle == []
+            gc.collect()
+        assert not [w for w in caught if "unclosed" in str(w.message)]
+        deadline = time.monotonic() + 30  # the server's threads see each close in turn
+        while srv.open and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert srv.open == 0 and srv.connections == 40
+        assert len(os.listdir("/proc/self/fd")) <= fds_before + 2
     finally:
         pool.close()
