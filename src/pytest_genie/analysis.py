@@ -13,11 +13,14 @@ as "not measured": the report never fills a gap with an estimate.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+
+from pytest_genie.results import json_safe
 
 SERVER_GLOB = "server_test_results_*.json"
 CLIENT_GLOB = "client_test_results_*.json"
@@ -62,9 +65,12 @@ def find_result_files(folder: Path) -> list[Path]:
 
 
 def normalize_details(raw: Any) -> dict[str, Any]:
-    """Details as a dict: objects as is, JSON-object strings parsed, other text under ``text``."""
+    """Details as a dict: objects as is, JSON-object strings parsed, other text under ``text``.
+
+    NaN and infinities (which Python's json reads) become None, i.e. "not measured".
+    """
     if isinstance(raw, dict):
-        return raw
+        return dict(json_safe(raw))
     if raw is None:
         return {}
     if isinstance(raw, str):
@@ -73,15 +79,19 @@ def normalize_details(raw: Any) -> dict[str, Any]:
         except ValueError:
             return {"text": raw}
         if isinstance(parsed, dict):
-            return parsed
+            return dict(json_safe(parsed))
         return {"text": raw}
-    return {"text": json.dumps(raw)}
+    return {"text": json.dumps(json_safe(raw))}
 
 
 def load_result_file(path: Path) -> ResultFile:
-    """Parse one result file; invalid JSON or a wrong shape raises ReportInputError naming it."""
+    """Parse one result file; invalid JSON or a wrong shape raises ReportInputError naming it.
+
+    Python's json accepts ``NaN`` and ``Infinity``, which are not JSON: they are read as None
+    (not measured), so no figure computed from them and nothing written from them carries them.
+    """
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json_safe(json.loads(path.read_text(encoding="utf-8")))
     except (OSError, UnicodeDecodeError) as exc:
         raise ReportInputError(f"cannot read {path}: {exc}") from exc
     except ValueError as exc:
@@ -112,9 +122,11 @@ def load_result_file(path: Path) -> ResultFile:
 
 
 def number(value: Any) -> float | None:
+    """A finite figure as float, else None (bools, text, NaN and infinities are not figures)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
-    return float(value)
+    value = float(value)
+    return value if math.isfinite(value) else None
 
 
 def round_to(value: float | None, digits: int = 4) -> float | None:

@@ -36,6 +36,7 @@ from pytest_genie.analysis import (
     side_analysis,
     summarize,
 )
+from pytest_genie.results import json_safe
 from pytest_genie.trend import TREND_METRICS, build_trend, discover_sessions, session_entry
 
 __all__ = [
@@ -433,7 +434,9 @@ def _write_atomic(path: Path, text: str) -> None:
 def _save(report: dict[str, Any], output: Path) -> tuple[Path, Path]:
     output.mkdir(parents=True, exist_ok=True)
     json_path, md_path = output / JSON_NAME, output / MARKDOWN_NAME
-    _write_atomic(json_path, json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+    # Strict JSON: a NaN or infinity computed from the inputs becomes null, never a bare NaN.
+    text = json.dumps(json_safe(report), indent=2, ensure_ascii=False, allow_nan=False)
+    _write_atomic(json_path, text + "\n")
     _write_atomic(md_path, render_markdown(report))
     return json_path, md_path
 

@@ -218,7 +218,9 @@ class ResultsSession:
         path = self.files.get(kind) or folder / f"{kind}_test_results_{self.stamp}.json"
         payload = {"test_info": self._test_info(kind),
                    "tests": [r.entry() for r in self.records if kind in r.kinds]}
-        _write_json_atomic(path, payload)
+        # Records are made JSON-safe where the plugin builds them, but one may also come from
+        # another plugin's report attribute; strict JSON (no NaN) is what jq and the report read.
+        _write_json_atomic(path, json_safe(payload))
         self.files[kind] = path
         return path
 

@@ -87,6 +87,22 @@ def test_session_folder_and_files(tmp_path: Path) -> None:
     assert same_second.folder == folder.with_name(folder.name + "_2")
 
 
+def test_result_file_is_strict_json_whatever_a_record_holds(tmp_path: Path) -> None:
+    """A record off the wire (another plugin's report attribute) may hold NaN/inf: the file
+    still parses with a reader that refuses them, and the figures read null."""
+    session = ResultsSession(results_dir=tmp_path, started=STARTED)
+    wire = _record(details={"gpu_time_ms": float("nan"), "nested": [float("inf"), 1.5]}).to_wire()
+    session.add(TestRecord.from_wire({**wire, "timing_ms": float("nan")}))
+
+    def refuse(token: str) -> object:
+        raise ValueError(f"{token} is not JSON")
+
+    text = session.files["server"].read_text(encoding="utf-8")
+    doc = json.loads(text, parse_constant=refuse)
+    assert doc["tests"][0]["details"] == {"gpu_time_ms": None, "nested": [None, 1.5]}
+    assert doc["tests"][0]["timing_ms"] is None
+
+
 def test_environment_info_describes_this_machine() -> None:
     info = environment_info()
     import torch
