@@ -25,7 +25,6 @@ exactly, and bool bytes restricted to 0/1.  Each failure raises ``WireFormatErro
 from __future__ import annotations
 
 import json
-import math
 import mmap
 import struct
 import sys
@@ -50,6 +49,9 @@ __all__ = [
 
 #: Same cap as the safetensors library: a larger header is refused unread.
 MAX_HEADER_BYTES = 100_000_000
+#: At most this many dimensions per tensor, each below ``2**63`` (an int64 size).
+MAX_RANK = 64
+_DIM_LIMIT = 1 << 63
 _LEN = struct.Struct("<Q")
 
 if sys.byteorder != "little":  # pragma: no cover - no big-endian CI here
@@ -155,7 +157,7 @@ def _tensor_bytes(tensor: torch.Tensor) -> memoryview:
     flat = tensor.reshape(-1)
     if flat.numel() == 0:
         return memoryview(b"")
-    return memoryview(flat.view(torch.uint8).numpy()).cast("B")
+    return flat.view(torch.uint8).numpy().data.cast("B")
 
 
 def _prepare(tensor: torch.Tensor, name: str) -> torch.Tensor:
@@ -209,7 +211,7 @@ def encode(tensors: Mapping[str, torch.Tensor],
     raw = json.dumps(header, separators=(",", ":")).encode()
     raw += b" " * (-(len(raw)) % 8)  # data starts 8-aligned
     head = _LEN.pack(len(raw)) + raw
-    chunks = (head, *(v for v in views if v.nbytes))
+    chunks: tuple[bytes | memoryview, ...] = (head, *(v for v in views if v.nbytes))
     return Encoded(chunks=chunks, nbytes=len(head) + offset)
 
 
@@ -236,6 +238,23 @@ def parse_header(buf: bytes | bytearray | memoryview) -> tuple[int, dict[str, ob
     return 8 + n, header
 
 
+def _nbytes(shape: list[int], itemsize: int, data_len: int) -> int | None:
+    """The bytes of a tensor of ``shape``, or ``None`` when it cannot be one here.
+
+    Multiplies with an early exit, so the work is a few steps whatever the dims:
+    ``None`` once the data would pass ``data_len``, or once the product of the dims
+    (zeros counted as 1, which is what torch's stride and storage arithmetic does)
+    passes int64, where torch would refuse the shape with an overflow error.
+    """
+    empty = 0 in shape
+    extent = 1
+    for d in shape:
+        extent *= max(d, 1)
+        if extent >= _DIM_LIMIT or (not empty and extent * itemsize > data_len):
+            return None
+    return 0 if empty else extent * itemsize
+
+
 def _entries(header: dict[str, object], data_len: int
              ) -> Iterable[tuple[str, torch.dtype, list[int], int, int]]:
     """Every tensor entry, checked as a whole before any is returned, in header order.
@@ -256,14 +275,21 @@ def _entries(header: dict[str, object], data_len: int
             raise UnsupportedDTypeError(
                 f"tensor {name!r} has dtype {code!r}; supported: {', '.join(_CODE_TO_DTYPE)}"
             )
-        if not (isinstance(shape, list)
-                and all(type(d) is int and d >= 0 for d in shape)):
-            raise _fail(f"tensor {name!r} shape must be a list of non-negative integers")
+        # Bounded before any arithmetic: products of huge ints cost quadratic time.
+        if not (isinstance(shape, list) and len(shape) <= MAX_RANK
+                and all(type(d) is int and 0 <= d < _DIM_LIMIT for d in shape)):
+            raise _fail(f"tensor {name!r} shape must be a list of at most {MAX_RANK} "
+                        "integers, each in [0, 2**63)")
         if not (isinstance(offsets, list) and len(offsets) == 2
-                and all(type(o) is int for o in offsets) and 0 <= offsets[0] <= offsets[1]):
-            raise _fail(f"tensor {name!r} data_offsets must be [begin, end] with begin <= end")
+                and all(type(o) is int for o in offsets)
+                and 0 <= offsets[0] <= offsets[1] <= data_len):
+            raise _fail(f"tensor {name!r} data_offsets must be [begin, end] with "
+                        f"0 <= begin <= end <= {data_len} (the data part's length)")
         dtype = _CODE_TO_DTYPE[code]
-        expected = math.prod(shape) * dtype.itemsize  # Python ints: no overflow
+        expected = _nbytes(shape, dtype.itemsize, data_len)
+        if expected is None:
+            raise _fail(f"tensor {name!r} {code} of {len(shape)} dims is larger than the "
+                        f"body's {data_len} data bytes (or than torch can index)")
         if offsets[1] - offsets[0] != expected:
             raise _fail(f"tensor {name!r} {code}{shape} needs {expected} bytes, "
                         f"data_offsets give {offsets[1] - offsets[0]}")

@@ -251,6 +251,11 @@ def test_encode_refuses_what_safetensors_cannot_carry() -> None:
 
 F32_2 = {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}
 
+#: 600 dims of 4000 digits (2.4 MB): multiplying them once froze a server for 13 s.
+HUGE_RANK_HEADER = (b'{"x": {"dtype": "F32", "shape": [' + b",".join([b"9" * 4000] * 600)
+                    + b'], "data_offsets": [0, 4]}}')
+
+
 MALFORMED: dict[str, bytes] = {
     "empty": b"",
     "seven-bytes": b"\x01\x00\x00\x00\x00\x00\x00",
@@ -293,6 +298,17 @@ MALFORMED: dict[str, bytes] = {
     "int-over-python-digit-limit": body(b'{"x": {"dtype": "F32", "shape": [' + b"1" * 5000
                                         + b'], "data_offsets": [0, 4]}}', b"\0" * 4),
     "nested-too-deep": body(b'{"x": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"),
+    # Shapes that made the reader multiply huge ints or hand torch an overflow.
+    "shape-600-dims-of-4000-digits": body(HUGE_RANK_HEADER),
+    "shape-65-dims": body({"x": {"dtype": "F32", "shape": [1] * 65, "data_offsets": [0, 4]}},
+                          b"\0" * 4),
+    "shape-dim-2**63-times-zero": body({"x": {"dtype": "F32", "shape": [2**63, 0],
+                                              "data_offsets": [0, 0]}}),
+    "shape-empty-but-strides-overflow": body({"x": {"dtype": "F32", "shape": [0, 2**62, 4],
+                                                    "data_offsets": [0, 0]}}),
+    "shape-one-huge-dim": body({"x": {"dtype": "F32", "shape": [10**4000],
+                                      "data_offsets": [0, 4]}}, b"\0" * 4),
+    "offsets-past-the-data": body({"x": {**F32_2, "data_offsets": [0, 10**4000]}}, b"\0" * 8),
 }
 
 
@@ -305,6 +321,16 @@ def test_malformed_body_raises_wire_format_error(raw: bytes) -> None:
         assert info.value.error_type == "malformed_request"
         assert isinstance(info.value, MalformedRequestError)
         assert info.value.message.startswith("invalid safetensors body")
+
+
+def test_huge_shapes_are_refused_with_a_short_message() -> None:
+    # The message names the problem without printing (or computing) the giant numbers.
+    for raw in (MALFORMED["shape-600-dims-of-4000-digits"], MALFORMED["shape-one-huge-dim"],
+                MALFORMED["offsets-past-the-data"]):
+        with pytest.raises(WireFormatError) as info:
+            decode(raw)
+        assert len(info.value.message) < 300
+        assert "999999" not in info.value.message
 
 
 @pytest.mark.parametrize("code", ["F128", "Q8", "f32", "C128", ""])
