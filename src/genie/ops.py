@@ -16,29 +16,45 @@ Parameter names follow PyTorch's own signatures (``input``, ``other``, ``dim``,
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
+from genie import op_factories
 from genie.errors import InvalidArgumentError, UnsupportedOpError
-from genie.wire import dtype_from_name
+from genie.op_args import (
+    BOOL,
+    CONV_PADDING,
+    DTYPE,
+    INDEX,
+    INT,
+    INT_OR_INTS,
+    INTS,
+    NUMBER,
+    OPT_DTYPE,
+    OPT_INT,
+    OPT_INTS,
+    OPT_NUMBER,
+    OPT_TENSOR,
+    OPT_TENSOR_OR_NUMBER,
+    SIZE,
+    STRING,
+    TENSOR,
+    TENSOR_OR_NUMBER,
+    TENSORS,
+    ZERO_ONLY,
+    Checker,
+    choice,
+    optional,
+)
+from genie.op_limits import OpContext, check_output
 
 __all__ = ["REGISTRY", "Op", "OpContext", "Param", "get_op", "op_names"]
 
 _REQUIRED: Any = object()
-Checker = Callable[[str, Any], Any]
-
-
-@dataclass(frozen=True)
-class OpContext:
-    """What factories need from the server: where to allocate, and how much at most."""
-
-    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
-    max_alloc_bytes: int = 1 << 34
 
 
 @dataclass(frozen=True)
@@ -60,6 +76,8 @@ class Op:
     fn: Callable[..., torch.Tensor]
     params: tuple[Param, ...]
     factory: bool = False  # allocates on the server device: gets ``ctx`` as a keyword
+    #: The same op writing over ``input`` (``torch.relu_``), for ``run(reuse_input=True)``.
+    inplace: Callable[..., torch.Tensor] | None = None
 
     def bind(self, args: Sequence[Any] = (), kwargs: Mapping[str, Any] | None = None
              ) -> dict[str, Any]:
@@ -108,11 +126,53 @@ class Op:
         return f"{self.name}({', '.join(parts)})"
 
     def __call__(self, bound: Mapping[str, Any], ctx: OpContext | None = None) -> torch.Tensor:
-        """Run on already-bound arguments; torch's own errors become 422s."""
+        """Run on already-bound arguments, unchecked; torch's own errors become 422s."""
+        if self.factory:
+            return self._invoke(self.fn, {**bound, "ctx": ctx or OpContext()}, bound)
+        return self._invoke(self.fn, bound, bound)
+
+    def run(self, bound: Mapping[str, Any], ctx: OpContext, *, materialized: bool = True,
+            already: int = 0, reuse_input: bool = False) -> torch.Tensor:
+        """Run within ``ctx``'s allocation cap: what the server calls for every op.
+
+        The result's size is inferred on meta first (``genie.op_limits``); see
+        ``check_output`` for ``materialized`` and ``already``.  ``reuse_input``: the
+        caller owns ``input`` privately (decoded from this request's body), so an op
+        with an in-place form may write its result there instead of allocating.
+        """
+        target = self._inplace_target(bound) if reuse_input else None
+        if target is not None and self.inplace is not None:
+            return self._invoke(self.inplace, bound, bound)
+        size = check_output(self, bound, ctx, materialized=materialized, already=already)
+        result = self(bound, ctx)
+        if size is None and isinstance(result, torch.Tensor):
+            # Meta could not say (a data-dependent shape): measure the real result.
+            nbytes = result.numel() * result.element_size()
+            if nbytes + already > ctx.max_alloc_bytes:
+                raise InvalidArgumentError(
+                    f"op {self.name!r} produced {nbytes} bytes, over the server's "
+                    f"{ctx.max_alloc_bytes}-byte allocation limit")
+        return result
+
+    def _inplace_target(self, bound: Mapping[str, Any]) -> torch.Tensor | None:
+        """``input``, when writing the result over it gives the very same bits: a
+        contiguous floating tensor (so the dtype is kept) that no other argument
+        aliases."""
+        t = bound.get("input")
+        if (self.inplace is None or not isinstance(t, torch.Tensor) or t.requires_grad
+                or not t.is_floating_point() or not t.is_contiguous()):
+            return None
+        ptr = t.untyped_storage().data_ptr()
+        for name, value in bound.items():
+            if (name != "input" and isinstance(value, torch.Tensor)
+                    and value.untyped_storage().data_ptr() == ptr):
+                return None
+        return t
+
+    def _invoke(self, fn: Callable[..., torch.Tensor], kwargs: Mapping[str, Any],
+                bound: Mapping[str, Any]) -> torch.Tensor:
         try:
-            if self.factory:
-                return self.fn(**bound, ctx=ctx or OpContext())
-            return self.fn(**bound)
+            return fn(**kwargs)
         except torch.OutOfMemoryError:
             raise  # the server turns this into 503 out_of_memory
         except (RuntimeError, ValueError, TypeError, IndexError, ArithmeticError) as exc:
@@ -135,161 +195,6 @@ def _describe_tensors(bound: Mapping[str, Any]) -> str:
             parts.append(f"{name} {', '.join(shown)}")
     return f" on {'; '.join(parts)}" if parts else ""
 
-
-# --- checkers: each validates one wire value and returns the value to pass on ---
-
-def _bad(where: str, want: str, value: Any) -> InvalidArgumentError:
-    shown = f"a tensor of shape {list(value.shape)}" if isinstance(value, torch.Tensor) \
-        else repr(value)[:80]
-    return InvalidArgumentError(f"{where} must be {want}, got {shown}")
-
-
-def TENSOR(where: str, v: Any) -> torch.Tensor:  # noqa: N802 - read as a type
-    if not isinstance(v, torch.Tensor):
-        raise _bad(where, "a tensor", v)
-    return v
-
-
-def INT(where: str, v: Any) -> int:  # noqa: N802
-    if type(v) is not int:
-        raise _bad(where, "an integer", v)
-    return v
-
-
-def BOOL(where: str, v: Any) -> bool:  # noqa: N802
-    if type(v) is not bool:
-        raise _bad(where, "true or false", v)
-    return v
-
-
-def NUMBER(where: str, v: Any) -> int | float | bool:  # noqa: N802
-    if type(v) not in (int, float, bool):
-        raise _bad(where, "a number", v)
-    return v
-
-
-def INTS(where: str, v: Any) -> list[int]:  # noqa: N802
-    """An int or a list of ints (PyTorch's ``int[]`` arguments accept both)."""
-    if type(v) is int:
-        return [v]
-    if isinstance(v, (list, tuple)) and all(type(i) is int for i in v):
-        return list(v)
-    raise _bad(where, "an integer or a list of integers", v)
-
-
-def TENSORS(where: str, v: Any) -> list[torch.Tensor]:  # noqa: N802
-    if isinstance(v, (list, tuple)) and v and all(isinstance(t, torch.Tensor) for t in v):
-        return list(v)
-    raise _bad(where, "a non-empty list of tensors", v)
-
-
-def DTYPE(where: str, v: Any) -> torch.dtype:  # noqa: N802
-    return v if isinstance(v, torch.dtype) else dtype_from_name(v)
-
-
-def TENSOR_OR_NUMBER(where: str, v: Any) -> torch.Tensor | int | float | bool:  # noqa: N802
-    return v if isinstance(v, torch.Tensor) else NUMBER(where, v)
-
-
-def optional(check: Checker) -> Checker:
-    def opt(where: str, v: Any) -> Any:
-        return None if v is None else check(where, v)
-    opt.__name__ = f"optional_{getattr(check, '__name__', 'value')}"
-    return opt
-
-
-def choice(*allowed: str) -> Checker:
-    def one_of(where: str, v: Any) -> str:
-        if v not in allowed:
-            raise _bad(where, "one of " + ", ".join(map(repr, allowed)), v)
-        return v
-    return one_of
-
-
-def INT_OR_INTS(where: str, v: Any) -> int | list[int]:  # noqa: N802
-    """Kernel sizes, strides, paddings: one int or one per spatial dim."""
-    return v if type(v) is int else INTS(where, v)
-
-
-def INDEX(where: str, v: Any) -> Any:  # noqa: N802
-    """``x[...]``: int, None, slice, Ellipsis, bool/long tensor, or a tuple of those."""
-    items = v if isinstance(v, (list, tuple)) else [v]
-    for item in items:
-        if item is None or item is Ellipsis or type(item) in (int, bool):
-            continue
-        if isinstance(item, slice):
-            for part in (item.start, item.stop, item.step):
-                if part is not None and type(part) is not int:
-                    raise _bad(where, "a slice of integers", item)
-            continue
-        if isinstance(item, torch.Tensor) and (item.dtype in (torch.bool, torch.long,
-                                                              torch.int32, torch.uint8)):
-            continue
-        raise _bad(where, "an index (int, slice, None, Ellipsis, int/bool tensor)", item)
-    return tuple(v) if isinstance(v, (list, tuple)) else v
-
-
-OPT_TENSOR = optional(TENSOR)
-OPT_INT = optional(INT)
-OPT_INTS = optional(INTS)
-OPT_DTYPE = optional(DTYPE)
-OPT_NUMBER = optional(NUMBER)
-OPT_TENSOR_OR_NUMBER = optional(TENSOR_OR_NUMBER)
-
-
-# --- factories allocate on the server device, within its allocation cap ---
-
-def _check_alloc(shape: Sequence[int], dtype: torch.dtype | None, ctx: OpContext) -> None:
-    if any(d < 0 for d in shape):
-        raise InvalidArgumentError(f"size must be non-negative, got {list(shape)}")
-    nbytes = math.prod(shape) * (dtype or torch.get_default_dtype()).itemsize
-    if nbytes > ctx.max_alloc_bytes:
-        raise InvalidArgumentError(
-            f"a {list(shape)} tensor needs {nbytes} bytes, over the server's "
-            f"{ctx.max_alloc_bytes}-byte allocation limit")
-
-
-def _generator(seed: int | None, device: torch.device) -> torch.Generator | None:
-    if seed is None:
-        return None
-    return torch.Generator(device=device).manual_seed(seed)
-
-
-def _random(kind: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
-    def make(size: list[int], seed: int | None, dtype: torch.dtype | None,
-             ctx: OpContext) -> torch.Tensor:
-        _check_alloc(size, dtype, ctx)
-        return kind(size, generator=_generator(seed, ctx.device), dtype=dtype,
-                    device=ctx.device)
-    return make
-
-
-def _filled(kind: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
-    def make(size: list[int], dtype: torch.dtype | None, ctx: OpContext) -> torch.Tensor:
-        _check_alloc(size, dtype, ctx)
-        return kind(size, dtype=dtype, device=ctx.device)
-    return make
-
-
-def _full(size: list[int], fill_value: Any, dtype: torch.dtype | None,
-          ctx: OpContext) -> torch.Tensor:
-    _check_alloc(size, dtype, ctx)
-    return torch.full(size, fill_value, dtype=dtype, device=ctx.device)
-
-
-def _arange(start: Any, end: Any, step: Any, dtype: torch.dtype | None,
-            ctx: OpContext) -> torch.Tensor:
-    if end is None:
-        start, end = 0, start
-    if step == 0:
-        raise InvalidArgumentError("arange: step must be non-zero")
-    _check_alloc([max(0, math.ceil((end - start) / step))], dtype, ctx)
-    return torch.arange(start, end, step, dtype=dtype, device=ctx.device)
-
-
-def _eye(n: int, m: int | None, dtype: torch.dtype | None, ctx: OpContext) -> torch.Tensor:
-    _check_alloc([n, n if m is None else m], dtype, ctx)
-    return torch.eye(n, n if m is None else m, dtype=dtype, device=ctx.device)
 
 
 def _dropout(input: torch.Tensor, p: float, training: bool) -> torch.Tensor:
@@ -318,7 +223,7 @@ def _reduce(fn: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
         if dim is None:
             return fn(input)
         out = fn(input, dim, keepdim)
-        return out.values if hasattr(out, "values") else out
+        return out if isinstance(out, torch.Tensor) else out.values
     return run
 
 
@@ -426,7 +331,7 @@ def _build() -> dict[str, Op]:
            (_T, Param("mat1", TENSOR), Param("mat2", TENSOR), Param("beta", NUMBER, 1),
             Param("alpha", NUMBER, 1))),
         Op("einsum", lambda equation, operands: torch.einsum(equation, *operands),
-           (Param("equation", _string), Param("operands", TENSORS, variadic=True))),
+           (Param("equation", STRING), Param("operands", TENSORS, variadic=True))),
         # reductions
         Op("sum", _sum_like(torch.sum), (_T, Param("dim", OPT_INTS, None), _KEEPDIM,
                                          Param("dtype", OPT_DTYPE, None))),
@@ -543,7 +448,7 @@ def _build() -> dict[str, Op]:
            F.scaled_dot_product_attention(query, key, value, attn_mask, dropout_p,
                                           is_causal, scale=scale),
            (Param("query", TENSOR), Param("key", TENSOR), Param("value", TENSOR),
-            Param("attn_mask", OPT_TENSOR, None), Param("dropout_p", _zero_only, 0.0),
+            Param("attn_mask", OPT_TENSOR, None), Param("dropout_p", ZERO_ONLY, 0.0),
             Param("is_causal", BOOL, False), Param("scale", OPT_NUMBER, None))),
         Op("normalize", lambda input, p, dim, eps: F.normalize(input, p, dim, eps),
            (_T, Param("p", NUMBER, 2.0), Param("dim", INT, 1), Param("eps", NUMBER, 1e-12))),
@@ -558,17 +463,18 @@ def _build() -> dict[str, Op]:
             input, target, reduction=reduction),
            (_T, Param("target", TENSOR), Param("reduction", choice("mean", "sum", "none"), "mean"))),
         # factories: allocate on the server device
-        Op("randn", _random(torch.randn), _factory_params(seeded=True), factory=True),
-        Op("rand", _random(torch.rand), _factory_params(seeded=True), factory=True),
-        Op("zeros", _filled(torch.zeros), _factory_params(), factory=True),
-        Op("ones", _filled(torch.ones), _factory_params(), factory=True),
-        Op("empty", _filled(torch.zeros), _factory_params(), factory=True),
-        Op("full", _full, (Param("size", INTS), Param("fill_value", NUMBER),
+        Op("randn", op_factories.random(torch.randn), _factory_params(seeded=True), factory=True),
+        Op("rand", op_factories.random(torch.rand), _factory_params(seeded=True), factory=True),
+        Op("zeros", op_factories.filled(torch.zeros), _factory_params(), factory=True),
+        Op("ones", op_factories.filled(torch.ones), _factory_params(), factory=True),
+        Op("empty", op_factories.filled(torch.zeros), _factory_params(), factory=True),
+        Op("full", op_factories.full, (Param("size", SIZE), Param("fill_value", NUMBER),
                            Param("dtype", OPT_DTYPE, None)), factory=True),
-        Op("arange", _arange, (Param("start", NUMBER), Param("end", OPT_NUMBER, None),
+        Op("arange", op_factories.arange, (Param("start", NUMBER), Param("end", OPT_NUMBER, None),
                                Param("step", NUMBER, 1), Param("dtype", OPT_DTYPE, None)),
            factory=True),
-        Op("eye", _eye, (Param("n", INT), Param("m", OPT_INT, None), Param("dtype", OPT_DTYPE, None)),
+        Op("eye", op_factories.eye,
+           (Param("n", INT), Param("m", OPT_INT, None), Param("dtype", OPT_DTYPE, None)),
            factory=True),
         Op("zeros_like", lambda input, dtype: torch.zeros_like(input, dtype=dtype),
            (_T, Param("dtype", OPT_DTYPE, None))),
@@ -583,32 +489,15 @@ def _build() -> dict[str, Op]:
     return registry
 
 
-def _string(where: str, v: Any) -> str:
-    if not isinstance(v, str):
-        raise _bad(where, "a string", v)
-    return v
-
-
-def _zero_only(where: str, v: Any) -> float:
-    if NUMBER(where, v) != 0:
-        raise InvalidArgumentError(f"{where}: only 0.0 is supported remotely (no training-mode "
-                                   "dropout)")
-    return 0.0
-
-
 def _conv_params() -> tuple[Param, ...]:
     return (_T, Param("weight", TENSOR), Param("bias", OPT_TENSOR, None),
             Param("stride", INT_OR_INTS, 1),
-            Param("padding", _conv_padding, 0), Param("dilation", INT_OR_INTS, 1),
+            Param("padding", CONV_PADDING, 0), Param("dilation", INT_OR_INTS, 1),
             Param("groups", INT, 1))
 
 
-def _conv_padding(where: str, v: Any) -> Any:
-    return v if v in ("same", "valid") else INT_OR_INTS(where, v)
-
-
 def _factory_params(*, seeded: bool = False) -> tuple[Param, ...]:
-    size = Param("size", INTS, variadic=True)
+    size = Param("size", SIZE, variadic=True)
     dtype = Param("dtype", OPT_DTYPE, None)
     if seeded:
         return (size, Param("seed", OPT_INT, None), dtype)

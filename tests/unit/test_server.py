@@ -43,6 +43,12 @@ def graph_body(graph: dict[str, Any], inputs: dict[str, torch.Tensor] | None = N
     return st_body(inputs or {}, {GRAPH_METADATA_KEY: json.dumps(graph)})
 
 
+def raw_body(header: dict[str, Any] | bytes, data: bytes = b"") -> bytes:
+    """A body the safetensors library would refuse to write: what a hostile client sends."""
+    head = header if isinstance(header, bytes) else json.dumps(header).encode()
+    return struct.pack("<Q", len(head)) + head + data
+
+
 def tensors_of(resp: httpx.Response) -> dict[str, torch.Tensor]:
     assert resp.status_code == 200, resp.text
     assert resp.headers["content-type"] == "application/octet-stream"
@@ -488,6 +494,32 @@ BAD_REQUESTS: list[tuple[str, str, str, dict[str, Any], int, str]] = [
                                                  + b"\0" * 16}, 422, "unsupported_dtype"),
     ("unsupported-dtype-arg", "POST", '/execute?op=to&args={"dtype":"complex128"}',
      {"content": GOOD}, 422, "unsupported_dtype"),
+    # Shapes that once cost seconds of big-integer work or escaped as a 500.
+    ("shape-600-dims-of-4000-digits", "POST", "/echo", {"content": raw_body(
+        b'{"x":{"dtype":"F32","shape":[' + b",".join([b"9" * 4000] * 600)
+        + b'],"data_offsets":[0,4]}}', b"\0" * 4)}, 400, "malformed_request"),
+    ("shape-2**63-by-0", "POST", "/echo", {"content": raw_body(
+        {"x": {"dtype": "F32", "shape": [2**63, 0], "data_offsets": [0, 0]}})},
+     400, "malformed_request"),
+    ("shape-negative", "POST", "/execute?op=relu", {"content": raw_body(
+        {"x": {"dtype": "F32", "shape": [-1, -4], "data_offsets": [0, 16]}}, b"\0" * 16)},
+     400, "malformed_request"),
+    ("shape-bools", "POST", "/execute?op=relu", {"content": raw_body(
+        {"x": {"dtype": "F32", "shape": [True, True], "data_offsets": [0, 4]}}, b"\0" * 4)},
+     400, "malformed_request"),
+    ("factory-size-2**63-by-0", "POST", "/execute?op=zeros&args=" + json.dumps(
+        {"size": [2**63, 0]}), {}, 422, "invalid_arguments"),
+    ("factory-size-negative", "POST", '/execute?op=ones&args={"size":[-3]}', {},
+     422, "invalid_arguments"),
+    ("factory-size-bools", "POST", '/execute?op=ones&args={"size":[true,true]}', {},
+     422, "invalid_arguments"),
+    ("factory-size-65-dims-of-1000-digits", "POST", "/execute?op=zeros&args="
+     + '{"size":[' + ",".join(["7" * 1000] * 65) + "]}", {}, 422, "invalid_arguments"),
+    ("factory-size-2-dims-of-1000-digits", "POST", "/execute?op=full&args="
+     + '{"fill_value":1,"size":[' + ",".join(["7" * 1000] * 2) + "]}", {},
+     422, "invalid_arguments"),
+    ("eye-of-1000-digits", "POST", "/execute?op=eye&args=" + '{"n":' + "7" * 1000 + "}", {},
+     422, "invalid_arguments"),
 ]
 
 
