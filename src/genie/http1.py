@@ -24,6 +24,7 @@ is treated like ``POST``: the caller gets a non-retryable error saying so.
 from __future__ import annotations
 
 import select
+import selectors
 import socket
 import threading
 import time
@@ -39,6 +40,7 @@ MAX_HEAD_BYTES = 64 * 1024
 #: Bodies up to this size are sent in the same system call as the request head.
 COALESCE_BYTES = 64 * 1024
 READ_CHUNK = 256 * 1024
+_HAS_POLL = hasattr(select, "poll")
 #: Pooled connections idle longer than this are closed instead of reused.  It stays
 #: below uvicorn's keep-alive timeout (5 s by default) so that the client does not
 #: send on a connection the server is closing at that very moment.
@@ -77,12 +79,24 @@ class _Conn:
         self.idle_since = time.monotonic()
 
     def stale(self) -> bool:
-        """Idle keep-alive connections must have nothing to read; EOF means closed."""
+        """Idle keep-alive connections must have nothing to read; EOF means closed.
+
+        ``poll`` (or ``selectors`` where there is none), not ``select.select``, which
+        refuses descriptors >= 1024 and would make every connection of a process with
+        many open files look stale.
+        """
+        if self.pending:
+            return True
         try:
-            readable, _, _ = select.select([self.sock], [], [], 0)
+            if _HAS_POLL:
+                poller = select.poll()
+                poller.register(self.sock, select.POLLIN)
+                return bool(poller.poll(0))  # readable, hung up or in error
+            with selectors.DefaultSelector() as selector:
+                selector.register(self.sock, selectors.EVENT_READ)
+                return bool(selector.select(0))
         except (OSError, ValueError):
             return True
-        return bool(readable) or bool(self.pending)
 
     def close(self) -> None:
         self.sock.close()

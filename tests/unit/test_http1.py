@@ -319,3 +319,31 @@ def test_protocol_errors_close_the_connection(canned: Callable[..., CannedServer
         assert len(os.listdir("/proc/self/fd")) <= fds_before + 2
     finally:
         pool.close()
+
+
+def test_connections_with_descriptors_above_1024_are_reused(
+        canned: Callable[..., CannedServer]) -> None:
+    # select.select() refuses descriptors >= 1024, which made every pooled connection of
+    # a process with many open files (a data loader, a test session) look stale.
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 1200:
+        pytest.skip(f"the open-file limit ({hard}) leaves no room for descriptors >= 1024")
+    if soft != resource.RLIM_INFINITY and soft < 1200:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (1200, hard))
+    srv = canned(lambda head: fixed(b'{"status": "ok"}'))
+    fillers: list[int] = []
+    pool = Http1Pool("127.0.0.1", srv.port, connect_timeout=5)
+    try:
+        while not fillers or fillers[-1] < 1024:
+            fillers.append(os.open(os.devnull, os.O_RDONLY))
+        for _ in range(3):
+            assert pool.request("GET", "/health", {}, (), 0, timeout=5).status == 200
+        assert pool._idle[0].sock.fileno() >= 1024
+        assert srv.connections == 1
+    finally:
+        pool.close()
+        for fd in fillers:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
