@@ -446,7 +446,15 @@ def authorized(endpoint: Endpoint) -> Endpoint:
                                                                      token.encode()):
                 raise AuthError("missing or wrong bearer token: send "
                                 "'Authorization: Bearer <token>' (--token / GENIE_TOKEN)")
-        return await endpoint(request)
+        try:
+            return await endpoint(request)
+        except (GenieError, HTTPException, torch.OutOfMemoryError):
+            raise  # their handlers answer them
+        except Exception as exc:
+            # Answered here, not by the app-wide handler: Starlette re-raises what that
+            # handler answers, and uvicorn then closes the connection, which can reset
+            # it before the client has read the 500.
+            return await on_unexpected(request, exc)
 
     guarded.__name__ = endpoint.__name__
     return guarded
