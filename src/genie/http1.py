@@ -23,6 +23,7 @@ is treated like ``POST``: the caller gets a non-retryable error saying so.
 
 from __future__ import annotations
 
+import re
 import select
 import selectors
 import socket
@@ -41,6 +42,10 @@ MAX_HEAD_BYTES = 64 * 1024
 COALESCE_BYTES = 64 * 1024
 READ_CHUNK = 256 * 1024
 _HAS_POLL = hasattr(select, "poll")
+#: A chunk-size line (RFC 9112, 7.1): hex digits only, then optional extensions.  Not
+#: ``int(text, 16)``, which also takes "0x10", "-5", "1_0" or " 5"; 15 digits at most
+#: keeps a size below 2**60 bytes.
+_CHUNK_LINE = re.compile(rb"([0-9A-Fa-f]{1,15})[ \t]*(?:;[^\r\n]*)?")
 #: Pooled connections idle longer than this are closed instead of reused.  It stays
 #: below uvicorn's keep-alive timeout (5 s by default) so that the client does not
 #: send on a connection the server is closing at that very moment.
@@ -308,26 +313,35 @@ def _read_reply(conn: _Conn, method: str) -> tuple[Reply, bool]:
     return Reply(status, headers, body_buf), keep
 
 
+def _line_end(conn: _Conn, data: bytearray, pos: int, what: str) -> int:
+    """Where the CRLF ending the line that starts at ``pos`` is, reading more as needed."""
+    while (eol := data.find(b"\r\n", pos)) < 0:
+        if len(data) - pos > MAX_HEAD_BYTES:
+            raise Http1Error(f"{what} exceeds {MAX_HEAD_BYTES} bytes")
+        _recv_more(conn, data)
+    return eol
+
+
 def _read_chunked(conn: _Conn, data: bytearray) -> tuple[bytearray, bytearray]:
     body = bytearray()
     pos = 0
     while True:
-        while (eol := data.find(b"\r\n", pos)) < 0:
-            _recv_more(conn, data)
-        size_text = data[pos:eol].split(b";")[0].strip()
-        try:
-            size = int(size_text, 16)
-        except ValueError:
-            raise Http1Error(f"malformed chunk size {bytes(size_text)!r}") from None
+        eol = _line_end(conn, data, pos, "a chunk-size line")
+        line = _CHUNK_LINE.fullmatch(data, pos, eol)
+        if line is None:
+            raise Http1Error(f"malformed chunk-size line {bytes(data[pos:eol][:80])!r}")
+        size = int(line[1], 16)
         pos = eol + 2
         if size == 0:
-            while (end := data.find(b"\r\n", pos)) != pos:  # trailers, then a blank line
-                if end < 0:
-                    _recv_more(conn, data)
-                else:
-                    pos = end + 2
+            start = pos
+            while (end := _line_end(conn, data, pos, "the trailer section")) != pos:
+                pos = end + 2  # a trailer field, ignored
+                if pos - start > MAX_HEAD_BYTES:
+                    raise Http1Error(f"the trailer section exceeds {MAX_HEAD_BYTES} bytes")
             return body, data[pos + 2:]
         while len(data) < pos + size + 2:
             _recv_more(conn, data)
+        if data[pos + size:pos + size + 2] != b"\r\n":
+            raise Http1Error(f"chunk of {size} bytes not followed by CRLF")
         body += data[pos:pos + size]
         pos += size + 2

@@ -347,3 +347,34 @@ def test_connections_with_descriptors_above_1024_are_reused(
         for fd in fillers:
             os.close(fd)
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def _chunked(*pieces: bytes) -> bytes:
+    return b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n" \
+        + b"".join(pieces)
+
+
+@pytest.mark.parametrize("size_line", [b"0x2", b"-2", b"+2", b"0_2", b" 2", b"2 junk", b"zz", b"",
+                                       b"1" * 16])
+def test_malformed_chunk_sizes_are_transport_errors(canned: Callable[..., CannedServer],
+                                                    size_line: bytes) -> None:
+    # int(text, 16) would read "0x2", "+2", "0_2" and " 2" as 2 (and "-2" as -2).
+    srv = canned(lambda head: _chunked(size_line + b"\r\n{}\r\n0\r\n\r\n"))
+    with Client(f"127.0.0.1:{srv.port}", retries=3) as c, \
+            pytest.raises(TransportError, match="malformed chunk-size") as info:
+        c.health()
+    assert not info.value.retryable
+    assert srv.connections == 1
+
+
+def test_chunk_extensions_and_framing(canned: Callable[..., CannedServer]) -> None:
+    ok = _chunked(b"2 ;name=value\r\n{}\r\n0\r\ntrailer: x\r\n\r\n")
+    srv = canned(lambda head: ok)
+    with Client(f"127.0.0.1:{srv.port}", retries=0) as c:
+        assert c.health() == {}
+        assert c.health() == {}  # the trailer was consumed: the next reply reads cleanly
+    assert srv.connections == 1
+    bad = canned(lambda head: _chunked(b"1\r\n{}\r\n0\r\n\r\n"))  # data longer than its size
+    with Client(f"127.0.0.1:{bad.port}", retries=0) as c, \
+            pytest.raises(TransportError, match="not followed by CRLF"):
+        c.health()
