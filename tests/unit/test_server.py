@@ -310,6 +310,21 @@ def test_graph_failing_to_reply_holds_nothing(http: httpx.Client) -> None:
     assert http.get("/stats").json()["held"] == before
 
 
+def test_graph_reply_failing_on_host_memory_holds_nothing(http: httpx.Client) -> None:
+    # "b" is a 16 TiB expanded view of one element: computing it allocates nothing, but
+    # laying it out for the reply needs a contiguous copy, which no machine can allocate.
+    # That failure is not a Genie error; the handle kept for "a" must still be freed.
+    before = http.get("/stats").json()["held"]
+    graph = {"nodes": [{"id": "a", "op": "neg", "args": [{"input": "x"}]},
+                       {"id": "b", "op": "expand", "args": [{"input": "x"}, [2**21, 2**21]]}],
+             "outputs": ["a", "b"], "keep": ["a"]}
+    resp = http.post("/graph", content=graph_body(graph, {"x": torch.ones(1)}))
+    assert resp.status_code >= 400
+    assert resp.json()["error"]["type"] in ("internal", "out_of_memory", "invalid_arguments")
+    assert http.get("/stats").json()["held"] == before
+    assert_serving(http)
+
+
 def test_graph_kept_view_of_an_input_does_not_pin_more_than_it_counts(http: httpx.Client) -> None:
     graph = {"nodes": [{"id": "a", "op": "getitem", "args": [{"input": "x"}, 0]}], "keep": True}
     resp = http.post("/graph", content=graph_body(graph, {"x": torch.ones(100, 4)}))

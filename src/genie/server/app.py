@@ -10,10 +10,12 @@ event loop, and every computing response carries ``Server-Timing``.
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import json
 import logging
 import mmap
+import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -46,6 +48,7 @@ from genie.errors import (
     ServerError,
 )
 from genie.graph import GRAPH_METADATA_KEY, HANDLES_METADATA_KEY, Graph, from_wire
+from genie.op_limits import warm_up
 from genie.ops import REGISTRY, OpContext, get_op, op_names
 from genie.protocol import PROTOCOL_VERSION, SAFETENSORS_MEDIA_TYPE
 from genie.server.config import ServerConfig
@@ -338,12 +341,16 @@ async def graph(request: Request) -> Response:
     returned = {k: v for k, v in outputs.items() if k not in kept}
     meta = {HANDLES_METADATA_KEY: json.dumps(kept)} if kept else None
     try:
-        encoded = encode_outputs(returned, timing, meta)
-    except GenieError:  # e.g. a complex128 output: the client never learns the kept ids
-        for info in kept.values():
-            state.store.delete(info["id"])
+        return tensor_response(encode_outputs(returned, timing, meta), timing)
+    except BaseException:  # a complex128 output, host memory for a copy, cancellation:
+        _release(state.store, kept)  # the client never learns the kept ids
         raise
-    return tensor_response(encoded, timing)
+
+
+def _release(store: TensorStore, kept: dict[str, dict[str, Any]]) -> None:
+    for info in kept.values():
+        with contextlib.suppress(NotFoundError):  # a client that listed it deleted it
+            store.delete(info["id"])
 
 
 async def put_tensor(request: Request) -> Response:
@@ -535,6 +542,8 @@ def create_app(config: ServerConfig | None = None) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         log.info("genie %s serving on %s (%d ops, auth %s)", __version__, dev, len(REGISTRY),
                  "on" if config.token else "off")
+        # In the background: the first meta inference (allocation cap) costs ~1.5 s.
+        threading.Thread(target=warm_up, name="genie-meta-warm-up", daemon=True).start()
         yield
         store.clear()
 
