@@ -304,8 +304,9 @@ def _to_meta(value: Any) -> Any:
 
 
 def infer(op: Op, bound: Mapping[str, Any], key: Any) -> Spec:
-    """Shape, strides and dtype of ``op`` on ``bound``: the registry op run on meta."""
-    spec = _meta_cache.get(key)
+    """Shape, strides and dtype of ``op`` on ``bound``: the registry op run on meta.
+    Cached under ``key``; ``None`` (an unhashable argument) runs it uncached."""
+    spec = _meta_cache.get(key) if key is not None else None
     if spec is not None:
         return spec
     metas = {k: _to_meta(v) for k, v in bound.items()}
@@ -319,9 +320,10 @@ def infer(op: Op, bound: Mapping[str, Any], key: Any) -> Spec:
     if not isinstance(out, torch.Tensor):
         raise InvalidArgumentError(f"op {op.name!r} did not produce a tensor")
     spec = (tuple(out.shape), tuple(out.stride()), out.dtype)
-    if len(_meta_cache) >= _MAX_META_CACHE:
-        _meta_cache.clear()
-    _meta_cache[key] = spec
+    if key is not None:
+        if len(_meta_cache) >= _MAX_META_CACHE:
+            _meta_cache.clear()
+        _meta_cache[key] = spec
     return spec
 
 
@@ -355,17 +357,13 @@ def record(op: Op, args: Sequence[Any], kwargs: Mapping[str, Any], *,
         hash(key)
     except TypeError:
         key = None
-    spec = infer(op, bound, key) if key is not None else _infer_uncached(op, bound)
+    spec = infer(op, bound, key)
     node = Node(op, node_kwargs, tuple(deps))
     first = bound.get(op.params[0].name) if op.params else None
     base = first if op.name in VIEW_OPS and isinstance(first, LazyTensor) else None
     if not inplace:
         return make_lazy(node, spec, base)
     return _rebind(op, first, node, spec)
-
-
-def _infer_uncached(op: Op, bound: Mapping[str, Any]) -> Spec:
-    return infer(op, bound, object())
 
 
 def _rebind(op: Op, target: Any, node: Node, spec: Spec) -> LazyTensor:

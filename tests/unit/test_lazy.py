@@ -340,6 +340,17 @@ def test_one_request_per_materialization_shared_subgraph_once(
     assert graph_requests() == 2
 
 
+def test_meta_inference_without_a_cache_key_caches_nothing() -> None:
+    """An argument that cannot be hashed runs inference uncached, leaving no entry
+    that could never be hit."""
+    x = genie.remote(torch.ones(2, 3))
+    before = len(genie.lazy._meta_cache)
+    for _ in range(3):
+        spec = genie.lazy.infer(genie.lazy.REGISTRY["relu"], {"input": x}, None)
+        assert spec == ((2, 3), (3, 1), torch.float32)
+    assert len(genie.lazy._meta_cache) == before
+
+
 def test_local_tensors_travel_once_and_are_not_kept_alive(client: genie.Client) -> None:
     w = randn(4, 4)
     x = genie.remote(randn(2, 4, seed=1))
