@@ -14,10 +14,12 @@ meta kernels for elementwise ops cost ~100 µs, while a cache hit costs ~1 µs.
 request (inline inputs in the body, server handles by id), and caches what comes
 back on the nodes: a materialized node becomes a leaf, so its history is freed.
 
-Where it runs, first match wins: an explicit ``client=``; the client of a
-``genie.capture(client=...)`` block; ``genie.connect(url)``; env
-``GENIE_SERVER_URL`` (with ``GENIE_TOKEN``).  None of them -> ``ConfigurationError``
-at materialization.
+Where it runs, first match wins: an explicit ``client=`` to ``materialize``; the
+server holding a handle the graph uses; the client a tensor in the graph was made
+with (``genie.remote(t, client=)``, a factory's ``client=``), which what is computed
+from it inherits and a value fetched that way remembers; the client of a
+``genie.capture(client=...)`` block; ``genie.connect(url)``; env ``GENIE_SERVER_URL``
+(with ``GENIE_TOKEN``).  None of them -> ``ConfigurationError`` at materialization.
 
 Device identity: ``.device`` is ``remote_accelerator:0``.  Genie names torch's
 PrivateUse1 backend ``remote_accelerator`` on import (once per process, unless
@@ -358,7 +360,12 @@ def record(op: Op, args: Sequence[Any], kwargs: Mapping[str, Any], *,
     except TypeError:
         key = None
     spec = infer(op, bound, key)
-    node = Node(op, node_kwargs, tuple(deps))
+    client = None
+    for dep in deps:  # computed from a tensor made with client=: runs there too
+        if dep.client is not None:
+            client = dep.client
+            break
+    node = Node(op, node_kwargs, tuple(deps), client=client)
     first = bound.get(op.params[0].name) if op.params else None
     base = first if op.name in VIEW_OPS and isinstance(first, LazyTensor) else None
     if not inplace:
@@ -385,7 +392,7 @@ def _rebind(op: Op, target: Any, node: Node, spec: Spec) -> LazyTensor:
             raise InvalidArgumentError(f"in-place {op.name}_: result type {spec[2]} can't be "
                                        f"cast to the desired output type {dtype}")
         cast = REGISTRY["to"]
-        node = Node(cast, {"input": node, "dtype": dtype}, (node,))
+        node = Node(cast, {"input": node, "dtype": dtype}, (node,), client=node.client)
     target._node = node
     target._spec = (shape, target._spec[1], dtype)
     return target
@@ -438,11 +445,12 @@ def _is_default(value: Any, default: Any) -> bool:
             and value == default)
 
 
-def _pick_client(nodes: Iterable[Node], explicit: Client | None) -> Client:
-    """An explicit client, else the one holding the handles, else the one tensors were
-    made with, else the default (``resolve_client``)."""
+def _pick_client(nodes: Iterable[Node], explicit: Client | None) -> tuple[Client, bool]:
+    """(client, whether the graph named it): an explicit client, else the one holding
+    the handles, else the one tensors were made with (``client=`` on ``genie.remote``,
+    a factory or an earlier materialization), else the session's (``resolve_client``)."""
     if explicit is not None:
-        return explicit
+        return explicit, True
     holders: dict[int, Client] = {}
     made_with: Client | None = None
     for node in nodes:
@@ -455,8 +463,10 @@ def _pick_client(nodes: Iterable[Node], explicit: Client | None) -> Client:
         raise ConfigurationError("a graph mixes tensors held by two different servers; "
                                  "materialize one side first")
     if holders:
-        return next(iter(holders.values()))
-    return made_with if made_with is not None else resolve_client()
+        return next(iter(holders.values())), True
+    if made_with is not None:
+        return made_with, True
+    return resolve_client(), False
 
 
 def build_graph(fetch: Sequence[Node], keep: Sequence[Node]
@@ -512,12 +522,14 @@ def _run(fetch: Sequence[Node], keep: Sequence[Node], client: Client | None) -> 
     if not fetch and not keep:
         return
     graph, inputs, ids, leaves = build_graph(fetch, keep)
-    chosen = _pick_client([*leaves, *ids.values()], client)
+    chosen, named = _pick_client([*leaves, *ids.values()], client)
     result = chosen.run_graph(graph, inputs)
     for nid, tensor in result.outputs.items():
         node = ids[nid]
         node.value = tensor
         node.kwargs, node.deps = None, ()
+        if named:  # later graphs on this value run where it ran; the session's default
+            node.client = chosen  # client is looked up again each time (it may change)
     for nid, handle in result.handles.items():
         node = ids[nid]
         node.handle, node.client = handle, chosen

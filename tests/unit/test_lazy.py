@@ -364,6 +364,25 @@ def test_local_tensors_travel_once_and_are_not_kept_alive(client: genie.Client) 
     assert gone() is None
 
 
+def test_computed_tensors_run_where_their_inputs_were_made(
+        server: BackgroundServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No default client: a tensor made with ``client=``, what is computed from it and
+    what was fetched through it (or through ``materialize(client=)``) run there."""
+    monkeypatch.delenv("GENIE_SERVER_URL", raising=False)
+    genie.disconnect()
+    with genie.Client(server.url, retries=0) as c:
+        lx = genie.remote(torch.tensor([-1.0, 0.0, 1.0, 2.0]), client=c)
+        h = lx.relu()
+        assert h.cpu().tolist() == [0.0, 0.0, 1.0, 2.0]
+        assert_close(genie.materialize(h + 1), torch.tensor([1.0, 1.0, 2.0, 3.0]))
+        y = genie.remote(torch.ones(2)) * 3
+        assert genie.materialize(y, client=c).tolist() == [3.0, 3.0]
+        assert (y - 1).tolist() == [2.0, 2.0]
+        assert c.requests == 4
+    with pytest.raises(genie.ConfigurationError, match="GENIE_SERVER_URL"):
+        genie.materialize(genie.remote(torch.ones(1)) + 1)  # nothing named a client
+
+
 def test_implicit_materialization(client: genie.Client,
                                   graph_requests: Callable[[], int]) -> None:
     x = torch.tensor([[1.5, -2.0], [3.0, 4.0]])
