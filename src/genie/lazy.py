@@ -34,7 +34,9 @@ tensor they are called on to a new node (functionalization); an in-place op on a
 view whose base is still alive is refused, because the base would not see it;
 the other way round is not tracked (a view or ``detach()`` taken before an in-place
 change to its base keeps the old values, where eager PyTorch would share them).
-Inline inputs (``genie.remote(t)``, local tensors mixed into an op) are read when
+Values handed out (``materialize()``, ``.cpu()``, ``.numpy()``) are fresh copies, as
+a CUDA tensor's ``.cpu()`` is; the cached value stays private, because later graphs
+send it.  Inline inputs (``genie.remote(t)``, local tensors mixed into an op) are read when
 the graph is sent, not when it is captured.
 """
 
@@ -552,11 +554,13 @@ def materialize(*tensors: torch.Tensor, keep: Sequence[torch.Tensor] = (),
     """Fetch the values of ``tensors`` (and keep ``keep`` on the server) in ONE request.
 
     Returns a CPU tensor for one argument, a tuple for several.  Values are cached:
-    asking again sends nothing.
+    asking again sends nothing.  Each call returns fresh tensors, as ``.cpu()`` of a
+    CUDA tensor does: the cache is what later graphs send, so a caller editing its
+    result must not change them (one memory copy per call, like a device-to-host copy).
     """
     fetch = _nodes(tensors)
     _run(fetch, _nodes(keep), client)
-    values = tuple(n.value for n in fetch)
+    values = tuple(n.value.clone() for n in fetch)  # type: ignore[union-attr]
     return values[0] if len(values) == 1 else values
 
 
@@ -579,8 +583,11 @@ def release(*tensors: torch.Tensor) -> None:
 
 
 def local_value(t: LazyTensor) -> torch.Tensor:
-    """The CPU value of ``t`` (materializing it when needed)."""
-    value: torch.Tensor = materialize(t)
+    """The cached CPU value of ``t`` (materializing it when needed), NOT a copy: for
+    reading only (``item``, ``tolist``, a mask).  What users keep gets ``.clone()``."""
+    _run([t._node], [], None)
+    value = t._node.value
+    assert value is not None
     return value
 
 

@@ -128,8 +128,8 @@ def _to(func: Any, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Any:
     dtype = kwargs.get("dtype", dtype)
     device = kwargs.get("device", device)
     if device is not None and not is_remote_device(device):
-        value = local_value(self)
-        return value.to(device=device, dtype=dtype)
+        # a fresh tensor, as from a device-to-host copy: never the cache later graphs send
+        return local_value(self).to(device=device, dtype=dtype, copy=True)
     return self if dtype is None else _cast(self, dtype)
 
 
@@ -144,10 +144,16 @@ def _type_as(func: Any, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Any:
     return _cast(_first_lazy(args), _spec_dtype(other))
 
 
-def _fetching(method: Callable[..., Any]) -> Handler:
-    """Anything that needs a value (item, bool, print...): materialize, then ask the CPU."""
+def _fetching(method: Callable[..., Any], *, fresh: bool = False) -> Handler:
+    """Anything that needs a value (item, bool, print...): materialize, then ask the CPU.
+
+    ``fresh``: the result shares memory with its input (``cpu``, ``numpy``), so the
+    method gets a copy, as a device-to-host transfer would: the cached value is what
+    later graphs send, and a caller editing what it got must not change them.
+    """
     def handler(func: Any, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Any:
-        values = [local_value(a) if isinstance(a, LazyTensor) else a for a in args]
+        values = [(local_value(a).clone() if fresh else local_value(a))
+                  if isinstance(a, LazyTensor) else a for a in args]
         return method(*values, **kwargs)
     return handler
 
@@ -413,10 +419,11 @@ def special_handlers() -> dict[Any, Handler]:
         F.sigmoid: OpCall(REGISTRY["sigmoid"]), F.tanh: OpCall(REGISTRY["tanh"]),
         T.__repr__: _repr, T.__format__: _fetching(format),
         T.item: _fetching(torch.Tensor.item), T.tolist: _fetching(torch.Tensor.tolist),
-        T.numpy: _fetching(torch.Tensor.numpy), T.cpu: _fetching(lambda t: t),
+        T.numpy: _fetching(torch.Tensor.numpy, fresh=True),
+        T.cpu: _fetching(lambda t: t, fresh=True),
         T.__bool__: _fetching(bool), T.__float__: _fetching(float), T.__int__: _fetching(int),
         T.__index__: _fetching(torch.Tensor.__index__), T.__array__: _fetching(
-            torch.Tensor.__array__), T.__complex__: _fetching(complex),
+            torch.Tensor.__array__, fresh=True), T.__complex__: _fetching(complex),
     }
     casts = {"float": torch.float32, "double": torch.float64, "half": torch.float16,
              "bfloat16": torch.bfloat16, "int": torch.int32, "long": torch.int64,
