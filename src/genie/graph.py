@@ -20,7 +20,7 @@ order.  Intermediates stay on the server and are freed after their last use.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -161,7 +161,8 @@ class Graph:
 
         ``inputs`` and ``handles`` must already be on ``ctx.device``.  Values are
         dropped after their last use, so peak memory follows the live set, not the
-        whole graph.
+        whole graph.  Each node must fit the allocation cap (checked on meta before
+        it runs, see ``genie.op_limits``), and so must the results alive at once.
         """
         last_use: dict[str, int] = {}
         for i, node in enumerate(self.nodes):
@@ -170,6 +171,7 @@ class Graph:
                     last_use[ref.name] = i
         wanted = set(self.outputs)
         values: dict[str, torch.Tensor] = {}
+        live = _LiveBytes(inputs.values(), handles.values())
 
         def resolve(ref: Ref) -> torch.Tensor:
             if ref.kind == "node":
@@ -180,17 +182,63 @@ class Graph:
         for i, node in enumerate(self.nodes):
             args = from_wire(node.args, resolve)
             kwargs = {k: from_wire(v, resolve) for k, v in node.kwargs.items()}
-            result = node.op(node.op.bind(args, kwargs), ctx)
+            # An output is laid out whole for the reply, so a view counts in full.
+            result = node.op.run(node.op.bind(args, kwargs), ctx,
+                                 materialized=node.id in wanted, already=live.total)
             if not isinstance(result, torch.Tensor):
                 raise InvalidArgumentError(f"node {node.id!r} ({node.op.name}) did not produce "
                                            "a tensor")
             if node.id in last_use or node.id in wanted:
                 values[node.id] = result  # else nothing reads it again: free it now
+                live.add(result)
+                if live.total > ctx.max_alloc_bytes:
+                    raise InvalidArgumentError(
+                        f"graph: after node {node.id!r} ({node.op.name}) its live results "
+                        f"hold {live.total} bytes, over the server's {ctx.max_alloc_bytes}-byte "
+                        "allocation limit; return or keep fewer outputs, or split the graph")
             for ref in _walk_refs([node.args, node.kwargs]):
                 if (ref.kind == "node" and last_use.get(ref.name) == i
                         and ref.name not in wanted):
-                    values.pop(ref.name, None)
+                    if ref.name in values:  # no local name: it would keep the tensor alive
+                        live.remove(values.pop(ref.name))
         return {name: values[name] for name in self.outputs}
+
+
+class _LiveBytes:
+    """Bytes held by a running graph's results, each storage counted once.
+
+    Results that share storage with an input, a handle or another result (views,
+    ``dropout``) add nothing; a storage leaves the count when its last result is
+    dropped.  Storages are told apart by address, which cannot be reused while a
+    result holding them is alive.
+    """
+
+    def __init__(self, *outside: Iterable[torch.Tensor]) -> None:
+        self._outside = {t.untyped_storage().data_ptr() for ts in outside for t in ts}
+        self._held: dict[int, list[int]] = {}  # address -> [bytes, results using it]
+        self.total = 0
+
+    def add(self, tensor: torch.Tensor) -> None:
+        storage = tensor.untyped_storage()
+        ptr = storage.data_ptr()
+        if ptr in self._outside:
+            return
+        entry = self._held.get(ptr)
+        if entry is None:
+            self._held[ptr] = [storage.nbytes(), 1]
+            self.total += storage.nbytes()
+        else:
+            entry[1] += 1
+
+    def remove(self, tensor: torch.Tensor) -> None:
+        ptr = tensor.untyped_storage().data_ptr()
+        entry = self._held.get(ptr)
+        if entry is None:
+            return
+        entry[1] -= 1
+        if entry[1] == 0:
+            del self._held[ptr]
+            self.total -= entry[0]
 
 
 def _walk_refs(value: Any) -> list[Ref]:

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from genie.ops import Op
 
 __all__ = ["OpContext", "OutputSize", "check_alloc", "check_output", "infer_output",
-           "nbytes_within"]
+           "nbytes_within", "warm_up"]
 
 _META = torch.device("meta")
 _MAX_CACHE = 65536
@@ -169,3 +169,9 @@ def check_output(op: Op, bound: Mapping[str, Any], ctx: OpContext, *,
             f"{str(size.dtype).removeprefix('torch.')} tensor of {size.nbytes} bytes{held}, "
             f"over the server's {ctx.max_alloc_bytes}-byte allocation limit")
     return size
+
+
+def warm_up() -> None:
+    """Pay the first meta dispatch now: it imports torch's Python meta kernels, about
+    1.5 s once per process, which would otherwise land on the first request."""
+    torch.relu(torch.empty(1, device=_META))

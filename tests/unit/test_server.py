@@ -644,6 +644,82 @@ def test_held_budget_refuses_without_evicting(make_server: Callable[..., Backgro
         assert_serving(http)
 
 
+#: Requests that each allocate far more than their body: refused by the allocation cap
+#: (1 MiB here) before anything is allocated.
+OVER_CAP: list[tuple[str, str, dict[str, Any], dict[str, torch.Tensor]]] = [
+    ("repeat", "repeat", {"repeats": [4096, 4096]}, {"x": torch.ones(1)}),
+    ("pad", "pad", {"pad": [0, 16 * 2**20]}, {"x": torch.ones(1)}),
+    ("outer", "outer", {}, {"input": torch.ones(1000), "other": torch.ones(1000)}),
+    ("expand", "expand", {"size": [1024, 1024]}, {"x": torch.ones(1)}),
+    ("broadcasting-add", "add", {}, {"input": torch.ones(1024, 1), "other": torch.ones(1, 1024)}),
+    ("matmul-broadcast", "matmul", {}, {"input": torch.ones(1024, 1, 1), "other": torch.ones(1, 512)}),
+    ("full_like-wider", "full_like", {"fill_value": 1, "dtype": "float64"},
+     {"x": torch.ones(600, 300)}),
+    ("zeros", "zeros", {"size": [1024, 1024]}, {}),
+]
+
+
+@pytest.mark.parametrize(("op", "args", "inputs"), [pytest.param(*c[1:], id=c[0]) for c in OVER_CAP])
+def test_allocation_cap_refuses_ops_that_grow_their_input(
+        make_server: Callable[..., BackgroundServer], op: str, args: dict[str, Any],
+        inputs: dict[str, torch.Tensor]) -> None:
+    srv = make_server(max_held_mb=1)
+    with httpx.Client(base_url=srv.url, timeout=60) as http:
+        resp = http.post("/execute", params={"op": op, "args": json.dumps(args)},
+                         content=st_body(inputs) if inputs else b"")
+        message = assert_error(resp, 422, "invalid_arguments")
+        assert repr(op) in message and "1048576-byte allocation limit" in message
+        # The same op under the cap still runs.
+        small = http.post("/execute", params={"op": "relu"}, content=st_body({"x": X}))
+        assert torch.equal(tensors_of(small)["output"], torch.relu(X))
+        assert_serving(http)
+
+
+def test_allocation_cap_names_the_shape(make_server: Callable[..., BackgroundServer]) -> None:
+    srv = make_server(max_held_mb=1)
+    with httpx.Client(base_url=srv.url, timeout=60) as http:
+        message = assert_error(http.post("/execute", params={
+            "op": "repeat", "args": json.dumps({"repeats": [4096, 4096]})},
+            content=st_body({"x": torch.ones(1)})), 422, "invalid_arguments")
+        assert "[4096, 4096] float32" in message and str(4 * 4096 * 4096) in message
+
+
+def test_allocation_cap_applies_to_every_graph_node(
+        make_server: Callable[..., BackgroundServer]) -> None:
+    srv = make_server(max_held_mb=1)
+    with httpx.Client(base_url=srv.url, timeout=60) as http:
+        # expand is a free view, but contiguous then allocates 4 MiB.
+        graph = {"nodes": [{"id": "e", "op": "expand", "args": [{"input": "x"}, [1024, 1024]]},
+                           {"id": "c", "op": "contiguous", "args": [{"node": "e"}]},
+                           {"id": "s", "op": "sum", "args": [{"node": "c"}]}]}
+        message = assert_error(http.post("/graph", content=graph_body(
+            graph, {"x": torch.ones(1)})), 422, "invalid_arguments")
+        assert "'contiguous'" in message and "[1024, 1024]" in message
+        # A view inside the graph that never needs its own memory is fine.
+        ok = {"nodes": [{"id": "e", "op": "expand", "args": [{"input": "x"}, [1024, 1024]]},
+                        {"id": "s", "op": "sum", "args": [{"node": "e"}]}]}
+        out = tensors_of(http.post("/graph", content=graph_body(ok, {"x": torch.ones(1)})))
+        assert out["s"].item() == 1024 * 1024
+        assert_serving(http)
+
+
+def test_graph_live_results_share_the_allocation_cap(
+        make_server: Callable[..., BackgroundServer]) -> None:
+    srv = make_server(max_held_mb=1)
+    x = torch.ones(100, 1000)  # 400 kB: each result fits, three kept at once do not
+    with httpx.Client(base_url=srv.url, timeout=60) as http:
+        nodes = [{"id": f"n{i}", "op": "mul", "args": [{"input": "x"}, i]} for i in range(3)]
+        message = assert_error(http.post("/graph", content=graph_body(
+            {"nodes": nodes, "outputs": ["n0", "n1", "n2"]}, {"x": x})), 422, "invalid_arguments")
+        assert "'mul'" in message and "already live in this graph" in message
+        # A chain whose intermediates are freed as it goes stays under the cap.
+        chain = [{"id": "n0", "op": "mul", "args": [{"input": "x"}, 2]}] + [
+            {"id": f"n{i}", "op": "add", "args": [{"node": f"n{i - 1}"}, 1]} for i in range(1, 6)]
+        out = tensors_of(http.post("/graph", content=graph_body({"nodes": chain}, {"x": x})))
+        assert torch.equal(out["n5"], x * 2 + 5)
+        assert_serving(http)
+
+
 def test_server_busy_is_503(make_server: Callable[..., BackgroundServer]) -> None:
     srv = make_server(max_inflight=1)
     # A graph long enough to hold the only compute slot while we knock.

@@ -287,7 +287,8 @@ async def execute(request: Request) -> Response:
 
     def work() -> torch.Tensor:
         moved = {k: _to_device(v, state.device) for k, v in kwargs.items()}
-        return op(op.bind((), moved), state.op_ctx)
+        # Within the allocation cap, checked on meta before anything is allocated.
+        return op.run(op.bind((), moved), state.op_ctx)
 
     result = await run_compute(request, timing, work)
     encoded = encode_outputs({"output": result}, timing)
