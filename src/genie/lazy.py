@@ -30,14 +30,15 @@ The first capture in a process costs about a second: torch loads its meta
 kernels lazily.  After that a captured op costs ~10 µs (benchmarks/capture_overhead.py).
 
 Semantics worth knowing: in-place ops (``add_``, ``relu_``, ``x += y``) rebind the
-tensor they are called on to a new node (functionalization); an in-place op on a
-view whose base is still alive is refused, because the base would not see it;
-the other way round is not tracked (a view or ``detach()`` taken before an in-place
-change to its base keeps the old values, where eager PyTorch would share them).
+tensor they are called on to a new node (functionalization).  So an in-place op on
+a tensor that shares data with another live one (a view and its base, a
+``detach()``/``.data`` alias) is refused with ``UnsupportedOpError``: eager PyTorch
+would change both, and rebinding one would leave the other stale.  Which results are
+views is what torch itself decides on meta (``t[0:2]`` is, ``t[idx]`` is not).
 Values handed out (``materialize()``, ``.cpu()``, ``.numpy()``) are fresh copies, as
 a CUDA tensor's ``.cpu()`` is; the cached value stays private, because later graphs
-send it.  Inline inputs (``genie.remote(t)``, local tensors mixed into an op) are read when
-the graph is sent, not when it is captured.
+send it.  Inline inputs (``genie.remote(t)``, local tensors mixed into an op) are
+read when the graph is sent, not when it is captured.
 """
 
 from __future__ import annotations
@@ -137,7 +138,7 @@ class LazyTensor(torch.Tensor):
 
     _node: Node
     _spec: Spec
-    _view_base: weakref.ref[LazyTensor] | None
+    _sharers: _Sharers | None
 
     @staticmethod
     def __new__(cls, *args: Any, **kwargs: Any) -> LazyTensor:
@@ -184,12 +185,47 @@ class LazyTensor(torch.Tensor):
         return self._node.value is not None
 
 
-def make_lazy(node: Node, spec: Spec, view_base: LazyTensor | None = None) -> LazyTensor:
+class _Sharers:
+    """The live LazyTensors that name one storage in eager terms: a tensor, its views
+    and its ``detach()``/``.data`` aliases.
+
+    Nodes are immutable, so an in-place op rebinds only the tensor it is called on;
+    the others would keep the old value where eager PyTorch shares the change.  So
+    an in-place op is refused while any other member is alive.  Weak references: a
+    view the user dropped no longer counts.  Made only when a view or alias is.
+    """
+
+    __slots__ = ("limit", "refs")
+
+    def __init__(self, first: LazyTensor) -> None:
+        self.refs = [weakref.ref(first)]
+        self.limit = 16
+
+    def add(self, t: LazyTensor) -> None:
+        if len(self.refs) >= self.limit:  # prune dead views; amortized O(1) per add
+            self.refs = [r for r in self.refs if r() is not None]
+            self.limit = max(16, 2 * len(self.refs))
+        self.refs.append(weakref.ref(t))
+
+    def others(self, t: LazyTensor) -> int:
+        """How many members other than ``t`` are alive."""
+        return sum(1 for r in self.refs if (m := r()) is not None and m is not t)
+
+
+def make_lazy(node: Node, spec: Spec, shares_with: LazyTensor | None = None) -> LazyTensor:
+    """A LazyTensor on ``node``; ``shares_with`` makes it a view/alias of that tensor."""
     t: LazyTensor = torch.Tensor._make_wrapper_subclass(  # type: ignore[attr-defined]
         LazyTensor, spec[0], strides=spec[1], dtype=spec[2], device=REMOTE_DEVICE)
     t._node = node
     t._spec = spec
-    t._view_base = weakref.ref(view_base) if view_base is not None else None
+    if shares_with is None:
+        t._sharers = None
+    else:
+        group = shares_with._sharers
+        if group is None:
+            group = shares_with._sharers = _Sharers(shares_with)
+        group.add(t)
+        t._sharers = group
     return t
 
 
@@ -260,7 +296,7 @@ def lift(tensor: torch.Tensor) -> LazyTensor:
 
 # --- capture ---
 
-_meta_cache: dict[Any, Spec] = {}
+_meta_cache: dict[Any, tuple[Spec, bool]] = {}
 
 
 def _scan(value: Any, deps: list[Node]) -> tuple[Any, Any]:
@@ -307,12 +343,13 @@ def _to_meta(value: Any) -> Any:
     return value
 
 
-def infer(op: Op, bound: Mapping[str, Any], key: Any) -> Spec:
-    """Shape, strides and dtype of ``op`` on ``bound``: the registry op run on meta.
+def infer(op: Op, bound: Mapping[str, Any], key: Any) -> tuple[Spec, bool]:
+    """(shape/strides/dtype, shares its first input's storage) of ``op`` on ``bound``:
+    the registry op run on meta, which makes a view exactly where eager torch would.
     Cached under ``key``; ``None`` (an unhashable argument) runs it uncached."""
-    spec = _meta_cache.get(key) if key is not None else None
-    if spec is not None:
-        return spec
+    hit = _meta_cache.get(key) if key is not None else None
+    if hit is not None:
+        return hit
     metas = {k: _to_meta(v) for k, v in bound.items()}
     if op.factory and metas.get("seed") is not None:
         metas["seed"] = None  # the seed changes values, never the shape
@@ -323,14 +360,18 @@ def infer(op: Op, bound: Mapping[str, Any], key: Any) -> Spec:
                                    f"running it ({exc}); materialize the inputs first") from exc
     if not isinstance(out, torch.Tensor):
         raise InvalidArgumentError(f"op {op.name!r} did not produce a tensor")
-    spec = (tuple(out.shape), tuple(out.stride()), out.dtype)
+    first = metas.get(op.params[0].name) if op.params else None
+    shares = first is not None and (out is first or (out._is_view() and out._base is first))
+    result = ((tuple(out.shape), tuple(out.stride()), out.dtype), shares)
     if key is not None:
         if len(_meta_cache) >= _MAX_META_CACHE:
             _meta_cache.clear()
-        _meta_cache[key] = spec
-    return spec
+        _meta_cache[key] = result
+    return result
 
 
+#: Ops whose in-place method (``t_``, ``squeeze_``) reshapes in place: not captured.
+#: (Which results are views is decided by meta inference, see ``infer``.)
 VIEW_OPS = frozenset({"getitem", "view", "reshape", "expand", "permute", "transpose", "t",
                       "narrow", "select", "squeeze", "unsqueeze", "flatten", "unflatten",
                       "real", "imag"})
@@ -361,7 +402,7 @@ def record(op: Op, args: Sequence[Any], kwargs: Mapping[str, Any], *,
         hash(key)
     except TypeError:
         key = None
-    spec = infer(op, bound, key)
+    spec, shares = infer(op, bound, key)
     client = None
     for dep in deps:  # computed from a tensor made with client=: runs there too
         if dep.client is not None:
@@ -369,29 +410,31 @@ def record(op: Op, args: Sequence[Any], kwargs: Mapping[str, Any], *,
             break
     node = Node(op, node_kwargs, tuple(deps), client=client)
     first = bound.get(op.params[0].name) if op.params else None
-    base = first if op.name in VIEW_OPS and isinstance(first, LazyTensor) else None
     if not inplace:
-        return make_lazy(node, spec, base)
-    return _rebind(op, first, node, spec)
+        return make_lazy(node, spec, first if shares and isinstance(first, LazyTensor) else None)
+    return _rebind(f"{op.name}_", first, node, spec)
 
 
-def _rebind(op: Op, target: Any, node: Node, spec: Spec) -> LazyTensor:
-    """Functionalize an in-place op: ``target`` now names the op's result."""
+def _rebind(name: str, target: Any, node: Node, spec: Spec) -> LazyTensor:
+    """Functionalize in-place ``name`` (``add_``): ``target`` now names the result."""
     if not isinstance(target, LazyTensor):
-        raise UnsupportedOpError(f"in-place {op.name}_ on a local tensor with a remote operand "
+        raise UnsupportedOpError(f"in-place {name} on a local tensor with a remote operand "
                                  "is not supported; use the out-of-place form")
-    base = target._view_base() if target._view_base is not None else None
-    if base is not None:
+    group = target._sharers
+    if group is not None and group.others(target):
         raise UnsupportedOpError(
-            f"in-place {op.name}_ on a view of another LazyTensor that is still in use: the "
-            "base would not see the change. Use the out-of-place form (y = y.op(...))")
+            f"in-place {name} on a LazyTensor that shares its data with another live "
+            "tensor (a view such as t[0:2] or t.reshape(...), its base, or a detach()/.data "
+            "alias): eager PyTorch would change both, a LazyTensor only the one it is called "
+            f"on. Use the out-of-place form (t = t.{name.rstrip('_')}(...)), or .clone() the "
+            "view first")
     shape, _, dtype = target._spec
     if spec[0] != shape:
-        raise InvalidArgumentError(f"in-place {op.name}_: output with shape {list(shape)} "
+        raise InvalidArgumentError(f"in-place {name}: output with shape {list(shape)} "
                                    f"doesn't match the broadcast shape {list(spec[0])}")
     if spec[2] != dtype:
         if not torch.can_cast(spec[2], dtype):
-            raise InvalidArgumentError(f"in-place {op.name}_: result type {spec[2]} can't be "
+            raise InvalidArgumentError(f"in-place {name}: result type {spec[2]} can't be "
                                        f"cast to the desired output type {dtype}")
         cast = REGISTRY["to"]
         node = Node(cast, {"input": node, "dtype": dtype}, (node,), client=node.client)
@@ -401,7 +444,12 @@ def _rebind(op: Op, target: Any, node: Node, spec: Spec) -> LazyTensor:
 
 
 def alias(t: LazyTensor) -> LazyTensor:
-    """A new LazyTensor naming the same node (``detach``, ``nn.Parameter(t)``)."""
+    """A new LazyTensor sharing ``t``'s data (``detach``, ``.data``, ``nn.Parameter(t)``)."""
+    return make_lazy(t._node, t._spec, t)
+
+
+def copy_of(t: LazyTensor) -> LazyTensor:
+    """An independent copy (``copy.deepcopy``): the same node, which never changes."""
     return make_lazy(t._node, t._spec)
 
 

@@ -24,6 +24,7 @@ from genie.lazy import (
     REGISTRY,
     LazyTensor,
     alias,
+    copy_of,
     is_remote_device,
     lift,
     local_value,
@@ -340,10 +341,8 @@ def _copy(func: Any, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Any:
                                  "dst.copy_(src.materialize())")
     src = src if isinstance(src, LazyTensor) else lift(src)
     shape, _, dtype = dst._spec
-    expanded = record(REGISTRY["expand"], (src, list(shape)), {})
-    return record(REGISTRY["to"], (expanded, dtype), {}, inplace=True) \
-        if dst._view_base is None else lazy._rebind(REGISTRY["to"], dst, expanded._node,
-                                                    expanded._spec)
+    value = _cast(record(REGISTRY["expand"], (src, list(shape)), {}), dtype)
+    return lazy._rebind("copy_", dst, value._node, value._spec)
 
 
 def _type(func: Any, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Any:
@@ -402,7 +401,7 @@ def special_handlers() -> dict[Any, Handler]:
         T.chunk: _pieces, torch.chunk: _pieces, T.split: _pieces, torch.split: _pieces,
         T.unbind: _pieces, torch.unbind: _pieces,
         T.fill_: _fill, T.zero_: _zero, T.copy_: _copy, T.type: _type,
-        T.__deepcopy__: lambda func, args, kwargs: alias(args[0]),
+        T.__deepcopy__: lambda func, args, kwargs: copy_of(args[0]),
         T.new_zeros: _new_factory("zeros"), T.new_ones: _new_factory("ones"),
         T.new_empty: _new_factory("empty"), T.new_full: _new_factory("full"),
         torch.zeros_like: _like("zeros_like"), torch.ones_like: _like("ones_like"),

@@ -203,6 +203,54 @@ def test_inplace_on_a_live_view_is_refused(client: genie.Client) -> None:
     assert t.tolist() == [3.0] * 6
 
 
+def test_views_and_aliases_never_go_stale(client: genie.Client) -> None:
+    """An in-place op on a tensor that shares data with a live view or alias is refused
+    (eager would change both); once nothing shares it, the op runs and matches eager."""
+    eager = torch.zeros(3)
+    b = genie.remote(eager.clone())
+    v = b[0:2]
+    with pytest.raises(genie.UnsupportedOpError, match=r"view.*out-of-place.*clone\(\)"):
+        b.add_(5)
+    with pytest.raises(genie.UnsupportedOpError, match="view"):
+        v.add_(5)  # the other way round
+    assert b.tolist() == [0.0] * 3 and v.tolist() == [0.0] * 2  # the refused op changed nothing
+    v2 = b[0:2][0]  # a view of a view still shares b's data
+    del v
+    with pytest.raises(genie.UnsupportedOpError):
+        b.add_(5)
+    del v2
+    b.add_(5)  # nothing shares it any more
+    eager.add_(5)
+    assert b.tolist() == eager.tolist()
+
+    d = b.detach()
+    with pytest.raises(genie.UnsupportedOpError, match="alias"):
+        b.mul_(2)
+    with pytest.raises(genie.UnsupportedOpError, match="alias"):
+        d.mul_(2)
+    with pytest.raises(genie.UnsupportedOpError, match="alias"):
+        b.data.mul_(2)  # .data is an alias too
+    assert d.tolist() == eager.tolist()
+    del d
+    # copies are not views: eager leaves them alone, so does a LazyTensor
+    kept, picked, snapshot = b[1:].clone(), b[torch.tensor([0, 2])], copy.deepcopy(b)
+    eager_kept, eager_picked = eager[1:].clone(), eager[torch.tensor([0, 2])]
+    b.mul_(2)
+    eager.mul_(2)
+    got = genie.materialize(b, kept, picked, snapshot)
+    for g, e in zip(got, (eager, eager_kept, eager_picked, eager / 2), strict=True):
+        assert_close(g, e)
+
+
+def test_copy_into_a_lazy_tensor_changes_it(client: genie.Client) -> None:
+    dst, eager = genie.remote(torch.zeros(2, 3)), torch.zeros(2, 3)
+    src = torch.arange(3)  # broadcast, and cast from int64 to float32
+    assert dst.copy_(src) is dst
+    eager.copy_(src)
+    assert dst.dtype == torch.float32
+    assert_close(dst.materialize(), eager)
+
+
 def test_slicing_and_indexing_match_eager(client: genie.Client) -> None:
     x = randn(4, 5, 6)
     idx = torch.tensor([3, 0, 2])
@@ -348,8 +396,8 @@ def test_meta_inference_without_a_cache_key_caches_nothing() -> None:
     x = genie.remote(torch.ones(2, 3))
     before = len(genie.lazy._meta_cache)
     for _ in range(3):
-        spec = genie.lazy.infer(genie.lazy.REGISTRY["relu"], {"input": x}, None)
-        assert spec == ((2, 3), (3, 1), torch.float32)
+        spec, shares = genie.lazy.infer(genie.lazy.REGISTRY["relu"], {"input": x}, None)
+        assert spec == ((2, 3), (3, 1), torch.float32) and not shares
     assert len(genie.lazy._meta_cache) == before
 
 
