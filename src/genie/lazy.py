@@ -415,11 +415,8 @@ def record(op: Op, args: Sequence[Any], kwargs: Mapping[str, Any], *,
     return _rebind(f"{op.name}_", first, node, spec)
 
 
-def _rebind(name: str, target: Any, node: Node, spec: Spec) -> LazyTensor:
-    """Functionalize in-place ``name`` (``add_``): ``target`` now names the result."""
-    if not isinstance(target, LazyTensor):
-        raise UnsupportedOpError(f"in-place {name} on a local tensor with a remote operand "
-                                 "is not supported; use the out-of-place form")
+def check_unshared(name: str, target: LazyTensor) -> None:
+    """Refuse in-place ``name`` on ``target`` while a view or alias of its data lives."""
     group = target._sharers
     if group is not None and group.others(target):
         raise UnsupportedOpError(
@@ -428,6 +425,14 @@ def _rebind(name: str, target: Any, node: Node, spec: Spec) -> LazyTensor:
             "alias): eager PyTorch would change both, a LazyTensor only the one it is called "
             f"on. Use the out-of-place form (t = t.{name.rstrip('_')}(...)), or .clone() the "
             "view first")
+
+
+def _rebind(name: str, target: Any, node: Node, spec: Spec) -> LazyTensor:
+    """Functionalize in-place ``name`` (``add_``): ``target`` now names the result."""
+    if not isinstance(target, LazyTensor):
+        raise UnsupportedOpError(f"in-place {name} on a local tensor with a remote operand "
+                                 "is not supported; use the out-of-place form")
+    check_unshared(name, target)
     shape, _, dtype = target._spec
     if spec[0] != shape:
         raise InvalidArgumentError(f"in-place {name}: output with shape {list(shape)} "
@@ -628,6 +633,11 @@ def release(*tensors: torch.Tensor) -> None:
         client = resolve_client(node.client)
         client.delete(node.handle)
         node.handle = None
+
+
+def fetch(*tensors: LazyTensor) -> None:
+    """Fetch the values of ``tensors`` into the cache in one request, handing out nothing."""
+    _run(_nodes(tensors), [], None)
 
 
 def local_value(t: LazyTensor) -> torch.Tensor:

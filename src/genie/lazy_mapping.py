@@ -13,8 +13,10 @@ one op with the same arguments (``Tensor.to``, ``max(dim=...)``, ``__rsub__``,
 Anything else raises ``UnsupportedOpError`` naming the function, unless the
 caller opted in with ``genie.capture(fallback="local")``: then the inputs are
 materialized, the function runs locally, and its tensor results travel back as
-inline inputs; each such function is logged once.  (An in-place function run
-that way changes the fetched value, which later graphs send inline.)
+inline inputs; each such function is logged once.  It runs on copies of the
+fetched values; an input it changed in place is rebound to the new value, and a
+result that is a view of an input counts as one (see ``genie.lazy``: in-place ops
+on data a live view or alias shares are refused).
 
 Two calls fetch a value on their own, because their result's shape depends on
 data: indexing with a boolean mask (``x[x > 0]``: the mask is materialized, then
@@ -34,7 +36,7 @@ import torch.nn.functional as F
 
 from genie import lazy
 from genie.errors import UnsupportedOpError
-from genie.lazy import REGISTRY, LazyTensor, local_value, materialize, record
+from genie.lazy import REGISTRY, LazyTensor, local_value, record
 from genie.lazy_handlers import GETTERS, Handler, OpCall, func_name, special_handlers
 from genie.ops import Op
 
@@ -74,12 +76,17 @@ def _local_fallback(func: Any, args: Sequence[Any], kwargs: Mapping[str, Any]) -
                 collect(x)
     collect(args)
     collect(kwargs)
-    if found:
-        materialize(*found)
+    lazy.fetch(*found)
+    # The function gets private copies: the cache is what later graphs send, and a
+    # view of a LazyTensor must not change behind its back.
+    copies: dict[int, tuple[LazyTensor, torch.Tensor]] = {}
+    for t in found:
+        if id(t) not in copies:
+            copies[id(t)] = (t, local_value(t).clone())
 
     def local(v: Any) -> Any:
         if isinstance(v, LazyTensor):
-            return v._node.value if v._node.value is not None else local_value(v)
+            return copies[id(v)][1]
         if isinstance(v, list):
             return [local(x) for x in v]
         if isinstance(v, tuple):
@@ -88,11 +95,33 @@ def _local_fallback(func: Any, args: Sequence[Any], kwargs: Mapping[str, Any]) -
             return {k: local(x) for k, x in v.items()}
         return v
 
-    result = func(*local(list(args)), **local(dict(kwargs)))
+    local_args, local_kwargs = local(list(args)), local(dict(kwargs))
+    versions = {key: copy._version for key, (_, copy) in copies.items()}
+    result = func(*local_args, **local_kwargs)
+    # What it changed in place is rebound to the new value, as a captured in-place op
+    # is: refused while a view or alias of it is alive, since those would go stale.
+    changed = [(t, copy) for key, (t, copy) in copies.items() if copy._version != versions[key]]
+    short = getattr(func, "__name__", name)
+    for t, _ in changed:
+        lazy.check_unshared(short, t)
+    for t, copy in changed:
+        lazy._rebind(short, t, lazy.Node(None, None, (), value=copy, client=t._node.client),
+                     (tuple(copy.shape), tuple(copy.stride()), copy.dtype))
+    client = next((t._node.client for t in found if t._node.client is not None),
+                  lazy.scoped_client.get())
 
     def back(v: Any) -> Any:
         if isinstance(v, torch.Tensor) and not isinstance(v, LazyTensor):
-            return lazy.remote(v)
+            owner = None
+            for t, copy in copies.values():
+                if v is copy:
+                    return t  # an in-place function returned its input
+                if v.numel() and copy.numel() and (v.untyped_storage().data_ptr()
+                                                   == copy.untyped_storage().data_ptr()):
+                    owner = t  # a view of an input: tracked as one (see lazy._Sharers)
+            shape = tuple(v.shape)
+            return lazy.make_lazy(lazy.Node(None, None, (), value=v, client=client),
+                                  (shape, lazy._contiguous_strides(shape), v.dtype), owner)
         if isinstance(v, (list, tuple)) and not hasattr(v, "_fields"):
             return type(v)(back(x) for x in v)
         return v

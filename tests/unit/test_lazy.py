@@ -502,6 +502,30 @@ def test_local_fallback_is_opt_in_and_logged_once(
         genie.capture(fallback="silently")
 
 
+def test_local_fallback_keeps_in_place_and_view_semantics(client: genie.Client) -> None:
+    """A function run locally works on copies: an in-place one rebinds the tensor it
+    changed (never the user's input or the cache), a view it returns is tracked."""
+    t = torch.zeros(3, 3)
+    eager = t.clone()
+    with genie.capture(fallback="local"):
+        x = genie.remote(t)
+        assert x.fill_diagonal_(5) is x
+        eager.fill_diagonal_(5)
+        assert x.tolist() == eager.tolist() and t.tolist() == [[0.0] * 3] * 3
+        d = x.diagonal()
+        assert d.tolist() == eager.diagonal().tolist()
+        with pytest.raises(genie.UnsupportedOpError, match="view"):
+            x.add_(1)  # eager would change d too
+        alias = x.detach()
+        with pytest.raises(genie.UnsupportedOpError, match="alias"):
+            x.fill_diagonal_(0)
+        assert x.tolist() == eager.tolist() == alias.tolist()
+        del d, alias
+        x.add_(1)
+        eager.add_(1)
+    assert_close(x.materialize(), eager)
+
+
 def test_no_server_configured_names_the_three_ways(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("GENIE_SERVER_URL", raising=False)
     genie.disconnect()
