@@ -16,6 +16,11 @@ How a record is made and travels:
   adds the record to the session and rewrites the result file atomically.
 * A test interrupted by Ctrl-C gets no teardown report; the session end records it
   as ERROR, so the file still holds every test that ran.
+* Under xdist, a worker also puts ``genie_started`` (name, kinds, start) on the setup
+  report.  The controller keeps it until the record arrives; if the worker dies first,
+  xdist's crash report (``pytest_handlecrashitem``, which carries no markers) turns it
+  into an ERROR record saying the worker crashed.  A worker dying during *setup* sends
+  nothing the controller could recognise as a documented test, so that one is not recorded.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ from pytest_genie.state import (
     SERVER_URL_KEY,
     STATE_KEY,
     GenieState,
+    OnWorker,
     Pending,
 )
 from pytest_genie.terminal import write_summary
@@ -89,6 +95,11 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def _kinds(item: pytest.Item) -> list[str]:
     return [kind for kind in KINDS if item.get_closest_marker(kind) is not None]
+
+
+def _gateway_id(node: Any) -> str:
+    """An xdist worker's id ("gw0"), from its WorkerController."""
+    return str(getattr(getattr(node, "gateway", None), "id", "?"))
 
 
 def _record_name(item: pytest.Item) -> str:
@@ -172,6 +183,10 @@ class GeniePlugin:
             item.stash[PENDING_KEY] = Pending(name=_record_name(item), kinds=_kinds(item),
                                               start=call.start)
             self.state.in_flight[item.nodeid] = (item, item.stash[PENDING_KEY])
+            if self.state.is_worker:  # lets the controller record it if this worker dies
+                report.genie_started = {  # type: ignore[attr-defined]
+                    "name": _record_name(item), "kinds": _kinds(item), "timestamp": iso_utc(call.start),
+                    "server_url": self.config.stash.get(SERVER_URL_KEY, None)}
         pending = item.stash.get(PENDING_KEY, None)
         if pending is None:
             return report
@@ -200,14 +215,69 @@ class GeniePlugin:
     # ---- results (on the process that writes: never an xdist worker) --------------
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if self.state.results is None:
+            return
+        started = getattr(report, "genie_started", None)
+        if started:  # xdist controller: a worker began a recorded test
+            self.state.on_workers[report.nodeid] = OnWorker(
+                started=dict(started), seen=time.monotonic(),
+                phase="call" if report.passed else "teardown")
+        on_worker = self.state.on_workers.get(report.nodeid)
+        if on_worker is not None and report.when == "call":
+            on_worker.seen, on_worker.phase = time.monotonic(), "teardown"
+            on_worker.call_ms = report.duration * 1000.0
         data = getattr(report, "genie_record", None)
-        if not data or self.state.results is None:
+        if data:
+            self.state.on_workers.pop(report.nodeid, None)
+            self._add(TestRecord.from_wire(data))
+
+    def _add(self, record: TestRecord) -> None:
+        if self.state.results is None:  # an xdist worker: the controller writes
             return
         try:
-            self.state.results.add(TestRecord.from_wire(data))
+            self.state.results.add(record)
         except OSError as exc:  # keep testing; the summary and the exit status say it
             if self.state.write_error is None:
                 self.state.write_error = f"{type(exc).__name__}: {exc}"
+
+    # ---- xdist: a worker that dies mid-test (on the controller) ----------------------
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_testnodedown(self, node: Any, error: object | None) -> None:
+        """Called before xdist reports the crashed item: keep why the worker went down."""
+        if error is not None:
+            self.state.worker_errors[_gateway_id(node)] = _clip(str(error))
+
+    @pytest.hookimpl(optionalhook=True, trylast=True)
+    def pytest_handlecrashitem(self, crashitem: str, report: pytest.TestReport, sched: Any) -> None:
+        """xdist's report of the test a dead worker was running (no markers, no record).
+
+        ``trylast``: a rerun plugin may have rescheduled it (outcome no longer "failed");
+        then the new run's reports decide.
+        """
+        del sched
+        on_worker = self.state.on_workers.get(crashitem)
+        if on_worker is None or self.state.results is None or report.outcome != "failed":
+            return
+        del self.state.on_workers[crashitem]
+        why = str(report.longrepr or f"worker crashed while running {crashitem!r}")
+        down = self.state.worker_errors.get(_gateway_id(getattr(report, "node", None)))
+        error = f"{why} (during {on_worker.phase}; worker down: {down or 'no reason given'})"
+        self._add(self._worker_record(on_worker, _clip(error)))
+
+    def _worker_record(self, on_worker: OnWorker, error: str) -> TestRecord:
+        """ERROR record of a test whose worker never sent its own.  timing_ms: the call
+        phase if it finished, else the time until the controller heard of the end."""
+        started = on_worker.started
+        call_ms = on_worker.call_ms
+        details = {"error": error}
+        if call_ms is None:
+            call_ms = (time.monotonic() - on_worker.seen) * 1000.0
+            details["timing_note"] = "timing_ms is an upper bound: until the controller saw the test end"
+        return TestRecord(name=str(started["name"]), status="ERROR", details=details,
+                          timing_ms=round(call_ms, 3), timestamp=str(started["timestamp"]),
+                          kinds=[str(k) for k in started.get("kinds", [])],
+                          server_url=started.get("server_url"))
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
@@ -217,6 +287,11 @@ class GeniePlugin:
         for item, pending in list(self.state.in_flight.values()):
             with contextlib.suppress(OSError):  # a write error is already noted
                 results.add(self._finish(item, pending))  # interrupted mid-test
+        for nodeid, on_worker in list(self.state.on_workers.items()):  # xdist, interrupted
+            error = (f"the worker running {nodeid!r} stopped during {on_worker.phase} "
+                     "before reporting the result (run interrupted?)")
+            self._add(self._worker_record(on_worker, error))
+        self.state.on_workers.clear()
         if self.state.write_error is not None and session.exitstatus == pytest.ExitCode.OK:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
         if self.state.options.report:

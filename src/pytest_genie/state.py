@@ -15,8 +15,8 @@ import pytest
 from pytest_genie.options import GenieOptions
 from pytest_genie.results import ResultsSession
 
-__all__ = ["DETAILS_KEY", "PENDING_KEY", "SERVER_URL_KEY", "STATE_KEY", "GenieState", "Pending",
-           "get_state"]
+__all__ = ["DETAILS_KEY", "PENDING_KEY", "SERVER_URL_KEY", "STATE_KEY", "GenieState", "OnWorker",
+           "Pending", "get_state"]
 
 
 @dataclass
@@ -35,6 +35,23 @@ class Pending:
 
 
 @dataclass
+class OnWorker:
+    """On the xdist controller: a recorded test that a worker started and has not finished.
+
+    A worker that dies mid-test sends no teardown report, so no record; this is what the
+    controller knows to record it as ERROR instead of losing it.
+    """
+
+    #: Sent by the worker on the setup report: name, kinds, timestamp, server_url.
+    started: dict[str, Any]
+    #: ``time.monotonic()`` on the controller when the latest phase report arrived.
+    seen: float
+    #: The latest phase reported ("setup" or "call"): the crash happened in the next one.
+    phase: str = "setup"
+    call_ms: float | None = None
+
+
+@dataclass
 class GenieState:
     """The session's options, and (on the process that writes) its results."""
 
@@ -45,6 +62,10 @@ class GenieState:
     report_files: list[Path] = field(default_factory=list)
     report_error: str | None = None
     write_error: str | None = None
+    #: xdist controller only: recorded tests in progress on workers, by node id.
+    on_workers: dict[str, OnWorker] = field(default_factory=dict)
+    #: xdist controller only: why each worker went down (``pytest_testnodedown``), by gateway id.
+    worker_errors: dict[str, str] = field(default_factory=dict)
 
 
 STATE_KEY = pytest.StashKey[GenieState]()

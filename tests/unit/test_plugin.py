@@ -514,6 +514,79 @@ def test_xdist_controller_writes_one_complete_file(pytester: pytest.Pytester) ->
     result.stdout.fnmatch_lines(["*= Genie =*", "Client-side tests [[]client_side[]]*: 6 pass"])
 
 
+CRASHES = """
+import os, pytest
+
+@pytest.mark.client
+def test_first(genie_record):
+    genie_record["ok"] = True
+
+@pytest.mark.server
+@pytest.mark.parametrize("how", ["exit", "abort"])
+def test_crash(how, genie_record):
+    genie_record["lost"] = True  # the worker dies with it
+    os._exit(1) if how == "exit" else os.abort()
+
+def test_unmarked_crash():
+    os._exit(1)
+
+@pytest.mark.client
+def test_after(genie_record):
+    genie_record["ok"] = True
+"""
+
+
+def test_xdist_worker_crash_is_recorded_as_error(pytester: pytest.Pytester) -> None:
+    """A documented test that kills its xdist worker (os._exit, a native abort) is in the
+    file as ERROR saying so; the replacement worker's tests are recorded as usual."""
+    pytester.makepyfile(CRASHES)
+    results = pytester.path / "results"
+    result = pytester.runpytest_subprocess("-n", "2", "-p", "no:cacheprovider",
+                                           f"--genie-results-dir={results}")
+    result.assert_outcomes(passed=2, failed=3)
+    (folder,) = _session_folders(results)
+    server = _load(folder, "server")
+    check_schema(server, "server_side")
+    crashed = _by_name(server)
+    assert set(crashed) == {"crash[exit]", "crash[abort]"}  # the unmarked crash is not recorded
+    for name, test in crashed.items():
+        assert test["status"] == "ERROR", name
+        error = test["details"]["error"]
+        assert "crashed while running" in error and f"test_crash[{name[6:-1]}]" in error
+        assert "during call" in error and "worker down:" in error
+        assert "lost" not in test["details"]
+        assert test["timing_ms"] >= 0 and "upper bound" in test["details"]["timing_note"]
+        assert datetime.fromisoformat(test["timestamp"]).utcoffset() is not None
+    client = _load(folder, "client")
+    check_schema(client, "client_side")
+    assert {(t["name"], t["status"]) for t in client["tests"]} == {("first", "PASS"), ("after", "PASS")}
+    result.stdout.fnmatch_lines(["*= Genie =*", "Server-side tests*2 error*"])
+
+
+def test_sigint_under_xdist_records_the_tests_in_flight_on_workers(pytester: pytest.Pytester) -> None:
+    """Ctrl-C to the xdist controller mid-test: the file holds the test that was running."""
+    started = pytester.path / "started"
+    pytester.makepyfile(STOPS.format(
+        stop=f"open({str(started)!r}, 'w').close()\n    import time\n    time.sleep(60)"))
+    results = pytester.path / "results"
+    proc = pytester.popen([sys.executable, "-m", "pytest", "-n", "1", "-p", "no:cacheprovider",
+                           f"--genie-results-dir={results}"], stdin=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while not started.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert started.exists(), proc.communicate()
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    doc = _load(_session_folders(results)[0], "client")
+    check_schema(doc, "client_side")
+    assert [(t["name"], t["status"]) for t in doc["tests"]] == [("first", "PASS"), ("second", "ERROR")], out
+    assert "stopped during call" in doc["tests"][1]["details"]["error"]
+
+
 def test_json_report_metadata_holds_the_record(pytester: pytest.Pytester) -> None:
     pytest.importorskip("pytest_jsonreport")
     pytester.makepyfile(test_mixed=MIXED)
