@@ -253,7 +253,9 @@ _KEEPDIM = Param("keepdim", BOOL, False)
 
 
 def _unary(name: str, fn: Callable[[torch.Tensor], torch.Tensor]) -> Op:
-    return Op(name, lambda input: fn(input), (_T,))
+    inplace = _INPLACE.get(name)
+    return Op(name, lambda input: fn(input), (_T,),
+              inplace=None if inplace is None else (lambda input: inplace(input)))
 
 
 def _binary(name: str, fn: Callable[..., torch.Tensor]) -> Op:
@@ -291,6 +293,24 @@ _BINARY: dict[str, Callable[..., torch.Tensor]] = {
 }
 
 
+#: In-place forms of unary ops: the same kernels writing over their input, so a
+#: server that owns the input (decoded from this request's body) skips allocating
+#: and page-faulting a fresh result, the dominant cost for large tensors.  Used only
+#: on contiguous floating inputs, where every one of these keeps the dtype; the
+#: results are bit-identical to the out-of-place op (tests/unit/test_ops.py).
+_INPLACE: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    **{name: getattr(torch.Tensor, f"{name}_") for name in (
+        "relu", "sigmoid", "tanh", "abs", "neg", "exp", "exp2", "expm1", "log", "log2",
+        "log10", "log1p", "sqrt", "rsqrt", "square", "sin", "cos", "tan", "asin", "acos",
+        "atan", "sinh", "cosh", "erf", "erfc", "reciprocal", "sign", "floor", "ceil",
+        "round", "trunc", "frac")},
+    "silu": lambda t: F.silu(t, inplace=True), "mish": lambda t: F.mish(t, inplace=True),
+    "hardswish": lambda t: F.hardswish(t, inplace=True),
+    "hardsigmoid": lambda t: F.hardsigmoid(t, inplace=True),
+    "relu6": lambda t: F.relu6(t, inplace=True), "selu": lambda t: F.selu(t, inplace=True),
+}
+
+
 def _build() -> dict[str, Op]:
     ops: list[Op] = [_unary(n, f) for n, f in _UNARY.items()]
     ops += [_binary(n, f) for n, f in _BINARY.items()]
@@ -314,7 +334,9 @@ def _build() -> dict[str, Op]:
         Op("lerp", lambda input, end, weight: torch.lerp(input, end, weight),
            (_T, Param("end", TENSOR), Param("weight", TENSOR_OR_NUMBER))),
         Op("gelu", lambda input, approximate: F.gelu(input, approximate=approximate),
-           (_T, Param("approximate", choice("none", "tanh"), "none"))),
+           (_T, Param("approximate", choice("none", "tanh"), "none")),
+           inplace=lambda input, approximate: torch.ops.aten.gelu_(
+               input, approximate=approximate)),
         Op("leaky_relu", lambda input, negative_slope: F.leaky_relu(input, negative_slope),
            (_T, Param("negative_slope", NUMBER, 0.01))),
         Op("elu", lambda input, alpha: F.elu(input, alpha), (_T, Param("alpha", NUMBER, 1.0))),

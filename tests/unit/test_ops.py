@@ -497,3 +497,58 @@ def test_random_arguments_never_escape_the_error_tree(data: st.DataObject) -> No
     except InvalidArgumentError:
         return  # 422, with its subclasses: what the server answers
     assert isinstance(out, torch.Tensor), name
+
+
+# --- in-place forms: the server may write a result over a body tensor it owns ---------
+
+INPLACE_OPS = sorted(name for name, op in REGISTRY.items() if op.inplace is not None)
+FLOATS = (torch.float32, torch.float64, torch.bfloat16, torch.float16)
+
+
+def _raw(t: torch.Tensor) -> torch.Tensor:
+    """The bits, so NaN payloads and -0.0 compare exactly."""
+    return t.contiguous().reshape(-1).view(torch.uint8)
+
+
+def test_the_common_unary_ops_have_in_place_forms() -> None:
+    assert {"relu", "sigmoid", "tanh", "abs", "neg", "exp", "log", "sqrt", "silu",
+            "gelu"} <= set(INPLACE_OPS)
+
+
+@pytest.mark.parametrize("dtype", FLOATS, ids=str)
+@pytest.mark.parametrize("name", INPLACE_OPS)
+def test_in_place_run_is_bit_identical_and_reuses_the_input(name: str, dtype: torch.dtype) -> None:
+    op = REGISTRY[name]
+    # 1031 elements: not a multiple of any vector width, so the kernels' tails run too;
+    # values across [-6, 6] plus specials reach every branch (NaN from log(-x) included).
+    x = torch.cat([torch.linspace(-6, 6, 1026), SPECIAL]).to(dtype)
+    for kwargs in ([{"approximate": "none"}, {"approximate": "tanh"}] if name == "gelu"
+                   else [{}]):
+        expected = op(op.bind((x.clone(),), kwargs))
+        mine = x.clone()
+        out = op.run(op.bind((mine,), kwargs), OpContext(), reuse_input=True)
+        assert out.dtype == expected.dtype == dtype
+        assert torch.equal(_raw(out), _raw(expected))
+        assert out.data_ptr() == mine.data_ptr()  # written in place: nothing allocated
+
+
+@pytest.mark.parametrize("make", [
+    lambda: torch.randn(4, 6).t(),                       # not contiguous
+    lambda: torch.randint(-5, 5, (4, 6)),                # integer: sigmoid would change dtype
+    lambda: torch.randn(4, 6, dtype=torch.complex64),    # complex: abs would change dtype
+], ids=["transposed", "int64", "complex64"])
+def test_in_place_only_where_it_keeps_dtype_and_layout(make: Callable[[], torch.Tensor]) -> None:
+    for name in ("abs", "neg", "sigmoid"):
+        op = REGISTRY[name]
+        x = make()
+        before = x.clone()
+        out = op.run(op.bind((x,)), OpContext(), reuse_input=True)
+        assert torch.equal(x, before)  # the input is untouched
+        assert torch.equal(out, op(op.bind((before,))))
+
+
+def test_without_reuse_input_the_input_is_never_written() -> None:
+    x = torch.randn(5)
+    before = x.clone()
+    out = REGISTRY["relu"].run(REGISTRY["relu"].bind((x,)), OpContext())
+    assert torch.equal(x, before) and torch.equal(out, torch.relu(before))

@@ -15,7 +15,6 @@ import hmac
 import json
 import logging
 import mmap
-import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -287,8 +286,10 @@ async def execute(request: Request) -> Response:
 
     def work() -> torch.Tensor:
         moved = {k: _to_device(v, state.device) for k, v in kwargs.items()}
-        # Within the allocation cap, checked on meta before anything is allocated.
-        return op.run(op.bind((), moved), state.op_ctx)
+        # Within the allocation cap, checked on meta before anything is allocated.  The
+        # body's tensors belong to this request alone, so a unary op may write its
+        # result over its input (bit-identical; no fresh output to fault in).
+        return op.run(op.bind((), moved), state.op_ctx, reuse_input=True)
 
     result = await run_compute(request, timing, work)
     encoded = encode_outputs({"output": result}, timing)
@@ -543,8 +544,9 @@ def create_app(config: ServerConfig | None = None) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         log.info("genie %s serving on %s (%d ops, auth %s)", __version__, dev, len(REGISTRY),
                  "on" if config.token else "off")
-        # In the background: the first meta inference (allocation cap) costs ~1.5 s.
-        threading.Thread(target=warm_up, name="genie-meta-warm-up", daemon=True).start()
+        # Before serving: the first meta inference (allocation cap) costs ~1.5 s once per
+        # process.  Not in a daemon thread: one still inside torch at exit aborts it.
+        await anyio.to_thread.run_sync(warm_up)
         yield
         store.clear()
 
