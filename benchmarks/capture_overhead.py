@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 import genie
-from genie.lazy import build_graph
+from genie.lazy_run import build_graph
 
 #: ops recorded by one ``_block`` call (counted below, checked at run time)
 BLOCK_OPS = 11

@@ -27,9 +27,9 @@ from genie.lazy import (
     copy_of,
     is_remote_device,
     lift,
-    local_value,
     record,
 )
+from genie.lazy_run import local_value
 from genie.ops import Op
 
 __all__ = ["GETTERS", "Handler", "OpCall", "func_name", "special_handlers"]

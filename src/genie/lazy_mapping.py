@@ -36,8 +36,9 @@ import torch.nn.functional as F
 
 from genie import lazy
 from genie.errors import UnsupportedOpError
-from genie.lazy import REGISTRY, LazyTensor, local_value, record
+from genie.lazy import REGISTRY, LazyTensor, record
 from genie.lazy_handlers import GETTERS, Handler, OpCall, func_name, special_handlers
+from genie.lazy_run import fetch, local_value
 from genie.ops import Op
 
 __all__ = ["fallback_mode", "supported_functions"]
@@ -76,7 +77,7 @@ def _local_fallback(func: Any, args: Sequence[Any], kwargs: Mapping[str, Any]) -
                 collect(x)
     collect(args)
     collect(kwargs)
-    lazy.fetch(*found)
+    fetch(*found)
     # The function gets private copies: the cache is what later graphs send, and a
     # view of a LazyTensor must not change behind its back.
     copies: dict[int, tuple[LazyTensor, torch.Tensor]] = {}

@@ -25,8 +25,8 @@ from hypothesis import strategies as st
 from torch.testing import assert_close
 
 import genie
-from genie.lazy import build_graph
 from genie.lazy_mapping import supported_functions
+from genie.lazy_run import build_graph
 from genie.server.config import ServerConfig
 from genie.server.runner import BackgroundServer
 
