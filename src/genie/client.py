@@ -111,8 +111,16 @@ class _Plan:
     tensors_back: bool = False  # the reply is a safetensors body
 
 
-def _handle_id(handle: RemoteTensor | str) -> str:
-    return handle.id if isinstance(handle, RemoteTensor) else handle
+def _handle_path(handle: RemoteTensor | str) -> str:
+    """``/tensors/ID`` with the id percent-encoded whole: an id holding ``/``, ``?``,
+    ``%``, ``..`` or a line break must name a handle, not another route or query.
+    ``quote`` leaves dots alone, and httpx resolves a ``.`` or ``..`` segment
+    (RFC 3986 dot-segment removal), so those two ids have their dots encoded too."""
+    handle_id = handle.id if isinstance(handle, RemoteTensor) else handle
+    quoted = quote(handle_id, safe="")
+    if quoted in (".", ".."):
+        quoted = quoted.replace(".", "%2E")
+    return f"/tensors/{quoted}"
 
 
 def _split_chunks(chunks: Sequence[bytes | memoryview]) -> Iterator[memoryview]:
@@ -431,11 +439,11 @@ class Client(_Base):
             _tensor_plan("POST", "/tensors", {"tensor": tensor}, tensors_back=False)))
 
     def get(self, handle: RemoteTensor | str) -> torch.Tensor:
-        return _only_tensor(self._send(_Plan("GET", f"/tensors/{_handle_id(handle)}",
+        return _only_tensor(self._send(_Plan("GET", _handle_path(handle),
                                              tensors_back=True)))
 
     def delete(self, handle: RemoteTensor | str) -> dict[str, Any]:
-        result: dict[str, Any] = self._send(_Plan("DELETE", f"/tensors/{_handle_id(handle)}"))
+        result: dict[str, Any] = self._send(_Plan("DELETE", _handle_path(handle)))
         return result
 
     def echo(self, tensor: torch.Tensor) -> torch.Tensor:
@@ -530,12 +538,12 @@ class AsyncClient(_Base):
         return RemoteTensor.from_json(await self._send(plan))
 
     async def get(self, handle: RemoteTensor | str) -> torch.Tensor:
-        plan = _Plan("GET", f"/tensors/{_handle_id(handle)}", tensors_back=True)
+        plan = _Plan("GET", _handle_path(handle), tensors_back=True)
         return _only_tensor(await self._send(plan))
 
     async def delete(self, handle: RemoteTensor | str) -> dict[str, Any]:
         result: dict[str, Any] = await self._send(
-            _Plan("DELETE", f"/tensors/{_handle_id(handle)}"))
+            _Plan("DELETE", _handle_path(handle)))
         return result
 
     async def echo(self, tensor: torch.Tensor) -> torch.Tensor:

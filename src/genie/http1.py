@@ -224,9 +224,20 @@ class _NoReply(Exception):
     """The connection closed before a single reply byte: the request was not served."""
 
 
+def _visible_ascii(text: str) -> bool:
+    return bool(text) and text.isascii() and text.isprintable() and " " not in text
+
+
 def _head(method: str, target: str, host: str, headers: Mapping[str, str]) -> bytes:
+    # A space, line break or control character in the request line or a header name
+    # would let a caller-supplied string (a handle id) forge another request or header.
+    if not (_visible_ascii(method) and _visible_ascii(target)):
+        raise Http1Error(f"request target {target!r} holds a space, control or non-ASCII "
+                         "character (percent-encode it)")
     lines = [f"{method} {target} HTTP/1.1", f"host: {host}"]
     for name, value in headers.items():
+        if not _visible_ascii(name) or ":" in name:
+            raise Http1Error(f"malformed header name {name!r}")
         if "\r" in value or "\n" in value:
             raise Http1Error(f"header {name!r} holds a line break")
         lines.append(f"{name}: {value}")

@@ -215,6 +215,33 @@ def test_handles(client: Client) -> None:
         client.delete(handle.id)
 
 
+#: Handle ids a caller might pass that are not the server's hex tokens: each must reach
+#: the server as that id, not as another route, a query string or an injected header.
+ODD_IDS = ["x?y=1", "a b", "%41", "a\r\nx-evil: 1", "..", ".", "...", "\u00e9"]
+
+
+def test_odd_handle_ids_reach_the_server_verbatim(client: Client) -> None:
+    for odd in ODD_IDS:
+        for call in (client.get, client.delete):
+            with pytest.raises(NotFoundError) as info:
+                call(odd)
+            assert f"unknown tensor handle {odd!r}" in info.value.message
+    for slashed in ["../health", "a/b"]:  # decoded, these match no route at all
+        with pytest.raises(NotFoundError, match="no route"):
+            client.get(slashed)
+
+
+def test_async_client_quotes_handle_ids(server: BackgroundServer) -> None:
+    async def main() -> None:
+        async with AsyncClient(server.url, retries=0) as c:
+            for odd in ODD_IDS:
+                with pytest.raises(NotFoundError) as info:
+                    await c.delete(odd)
+                assert f"unknown tensor handle {odd!r}" in info.value.message
+
+    asyncio.run(main())
+
+
 def test_run_graph_keep(client: Client) -> None:
     graph = {"nodes": [{"id": "a", "op": "exp", "args": [{"input": "x"}]},
                        {"id": "b", "op": "sum", "args": [{"node": "a"}]}],

@@ -378,3 +378,20 @@ def test_chunk_extensions_and_framing(canned: Callable[..., CannedServer]) -> No
     with Client(f"127.0.0.1:{bad.port}", retries=0) as c, \
             pytest.raises(TransportError, match="not followed by CRLF"):
         c.health()
+
+
+@pytest.mark.parametrize("target", ["/a b", "/a\r\nx-evil: 1", "/a\nb", "/a\x00", "/a\x7f",
+                                    "/\u00e9", ""])
+def test_unsafe_request_targets_are_refused_before_sending(
+        canned: Callable[..., CannedServer], target: str) -> None:
+    srv = canned(lambda head: fixed(b"{}"))
+    pool = Http1Pool("127.0.0.1", srv.port, connect_timeout=5)
+    try:
+        with pytest.raises(Http1Error, match="request target"):
+            pool.request("GET", target, {}, (), 0, timeout=5)
+        with pytest.raises(Http1Error, match="header name"):
+            pool.request("GET", "/health", {"x-a\r\nx-evil": "1"}, (), 0, timeout=5)
+        assert pool.request("GET", "/health", {}, (), 0, timeout=5).status == 200
+    finally:
+        pool.close()
+    assert len(srv.requests) == 1  # only the well-formed request went out
