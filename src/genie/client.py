@@ -29,10 +29,10 @@ import asyncio
 import json
 import mmap
 import time
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any
+from typing import Any, cast
 from urllib.parse import quote, urlencode, urlsplit
 from urllib.request import getproxies
 
@@ -128,6 +128,17 @@ def _split_chunks(chunks: Sequence[bytes | memoryview]) -> Iterator[memoryview]:
         view = memoryview(chunk).cast("B")
         for start in range(0, len(view), UPLOAD_CHUNK):
             yield view[start:start + UPLOAD_CHUNK]
+
+
+# httpx annotates upload content as bytes, but passes each chunk on to h11, which
+# accepts any buffer (len() and b"".join): 1 MiB memoryviews of tensor memory, not
+# one bytes copy of the whole body.
+def _httpx_content(chunks: Iterator[memoryview]) -> Iterable[bytes]:
+    return cast("Iterable[bytes]", chunks)
+
+
+def _httpx_async_content(chunks: AsyncIterator[memoryview]) -> AsyncIterable[bytes]:
+    return cast("AsyncIterable[bytes]", chunks)
 
 
 def _tensor_plan(method: str, path: str, tensors: Mapping[str, torch.Tensor],
@@ -365,7 +376,7 @@ class Client(_Base):
         if self._fast is not None:
             return self._send_fast(plan, self._fast)
         started = time.perf_counter()
-        content = _split_chunks(plan.chunks) if plan.method == "POST" else None
+        content = _httpx_content(_split_chunks(plan.chunks)) if plan.method == "POST" else None
         try:
             with self._http.stream(plan.method, plan.path, params=plan.params,
                                    headers=self._headers(plan), content=content,
@@ -490,7 +501,7 @@ class AsyncClient(_Base):
             for chunk in _split_chunks(plan.chunks):
                 yield chunk
 
-        content = upload() if plan.method == "POST" else None
+        content = _httpx_async_content(upload()) if plan.method == "POST" else None
         try:
             async with self._http.stream(plan.method, plan.path, params=plan.params,
                                          headers=self._headers(plan), content=content,
