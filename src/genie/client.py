@@ -14,11 +14,12 @@ cost, and ``recv_into`` the reply buffer); https and proxied URLs, and the
 
 Only connection failures and 503 are retried, with exponential backoff; any other
 error would fail the same way again, or might repeat a request the server already
-acted on.  Neither transport resends a request that may have reached the server:
-``genie.http1`` resends only a GET/HEAD whose reused keep-alive connection closed
-before replying, and httpx (httpcore) resends nothing once a request was handed to
-a connection.  Both drop keep-alive connections idle for ``IDLE_EXPIRY_S`` (below
-uvicorn's 5 s), so that such a close is rare.  No httpx exception escapes: transport
+acted on.  Neither transport resends a request that may have reached the server,
+except a GET or HEAD whose (reused keep-alive) connection closed before a reply
+head: ``genie.http1`` resends those, and so does this module around httpx
+(httpcore itself resends nothing once a request was handed to a connection).
+Both drop keep-alive connections idle for ``IDLE_EXPIRY_S`` (below uvicorn's 5 s),
+so that such a close is rare.  No httpx exception escapes: transport
 failures become ``TransportError``, error replies the ``RemoteError`` subclass
 their ``type`` names (see ``genie.errors``).
 """
@@ -49,7 +50,7 @@ from genie.errors import (
     error_class_for,
 )
 from genie.graph import GRAPH_METADATA_KEY, HANDLES_METADATA_KEY, Ref, to_wire
-from genie.http1 import IDLE_EXPIRY_S, ConnectFailed, Http1Error, Http1Pool
+from genie.http1 import IDLE_EXPIRY_S, RESEND_SAFE_METHODS, ConnectFailed, Http1Error, Http1Pool
 from genie.protocol import PROTOCOL_VERSION, SAFETENSORS_MEDIA_TYPE, normalize_url
 from genie.wire import Decoded, decode, dtype_from_name, encode, receive_buffer
 
@@ -331,6 +332,14 @@ def _transport_error(exc: httpx.HTTPError, plan: _Plan, url: str) -> TransportEr
                           retryable=isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout)))
 
 
+def _resend_now(plan: _Plan, exc: httpx.HTTPError, replied: bool) -> bool:
+    """Whether to resend at once, as ``genie.http1`` does: a GET or HEAD whose (likely
+    reused, server-closed) connection failed before a reply head arrived.  httpx itself
+    never resends a request it has handed to a connection, whatever the method."""
+    return (not replied and plan.method in RESEND_SAFE_METHODS
+            and isinstance(exc, (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)))
+
+
 def _fast_pool(url: str, timeout: float) -> Http1Pool | None:
     """``genie.http1`` for plain ``http://`` with no proxy in the environment;
     ``None`` (httpx, which handles TLS, proxies and ``NO_PROXY``) otherwise."""
@@ -375,20 +384,27 @@ class Client(_Base):
     def _send_once(self, plan: _Plan) -> Any:
         if self._fast is not None:
             return self._send_fast(plan, self._fast)
-        started = time.perf_counter()
-        content = _httpx_content(_split_chunks(plan.chunks)) if plan.method == "POST" else None
-        try:
-            with self._http.stream(plan.method, plan.path, params=plan.params,
-                                   headers=self._headers(plan), content=content,
-                                   timeout=self._timeout(plan.nbytes)) as resp:
-                sink = _Sink(_size_from(resp.headers))
-                for chunk in resp.iter_raw():
-                    sink.write(chunk)
-                body = sink.body()
-                status, headers = resp.status_code, resp.headers
-        except httpx.HTTPError as exc:
-            raise _transport_error(exc, plan, self.url) from exc
-        return self._finish(plan, status, headers, body, started)
+        for last_try in (False, True):
+            started = time.perf_counter()
+            content = _httpx_content(_split_chunks(plan.chunks)) if plan.method == "POST" \
+                else None
+            replied = False
+            try:
+                with self._http.stream(plan.method, plan.path, params=plan.params,
+                                       headers=self._headers(plan), content=content,
+                                       timeout=self._timeout(plan.nbytes)) as resp:
+                    replied = True
+                    sink = _Sink(_size_from(resp.headers))
+                    for chunk in resp.iter_raw():
+                        sink.write(chunk)
+                    body = sink.body()
+                    status, headers = resp.status_code, resp.headers
+            except httpx.HTTPError as exc:
+                if not last_try and _resend_now(plan, exc, replied):
+                    continue
+                raise _transport_error(exc, plan, self.url) from exc
+            return self._finish(plan, status, headers, body, started)
+        raise AssertionError("unreachable")
 
     def _send_fast(self, plan: _Plan, pool: Http1Pool) -> Any:
         """The same exchange over ``genie.http1``: whole tensor views out, one
@@ -495,25 +511,30 @@ class AsyncClient(_Base):
                 attempt += 1
 
     async def _send_once(self, plan: _Plan) -> Any:
-        started = time.perf_counter()
-
         async def upload() -> AsyncIterator[memoryview]:
             for chunk in _split_chunks(plan.chunks):
                 yield chunk
 
-        content = _httpx_async_content(upload()) if plan.method == "POST" else None
-        try:
-            async with self._http.stream(plan.method, plan.path, params=plan.params,
-                                         headers=self._headers(plan), content=content,
-                                         timeout=self._timeout(plan.nbytes)) as resp:
-                sink = _Sink(_size_from(resp.headers))
-                async for chunk in resp.aiter_raw():
-                    sink.write(chunk)
-                body = sink.body()
-                status, headers = resp.status_code, resp.headers
-        except httpx.HTTPError as exc:
-            raise _transport_error(exc, plan, self.url) from exc
-        return self._finish(plan, status, headers, body, started)
+        for last_try in (False, True):
+            started = time.perf_counter()
+            content = _httpx_async_content(upload()) if plan.method == "POST" else None
+            replied = False
+            try:
+                async with self._http.stream(plan.method, plan.path, params=plan.params,
+                                             headers=self._headers(plan), content=content,
+                                             timeout=self._timeout(plan.nbytes)) as resp:
+                    replied = True
+                    sink = _Sink(_size_from(resp.headers))
+                    async for chunk in resp.aiter_raw():
+                        sink.write(chunk)
+                    body = sink.body()
+                    status, headers = resp.status_code, resp.headers
+            except httpx.HTTPError as exc:
+                if not last_try and _resend_now(plan, exc, replied):
+                    continue
+                raise _transport_error(exc, plan, self.url) from exc
+            return self._finish(plan, status, headers, body, started)
+        raise AssertionError("unreachable")
 
     async def health(self) -> dict[str, Any]:
         result: dict[str, Any] = await self._send(_Plan("GET", "/health"))

@@ -18,6 +18,7 @@ import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 import torch
@@ -263,8 +264,10 @@ def test_async_client_never_resends_a_post(canned: Callable[..., CannedServer]) 
     assert srv.connections == 1
 
 
+@pytest.mark.parametrize("transport", ["http1", "httpx", "async"])
 def test_get_on_a_reused_connection_closed_without_reply_is_resent(
-        canned: Callable[..., CannedServer]) -> None:
+        canned: Callable[..., CannedServer], monkeypatch: pytest.MonkeyPatch,
+        transport: str) -> None:
     seen: list[bytes] = []
 
     def reply(head: bytes) -> bytes | None:
@@ -272,9 +275,18 @@ def test_get_on_a_reused_connection_closed_without_reply_is_resent(
         return None if len(seen) == 2 else fixed(b'{"n": %d}' % len(seen))
 
     srv = canned(reply)
-    with Client(f"127.0.0.1:{srv.port}", retries=0) as c:
-        assert c.health() == {"n": 1}
-        assert c.health() == {"n": 3}  # the second request was answered on a fresh connection
+    url = f"127.0.0.1:{srv.port}"
+    if transport == "async":
+        async def main() -> list[Any]:
+            async with AsyncClient(url, retries=0) as c:
+                return [await c.health(), await c.health()]
+
+        answers = asyncio.run(main())
+    else:
+        _use_transport(transport, monkeypatch)
+        with Client(url, retries=0) as c:
+            answers = [c.health(), c.health()]
+    assert answers == [{"n": 1}, {"n": 3}]  # the second GET was resent on a fresh connection
     assert srv.connections == 2
 
 
