@@ -15,7 +15,13 @@ import uvicorn
 
 from genie.errors import ConfigurationError
 from genie.server.app import create_app
-from genie.server.config import DEFAULT_MAX_BODY_MB, DEFAULT_MAX_HELD_MB, DEFAULT_PORT, ServerConfig
+from genie.server.config import (
+    DEFAULT_BODY_TIMEOUT_S,
+    DEFAULT_MAX_BODY_MB,
+    DEFAULT_MAX_HELD_MB,
+    DEFAULT_PORT,
+    ServerConfig,
+)
 
 __all__ = ["build_parser", "main"]
 
@@ -26,6 +32,16 @@ def _positive_mb(text: str) -> float:
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number of MiB") from None
     if value <= 0:
+        raise argparse.ArgumentTypeError("must be > 0")
+    return value
+
+
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not value > 0:
         raise argparse.ArgumentTypeError("must be > 0")
     return value
 
@@ -46,6 +62,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="largest request body accepted, MiB (default: %(default)s)")
     p.add_argument("--max-held-mb", type=_positive_mb, default=DEFAULT_MAX_HELD_MB,
                    help="budget for tensors held as handles, MiB (default: %(default)s)")
+    p.add_argument("--max-inflight-body-mb", type=_positive_mb, default=None,
+                   help="budget for request bodies received or in use at once, MiB; a body "
+                        "that does not fit is answered 503 busy (default: 2 x --max-body-mb)")
+    p.add_argument("--body-timeout-s", type=_positive_seconds, default=DEFAULT_BODY_TIMEOUT_S,
+                   help="refuse a request whose body sends no byte for this long, seconds "
+                        "(default: %(default)s)")
     p.add_argument("--log-level", default="info",
                    choices=["critical", "error", "warning", "info", "debug"])
     return p
@@ -55,11 +77,13 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    config = ServerConfig(device=args.device, token=args.token or None,
-                          max_body_mb=args.max_body_mb, max_held_mb=args.max_held_mb)
     try:
+        config = ServerConfig(device=args.device, token=args.token or None,
+                              max_body_mb=args.max_body_mb, max_held_mb=args.max_held_mb,
+                              max_inflight_body_mb=args.max_inflight_body_mb,
+                              body_timeout_s=args.body_timeout_s)
         app = create_app(config)
-    except ConfigurationError as exc:
+    except (ConfigurationError, ValueError) as exc:
         print(f"genie-server: {exc}", file=sys.stderr)
         return 2
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level,

@@ -28,7 +28,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -42,7 +42,6 @@ from genie.errors import (
     MethodNotAllowedError,
     NotFoundError,
     OutOfMemoryError,
-    PayloadTooLargeError,
     ServerBusyError,
     ServerError,
 )
@@ -50,10 +49,11 @@ from genie.graph import GRAPH_METADATA_KEY, HANDLES_METADATA_KEY, Graph, from_wi
 from genie.op_limits import warm_up
 from genie.ops import REGISTRY, OpContext, get_op, op_names
 from genie.protocol import PROTOCOL_VERSION, SAFETENSORS_MEDIA_TYPE
+from genie.server.bodies import CLOSE_KEY, BodyBudget, ReleaseBodyBudget, receive_body
 from genie.server.config import ServerConfig
 from genie.server.stats import Stats, StatsCollector
 from genie.server.store import TensorStore
-from genie.wire import Decoded, Encoded, decode, encode, receive_buffer
+from genie.wire import Decoded, Encoded, decode, encode
 
 __all__ = ["ServerState", "create_app"]
 
@@ -80,6 +80,7 @@ class ServerState:
     stats: Stats
     registry: CollectorRegistry
     limiter: anyio.CapacityLimiter
+    bodies: BodyBudget
     inflight: int = 0
     device_info: dict[str, Any] = field(default_factory=dict)
 
@@ -111,51 +112,10 @@ def _state(request: Request) -> ServerState:
 
 
 async def read_body(request: Request, limit: int) -> bytearray | mmap.mmap:
-    """Receive the body into one preallocated, writable buffer (tensors alias it).
-
-    A declared Content-Length over ``limit`` is refused before reading a byte.  A
-    client that hangs up mid-body is a bad request, not a server bug: it is counted
-    as ``malformed_request`` rather than logged as an unhandled 500.
-    """
-    try:
-        return await _receive_body(request, limit)
-    except ClientDisconnect:
-        raise MalformedRequestError("the client disconnected before sending the whole "
-                                    "request body") from None
-
-
-async def _receive_body(request: Request, limit: int) -> bytearray | mmap.mmap:
-    declared = request.headers.get("content-length")
-    if declared is not None:
-        try:
-            size = int(declared)
-        except ValueError:
-            raise MalformedRequestError(f"bad Content-Length {declared!r}") from None
-        if size < 0:
-            raise MalformedRequestError(f"bad Content-Length {declared!r}")
-        if size > limit:
-            raise PayloadTooLargeError(
-                f"request body is {size} bytes, over the server's {limit}-byte limit "
-                "(--max-body-mb)")
-        buf = receive_buffer(size)
-        view = memoryview(buf)
-        pos = 0
-        async for chunk in request.stream():
-            end = pos + len(chunk)
-            if end > size:
-                raise MalformedRequestError("request body is longer than its Content-Length")
-            view[pos:end] = chunk
-            pos = end
-        if pos != size:
-            raise MalformedRequestError(f"request body ended after {pos} of {size} bytes")
-        return buf
-    growing = bytearray()
-    async for chunk in request.stream():
-        growing += chunk
-        if len(growing) > limit:
-            raise PayloadTooLargeError(
-                f"request body passed the server's {limit}-byte limit (--max-body-mb)")
-    return growing
+    """Receive the body into one writable buffer (tensors alias it), within ``limit``,
+    the server's budget for bodies in flight and its idle timeout (``genie.server.bodies``)."""
+    state = _state(request)
+    return await receive_body(request, limit, state.bodies, state.config.body_timeout_s)
 
 
 def decode_body(body: bytearray | mmap.mmap, timing: Timing) -> Decoded:
@@ -454,7 +414,9 @@ async def echo(request: Request) -> Response:
 
 def error_response(request: Request, exc: GenieError) -> Response:
     request.state.genie_error_type = exc.error_type
-    headers = {"www-authenticate": "Bearer"} if isinstance(exc, AuthError) else None
+    headers = {"www-authenticate": "Bearer"} if isinstance(exc, AuthError) else {}
+    if request.scope.get("state", {}).get(CLOSE_KEY):  # the rest of the body may never come
+        headers["connection"] = "close"
     return JSONResponse(exc.to_json(), status_code=exc.status or 500, headers=headers)
 
 
@@ -590,6 +552,7 @@ def create_app(config: ServerConfig | None = None) -> Starlette:
     registry.register(StatsCollector(counters))
     state = ServerState(config=config, device=dev, store=store, stats=counters,
                         registry=registry, limiter=anyio.CapacityLimiter(config.compute_threads),
+                        bodies=BodyBudget(config.max_inflight_body_bytes),
                         device_info=describe(dev))
 
     @asynccontextmanager
@@ -618,7 +581,8 @@ def create_app(config: ServerConfig | None = None) -> Starlette:
     ]
     app = Starlette(
         routes=routes,
-        middleware=[Middleware(AccountingMiddleware)],
+        middleware=[Middleware(AccountingMiddleware),
+                    Middleware(ReleaseBodyBudget, budget=state.bodies)],
         exception_handlers={
             GenieError: on_genie_error,
             HTTPException: on_http_error,

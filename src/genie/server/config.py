@@ -6,12 +6,14 @@ from dataclasses import dataclass
 
 from genie.protocol import DEFAULT_PORT
 
-__all__ = ["DEFAULT_MAX_BODY_MB", "DEFAULT_MAX_HELD_MB", "DEFAULT_PORT", "ServerConfig"]
+__all__ = ["DEFAULT_BODY_TIMEOUT_S", "DEFAULT_MAX_BODY_MB", "DEFAULT_MAX_HELD_MB",
+           "DEFAULT_PORT", "ServerConfig"]
 
 DEFAULT_MAX_BODY_MB = 4096.0
 DEFAULT_MAX_HELD_MB = 8192.0
 DEFAULT_MAX_INFLIGHT = 64
 DEFAULT_COMPUTE_THREADS = 4
+DEFAULT_BODY_TIMEOUT_S = 60.0
 MB = 1024 * 1024
 
 
@@ -23,6 +25,13 @@ class ServerConfig:
     server answers 503 ``busy`` at once rather than queueing without limit.
     ``compute_threads`` is how many ops may run at the same time (off the event
     loop); a GPU serializes kernels anyway, so more threads mostly add contention.
+
+    ``max_inflight_body_mb`` bounds the request bodies held at once, from the moment
+    a declared ``Content-Length`` is accepted until the reply has been sent; a body
+    that does not fit is answered 503 ``busy`` before any memory is set aside.  The
+    default, twice ``max_body_mb``, lets two bodies of the largest size in at once.
+    ``body_timeout_s`` is how long a body may go without a byte arriving before the
+    request is refused (400) and its share of that budget returned.
     """
 
     device: str = "auto"
@@ -31,12 +40,20 @@ class ServerConfig:
     max_held_mb: float = DEFAULT_MAX_HELD_MB
     max_inflight: int = DEFAULT_MAX_INFLIGHT
     compute_threads: int = DEFAULT_COMPUTE_THREADS
+    max_inflight_body_mb: float | None = None  # None: 2 * max_body_mb
+    body_timeout_s: float = DEFAULT_BODY_TIMEOUT_S
 
     def __post_init__(self) -> None:
         if self.max_body_mb <= 0 or self.max_held_mb < 0:
             raise ValueError("max_body_mb must be > 0 and max_held_mb >= 0")
         if self.max_inflight < 1 or self.compute_threads < 1:
             raise ValueError("max_inflight and compute_threads must be >= 1")
+        if self.max_inflight_body_mb is not None and self.max_inflight_body_mb < self.max_body_mb:
+            raise ValueError(f"max_inflight_body_mb ({self.max_inflight_body_mb:g}) must be at "
+                             f"least max_body_mb ({self.max_body_mb:g}), or the largest "
+                             "accepted body could never be received")
+        if not self.body_timeout_s > 0:
+            raise ValueError("body_timeout_s must be > 0")
 
     @property
     def max_body_bytes(self) -> int:
@@ -45,3 +62,8 @@ class ServerConfig:
     @property
     def max_held_bytes(self) -> int:
         return int(self.max_held_mb * MB)
+
+    @property
+    def max_inflight_body_bytes(self) -> int:
+        mb = self.max_inflight_body_mb
+        return int((2 * self.max_body_mb if mb is None else mb) * MB)
