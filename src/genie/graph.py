@@ -198,9 +198,8 @@ class Graph:
                         "allocation limit; return or keep fewer outputs, or split the graph")
             for ref in _walk_refs([node.args, node.kwargs]):
                 if (ref.kind == "node" and last_use.get(ref.name) == i
-                        and ref.name not in wanted):
-                    if ref.name in values:  # no local name: it would keep the tensor alive
-                        live.remove(values.pop(ref.name))
+                        and ref.name not in wanted and ref.name in values):
+                    live.remove(values.pop(ref.name))  # no local name: it would pin the tensor
         return {name: values[name] for name in self.outputs}
 
 
