@@ -152,7 +152,7 @@ def test_cli_rejects_bad_flags() -> None:
            # A budget for bodies in flight smaller than the largest body could never
            # let that body in; refused at start-up, not on the first big request.
            ["--max-body-mb", "2", "--max-inflight-body-mb", "1"],
-           ["--body-timeout-s", "0"])
+           ["--body-timeout-s", "0"], ["--max-connections", "0"])
     procs = [subprocess.Popen([sys.executable, "-m", "genie.runtime.simple_server",
                                "--port", str(free_port()), *args],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -171,5 +171,6 @@ def test_console_script_help() -> None:
     result = subprocess.run([script, "--help"], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0
     for flag in ("--host", "--port", "--device", "--token", "--max-body-mb", "--max-held-mb",
-                 "--max-inflight-body-mb", "--body-timeout-s", "--log-level"):
+                 "--max-inflight-body-mb", "--body-timeout-s", "--max-connections",
+                 "--log-level"):
         assert flag in result.stdout

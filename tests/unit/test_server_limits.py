@@ -1,5 +1,5 @@
 """Limits that protect the server from its clients, over raw sockets on 127.0.0.1:
-the budget for request bodies in flight and the body idle timeout.
+the budget for request bodies in flight, the body idle timeout, the connection limit.
 
 Raw sockets, because these clients misbehave on purpose (declare gigabytes and send
 nothing, stall mid-body, hold connections open) in ways no HTTP library would.
@@ -140,3 +140,23 @@ def test_chunked_bodies_count_against_the_budget_as_they_grow(
             assert resp.status_code == 200 and resp.content == body
     assert budget.reserved == 0
 
+
+def test_connections_past_the_limit_are_answered_503(
+        make_server: Callable[..., BackgroundServer]) -> None:
+    srv = make_server(max_connections=3)
+    idle = [socket.create_connection(("127.0.0.1", srv.port), timeout=30) for _ in range(3)]
+    try:
+        with httpx.Client(base_url=srv.url, timeout=30) as http:
+            # uvicorn counts a connection once it has accepted it: poll until it has.
+            statuses: list[int] = []
+            wait_until(lambda: statuses.append(http.get("/health").status_code)
+                       or statuses[-1] == 503, "a request refused at the connection limit")
+            assert set(statuses) <= {200, 503}
+    finally:
+        for sock in idle:
+            sock.close()
+    with httpx.Client(base_url=srv.url, timeout=30) as http:
+        statuses = []
+        wait_until(lambda: statuses.append(http.get("/health").status_code)
+                   or statuses[-1] == 200, "serving again once the idle connections closed")
+    assert_serving(srv)

@@ -18,6 +18,7 @@ from genie.server.app import create_app
 from genie.server.config import (
     DEFAULT_BODY_TIMEOUT_S,
     DEFAULT_MAX_BODY_MB,
+    DEFAULT_MAX_CONNECTIONS,
     DEFAULT_MAX_HELD_MB,
     DEFAULT_PORT,
     ServerConfig,
@@ -46,6 +47,16 @@ def _positive_seconds(text: str) -> float:
     return value
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be >= 1")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="genie-server",
@@ -68,6 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--body-timeout-s", type=_positive_seconds, default=DEFAULT_BODY_TIMEOUT_S,
                    help="refuse a request whose body sends no byte for this long, seconds "
                         "(default: %(default)s)")
+    p.add_argument("--max-connections", type=_positive_int, default=DEFAULT_MAX_CONNECTIONS,
+                   help="open connections (or running requests) past which new requests "
+                        "are answered 503 (default: %(default)s)")
     p.add_argument("--log-level", default="info",
                    choices=["critical", "error", "warning", "info", "debug"])
     return p
@@ -81,13 +95,15 @@ def main(argv: list[str] | None = None) -> int:
         config = ServerConfig(device=args.device, token=args.token or None,
                               max_body_mb=args.max_body_mb, max_held_mb=args.max_held_mb,
                               max_inflight_body_mb=args.max_inflight_body_mb,
-                              body_timeout_s=args.body_timeout_s)
+                              body_timeout_s=args.body_timeout_s,
+                              max_connections=args.max_connections)
         app = create_app(config)
     except (ConfigurationError, ValueError) as exc:
         print(f"genie-server: {exc}", file=sys.stderr)
         return 2
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level,
-                log_config=None, timeout_graceful_shutdown=10)
+                log_config=None, timeout_graceful_shutdown=10,
+                limit_concurrency=config.max_connections)
     return 0
 
 

@@ -6,14 +6,15 @@ from dataclasses import dataclass
 
 from genie.protocol import DEFAULT_PORT
 
-__all__ = ["DEFAULT_BODY_TIMEOUT_S", "DEFAULT_MAX_BODY_MB", "DEFAULT_MAX_HELD_MB",
-           "DEFAULT_PORT", "ServerConfig"]
+__all__ = ["DEFAULT_BODY_TIMEOUT_S", "DEFAULT_MAX_BODY_MB", "DEFAULT_MAX_CONNECTIONS",
+           "DEFAULT_MAX_HELD_MB", "DEFAULT_PORT", "ServerConfig"]
 
 DEFAULT_MAX_BODY_MB = 4096.0
 DEFAULT_MAX_HELD_MB = 8192.0
 DEFAULT_MAX_INFLIGHT = 64
 DEFAULT_COMPUTE_THREADS = 4
 DEFAULT_BODY_TIMEOUT_S = 60.0
+DEFAULT_MAX_CONNECTIONS = 1024
 MB = 1024 * 1024
 
 
@@ -32,6 +33,8 @@ class ServerConfig:
     default, twice ``max_body_mb``, lets two bodies of the largest size in at once.
     ``body_timeout_s`` is how long a body may go without a byte arriving before the
     request is refused (400) and its share of that budget returned.
+    ``max_connections`` is uvicorn's ``limit_concurrency``: past that many open
+    connections (or running requests) uvicorn answers 503 itself.
     """
 
     device: str = "auto"
@@ -42,6 +45,7 @@ class ServerConfig:
     compute_threads: int = DEFAULT_COMPUTE_THREADS
     max_inflight_body_mb: float | None = None  # None: 2 * max_body_mb
     body_timeout_s: float = DEFAULT_BODY_TIMEOUT_S
+    max_connections: int = DEFAULT_MAX_CONNECTIONS
 
     def __post_init__(self) -> None:
         if self.max_body_mb <= 0 or self.max_held_mb < 0:
@@ -54,6 +58,8 @@ class ServerConfig:
                              "accepted body could never be received")
         if not self.body_timeout_s > 0:
             raise ValueError("body_timeout_s must be > 0")
+        if self.max_connections < 1:
+            raise ValueError("max_connections must be >= 1")
 
     @property
     def max_body_bytes(self) -> int:

@@ -38,6 +38,7 @@ class BackgroundServer:
         self.port: int = self._sock.getsockname()[1]
         self._server = uvicorn.Server(uvicorn.Config(
             self.app, log_config=None, log_level="warning", access_log=False,
+            limit_concurrency=self.config.max_connections,
             timeout_graceful_shutdown=int(shutdown_timeout)))
         self._thread = threading.Thread(target=self._run, name=f"genie-server-{self.port}",
                                         daemon=True)
