@@ -21,6 +21,7 @@ import httpx
 import pytest
 import safetensors.torch
 import torch
+import torch.nn.functional as F
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
@@ -183,6 +184,22 @@ def test_execute_keeps_dtypes(http: httpx.Client, dtype: torch.dtype) -> None:
     x = torch.tensor([[1, 0, 3], [0, 5, 1]]).to(dtype)
     out = tensors_of(http.post("/execute?op=t", content=st_body({"x": x})))["output"]
     assert out.dtype == dtype and torch.equal(out, x.t())
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16], ids=str)
+def test_execute_unary_ops_match_eager_bits(http: httpx.Client, dtype: torch.dtype) -> None:
+    # These run in place over the received body tensor (small and over 1 MiB bodies,
+    # which arrive in different buffers); the reply must be eager PyTorch's exact bits.
+    for n in (1031, 300_001):
+        x = torch.linspace(-6, 6, n).to(dtype)
+        for op, args, eager in (("relu", {}, torch.relu), ("exp", {}, torch.exp),
+                                ("log", {}, torch.log), ("silu", {}, F.silu),
+                                ("gelu", {"approximate": "tanh"},
+                                 lambda t: F.gelu(t, approximate="tanh"))):
+            out = tensors_of(http.post("/execute", params={"op": op, "args": json.dumps(args)},
+                                       content=st_body({"x": x})))["output"]
+            assert out.dtype == dtype
+            assert torch.equal(out.view(torch.uint8), eager(x).view(torch.uint8)), op
 
 
 def test_echo_is_bit_exact_and_keeps_metadata(http: httpx.Client) -> None:

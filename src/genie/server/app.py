@@ -262,7 +262,7 @@ async def execute(request: Request) -> Response:
     op = get_op(request.query_params.get("op"))
     timing = Timing()
     body = await read_body(request, state.config.max_body_bytes)
-    decoded = decode_body(body, timing)
+    decoded = await decode_request(body, timing)
     kwargs = _json_query(request, "args", {})
     if not isinstance(kwargs, dict):
         raise MalformedRequestError("query parameter 'args' must be a JSON object")
@@ -289,8 +289,8 @@ async def execute(request: Request) -> Response:
         # result over its input (bit-identical; no fresh output to fault in).
         return op.run(op.bind((), moved), state.op_ctx, reuse_input=True)
 
-    result = await run_compute(request, timing, work)
-    encoded = encode_outputs({"output": result}, timing)
+    encoded = await run_compute(request, timing, work,
+                                lambda result: encode_outputs({"output": result}, timing))
     return tensor_response(encoded, timing)
 
 
