@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
 import sys
+from collections.abc import Callable
 
 import uvicorn
 
@@ -27,24 +29,23 @@ from genie.server.config import (
 __all__ = ["build_parser", "main"]
 
 
-def _positive_mb(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of MiB") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError("must be > 0")
-    return value
+def _positive_number(unit: str) -> Callable[[str], float]:
+    """An argparse ``type=`` for a finite number > 0 of ``unit`` (NaN and inf refused)."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number of {unit}") from None
+        if not (value > 0 and math.isfinite(value)):
+            raise argparse.ArgumentTypeError("must be a finite number > 0")
+        return value
+
+    return parse
 
 
-def _positive_seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError("must be > 0")
-    return value
+_positive_mb = _positive_number("MiB")
+_positive_seconds = _positive_number("seconds")
 
 
 def _positive_int(text: str) -> int:
