@@ -485,16 +485,23 @@ def test_busy_server_is_retried_until_it_answers(make_server: Callable[..., Back
     m = torch.eye(400)
     slow = {"nodes": [{"id": f"n{i}", "op": "matmul",
                        "args": [{"input": "m"} if i == 0 else {"node": f"n{i - 1}"}, {"input": "m"}]}
-                      for i in range(40)]}
-    for _ in range(5):
+                      for i in range(80)]}
+    retried = False
+    for _ in range(10):
         hold = threading.Thread(target=_hold_the_slot, args=(srv.url, slow, m))
         hold.start()
-        with Client(srv.url, retries=8) as c:
-            retried = False
-            while hold.is_alive() and not retried:
+        with Client(srv.url, retries=0) as probe, Client(srv.url, retries=8) as c:
+            # Wait until the slow graph holds the only compute slot (a probe gets 503),
+            # then the real call must be refused at first and succeed on a retry.
+            busy = False
+            while hold.is_alive() and not busy:
+                try:
+                    probe.execute("relu", X)
+                except ServerBusyError:
+                    busy = True
+            if busy:
                 assert torch.equal(c.execute("relu", X), torch.relu(X))
                 retried = c.requests > 1  # a 503 came back and the call still succeeded
-                c.requests = 0
         hold.join()
         if retried:
             break
