@@ -33,7 +33,6 @@ from genie.errors import (
     WireFormatError,
 )
 from genie.lazy import (
-    REMOTE_DEVICE,
     LazyTensor,
     connect,
     disconnect,
@@ -101,3 +100,12 @@ __all__ = [
     "__version__",
     "create_app",
 ]
+
+
+def __getattr__(name: str) -> object:
+    # REMOTE_DEVICE names torch's PrivateUse1 backend when first asked for, not at import.
+    if name == "REMOTE_DEVICE":
+        from genie.lazy import remote_device
+
+        return remote_device()
+    raise AttributeError(f"module 'genie' has no attribute {name!r}")

@@ -23,8 +23,9 @@ from it inherits and a value fetched that way remembers; the client of a
 (with ``GENIE_TOKEN``).  None of them -> ``ConfigurationError`` at materialization.
 
 Device identity: ``.device`` is ``remote_accelerator:0``.  Genie names torch's
-PrivateUse1 backend ``remote_accelerator`` on import (once per process, unless
-another library has claimed PrivateUse1, in which case ``.device`` is ``meta``), so
+PrivateUse1 backend ``remote_accelerator`` the first time a LazyTensor is made or
+``genie.capture()`` is entered, not on import (once per process, unless another
+library has claimed PrivateUse1, in which case ``.device`` is ``meta``); from then on
 ``torch.device("remote_accelerator:0")`` parses everywhere.
 
 The first capture in a process costs about a second: torch loads its meta
@@ -59,8 +60,8 @@ from genie.errors import (
 from genie.lazy_session import connect, disconnect, scoped_client
 from genie.ops import REGISTRY, Op, OpContext
 
-__all__ = [
-    "REMOTE_DEVICE",
+__all__ = [  # also REMOTE_DEVICE, served by the module __getattr__ below
+    "remote_device",
     "LazyTensor",
     "connect",
     "disconnect",
@@ -86,8 +87,26 @@ def _claim_device() -> torch.device:
     return torch.device(REMOTE_DEVICE_TYPE, 0)
 
 
-#: What ``LazyTensor.device`` reports.
-REMOTE_DEVICE = _claim_device()
+_claimed: list[torch.device] = []  # torch's backend name is process-wide; so is this cache
+
+
+def remote_device() -> torch.device:
+    """What ``LazyTensor.device`` reports (``remote_accelerator:0``).
+
+    PrivateUse1 is named on first use, not when ``genie`` is imported: a server, or
+    a program that only uses ``genie.Client``, leaves that process-wide slot free for
+    a library that needs it (an NPU or HPU backend imported later).
+    """
+    if not _claimed:
+        _claimed.append(_claim_device())
+    return _claimed[0]
+
+
+def __getattr__(name: str) -> Any:
+    # ``genie.lazy.REMOTE_DEVICE`` stays available without claiming at import.
+    if name == "REMOTE_DEVICE":
+        return remote_device()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def is_remote_device(device: Any) -> bool:
@@ -214,7 +233,7 @@ class _Sharers:
 def make_lazy(node: Node, spec: Spec, shares_with: LazyTensor | None = None) -> LazyTensor:
     """A LazyTensor on ``node``; ``shares_with`` makes it a view/alias of that tensor."""
     t: LazyTensor = torch.Tensor._make_wrapper_subclass(  # type: ignore[attr-defined]
-        LazyTensor, spec[0], strides=spec[1], dtype=spec[2], device=REMOTE_DEVICE)
+        LazyTensor, spec[0], strides=spec[1], dtype=spec[2], device=remote_device())
     t._node = node
     t._spec = spec
     if shares_with is None:

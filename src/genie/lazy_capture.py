@@ -34,6 +34,7 @@ from genie.lazy import (
     persist,
     record,
     remote,
+    remote_device,
     scoped_client,
 )
 from genie.lazy_mapping import fallback_mode
@@ -146,6 +147,7 @@ class capture:  # noqa: N801 - used like a function: ``with genie.capture():``
         self._tokens: list[tuple[contextvars.ContextVar[Any], contextvars.Token[Any]]] = []
 
     def __enter__(self) -> capture:
+        remote_device()  # torch parses "remote_accelerator:0" only once PrivateUse1 is named
         self._tokens = [(fallback_mode, fallback_mode.set(self.fallback))]
         if self.client is not None:
             self._tokens.append((scoped_client, scoped_client.set(self.client)))

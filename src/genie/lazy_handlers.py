@@ -161,7 +161,7 @@ def _fetching(method: Callable[..., Any], *, fresh: bool = False) -> Handler:
 
 def _repr(func: Any, args: Sequence[Any], kwargs: Mapping[str, Any]) -> str:
     return repr(local_value(args[0])).replace("tensor(", "LazyTensor(", 1) \
-        + f"  # on {lazy.REMOTE_DEVICE}"
+        + f"  # on {lazy.remote_device()}"
 
 
 def _detach(func: Any, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Any:

@@ -11,6 +11,8 @@ from __future__ import annotations
 import copy
 import gc
 import logging
+import subprocess
+import sys
 import weakref
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -646,3 +648,17 @@ def test_supported_functions_cover_the_documented_calls() -> None:
                      "torch.Tensor.to", "torch.Tensor.bfloat16", "torch.Tensor.add_",
                      "torch.Tensor.relu_", "torch.Tensor.mul_"):
         assert expected in names, expected
+
+
+def test_importing_genie_leaves_privateuse1_free_until_a_lazy_tensor_is_made() -> None:
+    # A server, or a program using only genie.Client, must not take torch's one
+    # PrivateUse1 slot: an NPU/HPU backend imported later needs it.
+    code = (
+        "import torch, genie\n"
+        "before = torch._C._get_privateuse1_backend_name()\n"
+        "y = genie.remote(torch.ones(2))\n"
+        "print(before, torch._C._get_privateuse1_backend_name(), y.device)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120, check=True).stdout.split()
+    assert out == ["privateuseone", "remote_accelerator", "remote_accelerator:0"]
