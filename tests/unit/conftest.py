@@ -16,6 +16,14 @@ from typing import Any
 
 import httpx
 import pytest
+import torch
+
+# pytester's inline runs (test_plugin.py) drop every module first imported inside them.
+# torch.testing.assert_close imports torch.distributed.tensor lazily, and torch refuses
+# to register its operator libraries twice, so a later assert_close would fail if an
+# inline run got there first: import it now, outside any inline run.
+if torch.distributed.is_available():
+    import torch.distributed.tensor  # noqa: F401
 
 import genie
 from genie.server.config import ServerConfig
