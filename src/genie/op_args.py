@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from genie.errors import InvalidArgumentError
-from genie.wire import dtype_from_name
+from genie.wire import DIM_LIMIT, MAX_RANK, dtype_from_name
 
 __all__ = [
     "BOOL", "CONV_PADDING", "DTYPE", "INDEX", "INT", "INTS", "INT_OR_INTS", "NUMBER",
@@ -26,10 +26,6 @@ __all__ = [
 
 Checker = Callable[[str, Any], Any]
 
-#: A shape has at most this many dimensions (PyTorch itself stops at 64 on CUDA).
-MAX_RANK = 64
-#: Every dimension is below this: what a C ``int64`` holds.
-DIM_LIMIT = 1 << 63
 
 
 def _bad(where: str, want: str, value: Any) -> InvalidArgumentError:

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from genie.errors import InvalidArgumentError
+from genie.wire import DIM_LIMIT, MAX_RANK, dtype_name
 
 if TYPE_CHECKING:
     from genie.ops import Op
@@ -61,7 +62,7 @@ def nbytes_within(shape: Sequence[int], itemsize: int, limit: int) -> int | None
 def check_alloc(shape: Sequence[int], dtype: torch.dtype | None, ctx: OpContext) -> None:
     """Refuse a factory size whose tensor would pass the cap (sizes are already bounded
     by ``genie.op_args.SIZE``; checked again here for callers that skip it)."""
-    if len(shape) > 64 or any(not 0 <= d < 1 << 63 for d in shape):
+    if len(shape) > MAX_RANK or any(not 0 <= d < DIM_LIMIT for d in shape):
         raise InvalidArgumentError("size must be at most 64 non-negative dimensions, each below 2**63")
     itemsize = (dtype or torch.get_default_dtype()).itemsize
     if nbytes_within(shape, itemsize, ctx.max_alloc_bytes) is None:
@@ -166,7 +167,7 @@ def check_output(op: Op, bound: Mapping[str, Any], ctx: OpContext, *,
         held = f" with {already} bytes already live in this graph" if already else ""
         raise InvalidArgumentError(
             f"op {op.name!r} would produce a {_shape_text(size.shape)} "
-            f"{str(size.dtype).removeprefix('torch.')} tensor of {size.nbytes} bytes{held}, "
+            f"{dtype_name(size.dtype)} tensor of {size.nbytes} bytes{held}, "
             f"over the server's {ctx.max_alloc_bytes}-byte allocation limit")
     return size
 

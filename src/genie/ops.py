@@ -51,6 +51,7 @@ from genie.op_args import (
     optional,
 )
 from genie.op_limits import OpContext, check_output
+from genie.wire import dtype_name
 
 __all__ = ["REGISTRY", "Op", "OpContext", "Param", "get_op", "op_names"]
 
@@ -189,7 +190,7 @@ def _describe_tensors(bound: Mapping[str, Any]) -> str:
     parts = []
     for name, value in bound.items():
         values = value if isinstance(value, list) else [value]
-        shown = [f"{list(v.shape)} {str(v.dtype).removeprefix('torch.')}"
+        shown = [f"{list(v.shape)} {dtype_name(v.dtype)}"
                  for v in values if isinstance(v, torch.Tensor)]
         if shown:
             parts.append(f"{name} {', '.join(shown)}")

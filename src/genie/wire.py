@@ -51,7 +51,7 @@ __all__ = [
 MAX_HEADER_BYTES = 100_000_000
 #: At most this many dimensions per tensor, each below ``2**63`` (an int64 size).
 MAX_RANK = 64
-_DIM_LIMIT = 1 << 63
+DIM_LIMIT = 1 << 63
 _LEN = struct.Struct("<Q")
 
 if sys.byteorder != "little":  # pragma: no cover - no big-endian CI here
@@ -250,7 +250,7 @@ def _nbytes(shape: list[int], itemsize: int, data_len: int) -> int | None:
     extent = 1
     for d in shape:
         extent *= max(d, 1)
-        if extent >= _DIM_LIMIT or (not empty and extent * itemsize > data_len):
+        if extent >= DIM_LIMIT or (not empty and extent * itemsize > data_len):
             return None
     return 0 if empty else extent * itemsize
 
@@ -277,7 +277,7 @@ def _entries(header: dict[str, object], data_len: int
             )
         # Bounded before any arithmetic: products of huge ints cost quadratic time.
         if not (isinstance(shape, list) and len(shape) <= MAX_RANK
-                and all(type(d) is int and 0 <= d < _DIM_LIMIT for d in shape)):
+                and all(type(d) is int and 0 <= d < DIM_LIMIT for d in shape)):
             raise _fail(f"tensor {name!r} shape must be a list of at most {MAX_RANK} "
                         "integers, each in [0, 2**63)")
         if not (isinstance(offsets, list) and len(offsets) == 2

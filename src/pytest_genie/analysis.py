@@ -20,18 +20,17 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from pytest_genie.results import json_safe
+from pytest_genie.results import FOLDER_PREFIX, STATUSES, json_safe
 
 SERVER_GLOB = "server_test_results_*.json"
 CLIENT_GLOB = "client_test_results_*.json"
-SESSION_PREFIX = "genie_test_results_"
+SESSION_PREFIX = FOLDER_PREFIX
 NOT_MEASURED = "not measured"
 
 # Network overhead above this multiple of the server's compute time means the wire, not the
 # device, decides the speed: batching and keeping data on the server pay more than a faster GPU.
 OVERHEAD_DOMINATES_RATIO = 2.0
 
-STATUSES = ("PASS", "FAIL", "SKIP", "ERROR")
 
 
 class ReportInputError(ValueError):

@@ -305,14 +305,13 @@ class GeniePlugin:
 
         folder = results.ensure_folder()
         try:
-            write_report(folder, history_root=self.state.options.results_dir)
+            written = write_report(folder, history_root=self.state.options.results_dir)
         except Exception as exc:  # the results are safe; the run must still say it failed
             self.state.report_error = f"{type(exc).__name__}: {exc}"
             if session.exitstatus == pytest.ExitCode.OK:
                 session.exitstatus = pytest.ExitCode.TESTS_FAILED
             return
-        self.state.report_files = [p for p in (folder / "comprehensive_report.json",
-                                               folder / "test_analysis_report.md") if p.exists()]
+        self.state.report_files = list(written)
 
     # ---- output ---------------------------------------------------------------
 

@@ -23,6 +23,7 @@ from typing import Any
 from pytest_genie.analysis import (
     NOT_MEASURED,
     ReportInputError,
+    base_name,
     find_result_files,
     format_bytes,
     format_ms,
@@ -36,7 +37,7 @@ from pytest_genie.analysis import (
     side_analysis,
     summarize,
 )
-from pytest_genie.results import json_safe
+from pytest_genie.results import STATUS_SYMBOLS, json_safe
 from pytest_genie.trend import TREND_METRICS, build_trend, discover_sessions, session_entry
 
 __all__ = [
@@ -51,7 +52,7 @@ __all__ = [
 
 JSON_NAME = "comprehensive_report.json"
 MARKDOWN_NAME = "test_analysis_report.md"
-STATUS_EMOJI = {"PASS": "✅", "FAIL": "❌", "SKIP": "⏭", "ERROR": "💥"}
+STATUS_EMOJI = STATUS_SYMBOLS
 
 # The details worth a table cell, per documented test (the rest stay in the JSON).
 KEY_DETAILS: dict[str, tuple[str, ...]] = {
@@ -150,7 +151,7 @@ def key_details(test: dict[str, Any]) -> str:
     if test.get("message"):
         return test["message"][:300]
     details = test["details"]
-    keys = KEY_DETAILS.get(test["name"].split("[", 1)[0])
+    keys = KEY_DETAILS.get(base_name(test["name"]))
     if keys is None:
         keys = tuple(k for k, v in details.items() if isinstance(v, (str, int, float, bool)))[:4]
     parts = [f"{k}={_value(k, details[k])}" for k in keys if k in details and details[k] is not None]
@@ -459,6 +460,7 @@ def write_report(session_dir: Path, history_root: Path | None = None) -> tuple[P
 
 def _collect(dirs: Sequence[Path]) -> list[Path]:
     files: list[Path] = []
+    seen: set[Path] = set()
     for folder in dirs:
         if not folder.is_dir():
             raise ReportInputError(f"{folder} is not a directory")
@@ -468,7 +470,10 @@ def _collect(dirs: Sequence[Path]) -> list[Path]:
                 f"{folder} holds no server_test_results_*.json or client_test_results_*.json; "
                 "pass the genie_test_results_* folder a test run wrote"
             )
-        files += [f for f in found if f.resolve() not in {g.resolve() for g in files}]
+        for f in found:
+            if f.resolve() not in seen:
+                seen.add(f.resolve())
+                files.append(f)
     return files
 
 

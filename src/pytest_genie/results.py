@@ -36,6 +36,8 @@ KINDS: tuple[Kind, ...] = ("server", "client")
 #: ``test_info.test_type`` per kind, as the guide spells it.
 TEST_TYPES: dict[str, str] = {"server": "server_side", "client": "client_side"}
 STATUSES = ("PASS", "FAIL", "SKIP", "ERROR")
+#: How a status is shown, in the terminal summary and the Markdown report alike.
+STATUS_SYMBOLS = {"PASS": "✅", "FAIL": "❌", "SKIP": "⏭", "ERROR": "💥"}
 FOLDER_PREFIX = "genie_test_results_"
 _MAX_DEPTH = 32
 
@@ -217,7 +219,7 @@ class ResultsSession:
         folder = self.ensure_folder()
         path = self.files.get(kind) or folder / f"{kind}_test_results_{self.stamp}.json"
         payload = {"test_info": self._test_info(kind),
-                   "tests": [r.entry() for r in self.records if kind in r.kinds]}
+                   "tests": [r.entry() for r in self.by_kind(kind)]}
         # Records are made JSON-safe where the plugin builds them, but one may also come from
         # another plugin's report attribute; strict JSON (no NaN) is what jq and the report read.
         _write_json_atomic(path, json_safe(payload))

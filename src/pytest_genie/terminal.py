@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from pytest_genie.results import KINDS, TEST_TYPES, ResultsSession, TestRecord
+from pytest_genie.results import KINDS, STATUS_SYMBOLS, TEST_TYPES, ResultsSession, TestRecord
 
 __all__ = ["format_record", "write_summary"]
 
-SYMBOLS = {"PASS": "✅", "FAIL": "❌", "SKIP": "⏭", "ERROR": "💥"}
+SYMBOLS = STATUS_SYMBOLS
 ASCII = {"PASS": "[PASS]", "FAIL": "[FAIL]", "SKIP": "[SKIP]", "ERROR": "[ERROR]"}
 TITLES = {"server": "Server-side tests", "client": "Client-side tests"}
 DETAILS_PREFIX = "   Details: "
