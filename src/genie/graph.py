@@ -92,12 +92,14 @@ def from_wire(value: Any, resolve: Callable[[Ref], Any]) -> Any:
 
 @dataclass(frozen=True)
 class Node:
-    """One op application; ``args``/``kwargs`` are still in wire form."""
+    """One op application; ``args``/``kwargs`` are still in wire form, and ``refs``
+    lists the tensor references in them, found once when the graph is parsed."""
 
     id: str
     op: Op
     args: list[Any]
     kwargs: dict[str, Any]
+    refs: tuple[Ref, ...] = ()
 
 
 @dataclass
@@ -130,8 +132,9 @@ class Graph:
             args, kwargs = raw.get("args", []), raw.get("kwargs", {})
             if not isinstance(args, list) or not isinstance(kwargs, dict):
                 raise MalformedRequestError(f"node {node_id!r}: args is a list, kwargs an object")
-            _check_node_refs(node_id, [args, kwargs], seen)
-            nodes.append(Node(node_id, get_op(raw.get("op")), args, kwargs))
+            refs = tuple(_walk_refs([args, kwargs]))
+            _check_node_refs(node_id, refs, seen)
+            nodes.append(Node(node_id, get_op(raw.get("op")), args, kwargs, refs))
             seen.add(node_id)
         outputs = spec.get("outputs", [nodes[-1].id] if nodes else [])
         keep = spec.get("keep", [])
@@ -166,7 +169,7 @@ class Graph:
         """
         last_use: dict[str, int] = {}
         for i, node in enumerate(self.nodes):
-            for ref in _walk_refs([node.args, node.kwargs]):
+            for ref in node.refs:
                 if ref.kind == "node":
                     last_use[ref.name] = i
         wanted = set(self.outputs)
@@ -196,7 +199,7 @@ class Graph:
                         f"graph: after node {node.id!r} ({node.op.name}) its live results "
                         f"hold {live.total} bytes, over the server's {ctx.max_alloc_bytes}-byte "
                         "allocation limit; return or keep fewer outputs, or split the graph")
-            for ref in _walk_refs([node.args, node.kwargs]):
+            for ref in node.refs:
                 if (ref.kind == "node" and last_use.get(ref.name) == i
                         and ref.name not in wanted and ref.name in values):
                     live.remove(values.pop(ref.name))  # no local name: it would pin the tensor
@@ -257,12 +260,12 @@ def _walk_refs(value: Any) -> list[Ref]:
     return found
 
 
-def _check_node_refs(node_id: str, value: Any, seen: set[str]) -> None:
-    for ref in _walk_refs(value):
+def _check_node_refs(node_id: str, refs: Iterable[Ref], seen: set[str]) -> None:
+    for ref in refs:
         if ref.kind == "node" and ref.name not in seen:
             raise MalformedRequestError(
                 f"node {node_id!r} refers to node {ref.name!r}, which is not listed before it")
 
 
 def _refs_of_kind(nodes: list[Node], kind: str) -> set[str]:
-    return {r.name for n in nodes for r in _walk_refs([n.args, n.kwargs]) if r.kind == kind}
+    return {r.name for n in nodes for r in n.refs if r.kind == kind}
