@@ -52,7 +52,7 @@ from genie.errors import (
 from genie.graph import GRAPH_METADATA_KEY, HANDLES_METADATA_KEY, Ref, to_wire
 from genie.http1 import IDLE_EXPIRY_S, RESEND_SAFE_METHODS, ConnectFailed, Http1Error, Http1Pool
 from genie.protocol import PROTOCOL_VERSION, SAFETENSORS_MEDIA_TYPE, normalize_url
-from genie.wire import Decoded, decode, dtype_from_name, encode, receive_buffer
+from genie.wire import Decoded, decode, dtype_from_name, encode, receive_buffer, slices
 
 __all__ = ["AsyncClient", "Client", "GraphResult", "RemoteTensor"]
 
@@ -122,13 +122,6 @@ def _handle_path(handle: RemoteTensor | str) -> str:
     if quoted in (".", ".."):
         quoted = quoted.replace(".", "%2E")
     return f"/tensors/{quoted}"
-
-
-def _split_chunks(chunks: Sequence[bytes | memoryview]) -> Iterator[memoryview]:
-    for chunk in chunks:
-        view = memoryview(chunk).cast("B")
-        for start in range(0, len(view), UPLOAD_CHUNK):
-            yield view[start:start + UPLOAD_CHUNK]
 
 
 # httpx annotates upload content as bytes, but passes each chunk on to h11, which
@@ -294,9 +287,12 @@ class _Base:
             headers["content-length"] = str(plan.nbytes)
         return headers
 
+    def _timeout_s(self, nbytes: int) -> float:
+        """The base timeout, grown as if the link moved at least MIN_THROUGHPUT."""
+        return self.timeout + nbytes / MIN_THROUGHPUT
+
     def _timeout(self, nbytes: int) -> httpx.Timeout:
-        scaled = self.timeout + nbytes / MIN_THROUGHPUT
-        return httpx.Timeout(scaled, connect=min(self.timeout, 10.0))
+        return httpx.Timeout(self._timeout_s(nbytes), connect=min(self.timeout, 10.0))
 
     def _finish(self, plan: _Plan, status: int, headers: Mapping[str, str],
                 body: bytearray | mmap.mmap, started: float) -> Any:
@@ -386,7 +382,7 @@ class Client(_Base):
             return self._send_fast(plan, self._fast)
         for last_try in (False, True):
             started = time.perf_counter()
-            content = _httpx_content(_split_chunks(plan.chunks)) if plan.method == "POST" \
+            content = _httpx_content(slices(plan.chunks, UPLOAD_CHUNK)) if plan.method == "POST" \
                 else None
             replied = False
             try:
@@ -415,7 +411,7 @@ class Client(_Base):
         chunks = plan.chunks if plan.method == "POST" else ()
         try:
             reply = pool.request(plan.method, target, self._headers(plan), chunks, plan.nbytes,
-                                 timeout=self.timeout + plan.nbytes / MIN_THROUGHPUT)
+                                 timeout=self._timeout_s(plan.nbytes))
         except Http1Error as exc:
             # The cause is the httpx exception httpx would have raised, as on the other path.
             cause: httpx.TransportError = getattr(httpx, exc.kind, httpx.TransportError)(str(exc))
@@ -512,7 +508,7 @@ class AsyncClient(_Base):
 
     async def _send_once(self, plan: _Plan) -> Any:
         async def upload() -> AsyncIterator[memoryview]:
-            for chunk in _split_chunks(plan.chunks):
+            for chunk in slices(plan.chunks, UPLOAD_CHUNK):
                 yield chunk
 
         for last_try in (False, True):

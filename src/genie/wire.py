@@ -28,7 +28,7 @@ import json
 import mmap
 import struct
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -45,6 +45,7 @@ __all__ = [
     "dtype_name",
     "encode",
     "receive_buffer",
+    "slices",
 ]
 
 #: Same cap as the safetensors library: a larger header is refused unread.
@@ -137,6 +138,15 @@ class Decoded:
 #: Bodies at least this large are received into pre-populated anonymous memory.
 POPULATE_MIN_BYTES = 1024 * 1024
 _MAP_POPULATE = getattr(mmap, "MAP_POPULATE", 0)
+
+
+def slices(chunks: Sequence[bytes | memoryview], size: int) -> Iterator[memoryview]:
+    """``chunks`` (an ``Encoded`` body) as memoryviews of at most ``size`` bytes, with no
+    copy: how the client's upload and the server's streamed reply hand a body to a socket."""
+    for chunk in chunks:
+        view = memoryview(chunk).cast("B")
+        for start in range(0, len(view), size):
+            yield view[start:start + size]
 
 
 def receive_buffer(nbytes: int) -> bytearray | mmap.mmap:

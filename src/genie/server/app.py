@@ -53,7 +53,7 @@ from genie.server.bodies import CLOSE_KEY, BodyBudget, ReleaseBodyBudget, receiv
 from genie.server.config import ServerConfig
 from genie.server.stats import Stats, StatsCollector
 from genie.server.store import TensorStore
-from genie.wire import Decoded, Encoded, decode, encode
+from genie.wire import Decoded, Encoded, decode, encode, slices
 
 __all__ = ["ServerState", "create_app"]
 
@@ -151,10 +151,8 @@ def tensor_response(encoded: Encoded, timing: Timing,
         return Response(encoded.to_bytes(), media_type=SAFETENSORS_MEDIA_TYPE, headers=headers)
 
     async def chunks() -> AsyncIterator[bytes | memoryview]:
-        for chunk in encoded.chunks:
-            view = memoryview(chunk)
-            for start in range(0, len(view), STREAM_CHUNK):
-                yield view[start:start + STREAM_CHUNK]
+        for view in slices(encoded.chunks, STREAM_CHUNK):
+            yield view
 
     return StreamingResponse(chunks(), media_type=SAFETENSORS_MEDIA_TYPE, headers=headers)
 
