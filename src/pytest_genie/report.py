@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import tempfile
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from importlib import metadata
@@ -37,7 +35,7 @@ from pytest_genie.analysis import (
     side_analysis,
     summarize,
 )
-from pytest_genie.results import STATUS_SYMBOLS, json_safe
+from pytest_genie.results import STATUS_SYMBOLS, json_safe, write_text_atomic
 from pytest_genie.trend import TREND_METRICS, build_trend, discover_sessions, session_entry
 
 __all__ = [
@@ -420,25 +418,13 @@ def render_markdown(report: dict[str, Any]) -> str:
 # ----------------------------------------------------------------------------- files and CLI
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    """Temp file + rename in the same folder, so a reader never sees half a report."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _save(report: dict[str, Any], output: Path) -> tuple[Path, Path]:
     output.mkdir(parents=True, exist_ok=True)
     json_path, md_path = output / JSON_NAME, output / MARKDOWN_NAME
     # Strict JSON: a NaN or infinity computed from the inputs becomes null, never a bare NaN.
     text = json.dumps(json_safe(report), indent=2, ensure_ascii=False, allow_nan=False)
-    _write_atomic(json_path, text + "\n")
-    _write_atomic(md_path, render_markdown(report))
+    write_text_atomic(json_path, text + "\n")
+    write_text_atomic(md_path, render_markdown(report))
     return json_path, md_path
 
 

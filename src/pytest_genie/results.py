@@ -135,7 +135,12 @@ def environment_info() -> dict[str, Any]:
 
 
 def _write_json_atomic(path: Path, payload: Any) -> None:
-    text = json.dumps(payload, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+    write_text_atomic(path, json.dumps(payload, indent=2, ensure_ascii=False, allow_nan=False) + "\n")
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Temp file + fsync + rename in the same folder: a reader (or a crash) never sees
+    half a file."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
