@@ -23,7 +23,8 @@ import torch
 import torch.nn.functional as F
 
 import genie
-from genie.lazy_run import build_graph
+from genie.lazy.run import build_graph
+from genie.lazy.session import SESSION
 
 #: ops recorded by one ``_block`` call (counted below, checked at run time)
 BLOCK_OPS = 11
@@ -88,7 +89,7 @@ def main() -> None:
         started = time.perf_counter()
         build_graph([last._node], [])
         builds.append(time.perf_counter() - started)
-    genie.lazy._meta_cache.clear()
+    SESSION.meta.clear()
     cold, _ = capture_once(args.ops)
     per_op = statistics.median(times) / n_nodes * 1e6
     print(f"captured graph: {n_nodes} ops ({args.runs} runs)")

@@ -4,12 +4,17 @@ Public API (everything else is private)::
 
     genie.Client(url, token=None)        blocking client; genie.AsyncClient its twin
     genie.RemoteTensor                   a tensor held on the server (a handle)
-    genie.create_app / ServerConfig      build the server app (see genie.server)
+    genie.create_app / ServerConfig      build the server app (genie.server, loaded when used)
     genie.GenieError and subclasses      the one exception tree (see genie.errors)
     genie.LazyTensor, genie.remote(t)    capture torch code, run it remotely in one request
     genie.connect / capture / materialize / persist / release / remote_module,
     genie.randn / rand / zeros / ones / full / arange / eye   (see genie.lazy)
+
+``import genie`` loads no server code: ``create_app`` and ``ServerConfig`` (and with
+them starlette, uvicorn and prometheus-client) are imported on first use.
 """
+
+from typing import TYPE_CHECKING, Any
 
 from genie._version import __version__
 from genie.client import AsyncClient, Client, GraphResult, RemoteTensor
@@ -34,27 +39,27 @@ from genie.errors import (
 )
 from genie.lazy import (
     LazyTensor,
-    connect,
-    disconnect,
-    materialize,
-    persist,
-    release,
-    remote,
-)
-from genie.lazy_capture import (
     arange,
     capture,
+    connect,
+    disconnect,
     eye,
     full,
+    materialize,
     ones,
+    persist,
     rand,
     randn,
+    release,
+    remote,
+    remote_device,
     remote_module,
     zeros,
 )
 from genie.protocol import PROTOCOL_VERSION
-from genie.server.app import create_app
-from genie.server.config import ServerConfig
+
+if TYPE_CHECKING:
+    from genie.server import ServerConfig, create_app
 
 __all__ = [
     "REMOTE_DEVICE",
@@ -102,10 +107,13 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> object:
-    # REMOTE_DEVICE names torch's PrivateUse1 backend when first asked for, not at import.
-    if name == "REMOTE_DEVICE":
-        from genie.lazy import remote_device
+def __getattr__(name: str) -> Any:
+    """Names resolved on first use (PEP 562): the server, and the remote device, which
+    names torch's PrivateUse1 backend when first asked for, not at import."""
+    if name in ("create_app", "ServerConfig"):
+        import genie.server
 
+        return getattr(genie.server, name)
+    if name == "REMOTE_DEVICE":
         return remote_device()
     raise AttributeError(f"module 'genie' has no attribute {name!r}")

@@ -75,14 +75,21 @@ class ConfigurationError(GenieError):
 class TransportError(GenieError):
     """Raised by the client when the server cannot be reached, or a request times out.
 
+    ``kind`` says what failed: ``connect``, ``connect_timeout``, ``read_timeout``,
+    ``write_timeout``, ``read``, ``write`` or ``protocol`` (a malformed or cut reply).
     ``retryable`` is true when the request never reached the server (connect
     failures), the only transport failures the client retries by itself.
     """
 
     error_type = "transport"
+    KINDS = ("connect", "connect_timeout", "read_timeout", "write_timeout", "read", "write",
+             "protocol")
 
-    def __init__(self, message: str, *, retryable: bool = False) -> None:
+    def __init__(self, message: str, *, kind: str = "protocol", retryable: bool = False) -> None:
         super().__init__(message)
+        if kind not in self.KINDS:
+            raise ValueError(f"unknown transport failure kind {kind!r}")
+        self.kind = kind
         self.retryable = retryable
 
 

@@ -24,7 +24,8 @@ import pytest
 import torch
 
 from genie import AsyncClient, Client, TransportError
-from genie.http1 import IDLE_EXPIRY_S, Http1Error, Http1Pool
+from genie.client.http1 import IDLE_EXPIRY_S, Http1Pool
+from genie.errors import TransportError
 
 Reply = Callable[[bytes], bytes | None]  # request head -> raw reply (None: close)
 
@@ -175,7 +176,7 @@ def test_garbage_status_line(canned: Callable[..., CannedServer]) -> None:
     srv = canned(lambda head: b"NOT-HTTP\r\n\r\n")
     pool = Http1Pool("127.0.0.1", srv.port, connect_timeout=5)
     try:
-        with pytest.raises(Http1Error, match="malformed status line"):
+        with pytest.raises(TransportError, match="malformed status line"):
             pool.request("GET", "/health", {}, (), 0, timeout=5)
     finally:
         pool.close()
@@ -235,7 +236,7 @@ def test_request_that_may_have_reached_the_server_is_never_resent(
     srv = canned(lambda head: None if head.startswith(method.encode())
                  else fixed(b'{"status": "ok"}'))
     with Client(f"127.0.0.1:{srv.port}", retries=3) as c:
-        assert (c._fast is None) == (transport == "httpx")
+        assert (c._plain is None) == (transport == "httpx")
         assert c.health() == {"status": "ok"}  # leaves a kept-alive connection
         with pytest.raises(TransportError) as info:
             if method == "POST":
@@ -312,13 +313,13 @@ def test_protocol_errors_close_the_connection(canned: Callable[..., CannedServer
     # collector (the caller may keep the exception, and with it the socket, alive).
     srv = canned(lambda head: b"NOT-HTTP\r\n\r\n")
     pool = Http1Pool("127.0.0.1", srv.port, connect_timeout=5)
-    kept: list[Http1Error] = []
+    kept: list[TransportError] = []
     fds_before = len(os.listdir("/proc/self/fd"))
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", ResourceWarning)
             for _ in range(40):
-                with pytest.raises(Http1Error) as info:
+                with pytest.raises(TransportError) as info:
                     pool.request("GET", "/health", {}, (), 0, timeout=5)
                 kept.append(info.value)
                 assert pool._idle == []
@@ -399,9 +400,9 @@ def test_unsafe_request_targets_are_refused_before_sending(
     srv = canned(lambda head: fixed(b"{}"))
     pool = Http1Pool("127.0.0.1", srv.port, connect_timeout=5)
     try:
-        with pytest.raises(Http1Error, match="request target"):
+        with pytest.raises(TransportError, match="request target"):
             pool.request("GET", target, {}, (), 0, timeout=5)
-        with pytest.raises(Http1Error, match="header name"):
+        with pytest.raises(TransportError, match="header name"):
             pool.request("GET", "/health", {"x-a\r\nx-evil": "1"}, (), 0, timeout=5)
         assert pool.request("GET", "/health", {}, (), 0, timeout=5).status == 200
     finally:

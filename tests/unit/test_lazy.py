@@ -27,8 +27,9 @@ from hypothesis import strategies as st
 from torch.testing import assert_close
 
 import genie
-from genie.lazy_mapping import supported_functions
-from genie.lazy_run import build_graph
+from genie.lazy.mapping import supported_functions
+from genie.lazy.run import build_graph
+from genie.lazy.session import SESSION
 from genie.server.config import ServerConfig
 from genie.server.runner import BackgroundServer
 
@@ -392,15 +393,17 @@ def test_one_request_per_materialization_shared_subgraph_once(
     assert graph_requests() == 2
 
 
-def test_meta_inference_without_a_cache_key_caches_nothing() -> None:
-    """An argument that cannot be hashed runs inference uncached, leaving no entry
-    that could never be hit."""
-    x = genie.remote(torch.ones(2, 3))
-    before = len(genie.lazy._meta_cache)
+def test_meta_inference_of_arguments_too_large_for_a_key_caches_nothing() -> None:
+    """Arguments too large to make a key (300 tensors to cat are data, not a key) are
+    inferred uncached: no entry that would hold them, and none that could be hit."""
+    parts = [genie.remote(torch.ones(2, 3)) for _ in range(300)]
+    before = len(SESSION.meta)
     for _ in range(3):
-        spec, shares = genie.lazy.infer(genie.lazy.REGISTRY["relu"], {"input": x}, None)
-        assert spec == ((2, 3), (3, 1), torch.float32) and not shares
-    assert len(genie.lazy._meta_cache) == before
+        out = torch.cat(parts)
+        assert out.shape == (600, 3) and out.dtype == torch.float32
+    assert len(SESSION.meta) == before
+    small = torch.cat(parts[:2])  # a small argument list is a key: cached once
+    assert small.shape == (4, 3) and len(SESSION.meta) == before + 1
 
 
 def test_local_tensors_travel_once_and_are_not_kept_alive(client: genie.Client) -> None:

@@ -26,8 +26,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
-from genie.graph import GRAPH_METADATA_KEY, HANDLES_METADATA_KEY, Graph
-from genie.ops import REGISTRY, OpContext
+from genie.graph import GRAPH_METADATA_KEY, HANDLES_METADATA_KEY
+from genie.ops import REGISTRY, MetaCache
+from genie.server.executor import Executor, Graph
 from genie.protocol import PROTOCOL_VERSION
 from genie.server.runner import BackgroundServer
 from genie.wire import decode
@@ -425,7 +426,9 @@ def test_graph_frees_intermediates_while_it_runs() -> None:
     _Tracked.probe = lambda: alive_at_cos.append([r() is not None for r in _Tracked.made])
     try:
         x = torch.randn(4).as_subclass(_Tracked)
-        out = graph.run({"x": x}, {}, OpContext())
+        executor = Executor(torch.device("cpu"), max_alloc_bytes=1 << 30, compute_threads=1,
+                            max_inflight=1)
+        out = executor.run_graph(graph, {"x": x}, {}, MetaCache())
     finally:
         _Tracked.probe = None
     expected = torch.cos(-torch.relu(x.as_subclass(torch.Tensor)))

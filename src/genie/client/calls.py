@@ -1,43 +1,32 @@
-"""``genie.Client`` and ``genie.AsyncClient``: talk to a Genie server.
+"""What the two clients share: each API call planned, and its reply read, in one place.
 
-Both share everything but the I/O: a request is first planned (``_Plan``: method,
-path, query, body chunks), then sent by the sync or async transport, then its
-reply is interpreted by the same functions.  So the two twins cannot drift apart.
+A call is first *planned* (``Plan``: method, path, query, body chunks) and paired
+with the function that reads its reply (``Call``); the sync ``Client`` and the
+``AsyncClient`` only differ in how they send a plan and wait for the bytes.  Every
+API method is written once, as an ``endpoint`` on ``Endpoints``: on a ``Client`` it
+returns the result, on an ``AsyncClient`` an awaitable of it.  Configuration, the
+error mapping (``raise_for_error``), the retry policy and the bookkeeping of each
+exchange (``BaseClient.finish``) are here too, so the twins cannot drift apart.
 
 Bodies go out as memoryview chunks straight from tensor memory with an exact
-Content-Length (httpx's single-buffer upload re-slices the remaining bytes after
-every send, which is quadratic on large bodies), and replies are read into one
-preallocated buffer that the decoded tensors then share.  The blocking ``Client``
-speaks plain ``http://`` through ``genie.http1`` (a fraction of httpx's per-request
-cost, and ``recv_into`` the reply buffer); https and proxied URLs, and the
-``AsyncClient``, go through httpx.
+Content-Length, and replies are collected into one preallocated buffer (``Sink``)
+that the decoded tensors then share.
 
 Only connection failures and 503 are retried, with exponential backoff; any other
 error would fail the same way again, or might repeat a request the server already
-acted on.  Neither transport resends a request that may have reached the server,
-except a GET or HEAD whose (reused keep-alive) connection closed before a reply
-head: ``genie.http1`` resends those, and so does this module around httpx
-(httpcore itself resends nothing once a request was handed to a connection).
-Both drop keep-alive connections idle for ``IDLE_EXPIRY_S`` (below uvicorn's 5 s),
-so that such a close is rare.  No httpx exception escapes: transport
-failures become ``TransportError``, error replies the ``RemoteError`` subclass
-their ``type`` names (see ``genie.errors``).
+acted on.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import mmap
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
-from types import TracebackType
-from typing import Any, cast
-from urllib.parse import quote, urlencode, urlsplit
-from urllib.request import getproxies
+from typing import Any, Concatenate, Generic, ParamSpec, TypeVar, overload
+from urllib.parse import quote
 
-import httpx
 import torch
 
 from genie.errors import (
@@ -50,11 +39,12 @@ from genie.errors import (
     error_class_for,
 )
 from genie.graph import GRAPH_METADATA_KEY, HANDLES_METADATA_KEY, Ref, to_wire
-from genie.http1 import IDLE_EXPIRY_S, RESEND_SAFE_METHODS, ConnectFailed, Http1Error, Http1Pool
 from genie.protocol import PROTOCOL_VERSION, SAFETENSORS_MEDIA_TYPE, normalize_url
-from genie.wire import Decoded, decode, dtype_from_name, encode, receive_buffer, slices
+from genie.wire import Decoded, decode, dtype_from_name, encode, receive_buffer
 
-__all__ = ["AsyncClient", "Client", "GraphResult", "RemoteTensor"]
+__all__ = ["BACKOFF_BASE", "DEFAULT_RETRIES", "DEFAULT_TIMEOUT", "MIN_THROUGHPUT",
+           "UPLOAD_CHUNK", "AsyncClientBase", "BaseClient", "Call", "Endpoints", "Exchange",
+           "GraphResult", "Plan", "RemoteTensor", "Sink", "SyncClientBase", "endpoint"]
 
 DEFAULT_TIMEOUT = 30.0
 #: Timeouts grow with the payload as if the link moved at least this many bytes/s.
@@ -62,10 +52,9 @@ MIN_THROUGHPUT = 10 * 1024 * 1024
 UPLOAD_CHUNK = 1024 * 1024
 DEFAULT_RETRIES = 3
 BACKOFF_BASE = 0.1
-#: httpx's default limits, but keep-alive connections expire before uvicorn closes
-#: them (httpx's default expiry equals uvicorn's 5 s, which races the server's close).
-_LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=20,
-                       keepalive_expiry=IDLE_EXPIRY_S)
+
+P = ParamSpec("P")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -103,16 +92,31 @@ class Exchange:
 
 
 @dataclass
-class _Plan:
+class Plan:
+    """One request, ready to send: the reply is a safetensors body when ``tensors_back``."""
+
     method: str
     path: str
     params: dict[str, str] = field(default_factory=dict)
     chunks: Sequence[bytes | memoryview] = ()
     nbytes: int = 0
-    tensors_back: bool = False  # the reply is a safetensors body
+    tensors_back: bool = False
 
 
-def _handle_path(handle: RemoteTensor | str) -> str:
+class Call(Generic[T]):
+    """A plan and the function that turns its (decoded) reply into the caller's result."""
+
+    __slots__ = ("parse", "plan")
+
+    def __init__(self, plan: Plan, parse: Callable[[Any], T]) -> None:
+        self.plan = plan
+        self.parse = parse
+
+
+# --- planning -----------------------------------------------------------------------
+
+
+def handle_path(handle: RemoteTensor | str) -> str:
     """``/tensors/ID`` with the id percent-encoded whole: an id holding ``/``, ``?``,
     ``%``, ``..`` or a line break must name a handle, not another route or query.
     ``quote`` leaves dots alone, and httpx resolves a ``.`` or ``..`` segment
@@ -124,25 +128,14 @@ def _handle_path(handle: RemoteTensor | str) -> str:
     return f"/tensors/{quoted}"
 
 
-# httpx annotates upload content as bytes, but passes each chunk on to h11, which
-# accepts any buffer (len() and b"".join): 1 MiB memoryviews of tensor memory, not
-# one bytes copy of the whole body.
-def _httpx_content(chunks: Iterator[memoryview]) -> Iterable[bytes]:
-    return cast("Iterable[bytes]", chunks)
-
-
-def _httpx_async_content(chunks: AsyncIterator[memoryview]) -> AsyncIterable[bytes]:
-    return cast("AsyncIterable[bytes]", chunks)
-
-
-def _tensor_plan(method: str, path: str, tensors: Mapping[str, torch.Tensor],
-                 metadata: Mapping[str, str] | None = None, *,
-                 params: dict[str, str] | None = None, tensors_back: bool = True) -> _Plan:
+def tensor_plan(method: str, path: str, tensors: Mapping[str, torch.Tensor],
+                metadata: Mapping[str, str] | None = None, *,
+                params: dict[str, str] | None = None, tensors_back: bool = True) -> Plan:
     encoded = encode(tensors, metadata)
-    return _Plan(method, path, params or {}, encoded.chunks, encoded.nbytes, tensors_back)
+    return Plan(method, path, params or {}, encoded.chunks, encoded.nbytes, tensors_back)
 
 
-def _execute_plan(op: str, tensors: Sequence[torch.Tensor], kwargs: Mapping[str, Any]) -> _Plan:
+def execute_plan(op: str, tensors: Sequence[torch.Tensor], kwargs: Mapping[str, Any]) -> Plan:
     # The positional tensor travels under a name no op uses, so the server binds
     # it to the op's first parameter whatever that is called.
     body: dict[str, torch.Tensor] = {}
@@ -169,27 +162,46 @@ def _execute_plan(op: str, tensors: Sequence[torch.Tensor], kwargs: Mapping[str,
     params = {"op": op}
     if args:
         params["args"] = json.dumps(args)
-    return _tensor_plan("POST", "/execute", body, params=params)
+    return tensor_plan("POST", "/execute", body, params=params)
 
 
-def _graph_plan(graph: Mapping[str, Any], inputs: Mapping[str, torch.Tensor]) -> _Plan:
-    return _tensor_plan("POST", "/graph", inputs, {GRAPH_METADATA_KEY: json.dumps(graph)})
+# --- reading replies ----------------------------------------------------------------
 
 
-def _graph_result(decoded: Decoded) -> GraphResult:
-    kept = json.loads(decoded.metadata.get(HANDLES_METADATA_KEY, "{}"))
-    return GraphResult(outputs=decoded.tensors,
-                       handles={k: RemoteTensor.from_json(v) for k, v in kept.items()})
-
-
-def _only_tensor(decoded: Decoded) -> torch.Tensor:
+def only_tensor(decoded: Decoded) -> torch.Tensor:
     if len(decoded.tensors) != 1:
         raise MalformedRequestError(f"expected one tensor in the reply, got "
                                     f"{len(decoded.tensors)}")
     return next(iter(decoded.tensors.values()))
 
 
-def _raise_for_error(status: int, body: bytes) -> None:
+def graph_result(decoded: Decoded) -> GraphResult:
+    kept = json.loads(decoded.metadata.get(HANDLES_METADATA_KEY, "{}"))
+    return GraphResult(outputs=decoded.tensors,
+                       handles={k: RemoteTensor.from_json(v) for k, v in kept.items()})
+
+
+def as_dict(reply: Any) -> dict[str, Any]:
+    if not isinstance(reply, dict):
+        raise RemoteError(f"expected a JSON object in the reply, got {type(reply).__name__}")
+    return reply
+
+
+def check_protocol(health: Mapping[str, Any]) -> dict[str, Any]:
+    """``health`` itself, after refusing a server whose protocol major version differs."""
+    theirs = str(health.get("protocol_version", ""))
+    if theirs.split(".")[0] != PROTOCOL_VERSION.split(".")[0]:
+        raise ConfigurationError(f"server speaks Genie protocol {theirs or '?'}, this client "
+                                 f"{PROTOCOL_VERSION}; upgrade the older side")
+    return as_dict(health)
+
+
+def op_list(reply: Any) -> list[str]:
+    return [op["name"] for op in as_dict(reply)["ops"]]
+
+
+def raise_for_error(status: int, body: bytes) -> None:
+    """Raise the ``RemoteError`` subclass an error reply's ``type`` names."""
     if status < 400:
         return
     try:
@@ -201,7 +213,7 @@ def _raise_for_error(status: int, body: bytes) -> None:
     raise cls(message, status=status, error_type=kind or cls.error_type)
 
 
-def _parse_server_timing(header: str | None) -> dict[str, float]:
+def parse_server_timing(header: str | None) -> dict[str, float]:
     timing: dict[str, float] = {}
     for part in (header or "").split(","):
         name, _, rest = part.strip().partition(";")
@@ -213,14 +225,7 @@ def _parse_server_timing(header: str | None) -> dict[str, float]:
     return timing
 
 
-def _check_protocol(health: Mapping[str, Any]) -> None:
-    theirs = str(health.get("protocol_version", ""))
-    if theirs.split(".")[0] != PROTOCOL_VERSION.split(".")[0]:
-        raise ConfigurationError(f"server speaks Genie protocol {theirs or '?'}, this client "
-                                 f"{PROTOCOL_VERSION}; upgrade the older side")
-
-
-class _Sink:
+class Sink:
     """Collects a reply body into one buffer that the decoded tensors then share.
 
     With a declared Content-Length the buffer is allocated once, at full size (see
@@ -233,6 +238,11 @@ class _Sink:
         # A bytearray with a live memoryview cannot grow, so only a fixed one gets a view.
         self.view = memoryview(self.buf) if size else None
         self.pos = 0
+
+    @classmethod
+    def for_length(cls, header: str | None) -> Sink:
+        """A sink sized by a Content-Length header value (absent or malformed: growing)."""
+        return cls(int(header) if header is not None and header.isdigit() else None)
 
     def write(self, chunk: bytes) -> None:
         end = self.pos + len(chunk)
@@ -256,8 +266,11 @@ class _Sink:
         return self.buf
 
 
-class _Base:
-    """Configuration and reply handling shared by the two clients."""
+# --- the clients' common part -------------------------------------------------------
+
+
+class BaseClient:
+    """Configuration and the handling of each exchange, shared by both clients."""
 
     def __init__(self, url: str, *, token: str | None = None,
                  timeout: float = DEFAULT_TIMEOUT, retries: int = DEFAULT_RETRIES) -> None:
@@ -278,7 +291,7 @@ class _Base:
         self.bytes_received = 0
         self.requests = 0
 
-    def _headers(self, plan: _Plan) -> dict[str, str]:
+    def headers(self, plan: Plan) -> dict[str, str]:
         headers = {"accept": f"{SAFETENSORS_MEDIA_TYPE}, application/json"}
         if self.token:
             headers["authorization"] = f"Bearer {self.token}"
@@ -287,23 +300,27 @@ class _Base:
             headers["content-length"] = str(plan.nbytes)
         return headers
 
-    def _timeout_s(self, nbytes: int) -> float:
+    def timeout_s(self, nbytes: int) -> float:
         """The base timeout, grown as if the link moved at least MIN_THROUGHPUT."""
         return self.timeout + nbytes / MIN_THROUGHPUT
 
-    def _timeout(self, nbytes: int) -> httpx.Timeout:
-        return httpx.Timeout(self._timeout_s(nbytes), connect=min(self.timeout, 10.0))
+    def transport_error(self, plan: Plan, detail: str, kind: str, retryable: bool
+                        ) -> TransportError:
+        """A failed exchange, named by its request."""
+        return TransportError(f"{plan.method} {self.url}{plan.path} failed ({kind}): {detail}",
+                              kind=kind, retryable=retryable)
 
-    def _finish(self, plan: _Plan, status: int, headers: Mapping[str, str],
-                body: bytearray | mmap.mmap, started: float) -> Any:
+    def finish(self, plan: Plan, status: int, headers: Mapping[str, str],
+               body: bytearray | mmap.mmap, started: float) -> Any:
+        """Record the exchange; raise its error, or return its decoded body."""
         self.last = Exchange(status=status, round_trip_ms=(time.perf_counter() - started) * 1000,
                              bytes_sent=plan.nbytes, bytes_received=len(body),
-                             server_timing=_parse_server_timing(headers.get("server-timing")))
+                             server_timing=parse_server_timing(headers.get("server-timing")))
         self.bytes_sent += plan.nbytes
         self.bytes_received += len(body)
         self.requests += 1
         if status >= 400:  # never copy a successful (possibly huge) body
-            _raise_for_error(status, bytes(body))
+            raise_for_error(status, bytes(body))
         if plan.tensors_back:
             return decode(body)
         try:
@@ -312,277 +329,124 @@ class _Base:
             raise RemoteError(f"reply to {plan.method} {plan.path} is not JSON",
                               status=status) from exc
 
-    def _should_retry(self, exc: GenieError, attempt: int) -> bool:
-        return attempt < self.retries and (
-            isinstance(exc, ServerBusyError)
-            or (isinstance(exc, TransportError) and exc.retryable))
-
-    @staticmethod
-    def _backoff(attempt: int) -> float:
+    def retry_delay(self, exc: GenieError, attempt: int) -> float | None:
+        """Seconds to wait before retrying after ``exc`` on attempt ``attempt`` (from 0),
+        or ``None`` when it must not be retried."""
+        if attempt >= self.retries or not (
+                isinstance(exc, ServerBusyError)
+                or (isinstance(exc, TransportError) and exc.retryable)):
+            return None
         return float(BACKOFF_BASE * (2 ** attempt))
 
 
-def _transport_error(exc: httpx.HTTPError, plan: _Plan, url: str) -> TransportError:
-    # Only failures to connect are safe to retry: the server never saw the request.
-    return TransportError(f"{plan.method} {url}{plan.path} failed: {type(exc).__name__}: {exc}",
-                          retryable=isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout)))
+class SyncClientBase(BaseClient):
+    """A client whose endpoints return their results (``genie.Client``)."""
+
+    def perform(self, call: Call[T]) -> T:
+        raise NotImplementedError
 
 
-def _resend_now(plan: _Plan, exc: httpx.HTTPError, replied: bool) -> bool:
-    """Whether to resend at once, as ``genie.http1`` does: a GET or HEAD whose (likely
-    reused, server-closed) connection failed before a reply head arrived.  httpx itself
-    never resends a request it has handed to a connection, whatever the method."""
-    return (not replied and plan.method in RESEND_SAFE_METHODS
-            and isinstance(exc, (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)))
+class AsyncClientBase(BaseClient):
+    """A client whose endpoints return awaitables of their results (``genie.AsyncClient``)."""
+
+    async def perform(self, call: Call[T]) -> T:
+        raise NotImplementedError
 
 
-def _fast_pool(url: str, timeout: float) -> Http1Pool | None:
-    """``genie.http1`` for plain ``http://`` with no proxy in the environment;
-    ``None`` (httpx, which handles TLS, proxies and ``NO_PROXY``) otherwise."""
-    parts = urlsplit(url)
-    proxies = getproxies()
-    if parts.scheme != "http" or proxies.get("http") or proxies.get("all"):
-        return None
-    assert parts.hostname is not None and parts.port is not None  # normalize_url made sure
-    return Http1Pool(parts.hostname, parts.port, connect_timeout=min(timeout, 10.0))
+class endpoint(Generic[P, T]):  # noqa: N801 - used as a decorator
+    """An API method written once: it plans the call, and the client it is read from
+    performs it (a ``Client`` returns the result, an ``AsyncClient`` an awaitable)."""
+
+    def __init__(self, build: Callable[Concatenate[Any, P], Call[T]]) -> None:
+        self.build = build
+        self.__doc__ = build.__doc__
+        self.__name__ = build.__name__
+
+    @overload
+    def __get__(self, obj: None, owner: type | None = None) -> endpoint[P, T]: ...
+
+    @overload
+    def __get__(self, obj: SyncClientBase, owner: type | None = None) -> Callable[P, T]: ...
+
+    @overload
+    def __get__(self, obj: AsyncClientBase, owner: type | None = None
+                ) -> Callable[P, Coroutine[Any, Any, T]]: ...
+
+    def __get__(self, obj: Any, owner: type | None = None) -> Any:
+        if obj is None:
+            return self
+        build = self.build
+
+        def method(*args: Any, **kwargs: Any) -> Any:
+            return obj.perform(build(obj, *args, **kwargs))
+
+        method.__name__ = self.__name__
+        method.__doc__ = self.__doc__
+        return method
 
 
-def _size_from(headers: httpx.Headers) -> int | None:
-    value = headers.get("content-length")
-    return int(value) if value is not None and value.isdigit() else None
+def _get(path: str, parse: Callable[[Any], T]) -> Call[T]:
+    return Call(Plan("GET", path), parse)
 
 
-class Client(_Base):
-    """A blocking client over keep-alive connections (``genie.http1``, or httpx for
-    https and proxies).
+class Endpoints:
+    """The Genie API, one method per call, shared by ``Client`` and ``AsyncClient``."""
 
-    ``url`` is ``HOST``, ``HOST:PORT`` or ``http(s)://HOST:PORT`` (port 8888 by
-    default).  Use it as a context manager, or call ``close()``.
-    """
-
-    def __init__(self, url: str, *, token: str | None = None,
-                 timeout: float = DEFAULT_TIMEOUT, retries: int = DEFAULT_RETRIES) -> None:
-        super().__init__(url, token=token, timeout=timeout, retries=retries)
-        self._http = httpx.Client(base_url=self.url, timeout=self._timeout(0), limits=_LIMITS)
-        self._fast = _fast_pool(self.url, self.timeout)
-
-    def _send(self, plan: _Plan) -> Any:
-        attempt = 0
-        while True:
-            try:
-                return self._send_once(plan)
-            except GenieError as exc:
-                if not self._should_retry(exc, attempt):
-                    raise
-                time.sleep(self._backoff(attempt))
-                attempt += 1
-
-    def _send_once(self, plan: _Plan) -> Any:
-        if self._fast is not None:
-            return self._send_fast(plan, self._fast)
-        for last_try in (False, True):
-            started = time.perf_counter()
-            content = _httpx_content(slices(plan.chunks, UPLOAD_CHUNK)) if plan.method == "POST" \
-                else None
-            replied = False
-            try:
-                with self._http.stream(plan.method, plan.path, params=plan.params,
-                                       headers=self._headers(plan), content=content,
-                                       timeout=self._timeout(plan.nbytes)) as resp:
-                    replied = True
-                    sink = _Sink(_size_from(resp.headers))
-                    for chunk in resp.iter_raw():
-                        sink.write(chunk)
-                    body = sink.body()
-                    status, headers = resp.status_code, resp.headers
-            except httpx.HTTPError as exc:
-                if not last_try and _resend_now(plan, exc, replied):
-                    continue
-                raise _transport_error(exc, plan, self.url) from exc
-            return self._finish(plan, status, headers, body, started)
-        raise AssertionError("unreachable")
-
-    def _send_fast(self, plan: _Plan, pool: Http1Pool) -> Any:
-        """The same exchange over ``genie.http1``: whole tensor views out, one
-        ``recv_into`` the reply buffer in."""
-        started = time.perf_counter()
-        target = f"{plan.path}?{urlencode(plan.params, quote_via=quote)}" if plan.params \
-            else plan.path
-        chunks = plan.chunks if plan.method == "POST" else ()
-        try:
-            reply = pool.request(plan.method, target, self._headers(plan), chunks, plan.nbytes,
-                                 timeout=self._timeout_s(plan.nbytes))
-        except Http1Error as exc:
-            # The cause is the httpx exception httpx would have raised, as on the other path.
-            cause: httpx.TransportError = getattr(httpx, exc.kind, httpx.TransportError)(str(exc))
-            cause.__cause__ = exc.__cause__
-            raise TransportError(f"{plan.method} {self.url}{plan.path} failed: {exc.kind}: {exc}",
-                                 retryable=isinstance(exc, ConnectFailed)) from cause
-        return self._finish(plan, reply.status, reply.headers, reply.body, started)
-
-    # --- API ---
-
-    def health(self) -> dict[str, Any]:
+    @endpoint
+    def health(self) -> Call[dict[str, Any]]:
         """``GET /health``: device, GPU, versions, uptime, request counters."""
-        result: dict[str, Any] = self._send(_Plan("GET", "/health"))
-        return result
+        return _get("/health", as_dict)
 
-    def check_compatible(self) -> dict[str, Any]:
+    @endpoint
+    def check_compatible(self) -> Call[dict[str, Any]]:
         """``health()``, raising ``ConfigurationError`` on a protocol mismatch."""
-        info = self.health()
-        _check_protocol(info)
-        return info
+        return _get("/health", check_protocol)
 
-    def stats(self) -> dict[str, Any]:
-        result: dict[str, Any] = self._send(_Plan("GET", "/stats"))
-        return result
+    @endpoint
+    def stats(self) -> Call[dict[str, Any]]:
+        """``GET /stats``: counters per endpoint, errors by type, latency, bytes held."""
+        return _get("/stats", as_dict)
 
-    def ops(self) -> list[str]:
-        return [op["name"] for op in self._send(_Plan("GET", "/ops"))["ops"]]
+    @endpoint
+    def ops(self) -> Call[list[str]]:
+        """``GET /ops``: the names of the server's allowlisted ops."""
+        return _get("/ops", op_list)
 
-    def device(self) -> dict[str, Any]:
+    @endpoint
+    def device(self) -> Call[dict[str, Any]]:
         """``GET /device``: device description plus a synchronized matmul benchmark."""
-        result: dict[str, Any] = self._send(_Plan("GET", "/device"))
-        return result
+        return _get("/device", as_dict)
 
+    @endpoint
     def execute(self, op: str, tensor: torch.Tensor | None = None, /,
-                **kwargs: Any) -> torch.Tensor:
+                **kwargs: Any) -> Call[torch.Tensor]:
         """Run one op: ``execute("add", x, other=y)``, ``execute("sum", x, dim=1)``."""
-        return _only_tensor(self._send(_execute_plan(op, [] if tensor is None else [tensor],
-                                                     kwargs)))
+        return Call(execute_plan(op, [] if tensor is None else [tensor], kwargs), only_tensor)
 
+    @endpoint
     def run_graph(self, graph: Mapping[str, Any],
-                  inputs: Mapping[str, torch.Tensor] | None = None) -> GraphResult:
+                  inputs: Mapping[str, torch.Tensor] | None = None) -> Call[GraphResult]:
         """Run a captured graph (see ``genie.graph``) in one request."""
-        return _graph_result(self._send(_graph_plan(graph, inputs or {})))
+        return Call(tensor_plan("POST", "/graph", inputs or {},
+                                {GRAPH_METADATA_KEY: json.dumps(graph)}), graph_result)
 
-    def put(self, tensor: torch.Tensor) -> RemoteTensor:
+    @endpoint
+    def put(self, tensor: torch.Tensor) -> Call[RemoteTensor]:
         """Upload once; refer to it later by handle (in graphs, or ``get``)."""
-        return RemoteTensor.from_json(self._send(
-            _tensor_plan("POST", "/tensors", {"tensor": tensor}, tensors_back=False)))
+        return Call(tensor_plan("POST", "/tensors", {"tensor": tensor}, tensors_back=False),
+                    RemoteTensor.from_json)
 
-    def get(self, handle: RemoteTensor | str) -> torch.Tensor:
-        return _only_tensor(self._send(_Plan("GET", _handle_path(handle),
-                                             tensors_back=True)))
+    @endpoint
+    def get(self, handle: RemoteTensor | str) -> Call[torch.Tensor]:
+        """``GET /tensors/{id}``: the value of a held tensor."""
+        return Call(Plan("GET", handle_path(handle), tensors_back=True), only_tensor)
 
-    def delete(self, handle: RemoteTensor | str) -> dict[str, Any]:
-        result: dict[str, Any] = self._send(_Plan("DELETE", _handle_path(handle)))
-        return result
+    @endpoint
+    def delete(self, handle: RemoteTensor | str) -> Call[dict[str, Any]]:
+        """``DELETE /tensors/{id}``: free a held tensor."""
+        return Call(Plan("DELETE", handle_path(handle)), as_dict)
 
-    def echo(self, tensor: torch.Tensor) -> torch.Tensor:
+    @endpoint
+    def echo(self, tensor: torch.Tensor) -> Call[torch.Tensor]:
         """Round-trip a tensor with no compute: measures pure transfer."""
-        return _only_tensor(self._send(_tensor_plan("POST", "/echo", {"tensor": tensor})))
-
-    def close(self) -> None:
-        if self._fast is not None:
-            self._fast.close()
-        self._http.close()
-
-    def __enter__(self) -> Client:
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.close()
-
-
-class AsyncClient(_Base):
-    """The ``asyncio`` twin of ``Client``: same methods, awaited."""
-
-    def __init__(self, url: str, *, token: str | None = None,
-                 timeout: float = DEFAULT_TIMEOUT, retries: int = DEFAULT_RETRIES) -> None:
-        super().__init__(url, token=token, timeout=timeout, retries=retries)
-        self._http = httpx.AsyncClient(base_url=self.url, timeout=self._timeout(0),
-                                       limits=_LIMITS)
-
-    async def _send(self, plan: _Plan) -> Any:
-        attempt = 0
-        while True:
-            try:
-                return await self._send_once(plan)
-            except GenieError as exc:
-                if not self._should_retry(exc, attempt):
-                    raise
-                await asyncio.sleep(self._backoff(attempt))
-                attempt += 1
-
-    async def _send_once(self, plan: _Plan) -> Any:
-        async def upload() -> AsyncIterator[memoryview]:
-            for chunk in slices(plan.chunks, UPLOAD_CHUNK):
-                yield chunk
-
-        for last_try in (False, True):
-            started = time.perf_counter()
-            content = _httpx_async_content(upload()) if plan.method == "POST" else None
-            replied = False
-            try:
-                async with self._http.stream(plan.method, plan.path, params=plan.params,
-                                             headers=self._headers(plan), content=content,
-                                             timeout=self._timeout(plan.nbytes)) as resp:
-                    replied = True
-                    sink = _Sink(_size_from(resp.headers))
-                    async for chunk in resp.aiter_raw():
-                        sink.write(chunk)
-                    body = sink.body()
-                    status, headers = resp.status_code, resp.headers
-            except httpx.HTTPError as exc:
-                if not last_try and _resend_now(plan, exc, replied):
-                    continue
-                raise _transport_error(exc, plan, self.url) from exc
-            return self._finish(plan, status, headers, body, started)
-        raise AssertionError("unreachable")
-
-    async def health(self) -> dict[str, Any]:
-        result: dict[str, Any] = await self._send(_Plan("GET", "/health"))
-        return result
-
-    async def check_compatible(self) -> dict[str, Any]:
-        info = await self.health()
-        _check_protocol(info)
-        return info
-
-    async def stats(self) -> dict[str, Any]:
-        result: dict[str, Any] = await self._send(_Plan("GET", "/stats"))
-        return result
-
-    async def ops(self) -> list[str]:
-        return [op["name"] for op in (await self._send(_Plan("GET", "/ops")))["ops"]]
-
-    async def device(self) -> dict[str, Any]:
-        result: dict[str, Any] = await self._send(_Plan("GET", "/device"))
-        return result
-
-    async def execute(self, op: str, tensor: torch.Tensor | None = None, /,
-                      **kwargs: Any) -> torch.Tensor:
-        plan = _execute_plan(op, [] if tensor is None else [tensor], kwargs)
-        return _only_tensor(await self._send(plan))
-
-    async def run_graph(self, graph: Mapping[str, Any],
-                        inputs: Mapping[str, torch.Tensor] | None = None) -> GraphResult:
-        return _graph_result(await self._send(_graph_plan(graph, inputs or {})))
-
-    async def put(self, tensor: torch.Tensor) -> RemoteTensor:
-        plan = _tensor_plan("POST", "/tensors", {"tensor": tensor}, tensors_back=False)
-        return RemoteTensor.from_json(await self._send(plan))
-
-    async def get(self, handle: RemoteTensor | str) -> torch.Tensor:
-        plan = _Plan("GET", _handle_path(handle), tensors_back=True)
-        return _only_tensor(await self._send(plan))
-
-    async def delete(self, handle: RemoteTensor | str) -> dict[str, Any]:
-        result: dict[str, Any] = await self._send(
-            _Plan("DELETE", _handle_path(handle)))
-        return result
-
-    async def echo(self, tensor: torch.Tensor) -> torch.Tensor:
-        return _only_tensor(await self._send(_tensor_plan("POST", "/echo", {"tensor": tensor})))
-
-    async def aclose(self) -> None:
-        await self._http.aclose()
-
-    async def __aenter__(self) -> AsyncClient:
-        return self
-
-    async def __aexit__(self, exc_type: type[BaseException] | None,
-                        exc: BaseException | None, tb: TracebackType | None) -> None:
-        await self.aclose()
+        return Call(tensor_plan("POST", "/echo", {"tensor": tensor}), only_tensor)

@@ -1,4 +1,4 @@
-"""A small blocking HTTP/1.1 client: the sync ``genie.Client``'s path for ``http://``.
+"""The plain-HTTP transport: a small blocking HTTP/1.1 client for ``genie.Client``.
 
 Why beside httpx: on a loopback round trip of a 400-byte tensor, httpx spends about
 0.8 ms in Python (URL and header models, h11 events, cookie handling) around a server
@@ -33,9 +33,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from mmap import mmap
 
+from genie.errors import TransportError
 from genie.wire import receive_buffer
 
-__all__ = ["ConnectFailed", "Http1Error", "Http1Pool", "Reply"]
+__all__ = ["IDLE_EXPIRY_S", "RESEND_SAFE_METHODS", "Http1Pool", "Reply"]
 
 MAX_HEAD_BYTES = 64 * 1024
 #: Bodies up to this size are sent in the same system call as the request head.
@@ -54,20 +55,9 @@ IDLE_EXPIRY_S = 4.0
 RESEND_SAFE_METHODS = frozenset({"GET", "HEAD"})
 
 
-class Http1Error(Exception):
-    """The exchange failed after the connection was made (not safe to retry).
-
-    ``kind`` names the failure as httpx would (``ReadTimeout``, ``WriteError``,
-    ``RemoteProtocolError``...), so messages read the same whichever path ran.
-    """
-
-    def __init__(self, message: str, kind: str = "RemoteProtocolError") -> None:
-        super().__init__(message)
-        self.kind = kind
-
-
-class ConnectFailed(Http1Error):
-    """No connection could be made: the server never saw the request."""
+def _failure(message: str, kind: str = "protocol") -> TransportError:
+    """The exchange failed after the connection was made: not safe to retry."""
+    return TransportError(message, kind=kind)
 
 
 @dataclass
@@ -122,8 +112,10 @@ class Http1Pool:
         try:
             sock = socket.create_connection((self.host, self.port), timeout=self.connect_timeout)
         except OSError as exc:
-            kind = "ConnectTimeout" if isinstance(exc, TimeoutError) else "ConnectError"
-            raise ConnectFailed(f"{type(exc).__name__}: {exc}", kind) from exc
+            kind = "connect_timeout" if isinstance(exc, TimeoutError) else "connect"
+            # The server never saw the request: the one failure safe to retry.
+            raise TransportError(f"{type(exc).__name__}: {exc}", kind=kind,
+                                 retryable=True) from exc
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock.settimeout(timeout)
         return _Conn(sock)
@@ -154,7 +146,7 @@ class Http1Pool:
 
         A reused connection that turns out closed before any reply byte arrived is
         retried once on a fresh one for ``GET`` and ``HEAD`` only; other methods raise
-        ``Http1Error``, since the server may have acted on the request (see the module
+        ``TransportError``, since the server may have acted on the request (see the module
         docstring).  ``chunks`` must be iterable twice for a resend (a sequence).
         """
         head = _head(method, target, self.host_header, headers)
@@ -166,7 +158,7 @@ class Http1Pool:
             except _NoReply as exc:
                 conn.close()
                 if method not in RESEND_SAFE_METHODS:
-                    raise Http1Error(
+                    raise _failure(
                         "server closed a reused keep-alive connection without replying; the "
                         f"{method} may have reached it, so it was not resent") from exc
         conn = self._connect(timeout)
@@ -175,9 +167,9 @@ class Http1Pool:
         except _NoReply as exc:
             conn.close()
             if exc.__cause__ is not None and not isinstance(exc.__cause__, EOFError):
-                raise Http1Error(f"{type(exc.__cause__).__name__}: {exc.__cause__}",
-                                 "WriteError") from exc.__cause__
-            raise Http1Error("server closed the connection without replying") from exc
+                raise _failure(f"{type(exc.__cause__).__name__}: {exc.__cause__}",
+                               "write") from exc.__cause__
+            raise _failure("server closed the connection without replying") from exc
 
     def _exchange(self, conn: _Conn, method: str, head: bytes,
                   chunks: Iterable[bytes | memoryview], nbytes: int) -> Reply:
@@ -186,7 +178,7 @@ class Http1Pool:
             _send(conn.sock, head, chunks, nbytes)
         except TimeoutError as exc:
             conn.close()
-            raise Http1Error(f"timed out sending the request: {exc}", "WriteTimeout") from exc
+            raise _failure(f"timed out sending the request: {exc}", "write_timeout") from exc
         except OSError as exc:
             # The server may have answered early (413, 401) and closed: read that reply.
             send_error = exc
@@ -201,15 +193,15 @@ class Http1Pool:
             raise exc
         except TimeoutError as exc:
             conn.close()
-            raise Http1Error(f"timed out reading the reply: {exc}", "ReadTimeout") from exc
+            raise _failure(f"timed out reading the reply: {exc}", "read_timeout") from exc
         except EOFError as exc:
             conn.close()
-            raise Http1Error("server closed the connection in the middle of the reply") from exc
+            raise _failure("server closed the connection in the middle of the reply") from exc
         except OSError as exc:
             conn.close()
-            raise Http1Error(f"{type(exc).__name__}: {exc}", "ReadError") from exc
+            raise _failure(f"{type(exc).__name__}: {exc}", "read") from exc
         except BaseException:
-            # A malformed reply (Http1Error), MemoryError, KeyboardInterrupt: the stream
+            # A malformed reply (TransportError), MemoryError, KeyboardInterrupt: the stream
             # is at an unknown point, so the connection is closed, never pooled or leaked.
             conn.close()
             raise
@@ -232,14 +224,14 @@ def _head(method: str, target: str, host: str, headers: Mapping[str, str]) -> by
     # A space, line break or control character in the request line or a header name
     # would let a caller-supplied string (a handle id) forge another request or header.
     if not (_visible_ascii(method) and _visible_ascii(target)):
-        raise Http1Error(f"request target {target!r} holds a space, control or non-ASCII "
+        raise _failure(f"request target {target!r} holds a space, control or non-ASCII "
                          "character (percent-encode it)")
     lines = [f"{method} {target} HTTP/1.1", f"host: {host}"]
     for name, value in headers.items():
         if not _visible_ascii(name) or ":" in name:
-            raise Http1Error(f"malformed header name {name!r}")
+            raise _failure(f"malformed header name {name!r}")
         if "\r" in value or "\n" in value:
-            raise Http1Error(f"header {name!r} holds a line break")
+            raise _failure(f"header {name!r} holds a line break")
         lines.append(f"{name}: {value}")
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
@@ -265,25 +257,25 @@ def _read_reply(conn: _Conn, method: str) -> tuple[Reply, bool]:
     data, conn.pending = conn.pending, bytearray()
     while (end := data.find(b"\r\n\r\n")) < 0:
         if len(data) > MAX_HEAD_BYTES:
-            raise Http1Error(f"reply head exceeds {MAX_HEAD_BYTES} bytes")
+            raise _failure(f"reply head exceeds {MAX_HEAD_BYTES} bytes")
         try:
             _recv_more(conn, data)
         except (EOFError, ConnectionResetError) as exc:
             if not data:
                 raise _NoReply() from exc
-            raise Http1Error("server closed the connection in the middle of the reply head") \
+            raise _failure("server closed the connection in the middle of the reply head") \
                 from None
     status_line, *lines = data[:end].decode("latin-1").split("\r\n")
     version, _, rest = status_line.partition(" ")
     try:
         status = int(rest[:3])
     except ValueError:
-        raise Http1Error(f"malformed status line {status_line!r}") from None
+        raise _failure(f"malformed status line {status_line!r}") from None
     headers: dict[str, str] = {}
     for line in lines:
         name, sep, value = line.partition(":")
         if not sep:
-            raise Http1Error(f"malformed header line {line!r}")
+            raise _failure(f"malformed header line {line!r}")
         key = name.strip().lower()
         headers[key] = f"{headers[key]}, {value.strip()}" if key in headers else value.strip()
     if 100 <= status < 200:  # an interim reply: the real one follows
@@ -307,7 +299,7 @@ def _read_reply(conn: _Conn, method: str) -> tuple[Reply, bool]:
             except EOFError:
                 return Reply(status, headers, body), False
     if not length.isdigit():
-        raise Http1Error(f"malformed Content-Length {length!r}")
+        raise _failure(f"malformed Content-Length {length!r}")
     size = int(length)
     body_buf = receive_buffer(size)
     view = memoryview(body_buf)
@@ -318,7 +310,7 @@ def _read_reply(conn: _Conn, method: str) -> tuple[Reply, bool]:
     while have < size:
         got = conn.sock.recv_into(view[have:], size - have)
         if got == 0:
-            raise Http1Error(f"server closed the connection after {have} of {size} body bytes")
+            raise _failure(f"server closed the connection after {have} of {size} body bytes")
         have += got
     view.release()
     return Reply(status, headers, body_buf), keep
@@ -328,7 +320,7 @@ def _line_end(conn: _Conn, data: bytearray, pos: int, what: str) -> int:
     """Where the CRLF ending the line that starts at ``pos`` is, reading more as needed."""
     while (eol := data.find(b"\r\n", pos)) < 0:
         if len(data) - pos > MAX_HEAD_BYTES:
-            raise Http1Error(f"{what} exceeds {MAX_HEAD_BYTES} bytes")
+            raise _failure(f"{what} exceeds {MAX_HEAD_BYTES} bytes")
         _recv_more(conn, data)
     return eol
 
@@ -340,7 +332,7 @@ def _read_chunked(conn: _Conn, data: bytearray) -> tuple[bytearray, bytearray]:
         eol = _line_end(conn, data, pos, "a chunk-size line")
         line = _CHUNK_LINE.fullmatch(data, pos, eol)
         if line is None:
-            raise Http1Error(f"malformed chunk-size line {bytes(data[pos:eol][:80])!r}")
+            raise _failure(f"malformed chunk-size line {bytes(data[pos:eol][:80])!r}")
         size = int(line[1], 16)
         pos = eol + 2
         if size == 0:
@@ -348,11 +340,11 @@ def _read_chunked(conn: _Conn, data: bytearray) -> tuple[bytearray, bytearray]:
             while (end := _line_end(conn, data, pos, "the trailer section")) != pos:
                 pos = end + 2  # a trailer field, ignored
                 if pos - start > MAX_HEAD_BYTES:
-                    raise Http1Error(f"the trailer section exceeds {MAX_HEAD_BYTES} bytes")
+                    raise _failure(f"the trailer section exceeds {MAX_HEAD_BYTES} bytes")
             return body, data[pos + 2:]
         while len(data) < pos + size + 2:
             _recv_more(conn, data)
         if data[pos + size:pos + size + 2] != b"\r\n":
-            raise Http1Error(f"chunk of {size} bytes not followed by CRLF")
+            raise _failure(f"chunk of {size} bytes not followed by CRLF")
         body += data[pos:pos + size]
         pos += size + 2

@@ -27,22 +27,13 @@ from torch.overrides import TorchFunctionMode
 
 from genie.client import Client
 from genie.errors import ConfigurationError
-from genie.lazy import (
-    REGISTRY,
-    LazyTensor,
-    is_remote_device,
-    persist,
-    record,
-    remote,
-    remote_device,
-    scoped_client,
-)
-from genie.lazy_mapping import fallback_mode
+from genie.lazy.device import is_remote_device, remote_device
+from genie.lazy.session import FALLBACKS, fallback_mode, scoped_client
+from genie.lazy.tensor import LazyTensor, persist, record, remote
+from genie.ops import REGISTRY
 
 __all__ = ["arange", "capture", "eye", "full", "ones", "rand", "randn", "remote_module",
            "zeros"]
-
-_FALLBACKS = ("error", "local")
 
 
 def _factory(op_name: str, args: Sequence[Any], kwargs: dict[str, Any],
@@ -138,9 +129,9 @@ class capture:  # noqa: N801 - used like a function: ``with genie.capture():``
     the policy for unsupported ops (``"error"``, the default, or ``"local"``)."""
 
     def __init__(self, *, client: Client | None = None, fallback: str = "error") -> None:
-        if fallback not in _FALLBACKS:
+        if fallback not in FALLBACKS:
             raise ConfigurationError(f"capture(fallback={fallback!r}): expected one of "
-                                     f"{', '.join(map(repr, _FALLBACKS))}")
+                                     f"{', '.join(map(repr, FALLBACKS))}")
         self.client = client
         self.fallback = fallback
         self._mode: _RemoteDeviceMode | None = None

@@ -18,23 +18,22 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from genie import lazy
 from genie.errors import InvalidArgumentError, UnsupportedOpError
-from genie.lazy import (
-    REGISTRY,
+from genie.lazy.device import is_remote_device, remote_device
+from genie.lazy.node import contiguous_strides
+from genie.lazy.tensor import (
+    Handler,
     LazyTensor,
     alias,
     copy_of,
-    is_remote_device,
     lift,
+    local_value,
+    rebind,
     record,
 )
-from genie.lazy_run import local_value
-from genie.ops import Op
+from genie.ops import REGISTRY, Op
 
-__all__ = ["GETTERS", "Handler", "OpCall", "func_name", "special_handlers"]
-
-Handler = Callable[[Any, Sequence[Any], Mapping[str, Any]], Any]
+__all__ = ["GETTERS", "OpCall", "func_name", "special_handlers"]
 
 
 def func_name(func: Any) -> str:
@@ -161,7 +160,7 @@ def _fetching(method: Callable[..., Any], *, fresh: bool = False) -> Handler:
 
 def _repr(func: Any, args: Sequence[Any], kwargs: Mapping[str, Any]) -> str:
     return repr(local_value(args[0])).replace("tensor(", "LazyTensor(", 1) \
-        + f"  # on {lazy.remote_device()}"
+        + f"  # on {remote_device()}"
 
 
 def _detach(func: Any, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Any:
@@ -175,7 +174,7 @@ def _self(func: Any, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Any:
 def _contiguous(func: Any, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Any:
     t: LazyTensor = args[0]
     shape, stride, _ = t._spec
-    if stride == lazy._contiguous_strides(shape):
+    if stride == contiguous_strides(shape):
         return t
     return record(REGISTRY["contiguous"], (t,), {})
 
@@ -342,7 +341,7 @@ def _copy(func: Any, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Any:
     src = src if isinstance(src, LazyTensor) else lift(src)
     shape, _, dtype = dst._spec
     value = _cast(record(REGISTRY["expand"], (src, list(shape)), {}), dtype)
-    return lazy._rebind("copy_", dst, value._node, value._spec)
+    return rebind("copy_", dst, value._node, value._spec)
 
 
 def _type(func: Any, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Any:

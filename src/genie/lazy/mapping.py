@@ -8,14 +8,14 @@ functions of ``torch.nn.functional`` are bound by their own signature, and a
 parameter torch has but the registry lacks (``inplace``, ``_stacklevel``,
 ``enable_gqa``...) is accepted only at its default.  The few calls that are not
 one op with the same arguments (``Tensor.to``, ``max(dim=...)``, ``__rsub__``,
-``chunk``...) have small handlers in ``genie.lazy_handlers``.
+``chunk``...) have small handlers in ``genie.lazy.handlers``.
 
 Anything else raises ``UnsupportedOpError`` naming the function, unless the
 caller opted in with ``genie.capture(fallback="local")``: then the inputs are
 materialized, the function runs locally, and its tensor results travel back as
 inline inputs; each such function is logged once.  It runs on copies of the
 fetched values; an input it changed in place is rebound to the new value, and a
-result that is a view of an input counts as one (see ``genie.lazy``: in-place ops
+result that is a view of an input counts as one (see ``genie.lazy.tensor``: in-place ops
 on data a live view or alias shares are refused).
 
 Two calls fetch a value on their own, because their result's shape depends on
@@ -25,7 +25,6 @@ used as positions) and anything that needs a Python value (``item``, ``bool``...
 
 from __future__ import annotations
 
-import contextvars
 import inspect
 import logging
 from collections.abc import Mapping, Sequence
@@ -34,34 +33,38 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from genie import lazy
 from genie.errors import UnsupportedOpError
-from genie.lazy import REGISTRY, LazyTensor, record
-from genie.lazy_handlers import GETTERS, Handler, OpCall, func_name, special_handlers
-from genie.lazy_run import fetch, local_value
-from genie.ops import Op
+from genie.lazy.handlers import GETTERS, OpCall, func_name, special_handlers
+from genie.lazy.node import LazyNode, contiguous_strides
+from genie.lazy.session import SESSION, fallback_mode, scoped_client
+from genie.lazy.tensor import (
+    DISPATCH,
+    VIEW_OPS,
+    Handler,
+    LazyTensor,
+    check_unshared,
+    fetch,
+    local_value,
+    make_lazy,
+    rebind,
+    record,
+)
+from genie.ops import REGISTRY, Op
 
-__all__ = ["fallback_mode", "supported_functions"]
+__all__ = ["supported_functions", "unhandled"]
 
 log = logging.getLogger("genie.lazy")
 
-#: "error" (default) or "local", set by ``genie.capture(fallback=...)``.
-fallback_mode: contextvars.ContextVar[str] = contextvars.ContextVar("genie_fallback",
-                                                                    default="error")
-_logged_fallbacks: set[str] = set()
-
-HANDLERS = lazy.HANDLERS
 
 
 def _register(func: Any, handler: Handler) -> None:
-    if func is not None and func not in HANDLERS:
-        HANDLERS[func] = handler
+    DISPATCH.register(func, handler)
 
 
 def _local_fallback(func: Any, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Any:
     name = func_name(func)
-    if name not in _logged_fallbacks:
-        _logged_fallbacks.add(name)
+    if name not in SESSION.logged_fallbacks:
+        SESSION.logged_fallbacks.add(name)
         log.warning("genie: %s is not supported remotely; running it locally "
                     "(genie.capture(fallback='local'))", name)
     found: list[LazyTensor] = []
@@ -104,12 +107,12 @@ def _local_fallback(func: Any, args: Sequence[Any], kwargs: Mapping[str, Any]) -
     changed = [(t, copy) for key, (t, copy) in copies.items() if copy._version != versions[key]]
     short = getattr(func, "__name__", name)
     for t, _ in changed:
-        lazy.check_unshared(short, t)
+        check_unshared(short, t)
     for t, copy in changed:
-        lazy._rebind(short, t, lazy.Node(None, None, (), value=copy, client=t._node.client),
+        rebind(short, t, LazyNode(None, None, (), value=copy, client=t._node.client),
                      (tuple(copy.shape), tuple(copy.stride()), copy.dtype))
     client = next((t._node.client for t in found if t._node.client is not None),
-                  lazy.scoped_client.get())
+                  scoped_client.get())
 
     def back(v: Any) -> Any:
         if isinstance(v, torch.Tensor) and not isinstance(v, LazyTensor):
@@ -119,10 +122,10 @@ def _local_fallback(func: Any, args: Sequence[Any], kwargs: Mapping[str, Any]) -
                     return t  # an in-place function returned its input
                 if v.numel() and copy.numel() and (v.untyped_storage().data_ptr()
                                                    == copy.untyped_storage().data_ptr()):
-                    owner = t  # a view of an input: tracked as one (see lazy._Sharers)
+                    owner = t  # a view of an input: tracked as one (see genie.lazy.tensor.Sharers)
             shape = tuple(v.shape)
-            return lazy.make_lazy(lazy.Node(None, None, (), value=v, client=client),
-                                  (shape, lazy._contiguous_strides(shape), v.dtype), owner)
+            return make_lazy(LazyNode(None, None, (), value=v, client=client),
+                             (shape, contiguous_strides(shape), v.dtype), owner)
         if isinstance(v, (list, tuple)) and not hasattr(v, "_fields"):
             return type(v)(back(x) for x in v)
         return v
@@ -164,8 +167,6 @@ def unhandled(func: Any, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Any:
         "Use a supported op, materialize first (x.materialize()), or opt in to running it "
         "locally with `with genie.capture(fallback='local'):`")
 
-
-lazy.unhandled = unhandled
 
 
 # --- the table ---
@@ -233,7 +234,7 @@ def _build() -> None:
             if callable(method):
                 _register(method, OpCall(op, extras=_METHOD_EXTRAS.get(name)))
             method_ = getattr(torch.Tensor, name + "_", None)
-            if callable(method_) and name not in lazy.VIEW_OPS:  # t_, squeeze_: reshape in place
+            if callable(method_) and name not in VIEW_OPS:  # t_, squeeze_: reshape in place
                 _register(method_, OpCall(op, inplace=True))
         fn = getattr(F, name, None)
         if callable(fn) and name not in ("max", "min", "norm", "where"):
@@ -270,7 +271,8 @@ def _build() -> None:
     specials = special_handlers()
     specials[F.dropout] = _functional_call(REGISTRY["dropout"], F.dropout, "dropout")
     for func, handler in specials.items():
-        HANDLERS[func] = handler
+        DISPATCH.register(func, handler, replace=True)
+    DISPATCH.set_fallback(unhandled)
 
 
 _build()
@@ -278,5 +280,5 @@ _build()
 
 def supported_functions() -> list[str]:
     """Every torch function LazyTensor captures, as users spell it (sorted)."""
-    return sorted({func_name(f) for f in HANDLERS})
+    return sorted({func_name(f) for f in DISPATCH.handlers})
 

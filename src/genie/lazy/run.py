@@ -1,11 +1,11 @@
-"""Materialization: the graph a set of LazyTensors needs, sent in one request.
+"""Materialization: the graph a set of nodes needs, sent in one request.
 
-``build_graph`` walks the nodes the requested tensors depend on and writes the
+``build_graph`` walks the nodes the requested ones depend on and writes the
 ``/graph`` body (inline inputs, server handles by id, each op once, arguments at
-their defaults left out); ``_run`` picks the client (see ``genie.lazy``, "Where it
-runs"), sends it, and caches what comes back on the nodes, which become leaves.
-The cache is private: what users get (``materialize``) is a copy, since later
-graphs send the cached value.
+their defaults left out); ``run_nodes`` picks the client (see
+``genie.lazy.session``), sends it, and caches what comes back on the nodes, which
+become leaves.  The cached value is private: what users get is a copy
+(``genie.lazy.tensor.materialize``), since later graphs send the cached value.
 """
 
 from __future__ import annotations
@@ -18,18 +18,18 @@ import torch
 from genie.client import Client
 from genie.errors import ConfigurationError, GenieError
 from genie.graph import to_wire
-from genie.lazy import LazyTensor, Node
-from genie.lazy_session import resolve_client
+from genie.lazy.node import LazyNode
+from genie.lazy.session import resolve_client
 
-__all__ = ["build_graph", "fetch", "local_value", "materialize", "persist", "release"]
+__all__ = ["build_graph", "release_nodes", "run_nodes", "value_of"]
 
 
-def _walk(roots: Iterable[Node]) -> tuple[list[Node], list[Node]]:
+def _walk(roots: Iterable[LazyNode]) -> tuple[list[LazyNode], list[LazyNode]]:
     """(leaves, computed nodes in dependency order) reachable from ``roots``."""
-    leaves: list[Node] = []
-    order: list[Node] = []
+    leaves: list[LazyNode] = []
+    order: list[LazyNode] = []
     seen: set[int] = set()
-    stack: list[tuple[Node, bool]] = [(n, False) for n in roots]
+    stack: list[tuple[LazyNode, bool]] = [(n, False) for n in roots]
     while stack:
         node, expanded = stack.pop()
         if expanded:
@@ -50,7 +50,7 @@ def _walk(roots: Iterable[Node]) -> tuple[list[Node], list[Node]]:
 
 
 def _wire(value: Any, refs: Mapping[int, dict[str, str]]) -> Any:
-    if isinstance(value, Node):
+    if isinstance(value, LazyNode):
         return refs[id(value)]
     if isinstance(value, (list, tuple)):
         return [_wire(v, refs) for v in value]
@@ -60,11 +60,11 @@ def _wire(value: Any, refs: Mapping[int, dict[str, str]]) -> Any:
 def _is_default(value: Any, default: Any) -> bool:
     if value is default:
         return True
-    return (type(value) is type(default) and not isinstance(value, (Node, list, tuple))
+    return (type(value) is type(default) and not isinstance(value, (LazyNode, list, tuple))
             and value == default)
 
 
-def _pick_client(nodes: Iterable[Node], explicit: Client | None) -> tuple[Client, bool]:
+def _pick_client(nodes: Iterable[LazyNode], explicit: Client | None) -> tuple[Client, bool]:
     """(client, whether the graph named it): an explicit client, else the one holding
     the handles, else the one tensors were made with (``client=`` on ``genie.remote``,
     a factory or an earlier materialization), else the session's (``resolve_client``)."""
@@ -88,10 +88,10 @@ def _pick_client(nodes: Iterable[Node], explicit: Client | None) -> tuple[Client
     return resolve_client(), False
 
 
-def build_graph(fetch: Sequence[Node], keep: Sequence[Node]
-                ) -> tuple[dict[str, Any], dict[str, torch.Tensor], dict[str, Node],
-                           list[Node]]:
-    """The wire graph for ``fetch`` + ``keep``: (graph, inputs, node id -> Node, leaves)."""
+def build_graph(fetch: Sequence[LazyNode], keep: Sequence[LazyNode]
+                ) -> tuple[dict[str, Any], dict[str, torch.Tensor], dict[str, LazyNode],
+                           list[LazyNode]]:
+    """The wire graph for ``fetch`` + ``keep``: (graph, inputs, node id -> LazyNode, leaves)."""
     leaves, order = _walk([*fetch, *keep])
     refs: dict[int, dict[str, str]] = {}
     inputs: dict[str, torch.Tensor] = {}
@@ -103,9 +103,9 @@ def build_graph(fetch: Sequence[Node], keep: Sequence[Node]
             inputs[name] = leaf.value  # type: ignore[assignment]
             refs[id(leaf)] = {"input": name}
     nodes: list[dict[str, Any]] = []
-    ids: dict[str, Node] = {}
+    ids: dict[str, LazyNode] = {}
 
-    def add(op_name: str, kwargs: dict[str, Any], node: Node, *, identity: bool = False
+    def add(op_name: str, kwargs: dict[str, Any], node: LazyNode, *, identity: bool = False
             ) -> str:
         nid = f"n{len(nodes)}"
         entry: dict[str, Any] = {"id": nid, "op": op_name}
@@ -135,7 +135,7 @@ def build_graph(fetch: Sequence[Node], keep: Sequence[Node]
     return graph, inputs, ids, leaves
 
 
-def _run(fetch: Sequence[Node], keep: Sequence[Node], client: Client | None) -> None:
+def run_nodes(fetch: Sequence[LazyNode], keep: Sequence[LazyNode], client: Client | None) -> None:
     fetch = [n for n in dict.fromkeys(fetch) if n.value is None]
     keep = [n for n in dict.fromkeys(keep) if n.handle is None]
     if not fetch and not keep:
@@ -157,41 +157,12 @@ def _run(fetch: Sequence[Node], keep: Sequence[Node], client: Client | None) -> 
             node.value = None
 
 
-def _nodes(tensors: Iterable[torch.Tensor]) -> list[Node]:
-    nodes = []
-    for t in tensors:
-        if not isinstance(t, LazyTensor):
-            raise TypeError(f"expected a LazyTensor, got {type(t).__name__}")
-        nodes.append(t._node)
-    return nodes
+def release_nodes(nodes: Iterable[LazyNode]) -> None:
+    """Delete the server handles behind ``nodes``, keeping any fetched value.
 
-
-def materialize(*tensors: torch.Tensor, keep: Sequence[torch.Tensor] = (),
-                client: Client | None = None) -> Any:
-    """Fetch the values of ``tensors`` (and keep ``keep`` on the server) in ONE request.
-
-    Returns a CPU tensor for one argument, a tuple for several.  Values are cached:
-    asking again sends nothing.  Each call returns fresh tensors, as ``.cpu()`` of a
-    CUDA tensor does: the cache is what later graphs send, so a caller editing its
-    result must not change them (one memory copy per call, like a device-to-host copy).
+    A node released before its value was fetched cannot be used again.
     """
-    fetch = _nodes(tensors)
-    _run(fetch, _nodes(keep), client)
-    values = tuple(n.value.clone() for n in fetch)  # type: ignore[union-attr]
-    return values[0] if len(values) == 1 else values
-
-
-def persist(*tensors: torch.Tensor, client: Client | None = None) -> None:
-    """Keep the values of ``tensors`` on the server as handles, in one request."""
-    _run([], _nodes(tensors), client)
-
-
-def release(*tensors: torch.Tensor) -> None:
-    """Delete the server handles behind ``tensors``, keeping any fetched value.
-
-    A tensor released before its value was fetched cannot be used again.
-    """
-    for node in _nodes(tensors):
+    for node in nodes:
         if node.handle is None:
             continue
         client = resolve_client(node.client)
@@ -199,15 +170,10 @@ def release(*tensors: torch.Tensor) -> None:
         node.handle = None
 
 
-def fetch(*tensors: LazyTensor) -> None:
-    """Fetch the values of ``tensors`` into the cache in one request, handing out nothing."""
-    _run(_nodes(tensors), [], None)
-
-
-def local_value(t: LazyTensor) -> torch.Tensor:
-    """The cached CPU value of ``t`` (materializing it when needed), NOT a copy: for
+def value_of(node: LazyNode) -> torch.Tensor:
+    """The cached CPU value of ``node`` (materializing it when needed), NOT a copy: for
     reading only (``item``, ``tolist``, a mask).  What users keep gets ``.clone()``."""
-    _run([t._node], [], None)
-    value = t._node.value
+    run_nodes([node], [], None)
+    value = node.value
     assert value is not None
     return value

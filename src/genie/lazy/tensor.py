@@ -1,35 +1,16 @@
-"""LazyTensor: ordinary PyTorch code, captured into one ``/graph`` request.
+"""LazyTensor: a ``torch.Tensor`` with no data whose torch calls are recorded, not run.
 
-A ``LazyTensor`` is a ``torch.Tensor`` subclass with no data.  Its
-``__torch_function__`` turns each torch call into a node of a client-side graph
-(see ``genie.lazy_mapping`` for which calls map to which allowlisted op) and
-returns a new LazyTensor whose shape, strides and dtype were inferred by running
-the *same registry op* on the ``meta`` device.  So ``.shape``/``.dtype`` answer at
+A ``LazyTensor`` is a wrapper subclass; its ``__torch_function__`` hands each torch
+call to the handler ``genie.lazy.mapping`` registered for it (``DISPATCH``), which
+records it as a node of a client-side graph and returns a new LazyTensor whose shape,
+strides and dtype were inferred by running the *same registry op* on the ``meta``
+device (``genie.ops.meta``, cached in the session).  So ``.shape``/``.dtype`` answer at
 once, and a shape error (a matmul mismatch) is raised at the line that made it, as
-``InvalidArgumentError`` with torch's own message.  Meta inference is cached by
-(op, argument shapes/dtypes, scalar values): a model's layers repeat, and torch's
-meta kernels for elementwise ops cost ~100 µs, while a cache hit costs ~1 µs.
+``InvalidArgumentError`` with torch's own message.
 
-``materialize`` (``genie.lazy_run``) walks the graph a set of tensors depends on,
-sends it in ONE request (inline inputs in the body, server handles by id), and
-caches what comes back on the nodes: a materialized node becomes a leaf, so its
-history is freed.
-
-Where it runs, first match wins: an explicit ``client=`` to ``materialize``; the
-server holding a handle the graph uses; the client a tensor in the graph was made
-with (``genie.remote(t, client=)``, a factory's ``client=``), which what is computed
-from it inherits and a value fetched that way remembers; the client of a
-``genie.capture(client=...)`` block; ``genie.connect(url)``; env ``GENIE_SERVER_URL``
-(with ``GENIE_TOKEN``).  None of them -> ``ConfigurationError`` at materialization.
-
-Device identity: ``.device`` is ``remote_accelerator:0``.  Genie names torch's
-PrivateUse1 backend ``remote_accelerator`` the first time a LazyTensor is made or
-``genie.capture()`` is entered, not on import (once per process, unless another
-library has claimed PrivateUse1, in which case ``.device`` is ``meta``); from then on
-``torch.device("remote_accelerator:0")`` parses everywhere.
-
-The first capture in a process costs about a second: torch loads its meta
-kernels lazily.  After that a captured op costs ~10 µs (benchmarks/capture_overhead.py).
+``materialize`` sends the graph a set of tensors depends on in ONE request
+(``genie.lazy.run``) and caches what comes back on the nodes; where it runs is the
+session's choice (``genie.lazy.session``).
 
 Semantics worth knowing: in-place ops (``add_``, ``relu_``, ``x += y``) rebind the
 tensor they are called on to a new node (functionalization).  So an in-place op on
@@ -45,105 +26,59 @@ read when the graph is sent, not when it is captured.
 
 from __future__ import annotations
 
-import importlib
 import weakref
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import torch
 
 from genie.client import Client, RemoteTensor
-from genie.errors import (
-    InvalidArgumentError,
-    UnsupportedOpError,
-)
-from genie.lazy_session import connect, disconnect, scoped_client
-from genie.ops import REGISTRY, Op, OpContext
+from genie.errors import InvalidArgumentError, UnsupportedOpError
+from genie.lazy.device import remote_device
+from genie.lazy.node import LazyNode, contiguous_strides
+from genie.lazy.run import release_nodes, run_nodes, value_of
+from genie.lazy.session import SESSION, scoped_client
+from genie.ops import REGISTRY, MetaFailure, Op, infer
+from genie.ops.meta import Spec
 
-__all__ = [  # also REMOTE_DEVICE, served by the module __getattr__ below
-    "remote_device",
-    "LazyTensor",
-    "connect",
-    "disconnect",
-    "materialize",
-    "persist",
-    "release",
-    "remote",
-]
+__all__ = ["DISPATCH", "VIEW_OPS", "Dispatcher", "Handler", "LazyTensor", "alias",
+           "check_unshared", "copy_of", "fetch", "lift", "local_value", "make_lazy",
+           "materialize", "persist", "rebind", "record", "release", "remote"]
 
-REMOTE_DEVICE_TYPE = "remote_accelerator"
-_META = torch.device("meta")
-_META_CTX = OpContext(device=_META)
-_MAX_META_CACHE = 65536
+Handler = Callable[[Any, Sequence[Any], Mapping[str, Any]], Any]
 
 
-def _claim_device() -> torch.device:
-    """Name PrivateUse1 ``remote_accelerator`` so the user-visible device parses."""
-    name = torch._C._get_privateuse1_backend_name()
-    if name == "privateuseone":
-        torch.utils.rename_privateuse1_backend(REMOTE_DEVICE_TYPE)
-    elif name != REMOTE_DEVICE_TYPE:  # another library owns PrivateUse1
-        return _META
-    return torch.device(REMOTE_DEVICE_TYPE, 0)
+class Dispatcher:
+    """torch function -> the handler that captures it, plus one for everything else.
 
-
-_claimed: list[torch.device] = []  # torch's backend name is process-wide; so is this cache
-
-
-def remote_device() -> torch.device:
-    """What ``LazyTensor.device`` reports (``remote_accelerator:0``).
-
-    PrivateUse1 is named on first use, not when ``genie`` is imported: a server, or
-    a program that only uses ``genie.Client``, leaves that process-wide slot free for
-    a library that needs it (an NPU or HPU backend imported later).
-    """
-    if not _claimed:
-        _claimed.append(_claim_device())
-    return _claimed[0]
-
-
-def __getattr__(name: str) -> Any:
-    # ``genie.lazy.REMOTE_DEVICE`` stays available without claiming at import.
-    if name == "REMOTE_DEVICE":
-        return remote_device()
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def is_remote_device(device: Any) -> bool:
-    """True for ``"remote_accelerator"``, ``"remote_accelerator:0"`` or that torch.device."""
-    if isinstance(device, torch.device):
-        return device.type == REMOTE_DEVICE_TYPE
-    return isinstance(device, str) and device.split(":", 1)[0] == REMOTE_DEVICE_TYPE
-
-
-# --- the client-side graph ---
-
-class Node:
-    """One captured op, or a leaf: a local value (sent inline) or a server handle.
-
-    ``kwargs`` holds the op's bound arguments with tensors replaced by their Nodes;
-    ``deps`` lists those Nodes for the walk.  Once materialized, ``value``/``handle``
-    is set and ``kwargs``/``deps`` are dropped: the node is a leaf from then on.
+    Filled by ``genie.lazy.mapping`` when ``genie.lazy`` is imported (registration,
+    like ``torch.library``): this module defines the tensor, that one what its calls
+    mean.
     """
 
-    __slots__ = ("__weakref__", "client", "deps", "handle", "kwargs", "op", "value")
+    def __init__(self) -> None:
+        self.handlers: dict[Any, Handler] = {}
+        self.fallback: Handler = _no_handler
 
-    def __init__(self, op: Op | None, kwargs: dict[str, Any] | None, deps: tuple[Node, ...],
-                 value: torch.Tensor | None = None, handle: RemoteTensor | None = None,
-                 client: Client | None = None) -> None:
-        self.op = op
-        self.kwargs = kwargs
-        self.deps = deps
-        self.value = value
-        self.handle = handle
-        self.client = client
+    def register(self, func: Any, handler: Handler, *, replace: bool = False) -> None:
+        """Capture ``func`` with ``handler``; the first registration wins unless ``replace``."""
+        if func is not None and (replace or func not in self.handlers):
+            self.handlers[func] = handler
 
-    @property
-    def is_leaf(self) -> bool:
-        return self.value is not None or self.handle is not None
+    def set_fallback(self, handler: Handler) -> None:
+        """What a call with no handler gets (metadata passthrough, refusal, local run)."""
+        self.fallback = handler
+
+    def __call__(self, func: Any, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Any:
+        return self.handlers.get(func, self.fallback)(func, args, kwargs)
 
 
-Spec = tuple[tuple[int, ...], tuple[int, ...], torch.dtype]
+def _no_handler(func: Any, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Any:
+    raise UnsupportedOpError(f"{func} is not supported on LazyTensor")
+
+
+#: How LazyTensor's torch calls are captured.
+DISPATCH = Dispatcher()
 
 
 class LazyTensor(torch.Tensor):
@@ -154,9 +89,9 @@ class LazyTensor(torch.Tensor):
     keeps the value on the server as a handle so later graphs refer to it by id.
     """
 
-    _node: Node
+    _node: LazyNode
     _spec: Spec
-    _sharers: _Sharers | None
+    _sharers: Sharers | None
 
     @staticmethod
     def __new__(cls, *args: Any, **kwargs: Any) -> LazyTensor:
@@ -167,10 +102,7 @@ class LazyTensor(torch.Tensor):
     def __torch_function__(cls, func: Callable[..., Any], types: Any,
                            args: Sequence[Any] = (), kwargs: Mapping[str, Any] | None = None
                            ) -> Any:
-        handler = HANDLERS.get(func)
-        if handler is not None:
-            return handler(func, args, kwargs or {})
-        return unhandled(func, args, kwargs or {})
+        return DISPATCH(func, args, kwargs or {})
 
     @classmethod
     def __torch_dispatch__(cls, func: Any, types: Any, args: Sequence[Any] = (),  # type: ignore[override]
@@ -182,7 +114,8 @@ class LazyTensor(torch.Tensor):
 
     def materialize(self, *, client: Client | None = None) -> torch.Tensor:
         """The value as a CPU tensor; one request for everything it depends on, cached."""
-        return materialize(self, client=client)
+        result: torch.Tensor = materialize(self, client=client)
+        return result
 
     def persist(self, *, client: Client | None = None) -> LazyTensor:
         """Keep the value on the server (one request); later graphs send only its id."""
@@ -203,7 +136,7 @@ class LazyTensor(torch.Tensor):
         return self._node.value is not None
 
 
-class _Sharers:
+class Sharers:
     """The live LazyTensors that name one storage in eager terms: a tensor, its views
     and its ``detach()``/``.data`` aliases.
 
@@ -230,7 +163,7 @@ class _Sharers:
         return sum(1 for r in self.refs if (m := r()) is not None and m is not t)
 
 
-def make_lazy(node: Node, spec: Spec, shares_with: LazyTensor | None = None) -> LazyTensor:
+def make_lazy(node: LazyNode, spec: Spec, shares_with: LazyTensor | None = None) -> LazyTensor:
     """A LazyTensor on ``node``; ``shares_with`` makes it a view/alias of that tensor."""
     t: LazyTensor = torch.Tensor._make_wrapper_subclass(  # type: ignore[attr-defined]
         LazyTensor, spec[0], strides=spec[1], dtype=spec[2], device=remote_device())
@@ -241,33 +174,16 @@ def make_lazy(node: Node, spec: Spec, shares_with: LazyTensor | None = None) -> 
     else:
         group = shares_with._sharers
         if group is None:
-            group = shares_with._sharers = _Sharers(shares_with)
+            group = shares_with._sharers = Sharers(shares_with)
         group.add(t)
         t._sharers = group
     return t
 
 
-#: torch function -> handler(func, args, kwargs); filled by ``genie.lazy_mapping``.
-HANDLERS: dict[Any, Callable[[Any, Sequence[Any], Mapping[str, Any]], Any]] = {}
-
-
-def unhandled(func: Any, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Any:
-    """A torch function with no handler; ``genie.lazy_mapping`` replaces this."""
-    raise UnsupportedOpError(f"{func} is not supported on LazyTensor")
-
-
-def _contiguous_strides(shape: Sequence[int]) -> tuple[int, ...]:
-    strides = []
-    acc = 1
-    for d in reversed(shape):
-        strides.append(acc)
-        acc *= max(d, 1)
-    return tuple(reversed(strides))
-
-
-#: id(local tensor) -> (weak tensor, weak leaf Node): weak both ways, so neither the
-#: cache nor a forgotten graph keeps a user's tensor alive.
-_local_leaves: dict[int, tuple[weakref.ref[torch.Tensor], weakref.ref[Node]]] = {}
+def _leaf_spec(tensor: torch.Tensor) -> Spec:
+    """A local tensor travels contiguous, so that is how the server (and meta) sees it."""
+    shape = tuple(tensor.shape)
+    return shape, contiguous_strides(shape), tensor.dtype
 
 
 def remote(tensor: torch.Tensor, *, keep: bool = False, client: Client | None = None
@@ -285,9 +201,7 @@ def remote(tensor: torch.Tensor, *, keep: bool = False, client: Client | None = 
     if tensor.requires_grad:
         tensor = tensor.detach()
     client = client or scoped_client.get()
-    shape = tuple(tensor.shape)
-    lazy = make_lazy(Node(None, None, (), value=tensor, client=client),
-                     (shape, _contiguous_strides(shape), tensor.dtype))
+    lazy = make_lazy(LazyNode(None, None, (), value=tensor, client=client), _leaf_spec(tensor))
     if keep:
         persist(lazy, client=client)
     return lazy
@@ -295,45 +209,44 @@ def remote(tensor: torch.Tensor, *, keep: bool = False, client: Client | None = 
 
 def lift(tensor: torch.Tensor) -> LazyTensor:
     """A local tensor met inside a captured op: one inline leaf per tensor object."""
+    table = SESSION.local_leaves  # bound now: the callback may run at interpreter shutdown
     key = id(tensor)
-    hit = _local_leaves.get(key)
+    hit = table.get(key)
     if hit is not None and hit[0]() is tensor:
         node = hit[1]()
         if node is not None:
-            shape = tuple(tensor.shape)
-            return make_lazy(node, (shape, _contiguous_strides(shape), tensor.dtype))
+            return make_lazy(node, _leaf_spec(tensor))
     lazy = remote(tensor)
-    table = _local_leaves  # bound now: the callback may run at interpreter shutdown
 
     def forget(_ref: weakref.ref[torch.Tensor]) -> None:
         table.pop(key, None)
 
-    _local_leaves[key] = (weakref.ref(tensor, forget), weakref.ref(lazy._node))
+    table[key] = (weakref.ref(tensor, forget), weakref.ref(lazy._node))
     return lazy
 
 
 # --- capture ---
 
-_meta_cache: dict[Any, tuple[Spec, bool]] = {}
+def _spec_of(value: Any) -> Spec | None:
+    if isinstance(value, LazyTensor):
+        return value._spec
+    if isinstance(value, torch.Tensor):
+        return _leaf_spec(value)
+    return None
 
 
-def _scan(value: Any, deps: list[Node]) -> tuple[Any, Any]:
-    """(cache-key part, node form) of one bound argument; collects tensor Nodes."""
+def _scan(value: Any, deps: list[LazyNode]) -> Any:
+    """The node form of one bound argument; collects tensor nodes."""
     if isinstance(value, LazyTensor):
         deps.append(value._node)
-        return value._spec, value._node
-    if isinstance(value, (list, tuple)):
-        parts = [_scan(v, deps) for v in value]
-        form = [p[1] for p in parts]
-        return (type(value), tuple(p[0] for p in parts)), (tuple(form) if isinstance(
-            value, tuple) else form)
-    if isinstance(value, slice):
-        return ("slice", value.start, value.stop, value.step), value
+        return value._node
+    if isinstance(value, list):
+        return [_scan(v, deps) for v in value]
+    if isinstance(value, tuple):
+        return tuple(_scan(v, deps) for v in value)
     if isinstance(value, torch.Tensor):  # bound by a checker that kept a local tensor
-        lazy = lift(value)
-        deps.append(lazy._node)
-        return lazy._spec, lazy._node
-    return (type(value), value), value
+        return _scan(lift(value), deps)
+    return value
 
 
 def _lift_args(args: Sequence[Any]) -> list[Any]:
@@ -348,55 +261,31 @@ def _lift_args(args: Sequence[Any]) -> list[Any]:
     return out
 
 
-def _to_meta(value: Any) -> Any:
-    if isinstance(value, Node):
+def _infer(op: Op, bound: Mapping[str, Any]) -> tuple[Spec, bool]:
+    """(shape/strides/dtype, whether it is a view of its first input) of ``op`` on
+    ``bound``: the registry op run on meta, which makes a view exactly where eager
+    torch would."""
+    outcome = infer(op, bound, SESSION.meta, spec=_spec_of)
+    if isinstance(outcome, MetaFailure):
+        if outcome.error is None:
+            raise InvalidArgumentError(f"op {op.name!r}: cannot infer its result shape without "
+                                       f"running it ({outcome.message}); materialize the "
+                                       "inputs first")
+        outcome.raise_()
         raise AssertionError("unreachable")
-    if isinstance(value, LazyTensor):
-        shape, stride, dtype = value._spec
-        return torch.empty_strided(shape, stride, dtype=dtype, device=_META)
-    if isinstance(value, list):
-        return [_to_meta(v) for v in value]
-    if isinstance(value, tuple):
-        return tuple(_to_meta(v) for v in value)
-    return value
-
-
-def infer(op: Op, bound: Mapping[str, Any], key: Any) -> tuple[Spec, bool]:
-    """(shape/strides/dtype, shares its first input's storage) of ``op`` on ``bound``:
-    the registry op run on meta, which makes a view exactly where eager torch would.
-    Cached under ``key``; ``None`` (an unhashable argument) runs it uncached."""
-    hit = _meta_cache.get(key) if key is not None else None
-    if hit is not None:
-        return hit
-    metas = {k: _to_meta(v) for k, v in bound.items()}
-    if op.factory and metas.get("seed") is not None:
-        metas["seed"] = None  # the seed changes values, never the shape
-    try:
-        out = op(metas, _META_CTX)
-    except NotImplementedError as exc:
-        raise InvalidArgumentError(f"op {op.name!r}: cannot infer its result shape without "
-                                   f"running it ({exc}); materialize the inputs first") from exc
-    if not isinstance(out, torch.Tensor):
-        raise InvalidArgumentError(f"op {op.name!r} did not produce a tensor")
-    first = metas.get(op.params[0].name) if op.params else None
-    shares = first is not None and (out is first or (out._is_view() and out._base is first))
-    result = ((tuple(out.shape), tuple(out.stride()), out.dtype), shares)
-    if key is not None:
-        if len(_meta_cache) >= _MAX_META_CACHE:
-            _meta_cache.clear()
-        _meta_cache[key] = result
-    return result
+    first = op.params[0].name if op.params else None
+    return outcome.spec, first is not None and outcome.view_of == first
 
 
 #: Ops whose in-place method (``t_``, ``squeeze_``) reshapes in place: not captured.
-#: (Which results are views is decided by meta inference, see ``infer``.)
+#: (Which results are views is decided by meta inference.)
 VIEW_OPS = frozenset({"getitem", "view", "reshape", "expand", "permute", "transpose", "t",
                       "narrow", "select", "squeeze", "unsqueeze", "flatten", "unflatten",
                       "real", "imag"})
 
 
 def record(op: Op, args: Sequence[Any], kwargs: Mapping[str, Any], *,
-            inplace: bool = False) -> LazyTensor:
+           inplace: bool = False) -> LazyTensor:
     """Record ``op(*args, **kwargs)``; checked with the server's own ``Op.bind``."""
     if inplace and op.params:
         target = args[0] if args else kwargs.get(op.params[0].name)
@@ -408,29 +297,19 @@ def record(op: Op, args: Sequence[Any], kwargs: Mapping[str, Any], *,
         kwargs = {k: (v if isinstance(v, LazyTensor) else lift(v))
                   if isinstance(v, torch.Tensor) else v for k, v in kwargs.items()}
     bound = op.bind(_lift_args(args), kwargs)
-    deps: list[Node] = []
-    key_parts: list[Any] = [op.name]
-    node_kwargs: dict[str, Any] = {}
-    for name, value in bound.items():
-        part, form = _scan(value, deps)
-        key_parts.append(part)
-        node_kwargs[name] = form
-    key: Any = tuple(key_parts)
-    try:
-        hash(key)
-    except TypeError:
-        key = None
-    spec, shares = infer(op, bound, key)
+    deps: list[LazyNode] = []
+    node_kwargs = {name: _scan(value, deps) for name, value in bound.items()}
+    spec, shares = _infer(op, bound)
     client = None
     for dep in deps:  # computed from a tensor made with client=: runs there too
         if dep.client is not None:
             client = dep.client
             break
-    node = Node(op, node_kwargs, tuple(deps), client=client)
+    node = LazyNode(op, node_kwargs, tuple(deps), client=client)
     first = bound.get(op.params[0].name) if op.params else None
     if not inplace:
         return make_lazy(node, spec, first if shares and isinstance(first, LazyTensor) else None)
-    return _rebind(f"{op.name}_", first, node, spec)
+    return rebind(f"{op.name}_", first, node, spec)
 
 
 def check_unshared(name: str, target: LazyTensor) -> None:
@@ -445,7 +324,7 @@ def check_unshared(name: str, target: LazyTensor) -> None:
             "view first")
 
 
-def _rebind(name: str, target: Any, node: Node, spec: Spec) -> LazyTensor:
+def rebind(name: str, target: Any, node: LazyNode, spec: Spec) -> LazyTensor:
     """Functionalize in-place ``name`` (``add_``): ``target`` now names the result."""
     if not isinstance(target, LazyTensor):
         raise UnsupportedOpError(f"in-place {name} on a local tensor with a remote operand "
@@ -459,8 +338,8 @@ def _rebind(name: str, target: Any, node: Node, spec: Spec) -> LazyTensor:
         if not torch.can_cast(spec[2], dtype):
             raise InvalidArgumentError(f"in-place {name}: result type {spec[2]} can't be "
                                        f"cast to the desired output type {dtype}")
-        cast = REGISTRY["to"]
-        node = Node(cast, {"input": node, "dtype": dtype}, (node,), client=node.client)
+        node = LazyNode(REGISTRY["to"], {"input": node, "dtype": dtype}, (node,),
+                        client=node.client)
     target._node = node
     target._spec = (shape, target._spec[1], dtype)
     return target
@@ -476,7 +355,51 @@ def copy_of(t: LazyTensor) -> LazyTensor:
     return make_lazy(t._node, t._spec)
 
 
-from genie.lazy_run import materialize, persist, release  # noqa: E402  (need the above)
+# --- values ---
 
-# Last: the handlers it registers import from this module and genie.lazy_run.
-importlib.import_module("genie.lazy_mapping")  # fills HANDLERS
+def _nodes(tensors: Iterable[torch.Tensor]) -> list[LazyNode]:
+    nodes = []
+    for t in tensors:
+        if not isinstance(t, LazyTensor):
+            raise TypeError(f"expected a LazyTensor, got {type(t).__name__}")
+        nodes.append(t._node)
+    return nodes
+
+
+def materialize(*tensors: torch.Tensor, keep: Sequence[torch.Tensor] = (),
+                client: Client | None = None) -> Any:
+    """Fetch the values of ``tensors`` (and keep ``keep`` on the server) in ONE request.
+
+    Returns a CPU tensor for one argument, a tuple for several.  Values are cached:
+    asking again sends nothing.  Each call returns fresh tensors, as ``.cpu()`` of a
+    CUDA tensor does: the cache is what later graphs send, so a caller editing its
+    result must not change them (one memory copy per call, like a device-to-host copy).
+    """
+    fetched = _nodes(tensors)
+    run_nodes(fetched, _nodes(keep), client)
+    values = tuple(n.value.clone() for n in fetched)  # type: ignore[union-attr]
+    return values[0] if len(values) == 1 else values
+
+
+def persist(*tensors: torch.Tensor, client: Client | None = None) -> None:
+    """Keep the values of ``tensors`` on the server as handles, in one request."""
+    run_nodes([], _nodes(tensors), client)
+
+
+def release(*tensors: torch.Tensor) -> None:
+    """Delete the server handles behind ``tensors``, keeping any fetched value.
+
+    A tensor released before its value was fetched cannot be used again.
+    """
+    release_nodes(_nodes(tensors))
+
+
+def fetch(*tensors: LazyTensor) -> None:
+    """Fetch the values of ``tensors`` into the cache in one request, handing out nothing."""
+    run_nodes(_nodes(tensors), [], None)
+
+
+def local_value(t: LazyTensor) -> torch.Tensor:
+    """The cached CPU value of ``t`` (materializing it when needed), NOT a copy: for
+    reading only (``item``, ``tolist``, a mask).  What users keep gets ``.clone()``."""
+    return value_of(t._node)

@@ -1,6 +1,6 @@
 """Argument checkers: each validates one wire value and returns the value to pass on.
 
-An ``Op`` (``genie.ops``) declares one checker per parameter.  Checkers accept only
+An ``Op`` (``genie.ops.registry``) declares one checker per parameter.  Checkers accept only
 what JSON can carry plus tensors, dtypes, slices and Ellipsis, which is also what the
 graph wire format can express; anything else is an ``InvalidArgumentError`` (422)
 naming the op, the parameter and what it should have been.  Names in capitals read

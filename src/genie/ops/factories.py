@@ -1,9 +1,9 @@
-"""Factory ops: tensors made on the server device, within its allocation cap.
+"""Factory ops: tensors made from arguments alone, on the server device, within its cap.
 
 Factories are the ops whose output size comes from arguments alone (``zeros``,
 ``randn``, ``arange``...), so their size is checked against the cap from those
 arguments before torch is called, with the bounded arithmetic of
-``genie.op_limits``.  Random factories take an optional ``seed`` so that a client
+``genie.ops.meta``.  Random factories take an optional ``seed`` so that a client
 can reproduce a draw; without one they use the server's global generator.
 """
 
@@ -16,7 +16,8 @@ from typing import Any
 import torch
 
 from genie.errors import InvalidArgumentError
-from genie.op_limits import OpContext, check_alloc
+from genie.ops.meta import check_alloc
+from genie.ops.registry import OpContext
 
 __all__ = ["arange", "eye", "filled", "full", "random"]
 

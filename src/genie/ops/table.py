@@ -1,31 +1,21 @@
-"""The op allowlist: every operation a client may ask the server to run.
+"""The allowlist: every operation a client may ask the server to run, by name.
 
 A name from the wire is looked up in ``REGISTRY`` and nowhere else; there is no
 ``getattr(torch, name)`` path, so a request can only ever reach the callables
-listed here.  Each ``Op`` declares its parameters with a checker per parameter,
-and ``Op.bind`` applies Python's own binding rules (positional, then keyword,
-defaults, trailing varargs such as ``x.reshape(2, 3)``) before anything runs.
-Checkers accept only what JSON can carry plus tensors, dtypes, slices and
-Ellipsis, which is also what the graph wire format can express.
-
-Parameter names follow PyTorch's own signatures (``input``, ``other``, ``dim``,
-``keepdim``...), so LazyTensor binds a captured ``torch`` call with the same
-``bind`` the server uses, and a client that writes ``{"dim": 1}`` means what
-``torch.sum(x, dim=1)`` means.
+listed here.  Checkers accept only what JSON can carry plus tensors, dtypes,
+slices and Ellipsis, which is also what the graph wire format can express.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable, Mapping
 
 import torch
 import torch.nn.functional as F
 
-from genie import op_factories
 from genie.errors import InvalidArgumentError, UnsupportedOpError
-from genie.op_args import (
+from genie.ops import factories
+from genie.ops.args import (
     BOOL,
     CONV_PADDING,
     DTYPE,
@@ -46,156 +36,12 @@ from genie.op_args import (
     TENSOR_OR_NUMBER,
     TENSORS,
     ZERO_ONLY,
-    Checker,
     choice,
     optional,
 )
-from genie.op_limits import OpContext, check_output
-from genie.wire import dtype_name
+from genie.ops.registry import Op, Param
 
-__all__ = ["REGISTRY", "Op", "OpContext", "Param", "get_op", "op_names"]
-
-_REQUIRED: Any = object()
-
-
-@dataclass(frozen=True)
-class Param:
-    """One parameter: its name, a checker that validates and normalises the value,
-    a default (absent = required), and whether it swallows trailing positionals."""
-
-    name: str
-    check: Checker
-    default: Any = _REQUIRED
-    variadic: bool = False
-
-
-@dataclass(frozen=True)
-class Op:
-    """An allowlisted operation: ``fn`` is called with the bound, checked arguments."""
-
-    name: str
-    fn: Callable[..., torch.Tensor]
-    params: tuple[Param, ...]
-    factory: bool = False  # allocates on the server device: gets ``ctx`` as a keyword
-    #: The same op writing over ``input`` (``torch.relu_``), for ``run(reuse_input=True)``.
-    inplace: Callable[..., torch.Tensor] | None = None
-
-    def bind(self, args: Sequence[Any] = (), kwargs: Mapping[str, Any] | None = None
-             ) -> dict[str, Any]:
-        """Match ``args``/``kwargs`` to the parameters, check each, fill defaults."""
-        kwargs = dict(kwargs or {})
-        bound: dict[str, Any] = {}
-        rest = list(args)
-        for param in self.params:
-            if not rest:
-                break
-            if param.variadic:
-                # x.reshape(2, 3) and x.reshape((2, 3)) mean the same.
-                bound[param.name] = (list(rest[0]) if len(rest) == 1
-                                     and isinstance(rest[0], (list, tuple)) else rest)
-                rest = []
-            else:
-                bound[param.name] = rest.pop(0)
-        if rest:
-            raise InvalidArgumentError(
-                f"op {self.name!r} takes at most {len(self.params)} positional arguments "
-                f"({self.signature()}), got {len(args)}")
-        for key, value in kwargs.items():
-            if key not in {p.name for p in self.params}:
-                raise InvalidArgumentError(
-                    f"op {self.name!r} has no argument {key!r}; it takes {self.signature()}")
-            if key in bound:
-                raise InvalidArgumentError(f"op {self.name!r} got {key!r} twice")
-            bound[key] = value
-        for param in self.params:
-            if param.name in bound:
-                bound[param.name] = param.check(f"{self.name}: {param.name}", bound[param.name])
-            elif param.default is _REQUIRED:
-                raise InvalidArgumentError(
-                    f"op {self.name!r} is missing argument {param.name!r}; "
-                    f"it takes {self.signature()}")
-            else:
-                bound[param.name] = param.default
-        return bound
-
-    def signature(self) -> str:
-        parts = []
-        for p in self.params:
-            star = "*" if p.variadic else ""
-            parts.append(f"{star}{p.name}" if p.default is _REQUIRED
-                         else f"{p.name}={p.default!r}")
-        return f"{self.name}({', '.join(parts)})"
-
-    def __call__(self, bound: Mapping[str, Any], ctx: OpContext | None = None) -> torch.Tensor:
-        """Run on already-bound arguments, unchecked; torch's own errors become 422s."""
-        if self.factory:
-            return self._invoke(self.fn, {**bound, "ctx": ctx or OpContext()}, bound)
-        return self._invoke(self.fn, bound, bound)
-
-    def run(self, bound: Mapping[str, Any], ctx: OpContext, *, materialized: bool = True,
-            already: int = 0, reuse_input: bool = False) -> torch.Tensor:
-        """Run within ``ctx``'s allocation cap: what the server calls for every op.
-
-        The result's size is inferred on meta first (``genie.op_limits``); see
-        ``check_output`` for ``materialized`` and ``already``.  ``reuse_input``: the
-        caller owns ``input`` privately (decoded from this request's body), so an op
-        with an in-place form may write its result there instead of allocating.
-        """
-        target = self._inplace_target(bound) if reuse_input else None
-        if target is not None and self.inplace is not None:
-            return self._invoke(self.inplace, bound, bound)
-        size = check_output(self, bound, ctx, materialized=materialized, already=already)
-        result = self(bound, ctx)
-        if size is None and isinstance(result, torch.Tensor):
-            # Meta could not say (a data-dependent shape): measure the real result.
-            nbytes = result.numel() * result.element_size()
-            if nbytes + already > ctx.max_alloc_bytes:
-                raise InvalidArgumentError(
-                    f"op {self.name!r} produced {nbytes} bytes, over the server's "
-                    f"{ctx.max_alloc_bytes}-byte allocation limit")
-        return result
-
-    def _inplace_target(self, bound: Mapping[str, Any]) -> torch.Tensor | None:
-        """``input``, when writing the result over it gives the very same bits: a
-        contiguous floating tensor (so the dtype is kept) that no other argument
-        aliases."""
-        t = bound.get("input")
-        if (self.inplace is None or not isinstance(t, torch.Tensor) or t.requires_grad
-                or not t.is_floating_point() or not t.is_contiguous()):
-            return None
-        ptr = t.untyped_storage().data_ptr()
-        for name, value in bound.items():
-            if (name != "input" and isinstance(value, torch.Tensor)
-                    and value.untyped_storage().data_ptr() == ptr):
-                return None
-        return t
-
-    def _invoke(self, fn: Callable[..., torch.Tensor], kwargs: Mapping[str, Any],
-                bound: Mapping[str, Any]) -> torch.Tensor:
-        try:
-            return fn(**kwargs)
-        except torch.OutOfMemoryError:
-            raise  # the server turns this into 503 out_of_memory
-        except (RuntimeError, ValueError, TypeError, IndexError, ArithmeticError) as exc:
-            # ArithmeticError: e.g. OverflowError from arange(0, Infinity), which JSON allows.
-            if "can't allocate memory" in str(exc) or "out of memory" in str(exc).lower():
-                raise torch.OutOfMemoryError(str(exc)) from exc
-            raise InvalidArgumentError(
-                f"op {self.name!r} failed{_describe_tensors(bound)}: {exc}") from exc
-
-
-def _describe_tensors(bound: Mapping[str, Any]) -> str:
-    """`` on input [3, 4] float32, other [5, 6] float32``: torch's own messages do not
-    always name the shapes (``dot``, ``bmm``), and a remote caller needs them."""
-    parts = []
-    for name, value in bound.items():
-        values = value if isinstance(value, list) else [value]
-        shown = [f"{list(v.shape)} {dtype_name(v.dtype)}"
-                 for v in values if isinstance(v, torch.Tensor)]
-        if shown:
-            parts.append(f"{name} {', '.join(shown)}")
-    return f" on {'; '.join(parts)}" if parts else ""
-
+__all__ = ["REGISTRY", "get_op", "op_names"]
 
 
 def _dropout(input: torch.Tensor, p: float, training: bool) -> torch.Tensor:
@@ -486,17 +332,17 @@ def _build() -> dict[str, Op]:
             input, target, reduction=reduction),
            (_T, Param("target", TENSOR), Param("reduction", choice("mean", "sum", "none"), "mean"))),
         # factories: allocate on the server device
-        Op("randn", op_factories.random(torch.randn), _factory_params(seeded=True), factory=True),
-        Op("rand", op_factories.random(torch.rand), _factory_params(seeded=True), factory=True),
-        Op("zeros", op_factories.filled(torch.zeros), _factory_params(), factory=True),
-        Op("ones", op_factories.filled(torch.ones), _factory_params(), factory=True),
-        Op("empty", op_factories.filled(torch.zeros), _factory_params(), factory=True),
-        Op("full", op_factories.full, (Param("size", SIZE), Param("fill_value", NUMBER),
+        Op("randn", factories.random(torch.randn), _factory_params(seeded=True), factory=True),
+        Op("rand", factories.random(torch.rand), _factory_params(seeded=True), factory=True),
+        Op("zeros", factories.filled(torch.zeros), _factory_params(), factory=True),
+        Op("ones", factories.filled(torch.ones), _factory_params(), factory=True),
+        Op("empty", factories.filled(torch.zeros), _factory_params(), factory=True),
+        Op("full", factories.full, (Param("size", SIZE), Param("fill_value", NUMBER),
                            Param("dtype", OPT_DTYPE, None)), factory=True),
-        Op("arange", op_factories.arange, (Param("start", NUMBER), Param("end", OPT_NUMBER, None),
+        Op("arange", factories.arange, (Param("start", NUMBER), Param("end", OPT_NUMBER, None),
                                Param("step", NUMBER, 1), Param("dtype", OPT_DTYPE, None)),
            factory=True),
-        Op("eye", op_factories.eye,
+        Op("eye", factories.eye,
            (Param("n", INT), Param("m", OPT_INT, None), Param("dtype", OPT_DTYPE, None)),
            factory=True),
         Op("zeros_like", lambda input, dtype: torch.zeros_like(input, dtype=dtype),

@@ -1,112 +1,13 @@
-"""``python -m genie.runtime.simple_server --host 0.0.0.0 --port 8888`` (or ``genie-server``).
-
-The command-line front of ``genie.server.create_app``: parse flags, configure
-logging once, hand the app to uvicorn (with uvloop and httptools when installed).
-"""
+"""``python -m genie.runtime.simple_server --host 0.0.0.0 --port 8888``: the testing
+guide's spelling of ``genie-server`` (``python -m genie.server``), kept for its users."""
 
 from __future__ import annotations
 
-import argparse
-import logging
-import math
-import os
 import sys
-from collections.abc import Callable
 
-import uvicorn
-
-from genie.errors import ConfigurationError
-from genie.server.app import create_app
-from genie.server.config import (
-    DEFAULT_BODY_TIMEOUT_S,
-    DEFAULT_MAX_BODY_MB,
-    DEFAULT_MAX_CONNECTIONS,
-    DEFAULT_MAX_HELD_MB,
-    DEFAULT_PORT,
-    ServerConfig,
-)
+from genie.server.__main__ import build_parser, main
 
 __all__ = ["build_parser", "main"]
-
-
-def _positive_number(unit: str) -> Callable[[str], float]:
-    """An argparse ``type=`` for a finite number > 0 of ``unit`` (NaN and inf refused)."""
-
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a number of {unit}") from None
-        if not (value > 0 and math.isfinite(value)):
-            raise argparse.ArgumentTypeError("must be a finite number > 0")
-        return value
-
-    return parse
-
-
-_positive_mb = _positive_number("MiB")
-_positive_seconds = _positive_number("seconds")
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be >= 1")
-    return value
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="genie-server",
-        description="Serve PyTorch ops over HTTP + safetensors on this machine's GPU (or CPU).")
-    p.add_argument("--host", default="127.0.0.1",
-                   help="interface to bind; 0.0.0.0 to accept clients from the network "
-                        "(default: %(default)s)")
-    p.add_argument("--port", type=int, default=DEFAULT_PORT, help="default: %(default)s")
-    p.add_argument("--device", default="auto",
-                   help="auto | cpu | cuda | cuda:N; auto picks cuda:0 when present")
-    p.add_argument("--token", default=os.environ.get("GENIE_TOKEN"),
-                   help="require 'Authorization: Bearer TOKEN' (default: $GENIE_TOKEN)")
-    p.add_argument("--max-body-mb", type=_positive_mb, default=DEFAULT_MAX_BODY_MB,
-                   help="largest request body accepted, MiB (default: %(default)s)")
-    p.add_argument("--max-held-mb", type=_positive_mb, default=DEFAULT_MAX_HELD_MB,
-                   help="budget for tensors held as handles, MiB (default: %(default)s)")
-    p.add_argument("--max-inflight-body-mb", type=_positive_mb, default=None,
-                   help="budget for request bodies received or in use at once, MiB; a body "
-                        "that does not fit is answered 503 busy (default: 2 x --max-body-mb)")
-    p.add_argument("--body-timeout-s", type=_positive_seconds, default=DEFAULT_BODY_TIMEOUT_S,
-                   help="refuse a request whose body sends no byte for this long, seconds "
-                        "(default: %(default)s)")
-    p.add_argument("--max-connections", type=_positive_int, default=DEFAULT_MAX_CONNECTIONS,
-                   help="open connections (or running requests) past which new requests "
-                        "are answered 503 (default: %(default)s)")
-    p.add_argument("--log-level", default="info",
-                   choices=["critical", "error", "warning", "info", "debug"])
-    return p
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        config = ServerConfig(device=args.device, token=args.token or None,
-                              max_body_mb=args.max_body_mb, max_held_mb=args.max_held_mb,
-                              max_inflight_body_mb=args.max_inflight_body_mb,
-                              body_timeout_s=args.body_timeout_s,
-                              max_connections=args.max_connections)
-        app = create_app(config)
-    except (ConfigurationError, ValueError) as exc:
-        print(f"genie-server: {exc}", file=sys.stderr)
-        return 2
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level,
-                log_config=None, timeout_graceful_shutdown=10,
-                limit_concurrency=config.max_connections)
-    return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

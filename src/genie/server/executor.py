@@ -1,20 +1,15 @@
-"""The captured-graph format shared by ``POST /graph``, the client and LazyTensor.
+"""Running requests' ops and graphs: on worker threads, timed, within the allocation cap.
 
-A graph is JSON carried in the safetensors body's metadata under ``genie.graph``;
-the body's tensors are its inline inputs::
+Compute never runs on the event loop: ``Executor.run`` hands it to a bounded pool of
+worker threads (``compute_threads``) and answers 503 ``busy`` at once past
+``max_inflight`` waiting requests, rather than queueing without limit.  Every op is
+first inferred on meta (``genie.ops.meta``, with this server's own cache) and refused
+with 422 when its result would pass the cap; a graph also keeps a running total of
+the bytes its live results hold.
 
-    {"nodes": [{"id": "a", "op": "relu", "args": [{"input": "x"}]},
-               {"id": "b", "op": "add", "args": [{"node": "a"}, {"handle": "h1"}],
-                "kwargs": {"alpha": 2}}],
-     "outputs": ["b"],          # node ids to hand back
-     "keep": []}                # of those, ids to keep on the server as handles
-
-Argument values are JSON, with tagged objects for what JSON lacks:
-``{"input": NAME}`` a tensor of the request body, ``{"handle": ID}`` a tensor held
-on the server, ``{"node": ID}`` an earlier node's result, ``{"dtype": "float32"}``,
-``{"slice": [start, stop, step]}`` and ``{"ellipsis": true}``.  A node can refer only
-to nodes listed before it, so a graph is a DAG by construction and runs in list
-order.  Intermediates stay on the server and are freed after their last use.
+A graph (``genie.graph`` is the wire format) is parsed once into ``Step``s, checked
+(ops from the allowlist, references only to earlier nodes), and run in list order;
+intermediates are dropped after their last use, so peak memory follows the live set.
 """
 
 from __future__ import annotations
@@ -22,78 +17,30 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar, overload
 
+import anyio
 import torch
 
-from genie.errors import InvalidArgumentError, MalformedRequestError
-from genie.ops import Op, OpContext, get_op
-from genie.wire import dtype_from_name, dtype_name
+from genie.errors import InvalidArgumentError, MalformedRequestError, ServerBusyError
+from genie.graph import Ref, from_wire, refs_in
+from genie.ops import MetaCache, Op, OpContext, StagedCache, get_op
+from genie.ops.meta import check_output
+from genie.server.device import timed
+from genie.server.timing import Timing
 
-__all__ = ["GRAPH_METADATA_KEY", "Graph", "Node", "Ref", "from_wire", "to_wire"]
+__all__ = ["MAX_NODES", "Executor", "Graph", "Step"]
 
-#: The safetensors metadata key holding the graph JSON.
-GRAPH_METADATA_KEY = "genie.graph"
-#: The metadata key a /graph reply uses to describe kept handles.
-HANDLES_METADATA_KEY = "genie.handles"
 MAX_NODES = 100_000
 
-
-@dataclass(frozen=True)
-class Ref:
-    """A tensor reference inside a graph: ``kind`` is input, handle or node."""
-
-    kind: str
-    name: str
-
-
-def to_wire(value: Any) -> Any:
-    """Encode an argument value (Refs, dtypes, slices, nested lists) as graph JSON."""
-    if isinstance(value, Ref):
-        return {value.kind: value.name}
-    if isinstance(value, torch.dtype):
-        return {"dtype": dtype_name(value)}
-    if isinstance(value, slice):
-        return {"slice": [to_wire(value.start), to_wire(value.stop), to_wire(value.step)]}
-    if value is Ellipsis:
-        return {"ellipsis": True}
-    if isinstance(value, (list, tuple)):
-        return [to_wire(v) for v in value]
-    if value is None or type(value) in (bool, int, float, str):
-        return value
-    if isinstance(value, torch.Size):
-        return list(value)
-    raise InvalidArgumentError(f"cannot send a {type(value).__name__} as an op argument")
-
-
-def from_wire(value: Any, resolve: Callable[[Ref], Any]) -> Any:
-    """Decode graph JSON into Python values; tensor references go through ``resolve``."""
-    if isinstance(value, list):
-        return [from_wire(v, resolve) for v in value]
-    if isinstance(value, dict):
-        if len(value) != 1:
-            raise MalformedRequestError(f"a tagged argument has exactly one key, got {value!r}")
-        (tag, payload), = value.items()
-        if tag in ("input", "handle", "node"):
-            if not isinstance(payload, str):
-                raise MalformedRequestError(f"{{{tag!r}: ...}} takes a string, got {payload!r}")
-            return resolve(Ref(tag, payload))
-        if tag == "dtype":
-            return dtype_from_name(payload)
-        if tag == "slice":
-            if not (isinstance(payload, list) and len(payload) == 3):
-                raise MalformedRequestError("{'slice': [start, stop, step]} takes three values")
-            return slice(*payload)
-        if tag == "ellipsis":
-            return Ellipsis
-        raise MalformedRequestError(f"unknown argument tag {tag!r}")
-    return value
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 @dataclass(frozen=True)
-class Node:
-    """One op application; ``args``/``kwargs`` are still in wire form, and ``refs``
-    lists the tensor references in them, found once when the graph is parsed."""
+class Step:
+    """One op application of a parsed graph; ``args``/``kwargs`` are still in wire
+    form, and ``refs`` lists the tensor references in them, found once at parse time."""
 
     id: str
     op: Op
@@ -106,7 +53,7 @@ class Node:
 class Graph:
     """A parsed, checked graph ready to run."""
 
-    nodes: list[Node]
+    steps: list[Step]
     outputs: list[str]
     keep: list[str] = field(default_factory=list)
 
@@ -121,7 +68,7 @@ class Graph:
             raise MalformedRequestError("graph must be an object with a 'nodes' list")
         if len(spec["nodes"]) > MAX_NODES:
             raise MalformedRequestError(f"graph has over {MAX_NODES} nodes")
-        nodes: list[Node] = []
+        steps: list[Step] = []
         seen: set[str] = set()
         for i, raw in enumerate(spec["nodes"]):
             if not isinstance(raw, dict) or not isinstance(raw.get("id"), str):
@@ -132,11 +79,14 @@ class Graph:
             args, kwargs = raw.get("args", []), raw.get("kwargs", {})
             if not isinstance(args, list) or not isinstance(kwargs, dict):
                 raise MalformedRequestError(f"node {node_id!r}: args is a list, kwargs an object")
-            refs = tuple(_walk_refs([args, kwargs]))
-            _check_node_refs(node_id, refs, seen)
-            nodes.append(Node(node_id, get_op(raw.get("op")), args, kwargs, refs))
+            refs = tuple(refs_in([args, kwargs]))
+            for ref in refs:
+                if ref.kind == "node" and ref.name not in seen:
+                    raise MalformedRequestError(f"node {node_id!r} refers to node {ref.name!r}, "
+                                                "which is not listed before it")
+            steps.append(Step(node_id, get_op(raw.get("op")), args, kwargs, refs))
             seen.add(node_id)
-        outputs = spec.get("outputs", [nodes[-1].id] if nodes else [])
+        outputs = spec.get("outputs", [steps[-1].id] if steps else [])
         keep = spec.get("keep", [])
         if keep is True:  # every output; a malformed outputs is reported below
             keep = list(outputs) if isinstance(outputs, list) else []
@@ -148,65 +98,14 @@ class Graph:
                 raise MalformedRequestError(f"graph {name!r} names unknown nodes {missing}")
         if not set(keep) <= set(outputs):
             outputs = outputs + [k for k in keep if k not in outputs]
-        return cls(nodes=nodes, outputs=list(dict.fromkeys(outputs)), keep=list(keep))
+        return cls(steps=steps, outputs=list(dict.fromkeys(outputs)), keep=list(keep))
 
-    def input_names(self) -> set[str]:
-        """The request-body tensor names the graph refers to."""
-        return _refs_of_kind(self.nodes, "input")
-
-    def handle_ids(self) -> set[str]:
-        """The server handles the graph refers to."""
-        return _refs_of_kind(self.nodes, "handle")
-
-    def run(self, inputs: Mapping[str, torch.Tensor], handles: Mapping[str, torch.Tensor],
-            ctx: OpContext) -> dict[str, torch.Tensor]:
-        """Execute in order; return the output nodes' tensors.
-
-        ``inputs`` and ``handles`` must already be on ``ctx.device``.  Values are
-        dropped after their last use, so peak memory follows the live set, not the
-        whole graph.  Each node must fit the allocation cap (checked on meta before
-        it runs, see ``genie.op_limits``), and so must the results alive at once.
-        """
-        last_use: dict[str, int] = {}
-        for i, node in enumerate(self.nodes):
-            for ref in node.refs:
-                if ref.kind == "node":
-                    last_use[ref.name] = i
-        wanted = set(self.outputs)
-        values: dict[str, torch.Tensor] = {}
-        live = _LiveBytes(inputs.values(), handles.values())
-
-        def resolve(ref: Ref) -> torch.Tensor:
-            if ref.kind == "node":
-                return values[ref.name]
-            source = inputs if ref.kind == "input" else handles
-            return source[ref.name]
-
-        for i, node in enumerate(self.nodes):
-            args = from_wire(node.args, resolve)
-            kwargs = {k: from_wire(v, resolve) for k, v in node.kwargs.items()}
-            # An output is laid out whole for the reply, so a view counts in full.
-            result = node.op.run(node.op.bind(args, kwargs), ctx,
-                                 materialized=node.id in wanted, already=live.total)
-            if not isinstance(result, torch.Tensor):
-                raise InvalidArgumentError(f"node {node.id!r} ({node.op.name}) did not produce "
-                                           "a tensor")
-            if node.id in last_use or node.id in wanted:
-                values[node.id] = result  # else nothing reads it again: free it now
-                live.add(result)
-                if live.total > ctx.max_alloc_bytes:
-                    raise InvalidArgumentError(
-                        f"graph: after node {node.id!r} ({node.op.name}) its live results "
-                        f"hold {live.total} bytes, over the server's {ctx.max_alloc_bytes}-byte "
-                        "allocation limit; return or keep fewer outputs, or split the graph")
-            for ref in node.refs:
-                if (ref.kind == "node" and last_use.get(ref.name) == i
-                        and ref.name not in wanted and ref.name in values):
-                    live.remove(values.pop(ref.name))  # no local name: it would pin the tensor
-        return {name: values[name] for name in self.outputs}
+    def refs_of_kind(self, kind: str) -> set[str]:
+        """The names of the graph's references of ``kind`` (``input`` or ``handle``)."""
+        return {r.name for s in self.steps for r in s.refs if r.kind == kind}
 
 
-class _LiveBytes:
+class LiveBytes:
     """Bytes held by a running graph's results, each storage counted once.
 
     Results that share storage with an input, a handle or another result (views,
@@ -243,29 +142,114 @@ class _LiveBytes:
             self.total -= entry[0]
 
 
-def _walk_refs(value: Any) -> list[Ref]:
-    found: list[Ref] = []
-    stack = [value]
-    while stack:
-        v = stack.pop()
-        if isinstance(v, list):
-            stack.extend(v)
-        elif isinstance(v, dict):
-            if len(v) == 1:
-                (tag, payload), = v.items()
-                if tag in ("input", "handle", "node") and isinstance(payload, str):
-                    found.append(Ref(tag, payload))
-                    continue
-            stack.extend(v.values())
-    return found
+class Executor:
+    """The server's compute: device, allocation cap, meta cache, worker threads."""
 
+    def __init__(self, device: torch.device, *, max_alloc_bytes: int, compute_threads: int,
+                 max_inflight: int, meta_cache: MetaCache | None = None) -> None:
+        self.device = device
+        self.ctx = OpContext(device=device, max_alloc_bytes=max_alloc_bytes)
+        self.meta = meta_cache if meta_cache is not None else MetaCache()
+        self.limiter = anyio.CapacityLimiter(compute_threads)
+        self.max_inflight = max_inflight
+        self.inflight = 0
 
-def _check_node_refs(node_id: str, refs: Iterable[Ref], seen: set[str]) -> None:
-    for ref in refs:
-        if ref.kind == "node" and ref.name not in seen:
-            raise MalformedRequestError(
-                f"node {node_id!r} refers to node {ref.name!r}, which is not listed before it")
+    @overload
+    async def run(self, timing: Timing, fn: Callable[[], T]) -> T: ...
 
+    @overload
+    async def run(self, timing: Timing, fn: Callable[[], T], then: Callable[[T], R]) -> R: ...
 
-def _refs_of_kind(nodes: list[Node], kind: str) -> set[str]:
-    return {r.name for n in nodes for r in n.refs if r.kind == kind}
+    async def run(self, timing: Timing, fn: Callable[[], Any],
+                  then: Callable[[Any], Any] | None = None) -> Any:
+        """Run ``fn`` on a worker thread, synchronized and timed; 503 when saturated.
+
+        ``then`` runs on the same worker right after, outside the compute time: it is
+        where replies are encoded, because encoding copies device tensors to the host
+        and makes strided results contiguous, work that must not block the event loop.
+        """
+        if self.inflight >= self.max_inflight:
+            raise ServerBusyError(f"server busy: {self.inflight} requests in flight "
+                                  f"(limit {self.max_inflight}); retry shortly")
+        self.inflight += 1
+        try:
+            def work() -> Any:
+                result, timing.compute_ms = timed(self.device, fn)  # kept if ``then`` fails
+                return result if then is None else then(result)
+
+            return await anyio.to_thread.run_sync(work, limiter=self.limiter)
+        finally:
+            self.inflight -= 1
+
+    def run_op(self, op: Op, bound: Mapping[str, Any], *, cache: MetaCache | StagedCache,
+               materialized: bool = True, already: int = 0, reuse_input: bool = False
+               ) -> torch.Tensor:
+        """Run ``op`` within the allocation cap (checked on meta first).
+
+        ``materialized`` and ``already``: see ``genie.ops.meta.check_output``.
+        ``reuse_input``: the caller owns ``input`` privately (decoded from this
+        request's body), so an op with an in-place form writes its result there.
+        """
+        if reuse_input:
+            result = op.run_inplace(bound)
+            if result is not None:
+                return result
+        size = check_output(op, bound, self.ctx, cache, materialized=materialized,
+                            already=already)
+        result = op(bound, self.ctx)
+        if size is None and isinstance(result, torch.Tensor):
+            # Meta could not say (a data-dependent shape): measure the real result.
+            nbytes = result.numel() * result.element_size()
+            if nbytes + already > self.ctx.max_alloc_bytes:
+                raise InvalidArgumentError(
+                    f"op {op.name!r} produced {nbytes} bytes, over the server's "
+                    f"{self.ctx.max_alloc_bytes}-byte allocation limit")
+        return result
+
+    def run_graph(self, graph: Graph, inputs: Mapping[str, torch.Tensor],
+                  handles: Mapping[str, torch.Tensor], cache: MetaCache | StagedCache
+                  ) -> dict[str, torch.Tensor]:
+        """Execute in order; return the output nodes' tensors.
+
+        ``inputs`` and ``handles`` must already be on the device.  Values are dropped
+        after their last use, so peak memory follows the live set, not the whole graph.
+        Each step must fit the allocation cap, and so must the results alive at once.
+        """
+        last_use: dict[str, int] = {}
+        for i, step in enumerate(graph.steps):
+            for ref in step.refs:
+                if ref.kind == "node":
+                    last_use[ref.name] = i
+        wanted = set(graph.outputs)
+        values: dict[str, torch.Tensor] = {}
+        live = LiveBytes(inputs.values(), handles.values())
+        limit = self.ctx.max_alloc_bytes
+
+        def resolve(ref: Ref) -> torch.Tensor:
+            if ref.kind == "node":
+                return values[ref.name]
+            source = inputs if ref.kind == "input" else handles
+            return source[ref.name]
+
+        for i, step in enumerate(graph.steps):
+            args = from_wire(step.args, resolve)
+            kwargs = {k: from_wire(v, resolve) for k, v in step.kwargs.items()}
+            # An output is laid out whole for the reply, so a view counts in full.
+            result = self.run_op(step.op, step.op.bind(args, kwargs), cache=cache,
+                                 materialized=step.id in wanted, already=live.total)
+            if not isinstance(result, torch.Tensor):
+                raise InvalidArgumentError(f"node {step.id!r} ({step.op.name}) did not produce "
+                                           "a tensor")
+            if step.id in last_use or step.id in wanted:
+                values[step.id] = result  # else nothing reads it again: free it now
+                live.add(result)
+                if live.total > limit:
+                    raise InvalidArgumentError(
+                        f"graph: after node {step.id!r} ({step.op.name}) its live results "
+                        f"hold {live.total} bytes, over the server's {limit}-byte "
+                        "allocation limit; return or keep fewer outputs, or split the graph")
+            for ref in step.refs:
+                if (ref.kind == "node" and last_use.get(ref.name) == i
+                        and ref.name not in wanted and ref.name in values):
+                    live.remove(values.pop(ref.name))  # no local name: it would pin the tensor
+        return {name: values[name] for name in graph.outputs}

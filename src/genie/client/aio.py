@@ -1,0 +1,73 @@
+"""``genie.AsyncClient``: the ``asyncio`` twin of ``genie.Client``, over httpx.
+
+Every API method is the same ``Endpoints`` method as on ``Client``, awaited.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from types import TracebackType
+from typing import Any, TypeVar
+
+import httpx
+
+from genie.client import httpx_support as hx
+from genie.client.calls import DEFAULT_RETRIES, DEFAULT_TIMEOUT, AsyncClientBase, Call, Endpoints, Plan, Sink
+from genie.errors import GenieError
+
+__all__ = ["AsyncClient"]
+
+T = TypeVar("T")
+
+
+class AsyncClient(AsyncClientBase, Endpoints):
+    """An ``asyncio`` Genie client: ``await client.execute("relu", x)``.
+
+    Use it as an async context manager, or call ``aclose()``.
+    """
+
+    def __init__(self, url: str, *, token: str | None = None,
+                 timeout: float = DEFAULT_TIMEOUT, retries: int = DEFAULT_RETRIES) -> None:
+        super().__init__(url, token=token, timeout=timeout, retries=retries)
+        self._http = httpx.AsyncClient(base_url=self.url, limits=hx.LIMITS)
+
+    async def perform(self, call: Call[T]) -> T:
+        attempt = 0
+        while True:
+            try:
+                return call.parse(await self._send(call.plan))
+            except GenieError as exc:
+                delay = self.retry_delay(exc, attempt)
+                if delay is None:
+                    raise
+                await asyncio.sleep(delay)
+                attempt += 1
+
+    async def _send(self, plan: Plan) -> Any:
+        for last_try in (False, True):
+            started = time.perf_counter()
+            replied = False
+            try:
+                async with self._http.stream(**hx.request_args(self, plan),
+                                             content=hx.async_content(plan)) as resp:
+                    replied = True
+                    sink = Sink.for_length(resp.headers.get("content-length"))
+                    async for chunk in resp.aiter_raw():
+                        sink.write(chunk)
+                    return self.finish(plan, resp.status_code, resp.headers, sink.body(),
+                                       started)
+            except httpx.HTTPError as exc:
+                if last_try or not hx.resend_now(plan, exc, replied):
+                    raise hx.translate(self, plan, exc) from exc
+        raise AssertionError("unreachable")
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None,
+                        exc: BaseException | None, tb: TracebackType | None) -> None:
+        await self.aclose()

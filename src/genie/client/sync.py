@@ -1,0 +1,108 @@
+"""``genie.Client``: the blocking client, over keep-alive connections.
+
+Plain ``http://`` goes through ``genie.client.http1`` (a fraction of httpx's
+per-request cost, and ``recv_into`` the reply buffer); https and proxied URLs go
+through httpx, which handles TLS, proxies and ``NO_PROXY``.
+"""
+
+from __future__ import annotations
+
+import time
+from types import TracebackType
+from typing import Any, TypeVar
+from urllib.parse import quote, urlencode, urlsplit
+from urllib.request import getproxies
+
+import httpx
+
+from genie.client import httpx_support as hx
+from genie.client.calls import DEFAULT_RETRIES, DEFAULT_TIMEOUT, Call, Endpoints, Plan, Sink, SyncClientBase
+from genie.client.http1 import Http1Pool
+from genie.errors import GenieError, TransportError
+
+__all__ = ["Client"]
+
+T = TypeVar("T")
+
+
+def _plain_pool(url: str, timeout: float) -> Http1Pool | None:
+    """``genie.client.http1`` for plain ``http://`` with no proxy in the environment;
+    ``None`` (httpx) otherwise."""
+    parts = urlsplit(url)
+    proxies = getproxies()
+    if parts.scheme != "http" or proxies.get("http") or proxies.get("all"):
+        return None
+    assert parts.hostname is not None and parts.port is not None  # normalize_url made sure
+    return Http1Pool(parts.hostname, parts.port, connect_timeout=min(timeout, 10.0))
+
+
+class Client(SyncClientBase, Endpoints):
+    """A blocking Genie client.
+
+    ``url`` is ``HOST``, ``HOST:PORT`` or ``http(s)://HOST:PORT`` (port 8888 by
+    default).  Use it as a context manager, or call ``close()``.
+    """
+
+    def __init__(self, url: str, *, token: str | None = None,
+                 timeout: float = DEFAULT_TIMEOUT, retries: int = DEFAULT_RETRIES) -> None:
+        super().__init__(url, token=token, timeout=timeout, retries=retries)
+        self._http = httpx.Client(base_url=self.url, limits=hx.LIMITS)
+        self._plain = _plain_pool(self.url, self.timeout)
+
+    def perform(self, call: Call[T]) -> T:
+        attempt = 0
+        while True:
+            try:
+                return call.parse(self._send(call.plan))
+            except GenieError as exc:
+                delay = self.retry_delay(exc, attempt)
+                if delay is None:
+                    raise
+                time.sleep(delay)
+                attempt += 1
+
+    def _send(self, plan: Plan) -> Any:
+        if self._plain is not None:
+            return self._send_plain(plan, self._plain)
+        for last_try in (False, True):
+            started = time.perf_counter()
+            replied = False
+            try:
+                with self._http.stream(**hx.request_args(self, plan),
+                                       content=hx.sync_content(plan)) as resp:
+                    replied = True
+                    sink = Sink.for_length(resp.headers.get("content-length"))
+                    for chunk in resp.iter_raw():
+                        sink.write(chunk)
+                    return self.finish(plan, resp.status_code, resp.headers, sink.body(),
+                                       started)
+            except httpx.HTTPError as exc:
+                if last_try or not hx.resend_now(plan, exc, replied):
+                    raise hx.translate(self, plan, exc) from exc
+        raise AssertionError("unreachable")
+
+    def _send_plain(self, plan: Plan, pool: Http1Pool) -> Any:
+        """The exchange over ``genie.client.http1``: whole tensor views out, one
+        ``recv_into`` the reply buffer in."""
+        started = time.perf_counter()
+        target = f"{plan.path}?{urlencode(plan.params, quote_via=quote)}" if plan.params \
+            else plan.path
+        chunks = plan.chunks if plan.method == "POST" else ()
+        try:
+            reply = pool.request(plan.method, target, self.headers(plan), chunks, plan.nbytes,
+                                 timeout=self.timeout_s(plan.nbytes))
+        except TransportError as exc:
+            raise self.transport_error(plan, exc.message, exc.kind, exc.retryable) from exc
+        return self.finish(plan, reply.status, reply.headers, reply.body, started)
+
+    def close(self) -> None:
+        if self._plain is not None:
+            self._plain.close()
+        self._http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()

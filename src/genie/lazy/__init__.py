@@ -1,0 +1,28 @@
+"""LazyTensor: ordinary PyTorch code, captured into one ``/graph`` request.
+
+``genie.lazy.tensor`` is the tensor and how a call is recorded, ``genie.lazy.mapping``
+which torch functions are captured as which op (with ``genie.lazy.handlers`` for the
+calls that are not one op), ``genie.lazy.run`` materialization, ``genie.lazy.session``
+where graphs run, ``genie.lazy.capture`` the ways into the remote device, and
+``genie.lazy.device`` the device's name.  Importing this package registers the mapping.
+"""
+
+from genie.lazy import mapping as _mapping  # noqa: F401 - registers what each torch call means
+from genie.lazy.capture import (
+    arange,
+    capture,
+    eye,
+    full,
+    ones,
+    rand,
+    randn,
+    remote_module,
+    zeros,
+)
+from genie.lazy.device import remote_device
+from genie.lazy.session import connect, disconnect
+from genie.lazy.tensor import LazyTensor, materialize, persist, release, remote
+
+__all__ = ["LazyTensor", "arange", "capture", "connect", "disconnect", "eye", "full",
+           "materialize", "ones", "persist", "rand", "randn", "release", "remote",
+           "remote_device", "remote_module", "zeros"]

@@ -1,0 +1,49 @@
+"""A node of the client-side graph that LazyTensors record: one captured op, or a leaf."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from genie.client import Client, RemoteTensor
+from genie.ops import Op
+
+__all__ = ["LazyNode", "contiguous_strides"]
+
+
+class LazyNode:
+    """One captured op, or a leaf: a local value (sent inline) or a server handle.
+
+    ``kwargs`` holds the op's bound arguments with tensors replaced by their nodes;
+    ``deps`` lists those nodes for the walk.  Once materialized, ``value``/``handle``
+    is set and ``kwargs``/``deps`` are dropped: the node is a leaf from then on, and
+    its history can be freed.  ``client`` is where it ran or was made to run.
+    """
+
+    __slots__ = ("__weakref__", "client", "deps", "handle", "kwargs", "op", "value")
+
+    def __init__(self, op: Op | None, kwargs: dict[str, Any] | None,
+                 deps: tuple[LazyNode, ...], value: torch.Tensor | None = None,
+                 handle: RemoteTensor | None = None, client: Client | None = None) -> None:
+        self.op = op
+        self.kwargs = kwargs
+        self.deps = deps
+        self.value = value
+        self.handle = handle
+        self.client = client
+
+    @property
+    def is_leaf(self) -> bool:
+        return self.value is not None or self.handle is not None
+
+
+def contiguous_strides(shape: Sequence[int]) -> tuple[int, ...]:
+    """The strides of a contiguous tensor of ``shape``."""
+    strides = []
+    acc = 1
+    for d in reversed(shape):
+        strides.append(acc)
+        acc *= max(d, 1)
+    return tuple(reversed(strides))

@@ -1,0 +1,110 @@
+"""What wraps every request: the bearer-token check and the accounting of each request.
+
+The token check wraps each endpoint (so unknown routes still answer 404 without a
+token), compares in constant time, and answers what an endpoint raised unexpectedly
+as a 500 itself.  The accounting is pure ASGI, so it sees the bytes as they cross the
+wire and the final status, including 404s and bodies refused as too large.
+"""
+
+from __future__ import annotations
+
+import hmac
+import time
+from collections.abc import Awaitable, Callable
+
+import torch
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from genie.errors import AuthError, GenieError
+from genie.server.failures import ERROR_TYPE_KEY, on_unexpected
+from genie.server.state import ServerState, state_of
+
+__all__ = ["COMPUTE_MS_KEY", "AccountingMiddleware", "Endpoint", "authorized"]
+
+#: Where a request keeps its compute time for the stats (``scope["state"]``).
+COMPUTE_MS_KEY = "genie_compute_ms"
+
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+def authorized(endpoint: Endpoint) -> Endpoint:
+    """Require ``Authorization: Bearer <token>`` when the server has a token."""
+
+    async def guarded(request: Request) -> Response:
+        token = state_of(request).config.token
+        if token is not None:
+            given = request.headers.get("authorization", "")
+            scheme, _, value = given.partition(" ")
+            if scheme.lower() != "bearer" or not hmac.compare_digest(value.encode(),
+                                                                     token.encode()):
+                raise AuthError("missing or wrong bearer token: send "
+                                "'Authorization: Bearer <token>' (--token / GENIE_TOKEN)")
+        try:
+            return await endpoint(request)
+        except (GenieError, HTTPException, torch.OutOfMemoryError):
+            raise  # their handlers answer them
+        except Exception as exc:
+            # Answered here, not by the app-wide handler: Starlette re-raises what that
+            # handler answers, and uvicorn then closes the connection, which can reset
+            # it before the client has read the 500.
+            return await on_unexpected(request, exc)
+
+    guarded.__name__ = endpoint.__name__
+    return guarded
+
+
+class AccountingMiddleware:
+    """Counts every request once: endpoint, status, error type, bytes, latency."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        scope.setdefault("state", {})
+        seen = {"in": 0, "out": 0, "status": 500, "recorded": False}
+
+        def record() -> None:
+            # Recorded before the last body byte is handed to the server, so a client
+            # that has its whole reply always finds this request in the next /stats.
+            if seen["recorded"]:
+                return
+            seen["recorded"] = True
+            route = scope.get("route")
+            endpoint = f"{scope['method']} {getattr(route, 'path', None) or 'unmatched'}"
+            state = scope["state"]
+            app_state: ServerState = scope["app"].state.genie
+            app_state.stats.record(
+                endpoint, status=seen["status"], error_type=state.get(ERROR_TYPE_KEY),
+                bytes_in=seen["in"], bytes_out=seen["out"],
+                latency_ms=(time.perf_counter() - start) * 1000,
+                compute_ms=state.get(COMPUTE_MS_KEY, 0.0))
+
+        async def counting_receive() -> Message:
+            message = await receive()
+            if message["type"] == "http.request":
+                seen["in"] += len(message.get("body", b""))
+            return message
+
+        async def counting_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                seen["status"] = message["status"]
+            elif message["type"] == "http.response.body":
+                seen["out"] += len(message.get("body", b""))
+                if not message.get("more_body", False):
+                    record()
+            await send(message)
+
+        try:
+            await self.app(scope, counting_receive, counting_send)
+        except Exception:
+            scope["state"][ERROR_TYPE_KEY] = "internal"
+            raise
+        finally:
+            record()  # no complete reply was sent (error, disconnect): count it anyway
