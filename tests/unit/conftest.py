@@ -27,13 +27,13 @@ if torch.distributed.is_available():
 
 import genie
 from genie.ops.meta import warm_up
+from genie.server.config import ServerConfig
+from genie.server.runner import BackgroundServer
 
 # The same for torch's meta kernels: the first meta dispatch imports some 800 modules
 # (torch._inductor among them, which registers an operator library), so it must not
 # happen for the first time inside an inline run either.
 warm_up()
-from genie.server.config import ServerConfig
-from genie.server.runner import BackgroundServer
 
 
 @pytest.fixture(scope="session")

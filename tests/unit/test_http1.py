@@ -25,7 +25,6 @@ import torch
 
 from genie import AsyncClient, Client, TransportError
 from genie.client.http1 import IDLE_EXPIRY_S, Http1Pool
-from genie.errors import TransportError
 
 Reply = Callable[[bytes], bytes | None]  # request head -> raw reply (None: close)
 

@@ -28,8 +28,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from genie.graph import GRAPH_METADATA_KEY, HANDLES_METADATA_KEY
 from genie.ops import REGISTRY, MetaCache
-from genie.server.executor import Executor, Graph
 from genie.protocol import PROTOCOL_VERSION
+from genie.server.executor import Executor, Graph
 from genie.server.runner import BackgroundServer
 from genie.wire import decode
 
