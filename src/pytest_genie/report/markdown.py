@@ -1,55 +1,30 @@
-"""The comprehensive report: ``comprehensive_report.json`` and ``test_analysis_report.md``.
+"""The report rendered as the testing guide's Markdown (``test_analysis_report.md``).
 
-Two ways in, one result: ``pytest --genie-report`` calls :func:`write_report` on the session
-folder it just wrote, and ``genie-report DIR [DIR ...]`` (:func:`main`) combines result folders
-copied together from several nodes (server results from the GPU node, client results from a
-client node). Both go through :func:`build_report`, which is pure; this module only renders the
-Markdown and writes files (atomically, like the result files themselves).
+Rendering only: every figure is already in the report dict (``build.py``), so what the Markdown
+shows is exactly what the JSON holds.  A figure nobody measured reads "not measured"; a table cell
+is escaped so a message with a ``|`` cannot break the table.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
-from collections.abc import Sequence
-from datetime import datetime, timezone
-from importlib import metadata
+from datetime import timezone
 from pathlib import Path
 from typing import Any
 
-from pytest_genie.analysis import (
+from pytest_genie.report.analysis import (
     NOT_MEASURED,
-    ReportInputError,
     base_name,
-    find_result_files,
     format_bytes,
     format_ms,
     format_pct,
-    gpu_info,
-    load_result_file,
     parse_time,
-    performance,
-    recommend,
-    session_info,
-    side_analysis,
-    summarize,
 )
-from pytest_genie.results import STATUS_SYMBOLS, json_safe, write_text_atomic
-from pytest_genie.trend import TREND_METRICS, build_trend, discover_sessions, session_entry
+from pytest_genie.report.trend import TREND_METRICS
+from pytest_genie.results import STATUS_SYMBOLS
 
-__all__ = [
-    "JSON_NAME",
-    "MARKDOWN_NAME",
-    "ReportInputError",
-    "build_report",
-    "main",
-    "render_markdown",
-    "write_report",
-]
+__all__ = ["KEY_DETAILS", "key_details", "render_markdown"]
 
-JSON_NAME = "comprehensive_report.json"
-MARKDOWN_NAME = "test_analysis_report.md"
 STATUS_EMOJI = STATUS_SYMBOLS
 
 # The details worth a table cell, per documented test (the rest stay in the JSON).
@@ -68,57 +43,6 @@ KEY_DETAILS: dict[str, tuple[str, ...]] = {
     "error_handling": ("server_healthy_after",),
     "large_tensor_handling": ("size_mb", "round_trip_ms", "mb_per_s", "bit_exact"),
 }
-
-
-# ----------------------------------------------------------------------------- the data
-
-
-def _genie_version() -> str:
-    """The installed genie version, read from package metadata so the report never imports torch."""
-    try:
-        return metadata.version("genie")
-    except metadata.PackageNotFoundError:
-        return "unknown"
-
-
-def build_report(result_files: list[Path], history_dirs: list[Path]) -> dict[str, Any]:
-    """The comprehensive report of ``result_files`` (one session, possibly from several folders).
-
-    ``history_dirs`` are earlier session folders for the trend; the folders holding
-    ``result_files`` are left out of them. Raises ReportInputError naming an unreadable file.
-    """
-    files = [load_result_file(Path(p)) for p in result_files]
-    server_files = [f for f in files if f.side == "server"]
-    client_files = [f for f in files if f.side == "client"]
-    server_tests = [t for f in server_files for t in f.tests]
-    client_tests = [t for f in client_files for t in f.tests]
-    server = side_analysis(server_tests, [str(f.path) for f in server_files])
-    client = side_analysis(client_tests, [str(f.path) for f in client_files])
-    summary = summarize(server_tests + client_tests)
-    gpu = gpu_info(files, server_tests, client_tests)
-    perf = performance(server_tests, client_tests, gpu)
-
-    own_dirs = {Path(p).resolve().parent for p in result_files}
-    label = " + ".join(sorted({d.name for d in own_dirs}))
-    current = session_entry(files, label, None)
-    earlier = [d for d in history_dirs if Path(d).resolve() not in own_dirs]
-    return {
-        "report_info": {
-            "generator": f"genie-report {_genie_version()}",
-            "generated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "sources": [str(f.path) for f in files],
-        },
-        "session_info": {**session_info(files), "gpu": gpu},
-        "overall_summary": summary,
-        "server_side": server,
-        "client_side": client,
-        "performance": perf,
-        "recommendations": recommend(server, client, gpu, perf, summary),
-        "trend": build_trend(current, earlier),
-    }
-
-
-# ----------------------------------------------------------------------------- the Markdown
 
 
 def _when(stamp: Any) -> str:
@@ -413,92 +337,3 @@ def render_markdown(report: dict[str, Any]) -> str:
     lines += [""]
     lines += _trend_section(report["trend"])
     return "\n".join(lines)
-
-
-# ----------------------------------------------------------------------------- files and CLI
-
-
-def _save(report: dict[str, Any], output: Path) -> tuple[Path, Path]:
-    output.mkdir(parents=True, exist_ok=True)
-    json_path, md_path = output / JSON_NAME, output / MARKDOWN_NAME
-    # Strict JSON: a NaN or infinity computed from the inputs becomes null, never a bare NaN.
-    text = json.dumps(json_safe(report), indent=2, ensure_ascii=False, allow_nan=False)
-    write_text_atomic(json_path, text + "\n")
-    write_text_atomic(md_path, render_markdown(report))
-    return json_path, md_path
-
-
-def write_report(session_dir: Path, history_root: Path | None = None) -> tuple[Path, Path]:
-    """Write both report files into ``session_dir`` from the result files there.
-
-    ``history_root`` is searched for earlier ``genie_test_results_*`` folders for the trend
-    (the plugin passes its results dir); None means no trend beyond this session.
-    """
-    session_dir = Path(session_dir)
-    files = find_result_files(session_dir)
-    if not files:
-        raise ReportInputError(
-            f"{session_dir} holds no server_test_results_*.json or client_test_results_*.json"
-        )
-    history = discover_sessions(Path(history_root), [session_dir]) if history_root is not None else []
-    return _save(build_report(files, history), session_dir)
-
-
-def _collect(dirs: Sequence[Path]) -> list[Path]:
-    files: list[Path] = []
-    seen: set[Path] = set()
-    for folder in dirs:
-        if not folder.is_dir():
-            raise ReportInputError(f"{folder} is not a directory")
-        found = find_result_files(folder)
-        if not found:
-            raise ReportInputError(
-                f"{folder} holds no server_test_results_*.json or client_test_results_*.json; "
-                "pass the genie_test_results_* folder a test run wrote"
-            )
-        for f in found:
-            if f.resolve() not in seen:
-                seen.add(f.resolve())
-                files.append(f)
-    return files
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``genie-report DIR [DIR ...]``: one report from result folders copied together from several nodes."""
-    parser = argparse.ArgumentParser(
-        prog="genie-report",
-        description="Build comprehensive_report.json and test_analysis_report.md from Genie result folders "
-        "(e.g. server results from the GPU node and client results from a client node).",
-    )
-    parser.add_argument(
-        "dirs",
-        nargs="+",
-        type=Path,
-        metavar="DIR",
-        help="a genie_test_results_* folder holding server_/client_test_results_*.json",
-    )
-    parser.add_argument("--output", type=Path, help="where to write the report (default: the first DIR)")
-    parser.add_argument(
-        "--history",
-        type=Path,
-        metavar="ROOT",
-        help="folder holding earlier genie_test_results_* sessions for the trend "
-        "(default: the parent of the first DIR)",
-    )
-    args = parser.parse_args(argv)
-    output: Path = args.output or args.dirs[0]
-    history_root: Path = args.history or args.dirs[0].resolve().parent
-    try:
-        files = _collect(args.dirs)
-        report = build_report(files, discover_sessions(history_root, [*args.dirs, output]))
-        paths = _save(report, output)
-    except ReportInputError as exc:
-        print(f"genie-report: error: {exc}", file=sys.stderr)
-        return 2
-    for path in paths:
-        print(path)
-    return 0
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

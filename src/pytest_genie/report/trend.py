@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from pytest_genie.analysis import (
+from pytest_genie.report.analysis import (
     SESSION_PREFIX,
     ReportInputError,
     ResultFile,

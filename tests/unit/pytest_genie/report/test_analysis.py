@@ -16,7 +16,8 @@ from typing import Any
 
 import pytest
 
-from pytest_genie.report import JSON_NAME, MARKDOWN_NAME, build_report, main, render_markdown, write_report
+from pytest_genie.report import JSON_NAME, MARKDOWN_NAME, build_report, main, write_report
+from pytest_genie.report.markdown import render_markdown
 
 MB = 1 << 20
 
