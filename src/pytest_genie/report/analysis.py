@@ -1,146 +1,27 @@
-"""Turn Genie result files into the comprehensive analysis (the data behind the report).
+"""The guide's figures, recomputed from the result files (the data behind the report).
 
-Everything here is pure: it reads result files and returns plain dicts, so the figures can be
-checked in unit tests without rendering anything. ``report.py`` turns the dict into Markdown and
-owns the files and the command line.
-
-Result files follow the plugin contract (``test_info`` + ``tests[]``). ``details`` is normally an
-object, but the original guide stored JSON *strings* there, so strings are parsed when they hold a
-JSON object and otherwise kept as text. A figure that no test recorded stays ``None`` and is shown
-as "not measured": the report never fills a gap with an estimate.
+Everything here is pure: it takes parsed result files (``inputs.py``) and returns plain dicts, so
+the figures can be checked in unit tests without rendering anything. A figure that no test
+recorded stays ``None`` and is shown as "not measured": the report never fills a gap with an
+estimate. Where a test recorded both the raw measurements and a figure derived from them (the
+break-even size, the network overhead), the figure is recomputed from the measurements.
 """
 
 from __future__ import annotations
 
-import json
-import math
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 
-from pytest_genie.results import FOLDER_PREFIX, STATUSES, json_safe
+from pytest_genie.report.inputs import ResultFile, number, parse_time
+from pytest_genie.results import STATUSES
 
-SERVER_GLOB = "server_test_results_*.json"
-CLIENT_GLOB = "client_test_results_*.json"
-SESSION_PREFIX = FOLDER_PREFIX
-NOT_MEASURED = "not measured"
-
-# Network overhead above this multiple of the server's compute time means the wire, not the
-# device, decides the speed: batching and keeping data on the server pay more than a faster GPU.
-OVERHEAD_DOMINATES_RATIO = 2.0
-
-
-
-class ReportInputError(ValueError):
-    """A result folder or file cannot be read; the message names the path and the fix."""
-
-
-@dataclass
-class ResultFile:
-    """One parsed result file: its path, its ``test_info`` and its normalised tests."""
-
-    path: Path
-    test_info: dict[str, Any]
-    tests: list[dict[str, Any]] = field(default_factory=list)
-
-    @property
-    def side(self) -> str:
-        """``server`` or ``client``: the file name decides, test_info.test_type backs it up."""
-        if self.path.name.startswith("server_"):
-            return "server"
-        if self.path.name.startswith("client_"):
-            return "client"
-        return "server" if self.test_info.get("test_type") == "server_side" else "client"
-
-
-# ----------------------------------------------------------------------------- loading
-
-
-def find_result_files(folder: Path) -> list[Path]:
-    """Result files of one session folder, server first, each kind in name order."""
-    return sorted(folder.glob(SERVER_GLOB)) + sorted(folder.glob(CLIENT_GLOB))
-
-
-def normalize_details(raw: Any) -> dict[str, Any]:
-    """Details as a dict: objects as is, JSON-object strings parsed, other text under ``text``.
-
-    NaN and infinities (which Python's json reads) become None, i.e. "not measured".
-    """
-    if isinstance(raw, dict):
-        return dict(json_safe(raw))
-    if raw is None:
-        return {}
-    if isinstance(raw, str):
-        try:
-            parsed = json.loads(raw)
-        except ValueError:
-            return {"text": raw}
-        if isinstance(parsed, dict):
-            return dict(json_safe(parsed))
-        return {"text": raw}
-    return {"text": json.dumps(json_safe(raw))}
-
-
-def load_result_file(path: Path) -> ResultFile:
-    """Parse one result file; invalid JSON or a wrong shape raises ReportInputError naming it.
-
-    Python's json accepts ``NaN`` and ``Infinity``, which are not JSON: they are read as None
-    (not measured), so no figure computed from them and nothing written from them carries them.
-    """
-    try:
-        data = json_safe(json.loads(path.read_text(encoding="utf-8")))
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ReportInputError(f"cannot read {path}: {exc}") from exc
-    except ValueError as exc:
-        raise ReportInputError(f"invalid JSON in {path}: {exc}") from exc
-    if not isinstance(data, dict) or not isinstance(data.get("tests"), list):
-        raise ReportInputError(f"{path} is not a Genie result file: expected an object with a 'tests' list")
-    raw_info = data.get("test_info")
-    info: dict[str, Any] = raw_info if isinstance(raw_info, dict) else {}
-    tests = []
-    for index, entry in enumerate(data["tests"]):
-        if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
-            raise ReportInputError(f"{path}: tests[{index}] has no 'name'")
-        status = str(entry.get("status", "")).upper()
-        timing = entry.get("timing_ms")
-        tests.append(
-            {
-                "name": entry["name"],
-                "status": status if status in STATUSES else "ERROR",
-                "timing_ms": float(timing) if isinstance(timing, (int, float)) else None,
-                "timestamp": entry.get("timestamp"),
-                "details": normalize_details(entry.get("details")),
-            }
-        )
-    return ResultFile(path=path, test_info=info, tests=tests)
-
-
-# ----------------------------------------------------------------------------- small helpers
-
-
-def number(value: Any) -> float | None:
-    """A finite figure as float, else None (bools, text, NaN and infinities are not figures)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    value = float(value)
-    return value if math.isfinite(value) else None
+__all__ = ["base_name", "break_even_from_sweep", "detail", "failure_message", "gpu_info", "performance",
+           "pick", "round_to", "session_info", "side_analysis", "summarize"]
 
 
 def round_to(value: float | None, digits: int = 4) -> float | None:
     return None if value is None else round(value, digits)
-
-
-def parse_time(value: Any) -> datetime | None:
-    """ISO 8601 to an aware datetime; naive stamps (as in the guide) are read as UTC."""
-    if not isinstance(value, str):
-        return None
-    try:
-        stamp = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return stamp if stamp.tzinfo else stamp.replace(tzinfo=timezone.utc)
 
 
 def base_name(name: str) -> str:
@@ -189,9 +70,6 @@ def failure_message(test: dict[str, Any]) -> str | None:
     if test["status"] != "PASS" and details.get("text"):
         return str(details["text"])
     return None
-
-
-# ----------------------------------------------------------------------------- sections
 
 
 def session_info(files: list[ResultFile]) -> dict[str, Any]:
@@ -419,148 +297,3 @@ def performance(
         "chain_round_trip_ms": detail(client_tests, "multi_operation_chain", "round_trip_ms"),
         "chain_requests": detail(client_tests, "multi_operation_chain", "requests_made"),
     }
-
-
-# ------------------------------------------------------------------ formatting shared with report.py
-
-
-def format_ms(value: Any) -> str:
-    """Milliseconds as the guide writes them (``19.2ms``); small figures keep 3 significant digits."""
-    value = number(value)
-    if value is None:
-        return NOT_MEASURED
-    return f"{value:.3g}ms" if abs(value) < 1 else f"{value:.1f}ms"
-
-
-def format_bytes(value: Any) -> str:
-    value = number(value)
-    if value is None:
-        return NOT_MEASURED
-    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
-        if abs(value) >= scale:
-            return f"{value / scale:.1f} {unit}"
-    return f"{int(value)} B"
-
-
-def format_pct(value: Any) -> str:
-    value = number(value)
-    return NOT_MEASURED if value is None else f"{value:.0f}%"
-
-
-# ----------------------------------------------------------------------------- recommendations
-
-
-def recommend(
-    server: dict[str, Any] | None,
-    client: dict[str, Any] | None,
-    gpu: dict[str, Any],
-    perf: dict[str, Any],
-    summary: dict[str, Any],
-) -> list[dict[str, str]]:
-    """Advice that follows from the measured numbers; each item says which figures it rests on."""
-    out: list[dict[str, str]] = []
-
-    def add(topic: str, text: str) -> None:
-        out.append({"topic": topic, "text": text})
-
-    for side in (server, client):
-        for test in side["tests"] if side else []:
-            if test["status"] in ("FAIL", "ERROR"):
-                add(
-                    "failure",
-                    f"Fix `{test['name']}` ({test['status']}): {test['message'] or 'no message recorded'}",
-                )
-    if server is None:
-        add(
-            "coverage",
-            "No server-side results: run `pytest -m server` on the server node and pass its "
-            "result folder to `genie-report` as well.",
-        )
-    if client is None:
-        add(
-            "coverage",
-            "No client-side results: run `pytest -m client --genie-server=HOST` on a client node "
-            "and pass its result folder to `genie-report` as well.",
-        )
-    if gpu.get("detection_status") == "SKIP" or gpu.get("cuda_available") is False:
-        reason = f" ({gpu['detection_skip_reason']})" if gpu.get("detection_skip_reason") else ""
-        add(
-            "gpu",
-            f"The server has no GPU{reason}: run genie-server on a CUDA node (and `pytest -m server "
-            "--genie-require-gpu` there) before judging remote GPU performance.",
-        )
-
-    be = perf["break_even"]
-    remote, local = perf["client_remote_ms"], perf["client_cpu_baseline_ms"]
-    if be.get("break_even_n") is not None:
-        size = (
-            format_bytes(be.get("break_even_bytes"))
-            if be.get("break_even_bytes") is not None
-            else "that size"
-        )
-        add(
-            "offload",
-            f"Remote execution beats local CPU from n={be['break_even_n']} ({size}) upward: offload "
-            f"work on tensors of at least {size}; keep smaller ones local.",
-        )
-    elif be.get("points"):
-        size = format_bytes(be.get("largest_swept_bytes"))
-        add(
-            "offload",
-            f"Remote execution was slower than local CPU at every swept size (up to "
-            f"n={be['largest_swept_n']}, {size}): keep tensors below {size} local; offload only "
-            "larger or batched work.",
-        )
-    elif remote is not None and local is not None:
-        size = f"n={int(perf['n'])}" if perf.get("n") else "the measured size"
-        if remote > local:
-            add(
-                "offload",
-                f"At {size} the remote round trip ({format_ms(remote)}) is slower than local CPU "
-                f"({format_ms(local)}): keep work of this size local unless it is batched.",
-            )
-        else:
-            add(
-                "offload",
-                f"At {size} the remote round trip ({format_ms(remote)}) beats local CPU "
-                f"({format_ms(local)}): offloading work of this size pays.",
-            )
-    elif client is not None:
-        add(
-            "coverage",
-            "Remote vs local performance was not measured: `performance_comparison` recorded no "
-            "remote_ms/local_cpu_ms, so no break-even size can be given.",
-        )
-
-    ratio = perf["network_overhead_ratio"]
-    if ratio is not None and ratio > OVERHEAD_DOMINATES_RATIO:
-        add(
-            "network",
-            f"Network and serialisation cost {ratio:.3g}x the server compute "
-            f"({format_ms(perf['network_overhead_ms'])} vs {format_ms(perf['server_time_ms'])}): "
-            "batch ops into one /graph request and keep intermediate tensors on the server as "
-            "handles instead of fetching each result.",
-        )
-    elif ratio is not None:
-        add(
-            "network",
-            f"Network overhead is {ratio:.3g}x the server compute: the device, not the wire, "
-            "dominates; larger batches per request use the server better.",
-        )
-    chain = perf.get("chain_requests")
-    if chain is not None and chain > 1:
-        add(
-            "network",
-            f"The multi-operation chain took {int(chain)} requests; it should be one /graph request.",
-        )
-    large = perf["transfer"]["large_tensor_handling"]
-    if large["mb_per_s"]:
-        per_100mb = 100 * 1000 / large["mb_per_s"]
-        add(
-            "transfer",
-            f"Large tensors move at {large['mb_per_s']:.1f} MB/s, about {per_100mb:.0f}ms per 100 MB: "
-            "send big inputs once and reuse them as server-side handles.",
-        )
-    if not out and summary["total"] and summary["passed"] == summary["total"]:
-        add("status", f"All {summary['total']} tests passed; no action needed.")
-    return out

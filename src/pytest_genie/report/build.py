@@ -15,18 +15,10 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from pytest_genie.report.analysis import (
-    ReportInputError,
-    find_result_files,
-    gpu_info,
-    load_result_file,
-    performance,
-    recommend,
-    session_info,
-    side_analysis,
-    summarize,
-)
+from pytest_genie.report.analysis import gpu_info, performance, session_info, side_analysis, summarize
+from pytest_genie.report.inputs import ReportInputError, find_result_files, load_result_file
 from pytest_genie.report.markdown import render_markdown
+from pytest_genie.report.recommend import recommend
 from pytest_genie.report.trend import build_trend, discover_sessions, session_entry
 from pytest_genie.results import json_safe, write_text_atomic
 

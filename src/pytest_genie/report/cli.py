@@ -12,8 +12,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from pytest_genie.report.analysis import ReportInputError, find_result_files
 from pytest_genie.report.build import build_report, save_report
+from pytest_genie.report.inputs import ReportInputError, find_result_files
 from pytest_genie.report.trend import discover_sessions
 
 __all__ = ["main"]

@@ -12,14 +12,9 @@ from datetime import timezone
 from pathlib import Path
 from typing import Any
 
-from pytest_genie.report.analysis import (
-    NOT_MEASURED,
-    base_name,
-    format_bytes,
-    format_ms,
-    format_pct,
-    parse_time,
-)
+from pytest_genie.report.analysis import base_name
+from pytest_genie.report.formatting import NOT_MEASURED, format_bytes, format_ms, format_pct
+from pytest_genie.report.inputs import parse_time
 from pytest_genie.report.trend import TREND_METRICS
 from pytest_genie.results import STATUS_SYMBOLS
 

@@ -12,19 +12,20 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from pytest_genie.report.analysis import (
-    SESSION_PREFIX,
+from pytest_genie.report.analysis import detail, round_to, summarize
+from pytest_genie.report.inputs import (
     ReportInputError,
     ResultFile,
-    detail,
     find_result_files,
     load_result_file,
     parse_time,
-    round_to,
-    summarize,
 )
+from pytest_genie.results import FOLDER_PREFIX
 
-_FOLDER_STAMP = re.compile(r"^genie_test_results_(\d{8}_\d{6})(?:_(\d+))?$")
+__all__ = ["TREND_METRICS", "build_trend", "discover_sessions", "history_entry", "session_entry"]
+
+#: A session folder's name as ``ResultsSession`` makes it: the start stamp, then ``_2``... on a clash.
+_FOLDER_STAMP = re.compile(rf"^{re.escape(FOLDER_PREFIX)}(\d{{8}}_\d{{6}})(?:_(\d+))?$")
 
 # The timings followed across runs, as (metric, test, details key).
 TREND_METRICS: tuple[tuple[str, str, str], ...] = (
@@ -44,7 +45,7 @@ def discover_sessions(root: Path, exclude: list[Path]) -> list[Path]:
     return sorted(
         p
         for p in root.iterdir()
-        if p.is_dir() and p.name.startswith(SESSION_PREFIX) and p.resolve() not in skip
+        if p.is_dir() and p.name.startswith(FOLDER_PREFIX) and p.resolve() not in skip
     )
 
 
