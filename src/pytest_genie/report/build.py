@@ -16,7 +16,13 @@ from pathlib import Path
 from typing import Any
 
 from pytest_genie.report.analysis import gpu_info, performance, session_info, side_analysis, summarize
-from pytest_genie.report.inputs import ReportInputError, find_result_files, load_result_file
+from pytest_genie.report.inputs import (
+    CLIENT_GLOB,
+    SERVER_GLOB,
+    ReportInputError,
+    find_result_files,
+    load_result_file,
+)
 from pytest_genie.report.markdown import render_markdown
 from pytest_genie.report.recommend import recommend
 from pytest_genie.report.trend import build_trend, discover_sessions, session_entry
@@ -94,7 +100,7 @@ def write_report(session_dir: Path, history_root: Path | None = None) -> tuple[P
     files = find_result_files(session_dir)
     if not files:
         raise ReportInputError(
-            f"{session_dir} holds no server_test_results_*.json or client_test_results_*.json"
+            f"{session_dir} holds no {SERVER_GLOB} or {CLIENT_GLOB}"
         )
     history = discover_sessions(Path(history_root), [session_dir]) if history_root is not None else []
     return save_report(build_report(files, history), session_dir)

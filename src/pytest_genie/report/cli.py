@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from pytest_genie.report.build import build_report, save_report
-from pytest_genie.report.inputs import ReportInputError, find_result_files
+from pytest_genie.report.inputs import CLIENT_GLOB, SERVER_GLOB, ReportInputError, find_result_files
 from pytest_genie.report.trend import discover_sessions
 
 __all__ = ["main"]
@@ -28,7 +28,7 @@ def _collect(dirs: Sequence[Path]) -> list[Path]:
         found = find_result_files(folder)
         if not found:
             raise ReportInputError(
-                f"{folder} holds no server_test_results_*.json or client_test_results_*.json; "
+                f"{folder} holds no {SERVER_GLOB} or {CLIENT_GLOB}; "
                 "pass the genie_test_results_* folder a test run wrote"
             )
         for f in found:

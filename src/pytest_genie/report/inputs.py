@@ -17,13 +17,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from pytest_genie.results import STATUSES, json_safe
+from pytest_genie.checks import Key
+from pytest_genie.results import STATUSES, json_safe, result_file_name
 
 __all__ = ["CLIENT_GLOB", "SERVER_GLOB", "ReportInputError", "ResultFile", "find_result_files",
            "load_result_file", "normalize_details", "number", "parse_time"]
 
-SERVER_GLOB = "server_test_results_*.json"
-CLIENT_GLOB = "client_test_results_*.json"
+SERVER_GLOB = result_file_name("server", "*")
+CLIENT_GLOB = result_file_name("client", "*")
 
 
 class ReportInputError(ValueError):
@@ -55,7 +56,7 @@ def find_result_files(folder: Path) -> list[Path]:
 
 
 def normalize_details(raw: Any) -> dict[str, Any]:
-    """Details as a dict: objects as is, JSON-object strings parsed, other text under ``text``.
+    """Details as a dict: objects as is, JSON-object strings parsed, other text under ``Key.TEXT``.
 
     NaN and infinities (which Python's json reads) become None, i.e. "not measured".
     """
@@ -67,11 +68,11 @@ def normalize_details(raw: Any) -> dict[str, Any]:
         try:
             parsed = json.loads(raw)
         except ValueError:
-            return {"text": raw}
+            return {Key.TEXT: raw}
         if isinstance(parsed, dict):
             return dict(json_safe(parsed))
-        return {"text": raw}
-    return {"text": json.dumps(json_safe(raw))}
+        return {Key.TEXT: raw}
+    return {Key.TEXT: json.dumps(json_safe(raw))}
 
 
 def load_result_file(path: Path) -> ResultFile:

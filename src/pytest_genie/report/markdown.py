@@ -12,6 +12,22 @@ from datetime import timezone
 from pathlib import Path
 from typing import Any
 
+from pytest_genie.checks import (
+    ENVIRONMENT_SETUP,
+    ERROR_HANDLING,
+    GPU_DETECTION,
+    HTTP_TENSOR_TRANSFER,
+    LARGE_TENSOR_HANDLING,
+    MULTI_OPERATION_CHAIN,
+    NETWORK_CONNECTIVITY,
+    PERFORMANCE_COMPARISON,
+    REMOTE_LAZYTENSOR_EXECUTION,
+    SERVER_CONNECTIVITY,
+    SERVER_OPERATIONS,
+    SERVER_STARTUP,
+    SERVER_STATISTICS,
+    Key,
+)
 from pytest_genie.report.analysis import base_name
 from pytest_genie.report.formatting import NOT_MEASURED, format_bytes, format_ms, format_pct
 from pytest_genie.report.inputs import parse_time
@@ -24,19 +40,21 @@ STATUS_EMOJI = STATUS_SYMBOLS
 
 # The details worth a table cell, per documented test (the rest stay in the JSON).
 KEY_DETAILS: dict[str, tuple[str, ...]] = {
-    "environment_setup": ("python_version", "torch_version", "genie_version"),
-    "server_startup": ("startup_ms", "shutdown_ms", "health_status", "port"),
-    "gpu_detection": ("device", "gpu_name", "gpu_count", "gpu_time_ms"),
-    "server_operations": ("ops_checked", "median_round_trip_ms"),
-    "server_statistics": ("requests_made", "error_rate"),
-    "network_connectivity": ("host", "port", "connect_ms_median"),
-    "server_connectivity": ("device", "cuda_available", "response_ms", "protocol_version"),
-    "http_tensor_transfer": ("http_code", "bytes", "round_trip_ms", "mb_per_s", "bit_exact"),
-    "remote_lazytensor_execution": ("via", "round_trip_ms", "requests_made", "max_abs_error"),
-    "performance_comparison": ("local_cpu_ms", "server_compute_ms", "remote_ms", "break_even_bytes"),
-    "multi_operation_chain": ("requests_made", "round_trip_ms", "max_abs_error"),
-    "error_handling": ("server_healthy_after",),
-    "large_tensor_handling": ("size_mb", "round_trip_ms", "mb_per_s", "bit_exact"),
+    ENVIRONMENT_SETUP.name: (Key.PYTHON_VERSION, Key.TORCH_VERSION, Key.GENIE_VERSION),
+    SERVER_STARTUP.name: (Key.STARTUP_MS, Key.SHUTDOWN_MS, Key.HEALTH_STATUS, Key.PORT),
+    GPU_DETECTION.name: (Key.DEVICE, Key.GPU_NAME, Key.GPU_COUNT, Key.GPU_TIME_MS),
+    SERVER_OPERATIONS.name: (Key.OPS_CHECKED, Key.MEDIAN_ROUND_TRIP_MS),
+    SERVER_STATISTICS.name: (Key.REQUESTS_MADE, Key.ERROR_RATE),
+    NETWORK_CONNECTIVITY.name: (Key.HOST, Key.PORT, Key.CONNECT_MS_MEDIAN),
+    SERVER_CONNECTIVITY.name: (Key.DEVICE, Key.CUDA_AVAILABLE, Key.RESPONSE_MS, Key.PROTOCOL_VERSION),
+    HTTP_TENSOR_TRANSFER.name: (Key.HTTP_CODE, Key.BYTES, Key.ROUND_TRIP_MS, Key.MB_PER_S, Key.BIT_EXACT),
+    REMOTE_LAZYTENSOR_EXECUTION.name: (Key.VIA, Key.ROUND_TRIP_MS, Key.REQUESTS_MADE, Key.MAX_ABS_ERROR),
+    PERFORMANCE_COMPARISON.name: (
+        Key.LOCAL_CPU_MS, Key.SERVER_COMPUTE_MS, Key.REMOTE_MS, Key.BREAK_EVEN_BYTES,
+    ),
+    MULTI_OPERATION_CHAIN.name: (Key.REQUESTS_MADE, Key.ROUND_TRIP_MS, Key.MAX_ABS_ERROR),
+    ERROR_HANDLING.name: (Key.SERVER_HEALTHY_AFTER,),
+    LARGE_TENSOR_HANDLING.name: (Key.SIZE_MB, Key.ROUND_TRIP_MS, Key.MB_PER_S, Key.BIT_EXACT),
 }
 
 
@@ -54,7 +72,7 @@ def _cell(text: Any) -> str:
 def _value(key: str, value: Any) -> str:
     if isinstance(value, float) and key.endswith("_ms"):
         return format_ms(value)
-    if key == "bytes" or key.endswith("_bytes"):
+    if key == Key.BYTES or key.endswith("_bytes"):
         return format_bytes(value) if isinstance(value, (int, float)) else str(value)
     if isinstance(value, float):
         return f"{value:.4g}"
@@ -72,12 +90,14 @@ def key_details(test: dict[str, Any]) -> str:
     if keys is None:
         keys = tuple(k for k, v in details.items() if isinstance(v, (str, int, float, bool)))[:4]
     parts = [f"{k}={_value(k, details[k])}" for k in keys if k in details and details[k] is not None]
-    if test["name"] == "error_handling" and isinstance(details.get("cases"), dict):
-        cases = details["cases"].values()
-        ok = sum(1 for c in cases if isinstance(c, dict) and c.get("status") == c.get("expected_status"))
-        parts.insert(0, f"{ok}/{len(details['cases'])} cases as documented")
-    if not parts and details.get("text"):
-        parts.append(str(details["text"])[:300])
+    if test["name"] == ERROR_HANDLING.name and isinstance(details.get(Key.CASES), dict):
+        cases = details[Key.CASES].values()
+        ok = sum(
+            1 for c in cases if isinstance(c, dict) and c.get(Key.CASE_STATUS) == c.get(Key.EXPECTED_STATUS)
+        )
+        parts.insert(0, f"{ok}/{len(details[Key.CASES])} cases as documented")
+    if not parts and details.get(Key.TEXT):
+        parts.append(str(details[Key.TEXT])[:300])
     return ", ".join(parts) or "—"
 
 
@@ -110,9 +130,9 @@ def _session_section(report: dict[str, Any]) -> list[str]:
     rows = [
         ("Hostname", "hostname"),
         ("Started", "timestamp"),
-        ("Python", "python_version"),
-        ("PyTorch", "torch_version"),
-        ("Genie", "genie_version"),
+        ("Python", Key.PYTHON_VERSION),
+        ("PyTorch", Key.TORCH_VERSION),
+        ("Genie", Key.GENIE_VERSION),
         ("Platform", "platform"),
     ]
     lines = ["## Session Information", "", "| | Server node | Client node |", "|---|---|---|"]
@@ -127,21 +147,21 @@ def _session_section(report: dict[str, Any]) -> list[str]:
         ]
         lines.append(f"| {label} | {cells[0]} | {cells[1]} |")
     gpu = info["gpu"]
-    device = gpu.get("device") or (
+    device = gpu.get(Key.DEVICE) or (
         "cuda"
-        if gpu.get("cuda_available")
-        else ("cpu" if gpu.get("cuda_available") is False else NOT_MEASURED)
+        if gpu.get(Key.CUDA_AVAILABLE)
+        else ("cpu" if gpu.get(Key.CUDA_AVAILABLE) is False else NOT_MEASURED)
     )
-    extra = [str(gpu["gpu_name"])] if gpu.get("gpu_name") else []
-    if gpu.get("gpu_count"):
-        extra.append(f"{gpu['gpu_count']} GPU(s)")
-    if gpu.get("gpu_memory_total_bytes"):
-        extra.append(format_bytes(gpu["gpu_memory_total_bytes"]))
+    extra = [str(gpu[Key.GPU_NAME])] if gpu.get(Key.GPU_NAME) else []
+    if gpu.get(Key.GPU_COUNT):
+        extra.append(f"{gpu[Key.GPU_COUNT]} GPU(s)")
+    if gpu.get(Key.GPU_MEMORY_TOTAL_BYTES):
+        extra.append(format_bytes(gpu[Key.GPU_MEMORY_TOTAL_BYTES]))
     if gpu.get("detection_skip_reason"):
-        extra.append(f"gpu_detection skipped: {gpu['detection_skip_reason']}")
+        extra.append(f"{GPU_DETECTION.name} skipped: {gpu['detection_skip_reason']}")
     lines += [
         "",
-        f"- **Server URL**: {info['server_url'] or NOT_MEASURED}",
+        f"- **Server URL**: {info[Key.SERVER_URL] or NOT_MEASURED}",
         f"- **Server device**: {device}" + (f" ({'; '.join(extra)})" if extra else ""),
         f"- **Session started**: {_when(info['started']) if info['started'] else NOT_MEASURED}",
         "",
@@ -168,10 +188,10 @@ def _performance_section(report: dict[str, Any]) -> list[str]:
     perf = report["performance"]
     gpu = report["session_info"]["gpu"]
     device = str(perf.get("server_device") or "")
-    on_gpu = device.startswith("cuda") or gpu.get("cuda_available") is True
+    on_gpu = device.startswith("cuda") or gpu.get(Key.CUDA_AVAILABLE) is True
     kind = "GPU" if on_gpu else "Device"
     where = "" if on_gpu or not device else f" ({device})"
-    overhead = format_ms(perf["network_overhead_ms"])
+    overhead = format_ms(perf[Key.NETWORK_OVERHEAD_MS])
     if perf["network_overhead_pct_of_server"] is not None:
         basis = "GPU" if on_gpu else "server device"
         overhead += f" ({format_pct(perf['network_overhead_pct_of_server'])} of {basis} time)"
@@ -180,8 +200,9 @@ def _performance_section(report: dict[str, Any]) -> list[str]:
         pct = perf["total_overhead_pct_vs_local"]
         total += f" ({format_pct(abs(pct))} {'slower' if pct >= 0 else 'faster'} than local CPU)"
     lines = ["## Performance Analysis", "", "### Network vs GPU Performance"]
-    if perf.get("n"):
-        lines.append(f"Measured on {int(perf['n'])}×{int(perf['n'])} fp32 `{perf.get('op') or 'op'}`.")
+    if perf.get(Key.N):
+        n = int(perf[Key.N])
+        lines.append(f"Measured on {n}×{n} fp32 `{perf.get(Key.OP) or 'op'}`.")
     if not on_gpu:
         lines.append(
             f"The server ran on {device or 'an unknown device'}, not a GPU: its figures are device time."
@@ -196,7 +217,7 @@ def _performance_section(report: dict[str, Any]) -> list[str]:
             f"- Server time from `{perf['server_time_basis']}`"
             + (
                 f"; server's own matmul benchmark: {format_ms(perf['server_gpu_time_ms'])}"
-                if perf["server_gpu_time_ms"] is not None and perf["server_compute_ms"] is not None
+                if perf["server_gpu_time_ms"] is not None and perf[Key.SERVER_COMPUTE_MS] is not None
                 else ""
             )
         )
@@ -210,9 +231,9 @@ def _performance_section(report: dict[str, Any]) -> list[str]:
         "### Break-even Size",
     ]
     be = perf["break_even"]
-    if be.get("break_even_n") is not None:
+    if be.get(Key.BREAK_EVEN_N) is not None:
         lines.append(
-            f"- **Break-even**: n={be['break_even_n']} ({format_bytes(be.get('break_even_bytes'))}): "
+            f"- **Break-even**: n={be[Key.BREAK_EVEN_N]} ({format_bytes(be.get(Key.BREAK_EVEN_BYTES))}): "
             "from this size up the remote round trip beats local CPU"
         )
     elif be.get("points"):
@@ -222,44 +243,43 @@ def _performance_section(report: dict[str, Any]) -> list[str]:
         )
     else:
         lines.append(f"- **Break-even**: {NOT_MEASURED}")
-    if be.get("sweep"):
+    if be.get(Key.SWEEP):
         lines += [
             "",
             "| n | size | local CPU | remote | server compute | remote faster |",
             "|---|---|---|---|---|---|",
         ]
-        for p in be["sweep"]:
+        for p in be[Key.SWEEP]:
             if not isinstance(p, dict):
                 continue
+            remote, local = p.get(Key.REMOTE_MS), p.get(Key.LOCAL_CPU_MS)
             faster = (
-                ("yes" if p["remote_ms"] < p["local_cpu_ms"] else "no")
-                if isinstance(p.get("remote_ms"), (int, float))
-                and isinstance(p.get("local_cpu_ms"), (int, float))
+                ("yes" if remote < local else "no")
+                if isinstance(remote, (int, float)) and isinstance(local, (int, float))
                 else "—"
             )
             lines.append(
-                f"| {p.get('n', '—')} | {format_bytes(p.get('bytes'))} | {format_ms(p.get('local_cpu_ms'))} "
-                f"| {format_ms(p.get('remote_ms'))} | {format_ms(p.get('server_compute_ms'))} | {faster} |"
+                f"| {p.get(Key.N, '—')} | {format_bytes(p.get(Key.BYTES))} | {format_ms(local)} "
+                f"| {format_ms(remote)} | {format_ms(p.get(Key.SERVER_COMPUTE_MS))} | {faster} |"
             )
     lines += ["", "### Transfer Throughput and Latency"]
-    for label, key in (
-        ("HTTP tensor transfer", "http_tensor_transfer"),
-        ("Large tensor", "large_tensor_handling"),
+    for label, check in (
+        ("HTTP tensor transfer", HTTP_TENSOR_TRANSFER),
+        ("Large tensor", LARGE_TENSOR_HANDLING),
     ):
-        t = perf["transfer"][key]
-        if t["mb_per_s"] is None:
+        t = perf["transfer"][check.name]
+        if t[Key.MB_PER_S] is None:
             lines.append(f"- **{label}**: {NOT_MEASURED}")
             continue
         moved = (
-            format_bytes(t["bytes"])
-            if t["bytes"] is not None
-            else (f"{t['size_mb']:g} MB" if t["size_mb"] is not None else "size not recorded")
+            format_bytes(t[Key.BYTES])
+            if t[Key.BYTES] is not None
+            else (f"{t[Key.SIZE_MB]:g} MB" if t[Key.SIZE_MB] is not None else "size not recorded")
         )
-        lines.append(
-            f"- **{label}**: {t['mb_per_s']:.1f} MB/s ({moved}, round trip {format_ms(t['round_trip_ms'])})"
-        )
+        round_trip = format_ms(t[Key.ROUND_TRIP_MS])
+        lines.append(f"- **{label}**: {t[Key.MB_PER_S]:.1f} MB/s ({moved}, round trip {round_trip})")
     lines += [
-        f"- **TCP connect latency (median)**: {format_ms(perf['connect_ms_median'])}",
+        f"- **TCP connect latency (median)**: {format_ms(perf[Key.CONNECT_MS_MEDIAN])}",
         f"- **/health response**: {format_ms(perf['health_response_ms'])}",
         f"- **Server startup**: {format_ms(perf['server_startup_ms'])}",
         f"- **Server op round trip (median)**: {format_ms(perf['server_op_median_round_trip_ms'])}",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from pytest_genie.checks import LARGE_TENSOR_HANDLING, PERFORMANCE_COMPARISON, Key
 from pytest_genie.report.formatting import format_bytes, format_ms
 
 __all__ = ["OVERHEAD_DOMINATES_RATIO", "recommend"]
@@ -49,7 +50,7 @@ def recommend(
             "No client-side results: run `pytest -m client --genie-server=HOST` on a client node "
             "and pass its result folder to `genie-report` as well.",
         )
-    if gpu.get("detection_status") == "SKIP" or gpu.get("cuda_available") is False:
+    if gpu.get("detection_status") == "SKIP" or gpu.get(Key.CUDA_AVAILABLE) is False:
         reason = f" ({gpu['detection_skip_reason']})" if gpu.get("detection_skip_reason") else ""
         add(
             "gpu",
@@ -59,15 +60,15 @@ def recommend(
 
     be = perf["break_even"]
     remote, local = perf["client_remote_ms"], perf["client_cpu_baseline_ms"]
-    if be.get("break_even_n") is not None:
+    if be.get(Key.BREAK_EVEN_N) is not None:
         size = (
-            format_bytes(be.get("break_even_bytes"))
-            if be.get("break_even_bytes") is not None
+            format_bytes(be.get(Key.BREAK_EVEN_BYTES))
+            if be.get(Key.BREAK_EVEN_BYTES) is not None
             else "that size"
         )
         add(
             "offload",
-            f"Remote execution beats local CPU from n={be['break_even_n']} ({size}) upward: offload "
+            f"Remote execution beats local CPU from n={be[Key.BREAK_EVEN_N]} ({size}) upward: offload "
             f"work on tensors of at least {size}; keep smaller ones local.",
         )
     elif be.get("points"):
@@ -79,7 +80,7 @@ def recommend(
             "larger or batched work.",
         )
     elif remote is not None and local is not None:
-        size = f"n={int(perf['n'])}" if perf.get("n") else "the measured size"
+        size = f"n={int(perf[Key.N])}" if perf.get(Key.N) else "the measured size"
         if remote > local:
             add(
                 "offload",
@@ -95,8 +96,8 @@ def recommend(
     elif client is not None:
         add(
             "coverage",
-            "Remote vs local performance was not measured: `performance_comparison` recorded no "
-            "remote_ms/local_cpu_ms, so no break-even size can be given.",
+            f"Remote vs local performance was not measured: `{PERFORMANCE_COMPARISON.name}` recorded no "
+            f"{Key.REMOTE_MS}/{Key.LOCAL_CPU_MS}, so no break-even size can be given.",
         )
 
     ratio = perf["network_overhead_ratio"]
@@ -104,7 +105,7 @@ def recommend(
         add(
             "network",
             f"Network and serialisation cost {ratio:.3g}x the server compute "
-            f"({format_ms(perf['network_overhead_ms'])} vs {format_ms(perf['server_time_ms'])}): "
+            f"({format_ms(perf[Key.NETWORK_OVERHEAD_MS])} vs {format_ms(perf['server_time_ms'])}): "
             "batch ops into one /graph request and keep intermediate tensors on the server as "
             "handles instead of fetching each result.",
         )
@@ -120,12 +121,12 @@ def recommend(
             "network",
             f"The multi-operation chain took {int(chain)} requests; it should be one /graph request.",
         )
-    large = perf["transfer"]["large_tensor_handling"]
-    if large["mb_per_s"]:
-        per_100mb = 100 * 1000 / large["mb_per_s"]
+    large = perf["transfer"][LARGE_TENSOR_HANDLING.name]
+    if large[Key.MB_PER_S]:
+        per_100mb = 100 * 1000 / large[Key.MB_PER_S]
         add(
             "transfer",
-            f"Large tensors move at {large['mb_per_s']:.1f} MB/s, about {per_100mb:.0f}ms per 100 MB: "
+            f"Large tensors move at {large[Key.MB_PER_S]:.1f} MB/s, about {per_100mb:.0f}ms per 100 MB: "
             "send big inputs once and reuse them as server-side handles.",
         )
     if not out and summary["total"] and summary["passed"] == summary["total"]:
