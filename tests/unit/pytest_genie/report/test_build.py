@@ -7,7 +7,9 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pytest_genie.report import JSON_NAME, MARKDOWN_NAME, main
+import pytest
+
+from pytest_genie.report import JSON_NAME, MARKDOWN_NAME, ReportInputError, main, write_report
 
 if TYPE_CHECKING:
     from conftest import Samples  # the ``samples`` fixture; conftest is not imported at run time
@@ -53,3 +55,10 @@ def test_nan_and_infinity_in_result_files_become_null_not_invalid_json(
     assert "- **HTTP tensor transfer**: not measured" in md
     assert "- **Client Remote Time**: not measured" in md
 
+
+def test_write_report_names_a_folder_without_results(tmp_path: Path) -> None:
+    """What ``pytest --genie-report`` shows as its report error when the session wrote no results."""
+    with pytest.raises(
+        ReportInputError, match="holds no server_test_results_\\*.json or client_test_results_"
+    ):
+        write_report(tmp_path)
