@@ -1,4 +1,4 @@
-"""The Genie pytest plugin (entry point ``pytest11: genie``).
+"""The Genie plugin's hooks (entry point ``pytest11: genie``).
 
 Module-level hooks only register things (hookspecs, options, markers); everything
 that runs per test lives on :class:`GeniePlugin`, one per ``Config``, so nested
@@ -302,6 +302,9 @@ class GeniePlugin:
         if not results.records:
             self.state.report_error = "no documented (server/client) test ran, so there is nothing to report"
             return
+        # Loaded only when a report is asked for, so plain runs pay nothing for it;
+        # pytest_configure already made sure it is installed.  Not a cycle: report never
+        # imports the plugin.
         from pytest_genie.report import write_report
 
         folder = results.ensure_folder()
