@@ -165,6 +165,30 @@ def test_never_reached():
 """
 
 
+def _ctrl_c_mid_test(pytester: pytest.Pytester, *args: str) -> tuple[int, bytes, Path]:
+    """Run ``STOPS`` in a real pytest process and send it SIGINT while ``test_second`` runs.
+
+    Returns the exit status, the output and the results dir.
+    """
+    started = pytester.path / "started"
+    pytester.makepyfile(STOPS.format(
+        stop=f"open({str(started)!r}, 'w').close()\n    import time\n    time.sleep(60)"))
+    results = pytester.path / "results"
+    proc = pytester.popen([sys.executable, "-m", "pytest", *args, "-p", "no:cacheprovider",
+                           f"--genie-results-dir={results}"], stdin=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while not started.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert started.exists(), proc.communicate()
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    return proc.returncode, out, results
+
+
 def test_ctrl_c_leaves_valid_json_of_every_test_that_ran(
         pytester: pytest.Pytester, session_folders: Folders, load_results: Load,
         check_schema: Schema) -> None:
@@ -184,23 +208,8 @@ def test_sigint_from_outside_leaves_valid_json(
         pytester: pytest.Pytester, session_folders: Folders, load_results: Load,
         check_schema: Schema) -> None:
     """A real Ctrl-C: SIGINT sent to a pytest process while a test is running."""
-    started = pytester.path / "started"
-    pytester.makepyfile(STOPS.format(
-        stop=f"open({str(started)!r}, 'w').close()\n    import time\n    time.sleep(60)"))
-    results = pytester.path / "results"
-    proc = pytester.popen([sys.executable, "-m", "pytest", "-p", "no:cacheprovider",
-                           f"--genie-results-dir={results}"], stdin=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 60
-        while not started.exists() and proc.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert started.exists(), proc.communicate()
-        proc.send_signal(signal.SIGINT)
-        proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == pytest.ExitCode.INTERRUPTED
+    returncode, _, results = _ctrl_c_mid_test(pytester)
+    assert returncode == pytest.ExitCode.INTERRUPTED
     doc = load_results(session_folders(results)[0], "client")
     check_schema(doc, "client_side")
     assert [(t["name"], t["status"]) for t in doc["tests"]] == [("first", "PASS"), ("second", "ERROR")]
@@ -318,22 +327,7 @@ def test_sigint_under_xdist_records_the_tests_in_flight_on_workers(
         pytester: pytest.Pytester, session_folders: Folders, load_results: Load,
         check_schema: Schema) -> None:
     """Ctrl-C to the xdist controller mid-test: the file holds the test that was running."""
-    started = pytester.path / "started"
-    pytester.makepyfile(STOPS.format(
-        stop=f"open({str(started)!r}, 'w').close()\n    import time\n    time.sleep(60)"))
-    results = pytester.path / "results"
-    proc = pytester.popen([sys.executable, "-m", "pytest", "-n", "1", "-p", "no:cacheprovider",
-                           f"--genie-results-dir={results}"], stdin=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 60
-        while not started.exists() and proc.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert started.exists(), proc.communicate()
-        proc.send_signal(signal.SIGINT)
-        out, _ = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    _, out, results = _ctrl_c_mid_test(pytester, "-n", "1")
     doc = load_results(session_folders(results)[0], "client")
     check_schema(doc, "client_side")
     assert [(t["name"], t["status"]) for t in doc["tests"]] == [("first", "PASS"), ("second", "ERROR")], out
