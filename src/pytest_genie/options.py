@@ -1,5 +1,6 @@
-"""The plugin's options: one ``genie`` group, each option also an ini key and an
-environment variable, resolved once into a frozen :class:`GenieOptions`.
+"""The plugin's options, resolved once into a frozen :class:`GenieOptions`.
+
+One ``genie`` group; each option is also an ini key and an environment variable.
 
 Precedence is CLI > environment > ini > default, so a CI job can pin a value in
 ``pyproject.toml`` and a person can still override it for one run.  Every value is

@@ -1,4 +1,4 @@
-"""The Genie pytest plugin (entry point ``pytest11: genie``).
+"""The Genie plugin's hooks (entry point ``pytest11: genie``).
 
 Module-level hooks only register things (hookspecs, options, markers); everything
 that runs per test lives on :class:`GeniePlugin`, one per ``Config``, so nested
@@ -34,8 +34,9 @@ from typing import Any
 import pytest
 
 from pytest_genie import fixtures, hookspecs
+from pytest_genie.checks import KINDS, Key
 from pytest_genie.options import GenieOptions, add_options, resolve_options
-from pytest_genie.results import KINDS, ResultsSession, TestRecord, iso_utc, json_safe
+from pytest_genie.results import ResultsSession, TestRecord, iso_utc, json_safe
 from pytest_genie.state import (
     DETAILS_KEY,
     PENDING_KEY,
@@ -130,22 +131,22 @@ def _status(pending: Pending) -> tuple[str, dict[str, str]]:
     """Combine the phases into one status and the details keys that explain it."""
     outcome, msg = pending.outcomes, pending.messages
     if pending.interrupted_by is not None:
-        return "ERROR", {"error": f"interrupted by {pending.interrupted_by} during the test"}
+        return "ERROR", {Key.ERROR: f"interrupted by {pending.interrupted_by} during the test"}
     if outcome.get("setup") == "failed":
-        return "ERROR", {"error": f"setup: {msg.get('setup', '')}"}
+        return "ERROR", {Key.ERROR: f"setup: {msg.get('setup', '')}"}
     if outcome.get("setup") == "skipped":
-        return "SKIP", {"skip_reason": msg.get("setup", "")}
+        return "SKIP", {Key.SKIP_REASON: msg.get("setup", "")}
     extra: dict[str, str] = {}
     if outcome.get("teardown") == "failed":
-        extra["error"] = f"teardown: {msg.get('teardown', '')}"
+        extra[Key.ERROR] = f"teardown: {msg.get('teardown', '')}"
     if outcome.get("call") == "failed":
-        return "FAIL", {"failure": msg.get("call", ""), **extra}
+        return "FAIL", {Key.FAILURE: msg.get("call", ""), **extra}
     if outcome.get("call") == "skipped":
-        return "SKIP", {"skip_reason": msg.get("call", ""), **extra}
+        return "SKIP", {Key.SKIP_REASON: msg.get("call", ""), **extra}
     if extra:
         return "ERROR", extra
     if "call" not in outcome:  # never ran: the run stopped between setup and call
-        return "ERROR", {"error": "the test did not run to completion"}
+        return "ERROR", {Key.ERROR: "the test did not run to completion"}
     return "PASS", {}
 
 
@@ -270,10 +271,10 @@ class GeniePlugin:
         phase if it finished, else the time until the controller heard of the end."""
         started = on_worker.started
         call_ms = on_worker.call_ms
-        details = {"error": error}
+        details = {Key.ERROR: error}
         if call_ms is None:
             call_ms = (time.monotonic() - on_worker.seen) * 1000.0
-            details["timing_note"] = "timing_ms is an upper bound: until the controller saw the test end"
+            details[Key.TIMING_NOTE] = "timing_ms is an upper bound: until the controller saw the test end"
         return TestRecord(name=str(started["name"]), status="ERROR", details=details,
                           timing_ms=round(call_ms, 3), timestamp=str(started["timestamp"]),
                           kinds=[str(k) for k in started.get("kinds", [])],
@@ -301,6 +302,9 @@ class GeniePlugin:
         if not results.records:
             self.state.report_error = "no documented (server/client) test ran, so there is nothing to report"
             return
+        # Loaded only when a report is asked for, so plain runs pay nothing for it;
+        # pytest_configure already made sure it is installed.  Not a cycle: report never
+        # imports the plugin.
         from pytest_genie.report import write_report
 
         folder = results.ensure_folder()

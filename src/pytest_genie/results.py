@@ -26,19 +26,24 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-__all__ = ["KINDS", "TEST_TYPES", "Kind", "ResultsSession", "TestRecord", "environment_info",
-           "iso_utc", "json_safe"]
+from pytest_genie.checks import Key
 
-Kind = Literal["server", "client"]
-KINDS: tuple[Kind, ...] = ("server", "client")
+__all__ = ["FOLDER_PREFIX", "STATUSES", "STATUS_SYMBOLS", "TEST_TYPES", "ResultsSession", "TestRecord",
+           "environment_info", "iso_utc", "json_safe", "result_file_name", "write_text_atomic"]
+
 #: ``test_info.test_type`` per kind, as the guide spells it.
 TEST_TYPES: dict[str, str] = {"server": "server_side", "client": "client_side"}
 STATUSES = ("PASS", "FAIL", "SKIP", "ERROR")
 #: How a status is shown, in the terminal summary and the Markdown report alike.
 STATUS_SYMBOLS = {"PASS": "✅", "FAIL": "❌", "SKIP": "⏭", "ERROR": "💥"}
 FOLDER_PREFIX = "genie_test_results_"
+
+
+def result_file_name(kind: str, stamp: str) -> str:
+    """``<kind>_test_results_<stamp>.json``; with ``stamp="*"``, the glob that finds them."""
+    return f"{kind}_test_results_{stamp}.json"
 _MAX_DEPTH = 32
 
 
@@ -114,21 +119,21 @@ def environment_info() -> dict[str, Any]:
     import, so ``pytest --help`` stays fast."""
     from importlib import metadata
 
-    info: dict[str, Any] = {"python_version": platform.python_version(), "torch_version": None,
-                            "genie_version": None, "platform": platform.platform(),
-                            "gpu": {"cuda_available": False, "gpu_count": 0, "gpu_name": None}}
+    info: dict[str, Any] = {Key.PYTHON_VERSION: platform.python_version(), Key.TORCH_VERSION: None,
+                            Key.GENIE_VERSION: None, "platform": platform.platform(),
+                            "gpu": {Key.CUDA_AVAILABLE: False, Key.GPU_COUNT: 0, Key.GPU_NAME: None}}
     with contextlib.suppress(metadata.PackageNotFoundError):
-        info["genie_version"] = metadata.version("genie")
+        info[Key.GENIE_VERSION] = metadata.version("genie")
     try:
         import torch
     except ImportError:
         return info
-    info["torch_version"] = torch.__version__
+    info[Key.TORCH_VERSION] = torch.__version__
     try:
         available = bool(torch.cuda.is_available())
         count = int(torch.cuda.device_count()) if available else 0
-        info["gpu"] = {"cuda_available": available, "gpu_count": count,
-                       "gpu_name": torch.cuda.get_device_name(0) if count else None}
+        info["gpu"] = {Key.CUDA_AVAILABLE: available, Key.GPU_COUNT: count,
+                       Key.GPU_NAME: torch.cuda.get_device_name(0) if count else None}
     except Exception as exc:  # a broken driver must not lose the results
         info["gpu"]["error"] = f"{type(exc).__name__}: {exc}"
     return info
@@ -209,20 +214,20 @@ class ResultsSession:
             if self._env is None:
                 self._env = environment_info()
             info = {"hostname": socket.gethostname(), "timestamp": iso_utc(self.started),
-                    "test_type": TEST_TYPES[kind], "server_url": self.server_url,
+                    "test_type": TEST_TYPES[kind], Key.SERVER_URL: self.server_url,
                     **json_safe(self._env)}
             if self.extend_info is not None:
                 self.extend_info(info)
             info = json_safe(info)
             self._infos[kind] = info
-        if info.get("server_url") is None:
-            info["server_url"] = self.server_url
+        if info.get(Key.SERVER_URL) is None:
+            info[Key.SERVER_URL] = self.server_url
         return info
 
     def write(self, kind: str) -> Path:
         """(Re)write ``<kind>_test_results_<ts>.json`` with every record of ``kind``."""
         folder = self.ensure_folder()
-        path = self.files.get(kind) or folder / f"{kind}_test_results_{self.stamp}.json"
+        path = self.files.get(kind) or folder / result_file_name(kind, self.stamp)
         payload = {"test_info": self._test_info(kind),
                    "tests": [r.entry() for r in self.by_kind(kind)]}
         # Records are made JSON-safe where the plugin builds them, but one may also come from

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from pytest_genie.results import KINDS, STATUS_SYMBOLS, TEST_TYPES, ResultsSession, TestRecord
+from pytest_genie.checks import KINDS
+from pytest_genie.results import STATUS_SYMBOLS, TEST_TYPES, ResultsSession, TestRecord
 
 __all__ = ["format_record", "write_summary"]
 

@@ -2,7 +2,8 @@
 
 Run from any machine that can reach the server (without ``--genie-server``, against
 the server the plugin embeds on 127.0.0.1).  Each test asserts what a user of a
-remote GPU relies on, and records the figures the analysis report reads.
+remote GPU relies on, and records the figures the analysis report reads, under the
+keys of ``pytest_genie.checks`` (one spelling for the check and the report).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import pytest
 import torch
 
 import genie
+from pytest_genie import Key
 
 pytestmark = pytest.mark.client
 
@@ -46,9 +48,9 @@ def test_network_connectivity(genie_server_url: str, genie_record: dict[str, Any
         start = time.perf_counter()
         with socket.create_connection((host, port), timeout=5.0):
             times.append((time.perf_counter() - start) * 1000)
-    genie_record.update(host=host, port=port, attempts=len(times),
-                        connect_ms_median=round(statistics.median(times), 3),
-                        connect_ms_min=round(min(times), 3))
+    genie_record.update({Key.HOST: host, Key.PORT: port, Key.ATTEMPTS: len(times),
+                         Key.CONNECT_MS_MEDIAN: round(statistics.median(times), 3),
+                         Key.CONNECT_MS_MIN: round(min(times), 3)})
     assert len(times) == 5
 
 
@@ -58,11 +60,11 @@ def test_server_connectivity(genie_client: genie.Client, genie_server_url: str,
     start = time.perf_counter()
     health = genie_client.check_compatible()
     response_ms = (time.perf_counter() - start) * 1000
-    genie_record.update(server_url=genie_server_url, device=health["device"],
-                        cuda_available=health["cuda_available"], gpu_name=health["gpu_name"],
-                        response_ms=round(response_ms, 3),
-                        protocol_version=health["protocol_version"],
-                        genie_version=health["genie_version"])
+    genie_record.update({Key.SERVER_URL: genie_server_url, Key.DEVICE: health["device"],
+                         Key.CUDA_AVAILABLE: health["cuda_available"], Key.GPU_NAME: health["gpu_name"],
+                         Key.RESPONSE_MS: round(response_ms, 3),
+                         Key.PROTOCOL_VERSION: health["protocol_version"],
+                         Key.GENIE_VERSION: health["genie_version"]})
     assert health["status"] == "ok"
     for field in ("device", "device_type", "cuda_available", "gpu_count", "torch_version",
                   "genie_version", "uptime_s", "requests"):
@@ -77,10 +79,10 @@ def test_http_tensor_transfer(genie_client: genie.Client, genie_record: dict[str
     back = genie_client.echo(x)
     exchange = genie_client.last
     nbytes = x.numel() * x.element_size()
-    genie_record.update(http_code=exchange.status, bytes=nbytes,
-                        round_trip_ms=round(exchange.round_trip_ms, 3),
-                        mb_per_s=round(2 * nbytes / 2**20 / (exchange.round_trip_ms / 1000), 1),
-                        bit_exact=bool(torch.equal(back, x)))
+    genie_record.update({Key.HTTP_CODE: exchange.status, Key.BYTES: nbytes,
+                         Key.ROUND_TRIP_MS: round(exchange.round_trip_ms, 3),
+                         Key.MB_PER_S: round(2 * nbytes / 2**20 / (exchange.round_trip_ms / 1000), 1),
+                         Key.BIT_EXACT: bool(torch.equal(back, x))})
     assert exchange.status == 200
     assert back.dtype == x.dtype and back.shape == x.shape
     assert torch.equal(back, x)
@@ -97,17 +99,17 @@ def test_remote_lazytensor_execution(genie_client: genie.Client,
     assert isinstance(lazy, genie.LazyTensor) and lazy.shape == x.shape
     got = genie.materialize(lazy, client=genie_client)
     want = x.relu().sigmoid()
-    genie_record.update(shape=list(x.shape), via="lazytensor",
-                        device=str(lazy.device),
-                        round_trip_ms=round((time.perf_counter() - start) * 1000, 3),
-                        requests_made=genie_client.requests - before,
-                        max_abs_error=float((got - want).abs().max()))
+    genie_record.update({Key.SHAPE: list(x.shape), Key.VIA: "lazytensor",
+                         Key.DEVICE: str(lazy.device),
+                         Key.ROUND_TRIP_MS: round((time.perf_counter() - start) * 1000, 3),
+                         Key.REQUESTS_MADE: genie_client.requests - before,
+                         Key.MAX_ABS_ERROR: float((got - want).abs().max())})
     torch.testing.assert_close(got, want)
     assert genie_client.requests - before == 1
 
 
 def _break_even(sweep: list[dict[str, Any]]) -> dict[str, Any] | None:
-    return next((row for row in sweep if row["remote_ms"] < row["local_cpu_ms"]), None)
+    return next((row for row in sweep if row[Key.REMOTE_MS] < row[Key.LOCAL_CPU_MS]), None)
 
 
 def _compare(client: genie.Client, n: int, repeats: int) -> dict[str, Any]:
@@ -122,31 +124,31 @@ def _compare(client: genie.Client, n: int, repeats: int) -> dict[str, Any]:
         remote.append(client.last.round_trip_ms)
         compute.append(client.last.server_timing["compute"])
     torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-3)
-    return {"n": n, "bytes": 2 * a.numel() * a.element_size(),
-            "local_cpu_ms": round(local, 3), "remote_ms": round(statistics.median(remote), 3),
-            "server_compute_ms": round(statistics.median(compute), 3)}
+    return {Key.N: n, Key.BYTES: 2 * a.numel() * a.element_size(),
+            Key.LOCAL_CPU_MS: round(local, 3), Key.REMOTE_MS: round(statistics.median(remote), 3),
+            Key.SERVER_COMPUTE_MS: round(statistics.median(compute), 3)}
 
 
 def test_performance_comparison(genie_client: genie.Client, genie_record: dict[str, Any]) -> None:
     """Local CPU vs server device vs remote round trip for a 1000x1000 matmul, and
     the size from which the remote device pays off (the break-even size)."""
     main = _compare(genie_client, 1000, repeats=5)
-    overhead = main["remote_ms"] - main["server_compute_ms"]
+    local, compute, remote = main[Key.LOCAL_CPU_MS], main[Key.SERVER_COMPUTE_MS], main[Key.REMOTE_MS]
+    overhead = remote - compute
     sweep = [_compare(genie_client, n, repeats=3) for n in (128, 256, 512, 1024, 1536)]
     even = _break_even(sweep)
-    genie_record.update(
-        n=1000, op="matmul", local_cpu_ms=main["local_cpu_ms"],
-        server_compute_ms=main["server_compute_ms"], remote_ms=main["remote_ms"],
-        network_overhead_ms=round(overhead, 3),
-        network_overhead_pct=round(100 * overhead / main["server_compute_ms"], 1),
-        slowdown_vs_local_pct=round(100 * (main["remote_ms"] - main["local_cpu_ms"])
-                                    / main["local_cpu_ms"], 1),
-        sweep=sweep, break_even_n=even["n"] if even else None,
-        break_even_bytes=even["bytes"] if even else None)
+    genie_record.update({
+        Key.N: 1000, Key.OP: "matmul", Key.LOCAL_CPU_MS: local,
+        Key.SERVER_COMPUTE_MS: compute, Key.REMOTE_MS: remote,
+        Key.NETWORK_OVERHEAD_MS: round(overhead, 3),
+        Key.NETWORK_OVERHEAD_PCT: round(100 * overhead / compute, 1),
+        Key.SLOWDOWN_VS_LOCAL_PCT: round(100 * (remote - local) / local, 1),
+        Key.SWEEP: sweep, Key.BREAK_EVEN_N: even[Key.N] if even else None,
+        Key.BREAK_EVEN_BYTES: even[Key.BYTES] if even else None})
     # The server's compute is one phase of the round trip: it can never exceed it.
     for row in [main, *sweep]:
-        assert 0 < row["server_compute_ms"] <= row["remote_ms"], row
-        assert row["local_cpu_ms"] > 0
+        assert 0 < row[Key.SERVER_COMPUTE_MS] <= row[Key.REMOTE_MS], row
+        assert row[Key.LOCAL_CPU_MS] > 0
 
 
 def test_multi_operation_chain(genie_client: genie.Client, genie_record: dict[str, Any]) -> None:
@@ -168,9 +170,9 @@ def test_multi_operation_chain(genie_client: genie.Client, genie_record: dict[st
 
     graph_calls = count(after, "POST /graph") - count(before, "POST /graph")
     execute_calls = count(after, "POST /execute") - count(before, "POST /execute")
-    genie_record.update(ops=ops, requests_made=graph_calls + execute_calls,
-                        round_trip_ms=round(round_trip, 3),
-                        max_abs_error=float((got - want).abs().max()))
+    genie_record.update({Key.OPS: ops, Key.REQUESTS_MADE: graph_calls + execute_calls,
+                         Key.ROUND_TRIP_MS: round(round_trip, 3),
+                         Key.MAX_ABS_ERROR: float((got - want).abs().max())})
     # The server's transcendental kernels may round differently from the client's: on
     # the 2-core CI VM, one of the server's intra-op threads now and then computes its
     # half of this 256x256 tensor ~5e-5 relative off (seen in 1 run in 4; the client's
@@ -190,9 +192,9 @@ def test_error_handling(genie_client: genie.Client, genie_server_url: str, genie
         with pytest.raises(genie.RemoteError) as info:
             call()
         err = info.value
-        cases[case] = {"status": err.status, "type": err.error_type,
-                       "expected_status": status, "expected_type": kind,
-                       "message": err.message[:200]}
+        cases[case] = {Key.CASE_STATUS: err.status, Key.CASE_TYPE: err.error_type,
+                       Key.EXPECTED_STATUS: status, Key.EXPECTED_TYPE: kind,
+                       Key.CASE_MESSAGE: err.message[:200]}
 
     expect("unsupported_op", 422, "unsupported_op", lambda: genie_client.execute("frobnicate", x))
     expect("shape_mismatch", 422, "invalid_arguments",
@@ -201,15 +203,16 @@ def test_error_handling(genie_client: genie.Client, genie_server_url: str, genie
     raw = httpx.post(f"{genie_server_url}/execute", params={"op": "relu"},
                      content=b"\x05\x00\x00\x00\x00\x00\x00\x00{bad}", headers=_auth(genie_options),
                      timeout=30)
-    cases["malformed_body"] = {"status": raw.status_code, "type": raw.json()["error"]["type"],
-                               "expected_status": 400, "expected_type": "malformed_request"}
+    cases["malformed_body"] = {Key.CASE_STATUS: raw.status_code, Key.CASE_TYPE: raw.json()["error"]["type"],
+                               Key.EXPECTED_STATUS: 400, Key.EXPECTED_TYPE: "malformed_request"}
     healthy = genie_client.health()["status"] == "ok"
     still_serves = torch.equal(genie_client.execute("relu", x), x.relu())
-    genie_record.update(cases=cases, server_healthy_after=healthy and still_serves)
+    genie_record.update({Key.CASES: cases, Key.SERVER_HEALTHY_AFTER: healthy and still_serves})
     for case, seen in cases.items():
-        assert (seen["status"], seen["type"]) == (seen["expected_status"],
-                                                 seen["expected_type"]), case
-    assert "4x5" in cases["shape_mismatch"]["message"] and "3x7" in cases["shape_mismatch"]["message"]
+        assert (seen[Key.CASE_STATUS], seen[Key.CASE_TYPE]) == (seen[Key.EXPECTED_STATUS],
+                                                               seen[Key.EXPECTED_TYPE]), case
+    mismatch = cases["shape_mismatch"][Key.CASE_MESSAGE]
+    assert "4x5" in mismatch and "3x7" in mismatch
     assert healthy and still_serves
 
 
@@ -223,8 +226,8 @@ def test_large_tensor_handling(genie_client: genie.Client, genie_options: Any,
     back = genie_client.echo(x)
     seconds = time.perf_counter() - start
     exact = bool(torch.equal(back, x))
-    genie_record.update(size_mb=round(nbytes / 2**20, 3), bytes=nbytes,
-                        round_trip_ms=round(seconds * 1000, 1),
-                        mb_per_s=round(2 * nbytes / 2**20 / seconds, 1), bit_exact=exact)
+    genie_record.update({Key.SIZE_MB: round(nbytes / 2**20, 3), Key.BYTES: nbytes,
+                         Key.ROUND_TRIP_MS: round(seconds * 1000, 1),
+                         Key.MB_PER_S: round(2 * nbytes / 2**20 / seconds, 1), Key.BIT_EXACT: exact})
     assert genie_client.last.status == 200
     assert exact

@@ -1,9 +1,10 @@
 """The guide's server-side checks, run on the GPU node: ``pytest -m server``.
 
 Each test asserts what an operator relies on when putting a Genie server into
-service, and records in ``genie_record`` the figures the analysis report reads
-(see the plugin's result schema).  Without ``--genie-server`` they run against
-the server the plugin embeds on 127.0.0.1; with it, against that server.
+service, and records in ``genie_record`` the figures the analysis report reads,
+under the keys of ``pytest_genie.checks`` (one spelling for the check and the
+report).  Without ``--genie-server`` they run against the server the plugin
+embeds on 127.0.0.1; with it, against that server.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import torch
 
 import genie
 from genie.wire import decode, encode
+from pytest_genie import Key
 
 pytestmark = pytest.mark.server
 
@@ -35,8 +37,8 @@ DEPENDENCIES = ["torch", "numpy", "httpx", "starlette", "uvicorn", "safetensors"
 def test_environment_setup(genie_record: dict[str, Any]) -> None:
     """Every runtime dependency imports, and the installed genie is the one imported."""
     packages = {name: importlib.metadata.version(name) for name in DEPENDENCIES}
-    genie_record.update(python_version=sys.version.split()[0], torch_version=torch.__version__,
-                        genie_version=genie.__version__, packages=packages)
+    genie_record.update({Key.PYTHON_VERSION: sys.version.split()[0], Key.TORCH_VERSION: torch.__version__,
+                         Key.GENIE_VERSION: genie.__version__, Key.PACKAGES: packages})
     for module in ("numpy", "httpx", "starlette", "uvicorn", "safetensors", "prometheus_client"):
         __import__(module)
     assert packages["genie"] == genie.__version__, "installed metadata and imported genie differ"
@@ -85,16 +87,16 @@ def test_server_startup(genie_record: dict[str, Any], genie_options: Any) -> Non
     try:
         health = _wait_healthy(f"http://127.0.0.1:{port}", proc, token)
         startup_ms = (time.perf_counter() - started) * 1000
-        genie_record.update(pid=proc.pid, port=port, startup_ms=round(startup_ms, 1),
-                            health_status=health["status"], device=health["device"])
+        genie_record.update({Key.PID: proc.pid, Key.PORT: port, Key.STARTUP_MS: round(startup_ms, 1),
+                             Key.HEALTH_STATUS: health["status"], Key.DEVICE: health["device"]})
         assert health["status"] == "ok"
         assert health["protocol_version"] == genie.PROTOCOL_VERSION
         stopping = time.perf_counter()
         proc.send_signal(signal.SIGTERM)
         code = proc.wait(timeout=30)
-        genie_record["shutdown_ms"] = round((time.perf_counter() - stopping) * 1000, 1)
+        genie_record[Key.SHUTDOWN_MS] = round((time.perf_counter() - stopping) * 1000, 1)
         output = proc.stdout.read().decode(errors="replace") if proc.stdout else ""
-        genie_record["exit_code"] = code
+        genie_record[Key.EXIT_CODE] = code
         # uvicorn shuts down gracefully, then re-raises the signal it caught, so a clean
         # stop ends "killed by SIGTERM" (which service managers count as success).
         assert code in (0, -signal.SIGTERM), output
@@ -114,11 +116,11 @@ def test_gpu_detection(genie_client: genie.Client, genie_record: dict[str, Any],
     """The server sees its GPU, and a warm synchronized 1000x1000 matmul runs on it."""
     info = genie_client.device()
     bench = info["benchmark"]
-    genie_record.update(
-        cuda_available=info["cuda_available"], gpu_count=info["gpu_count"],
-        gpu_name=info["gpu_name"], gpu_memory_total_bytes=info["gpu_memory_total_bytes"],
-        device=info["device"], gpu_time_ms=round(bench["median_ms"], 3),
-        local_cuda_available=torch.cuda.is_available())
+    genie_record.update({
+        Key.CUDA_AVAILABLE: info["cuda_available"], Key.GPU_COUNT: info["gpu_count"],
+        Key.GPU_NAME: info["gpu_name"], Key.GPU_MEMORY_TOTAL_BYTES: info["gpu_memory_total_bytes"],
+        Key.DEVICE: info["device"], Key.GPU_TIME_MS: round(bench["median_ms"], 3),
+        Key.LOCAL_CUDA_AVAILABLE: torch.cuda.is_available()})
     assert bench["matrix_size"] == 1000 and bench["repeats"] >= 5
     assert math.isfinite(bench["median_ms"]) and bench["median_ms"] > 0
     if info["device_type"] != "cuda":
@@ -170,15 +172,15 @@ def test_server_operations(genie_client: genie.Client, genie_record: dict[str, A
         x = _sample(dtype, shape, gen)
         got = genie_client.execute(op, x, **kwargs)
         want = _local(op, x, kwargs)
-        cases.append({"op": op, "dtype": str(dtype).removeprefix("torch."), "shape": list(shape),
-                      "round_trip_ms": round(genie_client.last.round_trip_ms, 3),
-                      "exact": bool(torch.equal(got, want))})
+        cases.append({Key.OP: op, Key.DTYPE: str(dtype).removeprefix("torch."), Key.SHAPE: list(shape),
+                      Key.ROUND_TRIP_MS: round(genie_client.last.round_trip_ms, 3),
+                      Key.EXACT: bool(torch.equal(got, want))})
         assert got.dtype == want.dtype and got.shape == want.shape, (op, got.dtype, got.shape)
         # A GPU server may differ in the last bits of transcendental functions.
         torch.testing.assert_close(got, want, msg=lambda m, op=op: f"{op}: {m}")
-    genie_record.update(cases=cases, ops_checked=len(cases),
-                        median_round_trip_ms=round(statistics.median(
-                            c["round_trip_ms"] for c in cases), 3))
+    genie_record.update({Key.CASES: cases, Key.OPS_CHECKED: len(cases),
+                         Key.MEDIAN_ROUND_TRIP_MS: round(statistics.median(
+                             c[Key.ROUND_TRIP_MS] for c in cases), 3)})
 
 
 def _endpoint(stats: dict[str, Any], name: str) -> dict[str, Any]:
@@ -207,10 +209,10 @@ def test_server_statistics(genie_client: genie.Client, genie_server_url: str,
 
     ep_before, ep_after = _endpoint(before, "POST /execute"), _endpoint(after, "POST /execute")
     made = after["requests"]["total"] - before["requests"]["total"]
-    genie_record.update(requests_before=before["requests"]["total"],
-                        requests_after=after["requests"]["total"], requests_made=made,
-                        failures_by_type=after["errors_by_type"],
-                        error_rate=after["requests"]["error_rate"])
+    genie_record.update({Key.REQUESTS_BEFORE: before["requests"]["total"],
+                         Key.REQUESTS_AFTER: after["requests"]["total"], Key.REQUESTS_MADE: made,
+                         Key.FAILURES_BY_TYPE: after["errors_by_type"],
+                         Key.ERROR_RATE: after["requests"]["error_rate"]})
     assert ep_after["count"] - ep_before["count"] == 5
     assert ep_after["successes"] - ep_before["successes"] == 3
     for kind in ("unsupported_op", "malformed_request"):

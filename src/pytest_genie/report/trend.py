@@ -12,27 +12,37 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from pytest_genie.analysis import (
-    SESSION_PREFIX,
+from pytest_genie.checks import (
+    GPU_DETECTION,
+    HTTP_TENSOR_TRANSFER,
+    KINDS,
+    LARGE_TENSOR_HANDLING,
+    PERFORMANCE_COMPARISON,
+    Check,
+    Key,
+)
+from pytest_genie.report.analysis import detail, round_to, summarize
+from pytest_genie.report.inputs import (
     ReportInputError,
     ResultFile,
-    detail,
     find_result_files,
     load_result_file,
     parse_time,
-    round_to,
-    summarize,
 )
+from pytest_genie.results import FOLDER_PREFIX
 
-_FOLDER_STAMP = re.compile(r"^genie_test_results_(\d{8}_\d{6})(?:_(\d+))?$")
+__all__ = ["TREND_METRICS", "build_trend", "discover_sessions", "history_entry", "session_entry"]
 
-# The timings followed across runs, as (metric, test, details key).
-TREND_METRICS: tuple[tuple[str, str, str], ...] = (
-    ("remote_ms", "performance_comparison", "remote_ms"),
-    ("server_compute_ms", "performance_comparison", "server_compute_ms"),
-    ("gpu_time_ms", "gpu_detection", "gpu_time_ms"),
-    ("http_mb_per_s", "http_tensor_transfer", "mb_per_s"),
-    ("large_mb_per_s", "large_tensor_handling", "mb_per_s"),
+#: A session folder's name as ``ResultsSession`` makes it: the start stamp, then ``_2``... on a clash.
+_FOLDER_STAMP = re.compile(rf"^{re.escape(FOLDER_PREFIX)}(\d{{8}}_\d{{6}})(?:_(\d+))?$")
+
+#: The figures followed across runs, as (metric, the check that records it, its details key).
+TREND_METRICS: tuple[tuple[str, Check, str], ...] = (
+    (Key.REMOTE_MS, PERFORMANCE_COMPARISON, Key.REMOTE_MS),
+    (Key.SERVER_COMPUTE_MS, PERFORMANCE_COMPARISON, Key.SERVER_COMPUTE_MS),
+    (Key.GPU_TIME_MS, GPU_DETECTION, Key.GPU_TIME_MS),
+    ("http_mb_per_s", HTTP_TENSOR_TRANSFER, Key.MB_PER_S),
+    ("large_mb_per_s", LARGE_TENSOR_HANDLING, Key.MB_PER_S),
 )
 
 
@@ -44,7 +54,7 @@ def discover_sessions(root: Path, exclude: list[Path]) -> list[Path]:
     return sorted(
         p
         for p in root.iterdir()
-        if p.is_dir() and p.name.startswith(SESSION_PREFIX) and p.resolve() not in skip
+        if p.is_dir() and p.name.startswith(FOLDER_PREFIX) and p.resolve() not in skip
     )
 
 
@@ -58,15 +68,11 @@ def _folder_time(folder: Path) -> datetime:
 
 def session_entry(files: list[ResultFile], label: str, fallback_time: datetime | None) -> dict[str, Any]:
     """Pass rate and key timings of one session's files."""
-    server = [t for f in files if f.side == "server" for t in f.tests]
-    client = [t for f in files if f.side == "client" for t in f.tests]
+    by_kind = {kind: [t for f in files if f.side == kind for t in f.tests] for kind in KINDS}
     stamps = [s for f in files if (s := parse_time(f.test_info.get("timestamp"))) is not None]
     started = min(stamps) if stamps else fallback_time
-    summary = summarize(server + client)
-    metrics = {
-        metric: detail(server if test == "gpu_detection" else client, test, key)
-        for metric, test, key in TREND_METRICS
-    }
+    summary = summarize(by_kind["server"] + by_kind["client"])
+    metrics = {metric: detail(by_kind[check.kind], check, key) for metric, check, key in TREND_METRICS}
     return {
         "session": label,
         "started": started.isoformat() if started else None,

@@ -1,10 +1,13 @@
-"""The plugin's record model, JSON coercion, session folder and terminal lines,
-without a pytest run around them."""
+"""The record model, JSON coercion and session folder (``results.py``), mostly without a
+pytest run around them.
+"""
 
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
+from datetime import datetime
 from decimal import Decimal
 from fractions import Fraction
 from pathlib import Path
@@ -12,16 +15,14 @@ from pathlib import Path
 import pytest
 
 from pytest_genie.results import ResultsSession, TestRecord, environment_info, json_safe
-from pytest_genie.terminal import format_record
+
+pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+
+#: The readers conftest.py provides as fixtures.
+Folders = Callable[[Path], list[Path]]
+
 
 STARTED = 1736433000.0  # 2025-01-09T14:30:00Z
-
-
-def _record(name: str = "gpu_detection", **kw: object) -> TestRecord:
-    fields: dict[str, object] = {"status": "PASS", "details": {"gpu_time_ms": 19.2}, "timing_ms": 150.0,
-                                 "timestamp": "2025-01-09T14:30:01+00:00", "kinds": ["server"]}
-    fields.update(kw)
-    return TestRecord(name=name, **fields)  # type: ignore[arg-type]
 
 
 class Odd:
@@ -61,21 +62,21 @@ def test_json_safe_survives_a_cycle() -> None:
     json.dumps(json_safe(loop), allow_nan=False)
 
 
-def test_record_travels_as_plain_json() -> None:
-    record = _record(server_url="http://127.0.0.1:8888", kinds=["server", "client"])
+def test_record_travels_as_plain_json(make_record: Callable[..., TestRecord]) -> None:
+    record = make_record(server_url="http://127.0.0.1:8888", kinds=["server", "client"])
     wire = json.loads(json.dumps(record.to_wire()))
     assert TestRecord.from_wire(wire) == record
     assert set(record.entry()) == {"name", "status", "details", "timing_ms", "timestamp"}
 
 
-def test_session_folder_and_files(tmp_path: Path) -> None:
+def test_session_folder_and_files(tmp_path: Path, make_record: Callable[..., TestRecord]) -> None:
     session = ResultsSession(results_dir=tmp_path / "deep" / "reports", started=STARTED)
     assert session.folder is None and not (tmp_path / "deep").exists()  # lazy
-    session.add(_record())
+    session.add(make_record())
     folder = tmp_path / "deep" / "reports" / "genie_test_results_20250109_143000"
     assert session.folder == folder
     assert sorted(p.name for p in folder.iterdir()) == ["server_test_results_20250109_143000.json"]
-    session.add(_record("server_operations", server_url="http://127.0.0.1:1234"))
+    session.add(make_record("server_operations", server_url="http://127.0.0.1:1234"))
     doc = json.loads((folder / "server_test_results_20250109_143000.json").read_text(encoding="utf-8"))
     assert [t["name"] for t in doc["tests"]] == ["gpu_detection", "server_operations"]
     assert doc["test_info"]["timestamp"] == "2025-01-09T14:30:00+00:00"
@@ -83,15 +84,16 @@ def test_session_folder_and_files(tmp_path: Path) -> None:
     assert not [p for p in os.listdir(folder) if p.endswith(".tmp")]
 
     same_second = ResultsSession(results_dir=tmp_path / "deep" / "reports", started=STARTED)
-    same_second.add(_record())
+    same_second.add(make_record())
     assert same_second.folder == folder.with_name(folder.name + "_2")
 
 
-def test_result_file_is_strict_json_whatever_a_record_holds(tmp_path: Path) -> None:
+def test_result_file_is_strict_json_whatever_a_record_holds(
+        tmp_path: Path, make_record: Callable[..., TestRecord]) -> None:
     """A record off the wire (another plugin's report attribute) may hold NaN/inf: the file
     still parses with a reader that refuses them, and the figures read null."""
     session = ResultsSession(results_dir=tmp_path, started=STARTED)
-    wire = _record(details={"gpu_time_ms": float("nan"), "nested": [float("inf"), 1.5]}).to_wire()
+    wire = make_record(details={"gpu_time_ms": float("nan"), "nested": [float("inf"), 1.5]}).to_wire()
     session.add(TestRecord.from_wire({**wire, "timing_ms": float("nan")}))
 
     def refuse(token: str) -> object:
@@ -112,11 +114,27 @@ def test_environment_info_describes_this_machine() -> None:
     assert info["gpu"]["gpu_count"] == (torch.cuda.device_count() if torch.cuda.is_available() else 0)
 
 
-def test_format_record_like_the_guide() -> None:
-    lines = format_record(_record(details={"cuda_available": True, "gpu_name": "Tesla T4"}))
-    assert lines == ["✅ gpu_detection (150.0 ms)",
-                     '   Details: {"cuda_available": true, "gpu_name": "Tesla T4"}']
-    ascii_lines = format_record(_record(status="SKIP", details={}), unicode=False)
-    assert ascii_lines == ["[SKIP] gpu_detection (150.0 ms)"]
-    long = format_record(_record(status="FAIL", details={"x": "y" * 1000}), width=80)
-    assert long[0].startswith("❌ ") and long[1].endswith("...") and len(long[1]) == 200
+def test_sessions_never_overwrite_each_other(pytester: pytest.Pytester, session_folders: Folders) -> None:
+    pytester.makepyfile("""
+        import pytest
+        @pytest.mark.client
+        def test_one(genie_record):
+            genie_record["run"] = 1
+    """)
+    results = pytester.path / "results"
+    pytester.runpytest(f"--genie-results-dir={results}").assert_outcomes(passed=1)
+    (first,) = session_folders(results)
+    before = {p.name: p.read_bytes() for p in first.iterdir()}
+    # The next session starts in the same second: its folder name is taken already.
+    stamp = first.name.removeprefix("genie_test_results_")
+    (results / f"genie_test_results_{stamp}_2").mkdir()
+    started = datetime.strptime(stamp + "+0000", "%Y%m%d_%H%M%S%z").timestamp()
+    again = ResultsSession(results_dir=results, started=started)
+    again.add(TestRecord(name="one", status="PASS", details={}, timing_ms=1.0,
+                         timestamp="2025-01-09T14:30:00+00:00", kinds=["client"]))
+    assert again.folder == results / f"genie_test_results_{stamp}_3"
+    assert {p.name: p.read_bytes() for p in first.iterdir()} == before
+
+    pytester.runpytest(f"--genie-results-dir={results}").assert_outcomes(passed=1)
+    assert len(session_folders(results)) == 4
+    assert {p.name: p.read_bytes() for p in first.iterdir()} == before

@@ -1,0 +1,189 @@
+"""The documented checks: their names, their kinds, and the keys of the details they record.
+
+The testing guide names 13 checks.  Each is one test function ``test_<name>`` marked ``server``
+or ``client`` (in ``tests/server`` and ``tests/client``), recorded under ``<name>``, and its
+``details`` are read back by the report (``pytest_genie.report``).  Both sides spell every name and
+key through this module, so a check and its reader cannot drift apart: a misspelt key is an
+``AttributeError`` and a mypy error, not a figure the report quietly shows as "not measured".
+
+Why the keys are one flat vocabulary (:class:`Key`) rather than a class per check: a key means the
+same thing in every check that records it (``round_trip_ms`` is a round trip the client timed, in
+four checks and in every sweep row; ``device`` is the server's compute device in four), the report
+reads some keys across checks (both transfer checks alike, the server's GPU facts from three
+sources) and the Markdown formats a value by its key.  One flat class spells each key once.
+Checks, in turn, are small frozen values (:class:`Check`: a name and a kind), so the report takes
+a check's records from the right side's files, and a unit test holds ``tests/`` to :data:`CHECKS`.
+
+Keys are plain ``str`` constants, not an ``Enum``: a details dict travels from xdist workers,
+whose serializer refuses ``str`` subclasses, and must land in the JSON as exactly its text.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final, Literal
+
+__all__ = [
+    "CHECKS",
+    "ENVIRONMENT_SETUP",
+    "ERROR_HANDLING",
+    "GPU_DETECTION",
+    "HTTP_TENSOR_TRANSFER",
+    "KINDS",
+    "LARGE_TENSOR_HANDLING",
+    "MULTI_OPERATION_CHAIN",
+    "NETWORK_CONNECTIVITY",
+    "PERFORMANCE_COMPARISON",
+    "REMOTE_LAZYTENSOR_EXECUTION",
+    "SERVER_CONNECTIVITY",
+    "SERVER_OPERATIONS",
+    "SERVER_STARTUP",
+    "SERVER_STATISTICS",
+    "Check",
+    "Key",
+    "Kind",
+]
+
+#: Which side a check runs on: its pytest marker, and the result file it is written to.
+Kind = Literal["server", "client"]
+KINDS: tuple[Kind, ...] = ("server", "client")
+
+
+@dataclass(frozen=True)
+class Check:
+    """One documented check: recorded under ``name``, marked and filed by ``kind``."""
+
+    name: str
+    kind: Kind
+
+    @property
+    def test_name(self) -> str:
+        """The test function that runs it; the plugin records it under ``name``."""
+        return f"test_{self.name}"
+
+
+ENVIRONMENT_SETUP: Final = Check("environment_setup", "server")
+SERVER_STARTUP: Final = Check("server_startup", "server")
+GPU_DETECTION: Final = Check("gpu_detection", "server")
+SERVER_OPERATIONS: Final = Check("server_operations", "server")
+SERVER_STATISTICS: Final = Check("server_statistics", "server")
+NETWORK_CONNECTIVITY: Final = Check("network_connectivity", "client")
+SERVER_CONNECTIVITY: Final = Check("server_connectivity", "client")
+HTTP_TENSOR_TRANSFER: Final = Check("http_tensor_transfer", "client")
+REMOTE_LAZYTENSOR_EXECUTION: Final = Check("remote_lazytensor_execution", "client")
+PERFORMANCE_COMPARISON: Final = Check("performance_comparison", "client")
+MULTI_OPERATION_CHAIN: Final = Check("multi_operation_chain", "client")
+ERROR_HANDLING: Final = Check("error_handling", "client")
+LARGE_TENSOR_HANDLING: Final = Check("large_tensor_handling", "client")
+
+#: The guide's checks in the guide's order: server side first, then client side.
+CHECKS: Final[tuple[Check, ...]] = (
+    ENVIRONMENT_SETUP, SERVER_STARTUP, GPU_DETECTION, SERVER_OPERATIONS, SERVER_STATISTICS,
+    NETWORK_CONNECTIVITY, SERVER_CONNECTIVITY, HTTP_TENSOR_TRANSFER, REMOTE_LAZYTENSOR_EXECUTION,
+    PERFORMANCE_COMPARISON, MULTI_OPERATION_CHAIN, ERROR_HANDLING, LARGE_TENSOR_HANDLING,
+)
+
+
+class Key:
+    """Every key of a record's ``details``, grouped by the check that records it first.
+
+    A namespace, never instantiated.  The comment after a key names the other checks that
+    record it, with the same meaning.  A result file's ``test_info`` states some of the same
+    facts under the same keys (the versions; ``gpu``: cuda_available, gpu_count, gpu_name).
+    """
+
+    # ---- why a record did not pass: the plugin adds these to any record
+    FAILURE: Final = "failure"
+    ERROR: Final = "error"
+    SKIP_REASON: Final = "skip_reason"
+    #: The timing is a bound, not a measurement (a worker died mid-test).
+    TIMING_NOTE: Final = "timing_note"
+    #: Set by the report's reader for details that are not a JSON object (the guide wrote text).
+    TEXT: Final = "text"
+
+    # ---- environment_setup
+    PYTHON_VERSION: Final = "python_version"
+    TORCH_VERSION: Final = "torch_version"
+    GENIE_VERSION: Final = "genie_version"  # server_connectivity (the server's)
+    PACKAGES: Final = "packages"
+
+    # ---- server_startup
+    PID: Final = "pid"
+    PORT: Final = "port"  # network_connectivity
+    STARTUP_MS: Final = "startup_ms"
+    SHUTDOWN_MS: Final = "shutdown_ms"
+    HEALTH_STATUS: Final = "health_status"
+    EXIT_CODE: Final = "exit_code"
+
+    # ---- gpu_detection: the server's device (server_connectivity reports the same facts)
+    DEVICE: Final = "device"  # server_startup, server_connectivity, remote_lazytensor_execution
+    CUDA_AVAILABLE: Final = "cuda_available"  # server_connectivity
+    GPU_COUNT: Final = "gpu_count"
+    GPU_NAME: Final = "gpu_name"  # server_connectivity
+    GPU_MEMORY_TOTAL_BYTES: Final = "gpu_memory_total_bytes"
+    GPU_TIME_MS: Final = "gpu_time_ms"
+    LOCAL_CUDA_AVAILABLE: Final = "local_cuda_available"
+
+    # ---- server_operations
+    CASES: Final = "cases"  # error_handling
+    OPS_CHECKED: Final = "ops_checked"
+    MEDIAN_ROUND_TRIP_MS: Final = "median_round_trip_ms"
+    # each of its cases
+    OP: Final = "op"  # performance_comparison
+    DTYPE: Final = "dtype"
+    SHAPE: Final = "shape"  # remote_lazytensor_execution
+    ROUND_TRIP_MS: Final = "round_trip_ms"  # the transfers, remote_lazytensor_execution, the chain
+    EXACT: Final = "exact"
+
+    # ---- server_statistics
+    REQUESTS_BEFORE: Final = "requests_before"
+    REQUESTS_AFTER: Final = "requests_after"
+    REQUESTS_MADE: Final = "requests_made"  # remote_lazytensor_execution, multi_operation_chain
+    FAILURES_BY_TYPE: Final = "failures_by_type"
+    ERROR_RATE: Final = "error_rate"
+
+    # ---- network_connectivity
+    HOST: Final = "host"
+    ATTEMPTS: Final = "attempts"
+    CONNECT_MS_MEDIAN: Final = "connect_ms_median"
+    CONNECT_MS_MIN: Final = "connect_ms_min"
+
+    # ---- server_connectivity
+    SERVER_URL: Final = "server_url"
+    RESPONSE_MS: Final = "response_ms"
+    PROTOCOL_VERSION: Final = "protocol_version"
+
+    # ---- http_tensor_transfer and large_tensor_handling (the report reads both alike)
+    HTTP_CODE: Final = "http_code"
+    BYTES: Final = "bytes"  # each sweep row of performance_comparison
+    MB_PER_S: Final = "mb_per_s"
+    BIT_EXACT: Final = "bit_exact"
+    SIZE_MB: Final = "size_mb"  # large_tensor_handling only
+
+    # ---- remote_lazytensor_execution
+    VIA: Final = "via"
+    MAX_ABS_ERROR: Final = "max_abs_error"  # multi_operation_chain
+
+    # ---- performance_comparison (N, BYTES, the three timings: also each row of its sweep)
+    N: Final = "n"
+    LOCAL_CPU_MS: Final = "local_cpu_ms"
+    SERVER_COMPUTE_MS: Final = "server_compute_ms"
+    REMOTE_MS: Final = "remote_ms"
+    NETWORK_OVERHEAD_MS: Final = "network_overhead_ms"
+    NETWORK_OVERHEAD_PCT: Final = "network_overhead_pct"
+    SLOWDOWN_VS_LOCAL_PCT: Final = "slowdown_vs_local_pct"
+    SWEEP: Final = "sweep"
+    BREAK_EVEN_N: Final = "break_even_n"
+    BREAK_EVEN_BYTES: Final = "break_even_bytes"
+
+    # ---- multi_operation_chain
+    OPS: Final = "ops"
+
+    # ---- error_handling (and CASES)
+    SERVER_HEALTHY_AFTER: Final = "server_healthy_after"
+    # each of its cases: what the server answered, and what the guide documents
+    CASE_STATUS: Final = "status"
+    CASE_TYPE: Final = "type"
+    EXPECTED_STATUS: Final = "expected_status"
+    EXPECTED_TYPE: Final = "expected_type"
+    CASE_MESSAGE: Final = "message"
