@@ -30,7 +30,8 @@ from typing import Any
 
 from pytest_genie.checks import Key
 
-__all__ = ["FOLDER_PREFIX", "STATUSES", "STATUS_SYMBOLS", "TEST_TYPES", "ResultsSession", "TestRecord",
+__all__ = ["DISTRIBUTION", "FOLDER_PREFIX", "STATUSES", "STATUS_SYMBOLS", "TEST_TYPES", "ResultsSession",
+           "TestRecord", "installed_version",
            "environment_info", "iso_utc", "json_safe", "result_file_name", "write_text_atomic"]
 
 #: ``test_info.test_type`` per kind, as the guide spells it.
@@ -113,17 +114,27 @@ class TestRecord:
                    server_url=data.get("server_url"))
 
 
+#: The distribution that installs ``genie`` and ``pytest_genie`` (its version is theirs).
+DISTRIBUTION = "pytest-genie"
+
+
+def installed_version() -> str | None:
+    """The installed version of Genie, from package metadata (so nothing imports torch)."""
+    from importlib import metadata
+
+    try:
+        return metadata.version(DISTRIBUTION)
+    except metadata.PackageNotFoundError:
+        return None
+
+
 def environment_info() -> dict[str, Any]:
     """Versions, platform and the GPU of *this* machine (for server tests run on
     the GPU node, that is the server).  torch is imported here, not at plugin
     import, so ``pytest --help`` stays fast."""
-    from importlib import metadata
-
     info: dict[str, Any] = {Key.PYTHON_VERSION: platform.python_version(), Key.TORCH_VERSION: None,
-                            Key.GENIE_VERSION: None, "platform": platform.platform(),
+                            Key.GENIE_VERSION: installed_version(), "platform": platform.platform(),
                             "gpu": {Key.CUDA_AVAILABLE: False, Key.GPU_COUNT: 0, Key.GPU_NAME: None}}
-    with contextlib.suppress(metadata.PackageNotFoundError):
-        info[Key.GENIE_VERSION] = metadata.version("genie")
     try:
         import torch
     except ImportError:

@@ -27,11 +27,12 @@ import torch
 import genie
 from genie.wire import decode, encode
 from pytest_genie import Key
+from pytest_genie.results import DISTRIBUTION
 
 pytestmark = pytest.mark.server
 
 DEPENDENCIES = ["torch", "numpy", "httpx", "starlette", "uvicorn", "safetensors",
-                "prometheus-client", "genie"]
+                "prometheus-client", DISTRIBUTION]
 
 
 def test_environment_setup(genie_record: dict[str, Any]) -> None:
@@ -41,7 +42,7 @@ def test_environment_setup(genie_record: dict[str, Any]) -> None:
                          Key.GENIE_VERSION: genie.__version__, Key.PACKAGES: packages})
     for module in ("numpy", "httpx", "starlette", "uvicorn", "safetensors", "prometheus_client"):
         __import__(module)
-    assert packages["genie"] == genie.__version__, "installed metadata and imported genie differ"
+    assert packages[DISTRIBUTION] == genie.__version__, "installed metadata and imported genie differ"
     # The wire format works in this environment (no pickle anywhere in the path).
     x = torch.arange(6, dtype=torch.float32).reshape(2, 3)
     assert torch.equal(decode(bytearray(encode({"x": x}).to_bytes())).tensors["x"], x)

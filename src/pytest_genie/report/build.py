@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timezone
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -26,20 +25,12 @@ from pytest_genie.report.inputs import (
 from pytest_genie.report.markdown import render_markdown
 from pytest_genie.report.recommend import recommend
 from pytest_genie.report.trend import build_trend, discover_sessions, session_entry
-from pytest_genie.results import json_safe, write_text_atomic
+from pytest_genie.results import installed_version, json_safe, write_text_atomic
 
 __all__ = ["JSON_NAME", "MARKDOWN_NAME", "build_report", "save_report", "write_report"]
 
 JSON_NAME = "comprehensive_report.json"
 MARKDOWN_NAME = "test_analysis_report.md"
-
-
-def _genie_version() -> str:
-    """The installed genie version, read from package metadata so the report never imports torch."""
-    try:
-        return metadata.version("genie")
-    except metadata.PackageNotFoundError:
-        return "unknown"
 
 
 def build_report(result_files: list[Path], history_dirs: list[Path]) -> dict[str, Any]:
@@ -65,7 +56,7 @@ def build_report(result_files: list[Path], history_dirs: list[Path]) -> dict[str
     earlier = [d for d in history_dirs if Path(d).resolve() not in own_dirs]
     return {
         "report_info": {
-            "generator": f"genie-report {_genie_version()}",
+            "generator": f"genie-report {installed_version() or 'unknown'}",
             "generated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "sources": [str(f.path) for f in files],
         },
