@@ -261,7 +261,7 @@ ALL_CASES = [pytest.param(name, c, id=f"{name}-{i}")
 
 def test_every_op_has_a_case() -> None:
     missing = sorted(set(REGISTRY) - set(CASES))
-    assert not missing, f"ops without a test case in tests/unit/test_ops.py: {missing}"
+    assert not missing, f"ops without a test case in tests/unit/genie/ops/test_table.py: {missing}"
     assert not sorted(set(CASES) - set(REGISTRY)), "cases for ops that are not registered"
 
 
