@@ -1,0 +1,35 @@
+"""Meta inference and the allocation cap (genie.ops.meta): the result inferred on meta
+before an op runs is the real one for every op in the table, a cap one byte below it
+refuses the op."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import torch
+
+from genie.errors import InvalidArgumentError
+from genie.ops import REGISTRY, MetaFailure, OpContext, infer
+from genie.ops.meta import check_output
+
+
+def test_allocation_cap_sees_the_real_result_size(name: str, op_case: Any,
+                                                  run_op: Callable[..., torch.Tensor]) -> None:
+    # The cap judges every op by its result inferred on meta before it runs: that
+    # inference must give the real shape and dtype (or admit it cannot tell), and a
+    # cap one byte below the real size must refuse the op while the exact size passes.
+    op = REGISTRY[name]
+    bound = op.bind(op_case.args, op_case.kwargs)
+    real = op(bound, OpContext())
+    size = infer(op, bound, None)
+    if isinstance(size, MetaFailure):  # data-dependent (boolean-mask indexing): measured after the run
+        return
+    assert (size.shape, size.dtype) == (tuple(real.shape), real.dtype)
+    nbytes = real.numel() * real.element_size()
+    assert size.nbytes == nbytes
+    assert check_output(op, bound, OpContext(max_alloc_bytes=nbytes), None, materialized=True) == size
+    if nbytes:
+        with pytest.raises(InvalidArgumentError, match="allocation limit"):
+            run_op(op, bound, limit=nbytes - 1)
