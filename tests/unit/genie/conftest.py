@@ -14,6 +14,12 @@ from genie.server.executor import Executor
 
 
 @pytest.fixture
+def x() -> torch.Tensor:
+    """A small float tensor with negatives, so that ``relu`` of it means something."""
+    return torch.tensor([[-1.0, 2.0, -3.0], [4.0, -5.0, 6.0]])
+
+
+@pytest.fixture
 def run_op() -> Callable[..., torch.Tensor]:
     """``run_op(op, bound, limit=..., reuse_input=False)``: ``op`` run as the server runs
     it (``Executor.run_op``), within an allocation cap of ``limit`` bytes."""

@@ -70,12 +70,6 @@ def _wait_for_errors(http: httpx.Client, before: dict[str, int], expected: int) 
 
 
 @pytest.fixture
-def x() -> torch.Tensor:
-    """A small float tensor with negatives, so that ``relu`` of it means something."""
-    return torch.tensor([[-1.0, 2.0, -3.0], [4.0, -5.0, 6.0]])
-
-
-@pytest.fixture
 def st_body() -> Callable[..., bytes]:
     """``st_body(tensors, metadata=None)``: a request body made by the safetensors library."""
     return _st_body
