@@ -83,7 +83,6 @@ def test_async_client_lets_no_raw_httpx_exception_escape(junk_server: Callable[[
     assert garbage.connections == 1  # a failure after connecting is never resent
 
 
-
 def test_async_client_never_resends_a_post(canned: Callable[..., Any],
                                            fixed: Callable[..., bytes]) -> None:
     srv = canned(lambda head: None if head.startswith(b"POST") else fixed(b'{"status": "ok"}'))

@@ -218,7 +218,6 @@ def test_timeout_is_a_transport_error(server: BackgroundServer, transport: str) 
         assert info.value.kind == "read_timeout" and "read_timeout" in info.value.message
 
 
-
 def test_environment_proxy_is_honoured_unless_no_proxy(canned: Callable[..., Any],
                                                        monkeypatch: pytest.MonkeyPatch,
                                                        fixed: Callable[..., bytes]) -> None:
