@@ -1,10 +1,12 @@
-"""``genie.http1``: the sync client's HTTP/1.1 path, on reply framings uvicorn rarely
-sends (chunked, close-delimited, interim 100, early error replies) and on keep-alive
-connections the server closed while idle.
+"""The plain-HTTP transport (genie.client.http1): the sync client's HTTP/1.1 path, on
+reply framings uvicorn rarely sends (chunked, close-delimited, interim 100, early error
+replies, malformed chunk sizes), on keep-alive connections the server closed while idle
+(a GET is resent, a request that may have reached the server never is, on the httpx
+paths too), and on requests it refuses to send.
 
-A tiny socket server on 127.0.0.1 answers each request with a canned reply, so each
-framing is exercised for real over TCP; the common framings are covered against the
-real Genie server by the client tests.
+``canned`` (conftest.py) is a tiny socket server on 127.0.0.1 that answers each request
+with a canned reply, so each framing is exercised for real over TCP; the common
+framings are covered against the real Genie server by the client tests.
 """
 
 from __future__ import annotations
@@ -13,11 +15,9 @@ import asyncio
 import gc
 import json
 import os
-import socket
-import threading
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -26,89 +26,8 @@ import torch
 from genie import AsyncClient, Client, TransportError
 from genie.client.http1 import IDLE_EXPIRY_S, Http1Pool
 
-Reply = Callable[[bytes], bytes | None]  # request head -> raw reply (None: close)
 
-
-class CannedServer:
-    """Reads a request head (and a Content-Length body), sends ``reply(head)``."""
-
-    def __init__(self, reply: Reply, *, close_after: bool = False) -> None:
-        self.reply = reply
-        self.close_after = close_after
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(8)
-        self.port = self.sock.getsockname()[1]
-        self.connections = 0
-        self.open = 0  # connections whose handler has not seen the client close yet
-        self.requests: list[bytes] = []
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            self.connections += 1
-            self.open += 1
-            threading.Thread(target=self._handle, args=(conn,), daemon=True).start()
-
-    def _handle(self, conn: socket.socket) -> None:
-        try:
-            self._exchange(conn)
-        finally:
-            self.open -= 1
-
-    def _exchange(self, conn: socket.socket) -> None:
-        with conn:
-            data = b""
-            while True:
-                while b"\r\n\r\n" not in data:
-                    piece = conn.recv(65536)
-                    if not piece:
-                        return
-                    data += piece
-                head, _, data = data.partition(b"\r\n\r\n")
-                length = 0
-                for line in head.split(b"\r\n")[1:]:
-                    name, _, value = line.partition(b":")
-                    if name.strip().lower() == b"content-length":
-                        length = int(value)
-                while len(data) < length:
-                    data += conn.recv(65536)
-                data = data[length:]
-                self.requests.append(head)
-                out = self.reply(head)
-                if out is None:
-                    return
-                conn.sendall(out)
-                if self.close_after:
-                    return
-
-    def close(self) -> None:
-        self.sock.close()
-
-
-@pytest.fixture
-def canned() -> Iterator[Callable[..., CannedServer]]:
-    servers: list[CannedServer] = []
-
-    def make(reply: Reply, **kw: bool) -> CannedServer:
-        servers.append(CannedServer(reply, **kw))
-        return servers[-1]
-
-    yield make
-    for s in servers:
-        s.close()
-
-
-def fixed(body: bytes, status: str = "200 OK", extra: str = "") -> bytes:
-    return (f"HTTP/1.1 {status}\r\ncontent-type: application/json\r\n"
-            f"content-length: {len(body)}\r\n{extra}\r\n").encode() + body
-
-
-def test_chunked_reply_is_reassembled(canned: Callable[..., CannedServer]) -> None:
+def test_chunked_reply_is_reassembled(canned: Callable[..., Any]) -> None:
     body = json.dumps({"status": "ok", "x": "y" * 5000}).encode()
     chunks = b"".join(f"{len(body[i:i + 999]):x}\r\n".encode() + body[i:i + 999] + b"\r\n"
                       for i in range(0, len(body), 999))
@@ -120,7 +39,7 @@ def test_chunked_reply_is_reassembled(canned: Callable[..., CannedServer]) -> No
     assert srv.connections == 1
 
 
-def test_close_delimited_and_interim_replies(canned: Callable[..., CannedServer]) -> None:
+def test_close_delimited_and_interim_replies(canned: Callable[..., Any]) -> None:
     body = json.dumps({"ok": True}).encode()
     srv = canned(lambda head: b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\n"
                  b"connection: close\r\n\r\n" + body, close_after=True)
@@ -130,7 +49,7 @@ def test_close_delimited_and_interim_replies(canned: Callable[..., CannedServer]
     assert srv.connections == 2  # "connection: close" was honoured
 
 
-def test_large_json_reply(canned: Callable[..., CannedServer]) -> None:
+def test_large_json_reply(canned: Callable[..., Any], fixed: Callable[..., bytes]) -> None:
     # Over 1 MB, replies land in a populated mmap rather than a bytearray.
     payload = {"tensors": ["h" * 64] * 40_000}
     srv = canned(lambda head: fixed(json.dumps(payload).encode()))
@@ -138,7 +57,8 @@ def test_large_json_reply(canned: Callable[..., CannedServer]) -> None:
         assert c.stats() == payload
 
 
-def test_keep_alive_closed_while_idle_is_replaced(canned: Callable[..., CannedServer]) -> None:
+def test_keep_alive_closed_while_idle_is_replaced(canned: Callable[..., Any],
+                                                  fixed: Callable[..., bytes]) -> None:
     srv = canned(lambda head: fixed(b'{"n": 1}'), close_after=True)
     pool = Http1Pool("127.0.0.1", srv.port, connect_timeout=5)
     try:
@@ -150,7 +70,8 @@ def test_keep_alive_closed_while_idle_is_replaced(canned: Callable[..., CannedSe
     assert srv.connections == 3
 
 
-def test_error_reply_and_query_string(canned: Callable[..., CannedServer]) -> None:
+def test_error_reply_and_query_string(canned: Callable[..., Any],
+                                      fixed: Callable[..., bytes]) -> None:
     err = json.dumps({"error": {"type": "unsupported_op", "message": "no op 'x y'"}}).encode()
     srv = canned(lambda head: fixed(err, "422 Unprocessable Entity"))
     with Client(f"127.0.0.1:{srv.port}", retries=0) as c, pytest.raises(Exception) as info:
@@ -162,7 +83,7 @@ def test_error_reply_and_query_string(canned: Callable[..., CannedServer]) -> No
         request_line.split(b" ")[1]
 
 
-def test_server_that_hangs_up_without_reply(canned: Callable[..., CannedServer]) -> None:
+def test_server_that_hangs_up_without_reply(canned: Callable[..., Any]) -> None:
     srv = canned(lambda head: None)
     with Client(f"127.0.0.1:{srv.port}", retries=0) as c, \
             pytest.raises(TransportError) as info:
@@ -171,7 +92,7 @@ def test_server_that_hangs_up_without_reply(canned: Callable[..., CannedServer])
     assert "without replying" in info.value.message
 
 
-def test_garbage_status_line(canned: Callable[..., CannedServer]) -> None:
+def test_garbage_status_line(canned: Callable[..., Any]) -> None:
     srv = canned(lambda head: b"NOT-HTTP\r\n\r\n")
     pool = Http1Pool("127.0.0.1", srv.port, connect_timeout=5)
     try:
@@ -198,21 +119,6 @@ def test_early_413_reply_to_a_large_upload_is_read() -> None:
         assert c.echo(torch.ones(3)).tolist() == [1.0, 1.0, 1.0]
 
 
-def test_environment_proxy_is_honoured_unless_no_proxy(
-        canned: Callable[..., CannedServer], monkeypatch: pytest.MonkeyPatch) -> None:
-    proxy = canned(lambda head: fixed(b'{"via": "proxy"}'))
-    direct = canned(lambda head: fixed(b'{"via": "direct"}'))
-    for name in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy", "http_proxy"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{proxy.port}")
-    with Client(f"127.0.0.1:{direct.port}") as c:
-        assert c.stats() == {"via": "proxy"}  # httpx carries proxied requests
-    assert proxy.requests[0].startswith(f"GET http://127.0.0.1:{direct.port}/stats".encode())
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
-    with Client(f"127.0.0.1:{direct.port}") as c:
-        assert c.stats() == {"via": "direct"}
-
-
 def _use_transport(transport: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """The sync client takes httpx when the environment names a proxy (here one that
     127.0.0.1 bypasses), its own HTTP/1.1 otherwise."""
@@ -226,8 +132,8 @@ def _use_transport(transport: str, monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.mark.parametrize("transport", ["http1", "httpx"])
 @pytest.mark.parametrize("method", ["POST", "DELETE"])
 def test_request_that_may_have_reached_the_server_is_never_resent(
-        canned: Callable[..., CannedServer], monkeypatch: pytest.MonkeyPatch,
-        transport: str, method: str) -> None:
+        canned: Callable[..., Any], monkeypatch: pytest.MonkeyPatch, transport: str, method: str,
+        fixed: Callable[..., bytes]) -> None:
     # The server reads the whole request on a kept-alive connection, then closes it
     # without a word (as when its keep-alive timeout fires at that moment).  It may
     # have acted on it: resending would upload twice, or turn a done DELETE into a 404.
@@ -249,25 +155,10 @@ def test_request_that_may_have_reached_the_server_is_never_resent(
     assert srv.connections == 1
 
 
-def test_async_client_never_resends_a_post(canned: Callable[..., CannedServer]) -> None:
-    srv = canned(lambda head: None if head.startswith(b"POST") else fixed(b'{"status": "ok"}'))
-
-    async def main() -> None:
-        async with AsyncClient(f"127.0.0.1:{srv.port}", retries=3) as c:
-            assert await c.health() == {"status": "ok"}
-            with pytest.raises(TransportError) as info:
-                await c.put(torch.ones(3))
-            assert not info.value.retryable
-
-    asyncio.run(main())
-    assert [head.split(b" ")[0] for head in srv.requests] == [b"GET", b"POST"]
-    assert srv.connections == 1
-
-
 @pytest.mark.parametrize("transport", ["http1", "httpx", "async"])
 def test_get_on_a_reused_connection_closed_without_reply_is_resent(
-        canned: Callable[..., CannedServer], monkeypatch: pytest.MonkeyPatch,
-        transport: str) -> None:
+        canned: Callable[..., Any], monkeypatch: pytest.MonkeyPatch, transport: str,
+        fixed: Callable[..., bytes]) -> None:
     seen: list[bytes] = []
 
     def reply(head: bytes) -> bytes | None:
@@ -290,7 +181,8 @@ def test_get_on_a_reused_connection_closed_without_reply_is_resent(
     assert srv.connections == 2
 
 
-def test_connections_idle_too_long_are_not_reused(canned: Callable[..., CannedServer]) -> None:
+def test_connections_idle_too_long_are_not_reused(canned: Callable[..., Any],
+                                                  fixed: Callable[..., bytes]) -> None:
     assert IDLE_EXPIRY_S < 5  # uvicorn closes idle keep-alive connections after 5 s
     srv = canned(lambda head: fixed(b"{}"))
     pool = Http1Pool("127.0.0.1", srv.port, connect_timeout=5)
@@ -306,7 +198,7 @@ def test_connections_idle_too_long_are_not_reused(canned: Callable[..., CannedSe
         pool.close()
 
 
-def test_protocol_errors_close_the_connection(canned: Callable[..., CannedServer]) -> None:
+def test_protocol_errors_close_the_connection(canned: Callable[..., Any]) -> None:
     # A reply the client cannot parse leaves the connection at an unknown point of the
     # stream: it must be closed at once, neither pooled nor left for the garbage
     # collector (the caller may keep the exception, and with it the socket, alive).
@@ -334,7 +226,7 @@ def test_protocol_errors_close_the_connection(canned: Callable[..., CannedServer
 
 
 def test_connections_with_descriptors_above_1024_are_reused(
-        canned: Callable[..., CannedServer]) -> None:
+        canned: Callable[..., Any], fixed: Callable[..., bytes]) -> None:
     # select.select() refuses descriptors >= 1024, which made every pooled connection of
     # a process with many open files (a data loader, a test session) look stale.
     import resource
@@ -368,7 +260,7 @@ def _chunked(*pieces: bytes) -> bytes:
 
 @pytest.mark.parametrize("size_line", [b"0x2", b"-2", b"+2", b"0_2", b" 2", b"2 junk", b"zz", b"",
                                        b"1" * 16])
-def test_malformed_chunk_sizes_are_transport_errors(canned: Callable[..., CannedServer],
+def test_malformed_chunk_sizes_are_transport_errors(canned: Callable[..., Any],
                                                     size_line: bytes) -> None:
     # int(text, 16) would read "0x2", "+2", "0_2" and " 2" as 2 (and "-2" as -2).
     srv = canned(lambda head: _chunked(size_line + b"\r\n{}\r\n0\r\n\r\n"))
@@ -379,7 +271,7 @@ def test_malformed_chunk_sizes_are_transport_errors(canned: Callable[..., Canned
     assert srv.connections == 1
 
 
-def test_chunk_extensions_and_framing(canned: Callable[..., CannedServer]) -> None:
+def test_chunk_extensions_and_framing(canned: Callable[..., Any]) -> None:
     ok = _chunked(b"2 ;name=value\r\n{}\r\n0\r\ntrailer: x\r\n\r\n")
     srv = canned(lambda head: ok)
     with Client(f"127.0.0.1:{srv.port}", retries=0) as c:
@@ -394,8 +286,8 @@ def test_chunk_extensions_and_framing(canned: Callable[..., CannedServer]) -> No
 
 @pytest.mark.parametrize("target", ["/a b", "/a\r\nx-evil: 1", "/a\nb", "/a\x00", "/a\x7f",
                                     "/\u00e9", ""])
-def test_unsafe_request_targets_are_refused_before_sending(
-        canned: Callable[..., CannedServer], target: str) -> None:
+def test_unsafe_request_targets_are_refused_before_sending(canned: Callable[..., Any], target: str,
+                                                           fixed: Callable[..., bytes]) -> None:
     srv = canned(lambda head: fixed(b"{}"))
     pool = Http1Pool("127.0.0.1", srv.port, connect_timeout=5)
     try:

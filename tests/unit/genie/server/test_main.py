@@ -1,6 +1,8 @@
-"""The server as a user starts it: ``python -m genie.runtime.simple_server`` in its own
-process, talked to with plain HTTP and files made by the safetensors library (what
-``curl --data-binary @x.safetensors`` sends), stopped with a signal."""
+"""The server's command line (genie.server.__main__) as a user starts it:
+``python -m genie.runtime.simple_server`` (the guide's spelling of ``genie-server``) in
+its own process, talked to with plain HTTP and files made by the safetensors library
+(what ``curl --data-binary @x.safetensors`` sends), stopped with a signal; bad flags,
+a taken port and a missing CUDA device fail clearly, without a traceback."""
 
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -22,17 +24,11 @@ import torch
 STARTUP_TIMEOUT = 60.0
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 class ServerProcess:
     """``genie-server`` in a subprocess on 127.0.0.1; waits until /health answers."""
 
-    def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
-        self.port = free_port()
+    def __init__(self, port: int, *args: str, env: dict[str, str] | None = None) -> None:
+        self.port = port
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "genie.runtime.simple_server", "--host", "127.0.0.1",
@@ -81,8 +77,8 @@ def assert_clean_exit(code: int, output: str, sig: int) -> None:
 
 
 @pytest.fixture
-def tokened_server() -> Iterator[ServerProcess]:
-    srv = ServerProcess("--max-body-mb", "1", env={"GENIE_TOKEN": "from-env"})
+def tokened_server(free_port: Callable[[], int]) -> Iterator[ServerProcess]:
+    srv = ServerProcess(free_port(), "--max-body-mb", "1", env={"GENIE_TOKEN": "from-env"})
     yield srv
     srv.stop(signal.SIGKILL)
 
@@ -113,8 +109,8 @@ def test_cli_serves_curl_style_requests(tokened_server: ServerProcess, tmp_path:
     assert_clean_exit(code, output, signal.SIGTERM)
 
 
-def test_cli_token_flag_and_sigint(tmp_path: Path) -> None:
-    srv = ServerProcess("--token", "flag-token")
+def test_cli_token_flag_and_sigint(tmp_path: Path, free_port: Callable[[], int]) -> None:
+    srv = ServerProcess(free_port(), "--token", "flag-token")
     try:
         health = srv.wait_healthy({"Authorization": "Bearer flag-token"})
         assert health["status"] == "ok" and health["auth"] is True
@@ -125,7 +121,7 @@ def test_cli_token_flag_and_sigint(tmp_path: Path) -> None:
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a CPU-only machine")
-def test_cli_device_cuda_without_cuda_fails_clearly() -> None:
+def test_cli_device_cuda_without_cuda_fails_clearly(free_port: Callable[[], int]) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "genie.runtime.simple_server", "--host", "127.0.0.1",
          "--port", str(free_port()), "--device", "cuda"],
@@ -147,7 +143,7 @@ def test_cli_port_in_use_fails_clearly() -> None:
     assert "Traceback" not in result.stderr
 
 
-def test_cli_rejects_bad_flags() -> None:
+def test_cli_rejects_bad_flags(free_port: Callable[[], int]) -> None:
     bad = (["--max-body-mb", "-1"], ["--device", "tpu"],
            # A budget for bodies in flight smaller than the largest body could never
            # let that body in; refused at start-up, not on the first big request.

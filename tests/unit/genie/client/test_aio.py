@@ -1,0 +1,99 @@
+"""``genie.AsyncClient`` (genie.client.aio), the asyncio twin: every operation against
+a real server, concurrent requests on one client, the same error tree (no raw httpx
+exception escapes, timeouts are TransportErrors), and a POST whose connection closed
+without a reply is never resent."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import torch
+
+from genie.client import AsyncClient
+from genie.errors import AuthError, NotFoundError, ServerError, TransportError, UnsupportedOpError
+from genie.server.runner import BackgroundServer
+
+
+def test_async_client_does_the_same(server: BackgroundServer, make_server: Callable[..., BackgroundServer],
+                                    x: torch.Tensor, free_port: Callable[[], int]) -> None:
+    locked = make_server(token="a")
+
+    async def main() -> None:
+        async with AsyncClient(f"127.0.0.1:{server.port}", retries=0) as c:
+            assert (await c.check_compatible())["status"] == "ok"
+            assert (await c.stats())["requests"]["total"] >= 1
+            assert "matmul" in await c.ops()
+            assert (await c.device())["benchmark"]["median_ms"] > 0
+            assert torch.equal(await c.execute("relu", x), torch.relu(x))
+            assert torch.equal(await c.execute("cat", tensors=[x, x]), torch.cat([x, x]))
+            assert torch.equal(await c.echo(x.t()), x.t())
+            big = torch.randn(1024, 1024)  # 4 MiB: the large-body paths
+            assert torch.equal(await c.echo(big), big)
+            assert torch.equal(await c.execute("neg", big), -big)
+            h = await c.put(x)
+            assert torch.equal(await c.get(h), x)
+            graph = {"nodes": [{"id": "a", "op": "add", "args": [{"handle": h.id}, {"input": "y"}]}],
+                     "keep": True}
+            result = await c.run_graph(graph, {"y": x})
+            assert result.outputs == {} and torch.equal(await c.get(result.handles["a"]), x * 2)
+            await c.delete(h)
+            await c.delete(result.handles["a"])
+            with pytest.raises(NotFoundError):
+                await c.get(h)
+            with pytest.raises(UnsupportedOpError):
+                await c.execute("nope", x)
+            # Concurrent requests on one client.
+            outs = await asyncio.gather(*(c.execute("mul", x, other=float(i)) for i in range(8)))
+            for i, out in enumerate(outs):
+                assert torch.equal(out, x * float(i))
+        async with AsyncClient(locked.url) as c:
+            with pytest.raises(AuthError):
+                await c.health()
+        async with AsyncClient(f"127.0.0.1:{free_port()}", retries=1) as c:
+            with pytest.raises(TransportError) as info:
+                await c.health()
+            assert info.value.retryable
+
+    asyncio.run(main())
+
+
+def test_async_client_lets_no_raw_httpx_exception_escape(junk_server: Callable[[bytes], Any],
+                                                         server: BackgroundServer, x: torch.Tensor) -> None:
+    garbage = junk_server(b"this is not HTTP at all\r\n\r\n")
+    proxy = junk_server(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 2\r\n"
+                        b"Connection: close\r\n\r\nno")
+
+    async def main() -> None:
+        async with AsyncClient(f"127.0.0.1:{garbage.port}", retries=2) as c:
+            with pytest.raises(TransportError) as info:
+                await c.execute("relu", x)
+            assert not info.value.retryable
+        async with AsyncClient(f"127.0.0.1:{proxy.port}", retries=0) as c:
+            with pytest.raises(ServerError) as err:
+                await c.health()
+            assert err.value.status == 502
+        async with AsyncClient(server.url, timeout=0.001, retries=0) as c:
+            with pytest.raises(TransportError, match="Timeout"):
+                await c.device()  # a 1000x1000 matmul benchmark cannot answer in 1 ms
+
+    asyncio.run(main())
+    assert garbage.connections == 1  # a failure after connecting is never resent
+
+
+def test_async_client_never_resends_a_post(canned: Callable[..., Any],
+                                           fixed: Callable[..., bytes]) -> None:
+    srv = canned(lambda head: None if head.startswith(b"POST") else fixed(b'{"status": "ok"}'))
+
+    async def main() -> None:
+        async with AsyncClient(f"127.0.0.1:{srv.port}", retries=3) as c:
+            assert await c.health() == {"status": "ok"}
+            with pytest.raises(TransportError) as info:
+                await c.put(torch.ones(3))
+            assert not info.value.retryable
+
+    asyncio.run(main())
+    assert [head.split(b" ")[0] for head in srv.requests] == [b"GET", b"POST"]
+    assert srv.connections == 1

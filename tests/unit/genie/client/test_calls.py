@@ -1,0 +1,125 @@
+"""What both clients share (genie.client.calls): the token's form, handle ids that
+reach the server verbatim, the error tree an error reply maps to (status and class,
+401 never retried, 413s told apart), and the retry policy: only connection failures
+and 503 are retried, with growing delays."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import torch
+
+from genie.client import AsyncClient, Client
+from genie.errors import (
+    AuthError,
+    BudgetExceededError,
+    ConfigurationError,
+    GenieError,
+    InvalidArgumentError,
+    MalformedRequestError,
+    NotFoundError,
+    PayloadTooLargeError,
+    RemoteError,
+    ServerBusyError,
+    ServerError,
+    TransportError,
+    UnsupportedDTypeError,
+    UnsupportedOpError,
+)
+from genie.server.runner import BackgroundServer
+
+
+@pytest.mark.parametrize("token", ["tök€n", "a\r\nX-Evil: 1", "two words", "tab\there"])
+def test_tokens_that_cannot_travel_in_a_header_are_configuration_errors(token: str) -> None:
+    for cls in (Client, AsyncClient):
+        with pytest.raises(ConfigurationError, match="token"):
+            cls("127.0.0.1:8888", token=token)
+
+
+#: Handle ids a caller might pass that are not the server's hex tokens: each must reach
+#: the server as that id, not as another route, a query string or an injected header.
+ODD_IDS = ["x?y=1", "a b", "%41", "a\r\nx-evil: 1", "..", ".", "...", "\u00e9"]
+
+
+def test_odd_handle_ids_reach_the_server_verbatim(client: Client) -> None:
+    for odd in ODD_IDS:
+        for call in (client.get, client.delete):
+            with pytest.raises(NotFoundError) as info:
+                call(odd)
+            assert f"unknown tensor handle {odd!r}" in info.value.message
+    for slashed in ["../health", "a/b"]:  # decoded, these match no route at all
+        with pytest.raises(NotFoundError, match="no route"):
+            client.get(slashed)
+
+
+def test_async_client_quotes_handle_ids(server: BackgroundServer) -> None:
+    async def main() -> None:
+        async with AsyncClient(server.url, retries=0) as c:
+            for odd in ODD_IDS:
+                with pytest.raises(NotFoundError) as info:
+                    await c.delete(odd)
+                assert f"unknown tensor handle {odd!r}" in info.value.message
+
+    asyncio.run(main())
+
+
+def test_remote_errors_map_to_their_classes(client: Client, x: torch.Tensor) -> None:
+    cases: list[tuple[Callable[[], Any], type[RemoteError], int]] = [
+        (lambda: client.execute("no_such_op", x), UnsupportedOpError, 422),
+        (lambda: client.execute("matmul", x, other=x), InvalidArgumentError, 422),
+        (lambda: client.execute("relu", x, inplace=True), InvalidArgumentError, 422),
+        (lambda: client.execute("to", x, dtype="complex128"), UnsupportedDTypeError, 422),
+        (lambda: client.get("0" * 32), NotFoundError, 404),
+        (lambda: client.run_graph({"nodes": "nope"}), MalformedRequestError, 400),
+    ]
+    for call, cls, status in cases:
+        with pytest.raises(cls) as info:
+            call()
+        assert type(info.value) is cls
+        assert info.value.status == status
+        assert isinstance(info.value, GenieError)
+    with pytest.raises(InvalidArgumentError, match=r"\[2, 3\]"):
+        client.execute("matmul", x, other=x)
+    assert client.health()["status"] == "ok"
+
+
+def test_auth(make_server: Callable[..., BackgroundServer], transport: str, x: torch.Tensor) -> None:
+    srv = make_server(token="t0ken")
+    with Client(srv.url, token="t0ken") as c:
+        assert torch.equal(c.execute("relu", x), torch.relu(x))
+    for token in (None, "wrong"):
+        with Client(srv.url, token=token, retries=3) as c:
+            with pytest.raises(AuthError) as info:
+                c.health()
+            assert info.value.status == 401
+            assert c.requests == 1  # never retried
+    with Client(srv.url, token="t0ken") as c:
+        assert c.stats()["errors_by_type"] == {"unauthorized": 2}
+
+
+def test_limits(make_server: Callable[..., BackgroundServer], transport: str) -> None:
+    srv = make_server(max_body_mb=0.01, max_held_mb=0.001)
+    with Client(srv.url) as c:
+        with pytest.raises(PayloadTooLargeError) as info:
+            c.echo(torch.zeros(10_000))
+        assert type(info.value) is PayloadTooLargeError and info.value.status == 413
+        kept = c.put(torch.zeros(200))
+        with pytest.raises(BudgetExceededError):
+            c.put(torch.zeros(100))
+        assert torch.equal(c.get(kept), torch.zeros(200))
+
+
+def test_retry_policy() -> None:
+    with Client("127.0.0.1:1", retries=3) as c:
+        assert c.retry_delay(ServerBusyError("busy"), 0) is not None
+        assert c.retry_delay(TransportError("refused", kind="connect", retryable=True), 2)
+        assert c.retry_delay(TransportError("refused", kind="connect", retryable=True), 3) is None
+        assert c.retry_delay(TransportError("read timeout", kind="read_timeout"), 0) is None
+        for err in (InvalidArgumentError("x"), NotFoundError("x"), AuthError("x"),
+                    ServerError("x"), PayloadTooLargeError("x")):
+            assert c.retry_delay(err, 0) is None
+        delays = [c.retry_delay(ServerBusyError("busy"), a) for a in range(3)]
+        assert delays == sorted(delays) and delays[0] > 0  # type: ignore[type-var,operator]

@@ -1,0 +1,285 @@
+"""``genie.Client`` (genie.client.sync) against a real server, over both of its
+transports: every operation, bit-exact tensors of every dtype and layout, handles and
+graphs, one client shared by threads; no raw httpx exception escapes, replies a proxy
+might send are read, closed keep-alive connections are replaced, timeouts and refused
+connections are TransportErrors, a busy server is retried until it answers, and
+httpx (so the environment's proxy) is used exactly when the environment names one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+import torch
+
+from genie.client import Client, RemoteTensor
+from genie.errors import (
+    NotFoundError,
+    RemoteError,
+    ServerBusyError,
+    ServerError,
+    TransportError,
+)
+from genie.protocol import PROTOCOL_VERSION
+from genie.server.runner import BackgroundServer
+
+
+def test_health_stats_ops_device(client: Client) -> None:
+    info = client.check_compatible()
+    assert info["status"] == "ok" and info["protocol_version"] == PROTOCOL_VERSION
+    assert client.stats()["requests"]["total"] >= 1
+    assert "relu" in client.ops() and len(client.ops()) == info["ops"]
+    assert client.device()["benchmark"]["median_ms"] > 0
+
+
+def test_execute(client: Client, x: torch.Tensor) -> None:
+    y = torch.tensor([1.0, 10.0, 100.0])
+    assert torch.equal(client.execute("relu", x), torch.relu(x))
+    assert torch.equal(client.execute("add", x, other=y, alpha=3), torch.add(x, y, alpha=3))
+    assert torch.equal(client.execute("mul", x, other=2.5), x * 2.5)
+    assert torch.equal(client.execute("sum", x, dim=(0, 1)), x.sum())
+    assert client.execute("to", x, dtype=torch.bfloat16).dtype == torch.bfloat16
+    assert torch.equal(client.execute("getitem", x, index=(Ellipsis, slice(1, None))), x[..., 1:])
+    assert torch.equal(client.execute("reshape", x, shape=torch.Size([3, 2])), x.reshape(3, 2))
+    assert torch.equal(client.execute("randn", size=[3], seed=5),
+                       torch.randn(3, generator=torch.Generator().manual_seed(5)))
+    assert torch.equal(client.execute("where", x > 0, input=x, other=0.0),
+                       torch.where(x > 0, x, 0.0))
+
+
+def test_execute_with_tensor_lists(client: Client, x: torch.Tensor) -> None:
+    assert torch.equal(client.execute("cat", tensors=[x, x * 2], dim=1), torch.cat([x, x * 2], 1))
+    assert torch.equal(client.execute("stack", tensors=(x, -x)), torch.stack([x, -x]))
+    assert torch.allclose(client.execute("einsum", equation="ij,kj->ik", operands=[x, x]), x @ x.t())
+    idx = torch.tensor([2, 0])
+    assert torch.equal(client.execute("getitem", x, index=(slice(None), idx)), x[:, idx])
+
+
+def test_execute_non_contiguous_and_edge_shapes(client: Client) -> None:
+    big = torch.randn(64, 48)
+    assert torch.equal(client.execute("neg", big.t()), -big.t())
+    assert torch.equal(client.execute("neg", big[::3, 5:20]), -big[::3, 5:20])
+    assert torch.equal(client.execute("neg", torch.tensor(3.5)), torch.tensor(-3.5))
+    empty = client.execute("neg", torch.empty(0, 4))
+    assert empty.shape == (0, 4)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32, torch.float64,
+                                   torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8,
+                                   torch.uint16, torch.uint32, torch.uint64, torch.bool,
+                                   torch.complex64, torch.float8_e4m3fn, torch.float8_e5m2])
+def test_echo_is_bit_exact(client: Client, dtype: torch.dtype) -> None:
+    raw = torch.randint(0, 256, (5 * 7 * dtype.itemsize,), dtype=torch.uint8,
+                        generator=torch.Generator().manual_seed(1))
+    t = (raw % 2).bool().reshape(5, 7) if dtype is torch.bool else raw.view(dtype).reshape(5, 7)
+    out = client.echo(t.t())
+    assert out.dtype == dtype and out.shape == (7, 5)
+    assert torch.equal(out.contiguous().view(torch.uint8), t.t().contiguous().view(torch.uint8))
+    assert client.last.bytes_sent > 35 * dtype.itemsize
+    assert client.last.bytes_received > 35 * dtype.itemsize
+    assert set(client.last.server_timing) == {"decode", "compute", "encode"}
+
+
+def test_large_tensors_round_trip(client: Client) -> None:
+    # Past 1 MiB both sides receive into pre-populated mmap buffers: a different path.
+    big = torch.randn(2048, 2048, generator=torch.Generator().manual_seed(3))  # 16 MiB
+    assert torch.equal(client.echo(big), big)
+    assert torch.equal(client.execute("neg", big.t()), -big.t())
+    handle = client.put(big.half())
+    assert handle.nbytes == big.numel() * 2
+    assert torch.equal(client.get(handle), big.half())
+    client.delete(handle)
+
+
+def test_handles(client: Client, x: torch.Tensor) -> None:
+    w = torch.randn(3, 4)
+    handle = client.put(w)
+    assert isinstance(handle, RemoteTensor)
+    assert handle.shape == (3, 4) and handle.dtype == torch.float32 and handle.nbytes == 48
+    assert torch.equal(client.get(handle), w)
+    assert torch.equal(client.get(handle.id), w)  # a bare id works too
+    graph = {"nodes": [{"id": "y", "op": "matmul", "args": [{"input": "x"}, {"handle": handle.id}]}]}
+    result = client.run_graph(graph, {"x": x})
+    assert torch.allclose(result.outputs["y"], x @ w) and result.handles == {}
+    assert client.delete(handle)["deleted"] is True
+    with pytest.raises(NotFoundError) as info:
+        client.get(handle)
+    assert info.value.status == 404
+    with pytest.raises(NotFoundError):
+        client.delete(handle.id)
+
+
+def test_run_graph_keep(client: Client, x: torch.Tensor) -> None:
+    graph = {"nodes": [{"id": "a", "op": "exp", "args": [{"input": "x"}]},
+                       {"id": "b", "op": "sum", "args": [{"node": "a"}]}],
+             "outputs": ["a", "b"], "keep": ["a"]}
+    result = client.run_graph(graph, {"x": x})
+    assert set(result.outputs) == {"b"} and set(result.handles) == {"a"}
+    assert torch.allclose(result.outputs["b"], x.exp().sum())
+    kept = result.handles["a"]
+    assert kept.shape == (2, 3) and kept.dtype == torch.float32
+    assert torch.allclose(client.get(kept), x.exp())
+    client.delete(kept)
+
+
+def test_one_client_shared_by_threads(client: Client) -> None:
+    failures: list[BaseException] = []
+
+    def work(seed: int) -> None:
+        try:
+            for i in range(5):
+                x = torch.randn(50, 20, generator=torch.Generator().manual_seed(seed * 10 + i))
+                assert torch.equal(client.execute("neg", x), -x)
+                assert torch.equal(client.echo(x), x)
+        except BaseException as exc:  # noqa: BLE001 - reported on the main thread
+            failures.append(exc)
+
+    threads = [threading.Thread(target=work, args=(s,)) for s in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not failures, failures
+
+
+# --- transports: replies the Genie server never sends, and connections that go away ---
+
+
+def test_no_raw_httpx_exception_escapes(junk_server: Callable[[bytes], Any], transport: str,
+                                        x: torch.Tensor) -> None:
+    garbage = junk_server(b"this is not HTTP at all\r\n\r\n")
+    with Client(f"127.0.0.1:{garbage.port}", retries=2) as c:
+        with pytest.raises(TransportError) as info:
+            c.execute("relu", x)
+        assert not isinstance(info.value, httpx.HTTPError)
+        assert not info.value.retryable  # the server got the request: not safe to resend
+    assert garbage.connections == 1
+    hangup = junk_server(b"")  # accepts, reads, closes without a word
+    with Client(f"127.0.0.1:{hangup.port}", retries=0) as c, pytest.raises(TransportError):
+        c.health()
+    proxy = junk_server(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 10\r\n"
+                        b"Connection: close\r\n\r\nupstream??")
+    with Client(f"127.0.0.1:{proxy.port}", retries=0) as c:
+        with pytest.raises(ServerError) as err:
+            c.health()
+        assert err.value.status == 502 and "upstream" in err.value.message
+    not_json = junk_server(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello")
+    with Client(f"127.0.0.1:{not_json.port}", retries=0) as c, pytest.raises(RemoteError):
+        c.health()
+
+
+def test_replies_a_proxy_might_send_are_read(junk_server: Callable[[bytes], Any],
+                                             transport: str) -> None:
+    ok = b'{"status": "ok", "protocol_version": "1.0"}'
+    replies = {
+        "chunked": b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                   b"Transfer-Encoding: chunked\r\n\r\n"
+                   + b"%x\r\n" % 10 + ok[:10] + b"\r\n"
+                   + b"%x;ext=1\r\n" % (len(ok) - 10) + ok[10:] + b"\r\n0\r\n\r\n",
+        "until-close": b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n" + ok,
+        "http/1.0": b"HTTP/1.0 200 OK\r\nContent-Length: %d\r\n\r\n" % len(ok) + ok,
+        "interim-100": b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\n"
+                       b"Content-Length: %d\r\n\r\n" % len(ok) + ok,
+    }
+    for name, reply in replies.items():
+        srv = junk_server(reply)
+        with Client(f"127.0.0.1:{srv.port}", retries=0) as c:
+            assert c.check_compatible()["status"] == "ok", name
+
+
+def test_keep_alive_connection_closed_by_the_server_is_replaced(
+        junk_server: Callable[[bytes], Any], transport: str) -> None:
+    # The reply promises keep-alive, then the server closes the connection anyway
+    # (as servers do after their idle timeout): the next request must still work.
+    ok = b'{"status": "ok"}'
+    srv = junk_server(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(ok) + ok)
+    with Client(f"127.0.0.1:{srv.port}", retries=0) as c:
+        for _ in range(3):
+            assert c.health() == {"status": "ok"}
+    assert srv.connections == 3
+
+
+def test_https_to_a_plain_http_server_is_a_transport_error(server: BackgroundServer) -> None:
+    with Client(f"https://127.0.0.1:{server.port}", retries=0) as c:
+        with pytest.raises(TransportError) as info:
+            c.health()
+        assert not isinstance(info.value, httpx.HTTPError)
+
+
+def test_timeout_is_a_transport_error(server: BackgroundServer, transport: str) -> None:
+    with Client(server.url, timeout=0.001, retries=0) as c:
+        with pytest.raises(TransportError) as info:
+            c.device()  # a 1000x1000 matmul benchmark cannot answer within 1 ms
+        assert info.value.kind == "read_timeout" and "read_timeout" in info.value.message
+
+
+def test_environment_proxy_is_honoured_unless_no_proxy(canned: Callable[..., Any],
+                                                       monkeypatch: pytest.MonkeyPatch,
+                                                       fixed: Callable[..., bytes]) -> None:
+    proxy = canned(lambda head: fixed(b'{"via": "proxy"}'))
+    direct = canned(lambda head: fixed(b'{"via": "direct"}'))
+    for name in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy", "http_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{proxy.port}")
+    with Client(f"127.0.0.1:{direct.port}") as c:
+        assert c.stats() == {"via": "proxy"}  # httpx carries proxied requests
+    assert proxy.requests[0].startswith(f"GET http://127.0.0.1:{direct.port}/stats".encode())
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    with Client(f"127.0.0.1:{direct.port}") as c:
+        assert c.stats() == {"via": "direct"}
+
+
+# --- retries ---------------------------------------------------------------------------
+
+
+def test_connection_refused_is_retried_then_transport_error(
+        transport: str, free_port: Callable[[], int]) -> None:
+    port = free_port()
+    with Client(f"127.0.0.1:{port}", retries=2, timeout=2) as c, \
+            pytest.raises(TransportError) as info:
+        c.health()
+    assert info.value.retryable
+    assert info.value.kind == "connect"
+    assert c.requests == 0  # no reply ever came
+
+
+def test_busy_server_is_retried_until_it_answers(make_server: Callable[..., BackgroundServer],
+                                                 x: torch.Tensor) -> None:
+    srv = make_server(max_inflight=1)
+    m = torch.eye(400)
+    slow = {"nodes": [{"id": f"n{i}", "op": "matmul",
+                       "args": [{"input": "m"} if i == 0 else {"node": f"n{i - 1}"}, {"input": "m"}]}
+                      for i in range(80)]}
+    retried = False
+    for _ in range(10):
+        hold = threading.Thread(target=_hold_the_slot, args=(srv.url, slow, m))
+        hold.start()
+        with Client(srv.url, retries=0) as probe, Client(srv.url, retries=8) as c:
+            # Wait until the slow graph holds the only compute slot (a probe gets 503),
+            # then the real call must be refused at first and succeed on a retry.
+            busy = False
+            while hold.is_alive() and not busy:
+                try:
+                    probe.execute("relu", x)
+                except ServerBusyError:
+                    busy = True
+            if busy:
+                assert torch.equal(c.execute("relu", x), torch.relu(x))
+                retried = c.requests > 1  # a 503 came back and the call still succeeded
+        hold.join()
+        if retried:
+            break
+    assert retried, "never caught the server busy"
+    with Client(srv.url) as c:
+        assert c.stats()["errors_by_type"].get("busy", 0) >= 1
+
+
+def _hold_the_slot(url: str, graph: dict[str, Any], m: torch.Tensor) -> None:
+    # Losing the race for the slot (503) is fine: then the other request holds it.
+    with Client(url, retries=0) as c, contextlib.suppress(ServerBusyError):
+        c.run_graph(graph, {"m": m})

@@ -1,0 +1,254 @@
+"""The HTTP endpoints (genie.server.endpoints) over real HTTP: what each route reads,
+computes and answers: /health, /ops, /execute (body tensors bound by name, arguments
+from the query, tagged arguments, factories without a body, dtypes kept, in place over
+the received body), /echo, and /graph's kept outputs, which are handles only once the
+reply is sent, and never views of the request body; no /execute request a client can
+send makes the server answer a 500.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from genie.graph import HANDLES_METADATA_KEY
+from genie.ops import REGISTRY
+from genie.protocol import PROTOCOL_VERSION
+from genie.server.runner import BackgroundServer
+from genie.wire import decode
+
+
+def test_health_reports_device_versions_and_counters(http: httpx.Client) -> None:
+    info = http.get("/health").json()
+    assert info["status"] == "ok"
+    assert info["device"] == "cpu" and info["device_type"] == "cpu"
+    assert info["cuda_available"] is torch.cuda.is_available()
+    for key in ("gpu_name", "gpu_count", "gpu_memory_total_bytes", "gpu_memory_free_bytes"):
+        assert key in info
+    assert info["torch_version"] == torch.__version__
+    assert info["protocol_version"] == PROTOCOL_VERSION
+    assert info["ops"] == len(REGISTRY)
+    assert info["auth"] is False
+    assert info["uptime_s"] >= 0
+    assert set(info["requests"]) == {"total", "succeeded", "failed"}
+
+
+def test_ops_lists_every_op_with_its_signature(http: httpx.Client) -> None:
+    ops = http.get("/ops").json()["ops"]
+    assert [o["name"] for o in ops] == sorted(REGISTRY)
+    by_name = {o["name"]: o["signature"] for o in ops}
+    assert by_name["sum"] == "sum(input, dim=None, keepdim=False, dtype=None)"
+
+
+def test_execute_relu_with_a_lone_tensor_of_any_name(
+        http: httpx.Client, x: torch.Tensor, st_body: Callable[..., bytes],
+        tensors_of: Callable[..., dict[str, torch.Tensor]]) -> None:
+    for name in ("x", "input", "anything"):
+        out = tensors_of(http.post("/execute?op=relu", content=st_body({name: x})))
+        assert list(out) == ["output"]
+        assert torch.equal(out["output"], torch.relu(x))
+
+
+def test_execute_binds_body_tensors_by_name_and_args_from_query(
+        http: httpx.Client, x: torch.Tensor, st_body: Callable[..., bytes],
+        tensors_of: Callable[..., dict[str, torch.Tensor]]) -> None:
+    y = torch.tensor([10.0, 20.0, 30.0])
+    body = st_body({"input": x, "other": y})
+    out = tensors_of(http.post("/execute", params={"op": "add", "args": '{"alpha": 2}'},
+                               content=body))
+    assert torch.equal(out["output"], torch.add(x, y, alpha=2))
+    # A lone tensor binds to the first parameter, the named one to its parameter.
+    out = tensors_of(http.post("/execute", params={"op": "sub"},
+                               content=st_body({"a": x, "other": y})))
+    assert torch.equal(out["output"], x - y)
+    out = tensors_of(http.post("/execute", params={"op": "sum", "args": '{"dim": 1, "keepdim": true}'},
+                               content=st_body({"x": x})))
+    assert torch.equal(out["output"], x.sum(1, keepdim=True))
+
+
+def test_execute_tagged_args(http: httpx.Client, x: torch.Tensor, st_body: Callable[..., bytes],
+                             tensors_of: Callable[..., dict[str, torch.Tensor]]) -> None:
+    out = tensors_of(http.post("/execute", params={"op": "to", "args": '{"dtype": {"dtype": "bfloat16"}}'},
+                               content=st_body({"x": x})))
+    assert out["output"].dtype == torch.bfloat16
+    args = json.dumps({"index": [{"ellipsis": True}, {"slice": [None, None, 2]}]})
+    out = tensors_of(http.post("/execute", params={"op": "getitem", "args": args},
+                               content=st_body({"x": x})))
+    assert torch.equal(out["output"], x[..., ::2])
+    # {"input": NAME} refers to a body tensor, e.g. for a list argument.
+    args = json.dumps({"tensors": [{"input": "a"}, {"input": "b"}], "dim": 1})
+    out = tensors_of(http.post("/execute", params={"op": "cat", "args": args},
+                               content=st_body({"a": x, "b": x * 2})))
+    assert torch.equal(out["output"], torch.cat([x, x * 2], 1))
+
+
+def test_execute_factory_without_body(http: httpx.Client,
+                                      tensors_of: Callable[..., dict[str, torch.Tensor]]) -> None:
+    args = json.dumps({"size": [2, 3], "seed": 42})
+    first = tensors_of(http.post("/execute", params={"op": "randn", "args": args}))["output"]
+    again = tensors_of(http.post("/execute", params={"op": "randn", "args": args}))["output"]
+    assert torch.equal(first, torch.randn(2, 3, generator=torch.Generator().manual_seed(42)))
+    assert torch.equal(first, again)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float64, torch.int32,
+                                   torch.uint8, torch.bool])
+def test_execute_keeps_dtypes(http: httpx.Client, dtype: torch.dtype, st_body: Callable[..., bytes],
+                              tensors_of: Callable[..., dict[str, torch.Tensor]]) -> None:
+    x = torch.tensor([[1, 0, 3], [0, 5, 1]]).to(dtype)
+    out = tensors_of(http.post("/execute?op=t", content=st_body({"x": x})))["output"]
+    assert out.dtype == dtype and torch.equal(out, x.t())
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16], ids=str)
+def test_execute_unary_ops_match_eager_bits(http: httpx.Client, dtype: torch.dtype,
+                                            st_body: Callable[..., bytes],
+                                            tensors_of: Callable[..., dict[str, torch.Tensor]]) -> None:
+    # These run in place over the received body tensor (small and over 1 MiB bodies,
+    # which arrive in different buffers); the reply must be eager PyTorch's exact bits.
+    for n in (1031, 300_001):
+        x = torch.linspace(-6, 6, n).to(dtype)
+        for op, args, eager in (("relu", {}, torch.relu), ("exp", {}, torch.exp),
+                                ("log", {}, torch.log), ("silu", {}, F.silu),
+                                ("gelu", {"approximate": "tanh"},
+                                 lambda t: F.gelu(t, approximate="tanh"))):
+            out = tensors_of(http.post("/execute", params={"op": op, "args": json.dumps(args)},
+                                       content=st_body({"x": x})))["output"]
+            assert out.dtype == dtype
+            assert torch.equal(out.view(torch.uint8), eager(x).view(torch.uint8)), op
+
+
+def test_echo_is_bit_exact_and_keeps_metadata(http: httpx.Client, st_body: Callable[..., bytes],
+                                              tensors_of: Callable[..., dict[str, torch.Tensor]]) -> None:
+    tensors = {"a": torch.randn(3, 4).bfloat16(), "b": torch.tensor(7, dtype=torch.int64),
+               "c": torch.empty(0, 5), "d": torch.tensor([float("nan"), -0.0])}
+    meta = {"k": "v", "note": "ünïcode"}
+    resp = http.post("/echo", content=st_body(tensors, meta))
+    out = tensors_of(resp)
+    assert decode(resp.content).metadata == meta
+    for name, t in tensors.items():
+        assert out[name].dtype == t.dtype and out[name].shape == t.shape
+        assert torch.equal(out[name].reshape(-1).view(torch.uint8), t.reshape(-1).view(torch.uint8))
+    # An empty safetensors file (no tensors) echoes too.
+    assert tensors_of(http.post("/echo", content=st_body({}))) == {}
+
+
+def test_execute_args_may_refer_to_one_body_tensor_twice(
+        http: httpx.Client, x: torch.Tensor, st_body: Callable[..., bytes],
+        tensors_of: Callable[..., dict[str, torch.Tensor]]) -> None:
+    args = json.dumps({"tensors": [{"input": "a"}, {"input": "a"}, {"input": "b"}], "dim": 1})
+    out = tensors_of(http.post("/execute", params={"op": "cat", "args": args},
+                               content=st_body({"a": x, "b": -x})))
+    assert torch.equal(out["output"], torch.cat([x, x, -x], 1))
+
+
+# --- /graph: what is kept on the server ----------------------------------------------
+
+
+def test_graph_keep_returns_handles_usable_later(http: httpx.Client, x: torch.Tensor,
+                                                 graph_body: Callable[..., bytes],
+                                                 tensors_of: Callable[..., dict[str, torch.Tensor]]) -> None:
+    before = http.get("/stats").json()["held"]
+    graph = {"nodes": [{"id": "a", "op": "mul", "args": [{"input": "x"}, 3]},
+                       {"id": "b", "op": "neg", "args": [{"node": "a"}]}],
+             "outputs": ["a", "b"], "keep": ["a"]}
+    resp = http.post("/graph", content=graph_body(graph, {"x": x}))
+    out = tensors_of(resp)
+    assert list(out) == ["b"] and torch.equal(out["b"], -(x * 3))
+    kept = json.loads(decode(resp.content).metadata[HANDLES_METADATA_KEY])
+    assert set(kept) == {"a"}
+    info = kept["a"]
+    assert info["shape"] == [2, 3] and info["dtype"] == "float32" and info["nbytes"] == 24
+    assert http.get("/stats").json()["held"]["tensors"] == before["tensors"] + 1
+    # The handle feeds a later graph, and can be fetched.
+    graph2 = {"nodes": [{"id": "z", "op": "sub", "args": [{"handle": info["id"]}, {"input": "y"}]}]}
+    out2 = tensors_of(http.post("/graph", content=graph_body(graph2, {"y": x})))
+    assert torch.equal(out2["z"], x * 3 - x)
+    assert torch.equal(tensors_of(http.get(f"/tensors/{info['id']}"))[info["id"]], x * 3)
+    # keep: true keeps every output, returning none.
+    resp = http.post("/graph", content=graph_body({**graph, "keep": True}, {"x": x}))
+    assert tensors_of(resp) == {}
+    both = json.loads(decode(resp.content).metadata[HANDLES_METADATA_KEY])
+    assert set(both) == {"a", "b"}
+    for h in (info["id"], both["a"]["id"], both["b"]["id"]):
+        assert http.delete(f"/tensors/{h}").status_code == 200
+    assert http.get("/stats").json()["held"] == before
+
+
+def test_graph_failing_to_reply_holds_nothing(http: httpx.Client, graph_body: Callable[..., bytes],
+                                              assert_error: Callable[..., str]) -> None:
+    # "b" is complex128 (complex64 x float64), which safetensors cannot carry: the
+    # reply fails, so the client never learns the id kept for "a" -- it must not be held.
+    before = http.get("/stats").json()["held"]
+    graph = {"nodes": [{"id": "a", "op": "neg", "args": [{"input": "z"}]},
+                       {"id": "b", "op": "outer", "args": [{"input": "z"}, {"input": "d"}]}],
+             "outputs": ["a", "b"], "keep": ["a"]}
+    body = graph_body(graph, {"z": torch.ones(2, dtype=torch.complex64),
+                              "d": torch.ones(3, dtype=torch.float64)})
+    message = assert_error(http.post("/graph", content=body), 422, "unsupported_dtype")
+    assert "complex128" in message
+    assert http.get("/stats").json()["held"] == before
+
+
+def test_graph_reply_failing_on_host_memory_holds_nothing(http: httpx.Client,
+                                                          graph_body: Callable[..., bytes],
+                                                          assert_serving: Callable[..., None]) -> None:
+    # "b" is a 16 TiB expanded view of one element: computing it allocates nothing, but
+    # laying it out for the reply needs a contiguous copy, which no machine can allocate.
+    # That failure is not a Genie error; the handle kept for "a" must still be freed.
+    before = http.get("/stats").json()["held"]
+    graph = {"nodes": [{"id": "a", "op": "neg", "args": [{"input": "x"}]},
+                       {"id": "b", "op": "expand", "args": [{"input": "x"}, [2**21, 2**21]]}],
+             "outputs": ["a", "b"], "keep": ["a"]}
+    resp = http.post("/graph", content=graph_body(graph, {"x": torch.ones(1)}))
+    assert resp.status_code >= 400
+    assert resp.json()["error"]["type"] in ("internal", "out_of_memory", "invalid_arguments")
+    assert http.get("/stats").json()["held"] == before
+    assert_serving(http)
+
+
+def test_graph_kept_input_does_not_pin_the_request_body(server: BackgroundServer, http: httpx.Client,
+                                                        graph_body: Callable[..., bytes]) -> None:
+    # "contiguous" of a contiguous input is the input itself, which aliases the
+    # received body; held as is, a 16-byte handle would keep the whole 400 kB body
+    # alive while the budget counts 16 bytes.
+    graph = {"nodes": [{"id": "a", "op": "contiguous", "args": [{"input": "small"}]}],
+             "keep": True}
+    resp = http.post("/graph", content=graph_body(graph, {"small": torch.ones(4),
+                                                          "big": torch.zeros(100_000)}))
+    (info,) = json.loads(decode(resp.content).metadata[HANDLES_METADATA_KEY]).values()
+    assert info["nbytes"] == 16
+    held = server.app.state.genie.store.get(info["id"])
+    assert held.untyped_storage().resizable(), "the handle must own its memory"
+    assert held.untyped_storage().nbytes() == 16
+    http.delete(f"/tensors/{info['id']}")
+
+
+# --- fuzz: no /execute request a client can send makes the server fail with a 500 -----
+
+@settings(max_examples=150, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(op=st.sampled_from([*sorted(REGISTRY), "nope"]),
+       names=st.lists(st.sampled_from(["x", "input", "other", "weight", "junk"]), max_size=2,
+                      unique=True),
+       data=st.data())
+def test_random_execute_requests_get_documented_answers(
+        http: httpx.Client, wire_args: st.SearchStrategy[Any], op: str, names: list[str],
+        data: st.DataObject, x: torch.Tensor, st_body: Callable[..., bytes],
+        assert_error: Callable[..., str]) -> None:
+    args = data.draw(st.dictionaries(st.sampled_from(["input", "other", "dim", "dtype", "tensors",
+                                                      "size", "index", "shape", "bogus"]),
+                                     wire_args, max_size=3), label="args")
+    body = st_body({n: x for n in names})
+    resp = http.post("/execute", params={"op": op, "args": json.dumps(args)}, content=body)
+    assert resp.status_code in (200, 400, 404, 413, 422), (op, args, names, resp.text)
+    if resp.status_code != 200:
+        assert_error(resp, resp.status_code, resp.json()["error"]["type"])

@@ -1,0 +1,80 @@
+"""Server-resident tensors (genie.server.store): handles are put, listed, fetched and
+deleted; a handle that is a view holds only its own bytes; an upload past the held
+budget is refused (413 ``budget_exceeded``) and nothing is evicted to make room."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+import httpx
+import torch
+
+from genie.graph import HANDLES_METADATA_KEY
+from genie.server.runner import BackgroundServer
+from genie.wire import decode
+
+
+def test_tensors_put_get_list_delete(http: httpx.Client, st_body: Callable[..., bytes],
+                                     tensors_of: Callable[..., dict[str, torch.Tensor]],
+                                     assert_error: Callable[..., str]) -> None:
+    t = torch.arange(12, dtype=torch.int16).reshape(3, 4)
+    resp = http.post("/tensors", content=st_body({"weights": t}))
+    assert resp.status_code == 201
+    info = resp.json()
+    assert set(info) == {"id", "shape", "dtype", "nbytes"}
+    assert info["shape"] == [3, 4] and info["dtype"] == "int16" and info["nbytes"] == 24
+    handle = info["id"]
+    listing = http.get("/tensors").json()
+    assert info in listing["tensors"]
+    assert listing["count"] >= 1 and listing["bytes"] >= 24
+    held = http.get("/stats").json()["held"]
+    assert held["tensors"] == listing["count"] and held["bytes"] == listing["bytes"]
+    fetched = tensors_of(http.get(f"/tensors/{handle}"))
+    assert list(fetched) == [handle] and torch.equal(fetched[handle], t)
+    deleted = http.delete(f"/tensors/{handle}").json()
+    assert deleted == {**info, "deleted": True}
+    assert_error(http.get(f"/tensors/{handle}"), 404, "not_found")
+    assert_error(http.delete(f"/tensors/{handle}"), 404, "not_found")
+    assert info not in http.get("/tensors").json()["tensors"]
+
+
+def test_graph_kept_view_of_an_input_does_not_pin_more_than_it_counts(
+        http: httpx.Client, graph_body: Callable[..., bytes],
+        tensors_of: Callable[..., dict[str, torch.Tensor]]) -> None:
+    graph = {"nodes": [{"id": "a", "op": "getitem", "args": [{"input": "x"}, 0]}], "keep": True}
+    resp = http.post("/graph", content=graph_body(graph, {"x": torch.ones(100, 4)}))
+    (info,) = json.loads(decode(resp.content).metadata[HANDLES_METADATA_KEY]).values()
+    assert info["nbytes"] == 16
+    assert torch.equal(tensors_of(http.get(f"/tensors/{info['id']}"))[info["id"]], torch.ones(4))
+    http.delete(f"/tensors/{info['id']}")
+
+
+def test_held_budget_refuses_without_evicting(
+        make_server: Callable[..., BackgroundServer], st_body: Callable[..., bytes],
+        graph_body: Callable[..., bytes], tensors_of: Callable[..., dict[str, torch.Tensor]],
+        assert_error: Callable[..., str], errors_by_type: Callable[..., dict[str, int]],
+        wait_for_errors: Callable[..., dict[str, int]], delta: Callable[..., dict[str, int]],
+        assert_serving: Callable[..., None]) -> None:
+    srv = make_server(max_held_mb=0.001)  # 1,048 bytes
+    with httpx.Client(base_url=srv.url) as http:
+        first = http.post("/tensors", content=st_body({"a": torch.arange(100, dtype=torch.float32)}))
+        second = http.post("/tensors", content=st_body({"b": torch.ones(100, dtype=torch.int16)}))
+        assert first.status_code == second.status_code == 201
+        before = errors_by_type(http)
+        message = assert_error(http.post("/tensors", content=st_body({"c": torch.ones(200)})),
+                               413, "budget_exceeded")
+        assert "--max-held-mb" in message and "DELETE" in message
+        graph = {"nodes": [{"id": "a", "op": "ones", "args": [200]}], "keep": True}
+        assert_error(http.post("/graph", content=graph_body(graph)), 413, "budget_exceeded")
+        assert delta(before, wait_for_errors(http, before, 2)) == {"budget_exceeded": 2}
+        # Nothing was evicted: both earlier handles still read back.
+        a = tensors_of(http.get(f"/tensors/{first.json()['id']}"))
+        assert torch.equal(next(iter(a.values())), torch.arange(100, dtype=torch.float32))
+        b = tensors_of(http.get(f"/tensors/{second.json()['id']}"))
+        assert torch.equal(next(iter(b.values())), torch.ones(100, dtype=torch.int16))
+        assert http.get("/stats").json()["held"] == {"tensors": 2, "bytes": 600}
+        # Freeing makes room.
+        http.delete(f"/tensors/{first.json()['id']}")
+        assert http.post("/tensors", content=st_body({"c": torch.ones(200)})).status_code == 201
+        assert_serving(http)
