@@ -147,17 +147,23 @@ async def execute(request: Request) -> Response:
         raise MalformedRequestError(
             f"body tensors {sorted(tensors)} match no parameter of {op.signature()}")
 
+    # What meta inference learns is kept only if the request succeeds: a refused
+    # request leaves nothing in the server's cache.
+    staged = state.executor.meta.stage()
+
     def work() -> torch.Tensor:
-        executor = state.executor
         moved = {k: _to_device(v, state.device) for k, v in kwargs.items()}
         # Within the allocation cap, checked on meta before anything is allocated.  The
         # body's tensors belong to this request alone, so a unary op may write its
         # result over its input (bit-identical; no fresh output to fault in).
-        return executor.run_op(op, op.bind((), moved), cache=executor.meta, reuse_input=True)
+        return state.executor.run_op(op, op.bind((), moved), cache=staged, reuse_input=True)
 
-    encoded = await compute(request, timing, work,
-                                lambda result: encode_outputs({"output": result}, timing))
-    return tensor_response(encoded, timing)
+    def reply(result: torch.Tensor) -> Encoded:
+        encoded = encode_outputs({"output": result}, timing)
+        staged.commit()
+        return encoded
+
+    return tensor_response(await compute(request, timing, work, reply), timing)
 
 
 def _execute_ref(decoded: Decoded, kind: str, name: str, used: set[str]) -> torch.Tensor:
@@ -194,10 +200,11 @@ async def graph(request: Request) -> Response:
     handles = {h: state.store.get(h) for h in sorted(g.refs_of_kind("handle"))}
 
     kept: dict[str, dict[str, Any]] = {}
+    staged = state.executor.meta.stage()  # committed only when the reply is ready
 
     def work() -> dict[str, torch.Tensor]:
         inputs = {k: v.to(state.device) for k, v in decoded.tensors.items()}
-        return state.executor.run_graph(g, inputs, handles, state.executor.meta)
+        return state.executor.run_graph(g, inputs, handles, staged)
 
     def reply(outputs: dict[str, torch.Tensor]) -> Encoded:
         # A kept output that is (a view of) a body tensor would keep the whole received
@@ -209,7 +216,9 @@ async def graph(request: Request) -> Response:
             else outputs[k] for k in g.keep}))
         returned = {k: v for k, v in outputs.items() if k not in kept}
         meta = {HANDLES_METADATA_KEY: json.dumps(kept)} if kept else None
-        return encode_outputs(returned, timing, meta)
+        encoded = encode_outputs(returned, timing, meta)
+        staged.commit()
+        return encoded
 
     try:
         return tensor_response(await compute(request, timing, work, reply), timing)

@@ -252,3 +252,33 @@ def test_random_execute_requests_get_documented_answers(
     assert resp.status_code in (200, 400, 404, 413, 422), (op, args, names, resp.text)
     if resp.status_code != 200:
         assert_error(resp, resp.status_code, resp.json()["error"]["type"])
+
+
+def test_a_refused_request_leaves_nothing_in_the_meta_cache(
+        make_server: Callable[..., BackgroundServer], st_body: Callable[..., bytes],
+        graph_body: Callable[..., bytes], assert_error: Callable[..., str]) -> None:
+    # The attack: every distinct argument set a request makes the server infer stayed in
+    # its cache, refused or not.  Now what a request learns is staged and committed only
+    # when its reply is ready, so 200 refused reshapes and 3 refused graphs leave the
+    # cache as it was, while a request that succeeds still fills it.
+    srv = make_server()
+    cache = srv.app.state.genie.executor.meta
+    body = st_body({"x": torch.ones(2, 3)})
+    with httpx.Client(base_url=srv.url, timeout=30) as http:
+        before = len(cache)
+        for i in range(200):
+            resp = http.post("/execute", params={"op": "reshape",
+                                                 "args": json.dumps({"shape": [i + 7, 5]})},
+                             content=body)
+            assert_error(resp, 422, "invalid_arguments")
+        for g in range(3):  # 50 nodes that each infer a new key, then one refused
+            nodes = [{"id": f"n{i}", "op": "add", "args": [{"input": "x"}, g * 100 + i]}
+                     for i in range(50)]
+            nodes.append({"id": "bad", "op": "reshape", "args": [{"node": "n0"}, [7, 5]]})
+            assert_error(http.post("/graph", content=graph_body({"nodes": nodes},
+                                                                 {"x": torch.ones(2, 3)})),
+                         422, "invalid_arguments")
+        assert len(cache) == before
+        ok = http.post("/execute", params={"op": "reshape", "args": '{"shape": [3, 2]}'},
+                       content=body)
+        assert ok.status_code == 200 and len(cache) == before + 1
