@@ -167,6 +167,10 @@ def _tensor_bytes(tensor: torch.Tensor) -> memoryview:
     flat = tensor.reshape(-1)
     if flat.numel() == 0:
         return memoryview(b"")
+    if flat.stride(0) != 1:
+        # Contiguous yet strided: torch ignores the stride of a size-1 dim, so the real
+        # part of a one-element complex tensor is "contiguous" with stride 2.
+        flat = flat.clone(memory_format=torch.contiguous_format)
     return flat.view(torch.uint8).numpy().data.cast("B")
 
 

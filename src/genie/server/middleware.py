@@ -44,7 +44,7 @@ def authorized(endpoint: Endpoint) -> Endpoint:
                                 "'Authorization: Bearer <token>' (--token / GENIE_TOKEN)")
         try:
             return await endpoint(request)
-        except (GenieError, HTTPException, torch.OutOfMemoryError):
+        except (GenieError, HTTPException, torch.OutOfMemoryError, MemoryError):
             raise  # their handlers answer them
         except Exception as exc:
             # Answered here, not by the app-wide handler: Starlette re-raises what that
