@@ -308,6 +308,10 @@ def check_output(op: Op, bound: Mapping[str, Any], ctx: OpContext, cache: Cache 
     outcome = infer(op, bound, cache)
     if isinstance(outcome, MetaFailure):
         return None  # the real run reports the op's own error
+    if len(outcome.shape) > MAX_RANK:  # no reader (ours, safetensors) would take it back
+        raise InvalidArgumentError(
+            f"op {op.name!r} would produce a {len(outcome.shape)}-dimensional tensor; "
+            f"at most {MAX_RANK} dimensions travel on the wire")
     cost = outcome.nbytes if materialized else outcome.allocates
     if cost + already > ctx.max_alloc_bytes:
         held = f" with {already} bytes already live in this graph" if already else ""

@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=args.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        config = ServerConfig(device=args.device, token=args.token or None,
+        config = ServerConfig(device=args.device, token=args.token,
                               max_body_mb=args.max_body_mb, max_held_mb=args.max_held_mb,
                               max_inflight_body_mb=args.max_inflight_body_mb,
                               body_timeout_s=args.body_timeout_s,

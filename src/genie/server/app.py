@@ -78,5 +78,8 @@ def create_app(config: ServerConfig | None = None) -> Starlette:
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,
     )
+    # No redirect from /tensors/{id}/ to /tensors/{id}: it would answer 307 before the
+    # token is checked.  A path with a trailing slash is simply unknown (404).
+    app.router.redirect_slashes = False
     app.state.genie = state
     return app

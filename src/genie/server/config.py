@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from genie.protocol import DEFAULT_PORT
 
-__all__ = ["DEFAULT_BODY_TIMEOUT_S", "DEFAULT_MAX_BODY_MB", "DEFAULT_MAX_CONNECTIONS",
+__all__ = ["DEFAULT_BODY_TIMEOUT_S", "check_token", "DEFAULT_MAX_BODY_MB", "DEFAULT_MAX_CONNECTIONS",
            "DEFAULT_MAX_HELD_MB", "DEFAULT_PORT", "ServerConfig"]
 
 DEFAULT_MAX_BODY_MB = 4096.0
@@ -16,6 +16,23 @@ DEFAULT_COMPUTE_THREADS = 4
 DEFAULT_BODY_TIMEOUT_S = 60.0
 DEFAULT_MAX_CONNECTIONS = 1024
 MB = 1024 * 1024
+
+
+def check_token(token: str) -> None:
+    """Refuse a token no client could send, or one that would silently mean no auth.
+
+    An empty token is refused rather than read as "auth off" (``GENIE_TOKEN=""`` in a
+    deployment is a mistake, not a choice).  Only visible ASCII is allowed: HTTP header
+    values are bytes, and a non-ASCII token would match only the one encoding (latin-1)
+    the server happens to decode headers with, not the UTF-8 most clients send.
+    """
+    if not token:
+        raise ValueError("the token (--token or GENIE_TOKEN) is empty: give a token, or "
+                         "unset GENIE_TOKEN and drop --token to run without authentication")
+    bad = sorted({c for c in token if not "!" <= c <= "~"})
+    if bad:
+        raise ValueError(f"the token (--token or GENIE_TOKEN) may hold only visible ASCII "
+                         f"characters (no spaces), not {''.join(bad)!r}")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -48,6 +65,8 @@ class ServerConfig:
     max_connections: int = DEFAULT_MAX_CONNECTIONS
 
     def __post_init__(self) -> None:
+        if self.token is not None:
+            check_token(self.token)
         if self.max_body_mb <= 0 or self.max_held_mb < 0:
             raise ValueError("max_body_mb must be > 0 and max_held_mb >= 0")
         if self.max_inflight < 1 or self.compute_threads < 1:

@@ -248,11 +248,25 @@ async def put_tensor(request: Request) -> Response:
     return JSONResponse(info, status_code=201, headers={"server-timing": timing.header()})
 
 
+#: ``GET /tensors`` answers at most this many handles per page (``?limit=``, ``?after=``):
+#: without a bound, a server holding a million empty tensors answers a 100 MB listing.
+MAX_LIST_LIMIT = 1000
+
+
 async def list_tensors(request: Request) -> Response:
     store = state_of(request).store
+    raw = request.query_params.get("limit", str(MAX_LIST_LIMIT))
+    limit = int(raw) if raw.isascii() and raw.isdigit() and len(raw) <= 9 else 0
+    if not 1 <= limit <= MAX_LIST_LIMIT:
+        raise MalformedRequestError(f"query parameter 'limit' must be a whole number from 1 "
+                                    f"to {MAX_LIST_LIMIT}, got {raw[:20]!r}")
     count, nbytes = store.usage()
-    return JSONResponse({"tensors": store.list(), "count": count, "bytes": nbytes,
-                         "budget_bytes": store.budget_bytes})
+    page = store.list(limit + 1, request.query_params.get("after"))
+    more = len(page) > limit
+    page = page[:limit]
+    return JSONResponse({"tensors": page, "count": count, "bytes": nbytes,
+                         "budget_bytes": store.budget_bytes,
+                         "next": page[-1]["id"] if more else None})
 
 
 async def get_tensor(request: Request) -> Response:

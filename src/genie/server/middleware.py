@@ -36,10 +36,12 @@ def authorized(endpoint: Endpoint) -> Endpoint:
     async def guarded(request: Request) -> Response:
         token = state_of(request).config.token
         if token is not None:
-            given = request.headers.get("authorization", "")
-            scheme, _, value = given.partition(" ")
-            if scheme.lower() != "bearer" or not hmac.compare_digest(value.encode(),
-                                                                     token.encode()):
+            # Header values arrive as bytes (read as latin-1): compare those very bytes
+            # with the token, which is ASCII (``genie.server.config.check_token``).
+            given = request.headers.get("authorization", "").encode("latin-1")
+            scheme, _, value = given.partition(b" ")
+            if scheme.lower() != b"bearer" or not hmac.compare_digest(value,
+                                                                      token.encode("ascii")):
                 raise AuthError("missing or wrong bearer token: send "
                                 "'Authorization: Bearer <token>' (--token / GENIE_TOKEN)")
         try:

@@ -296,3 +296,20 @@ def test_random_graphs_get_documented_answers(
             assert http.delete(f"/tensors/{info['id']}").status_code == 200
     else:
         assert_error(resp, resp.status_code, resp.json()["error"]["type"])
+
+
+def test_no_result_has_more_dimensions_than_the_wire_carries(
+        http: httpx.Client, x: torch.Tensor, st_body: Callable[..., bytes],
+        graph_body: Callable[..., bytes], assert_error: Callable[..., str]) -> None:
+    # reshape to 100 dims answered 200 with a body the project's own reader refuses.
+    shape = [1] * 98 + [2, 3]
+    message = assert_error(http.post("/execute", params={"op": "reshape", "args": json.dumps(
+        {"shape": shape})}, content=st_body({"x": x})), 422, "invalid_arguments")
+    assert "100-dimensional" in message and "64" in message
+    graph = {"nodes": [{"id": "r", "op": "reshape", "args": [{"input": "x"}, shape]},
+                       {"id": "s", "op": "sum", "args": [{"node": "r"}]}]}
+    assert_error(http.post("/graph", content=graph_body(graph, {"x": x})), 422,
+                 "invalid_arguments")
+    ok = http.post("/execute", params={"op": "reshape", "args": json.dumps(
+        {"shape": [1] * 62 + [2, 3]})}, content=st_body({"x": x}))
+    assert ok.status_code == 200 and len(decode(ok.content).tensors["output"].shape) == 64

@@ -160,6 +160,27 @@ def test_cli_rejects_bad_flags(free_port: Callable[[], int]) -> None:
         assert "Traceback" not in err
 
 
+def test_cli_refuses_an_empty_or_unsendable_token(free_port: Callable[[], int]) -> None:
+    # GENIE_TOKEN="" used to start the server with authentication silently off.
+    runs = [({"GENIE_TOKEN": ""}, []), ({}, ["--token", ""]), ({}, ["--token", "pässwörd"]),
+            ({"GENIE_TOKEN": "with space"}, [])]
+    procs = [subprocess.Popen([sys.executable, "-m", "genie.runtime.simple_server",
+                               "--port", str(free_port()), "--device", "cpu", *args],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              env={**os.environ, **env})
+             for env, args in runs]
+    for (env, args), proc in zip(runs, procs, strict=True):
+        try:
+            _, err = proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
+            raise AssertionError(f"the server started with {env} {args}") from None
+        assert proc.returncode == 2, (env, args, err)
+        assert "token" in err and "GENIE_TOKEN" in err, err
+        assert "Traceback" not in err
+
+
 def test_console_script_help() -> None:
     script = shutil.which("genie-server") or str(Path(sys.executable).parent / "genie-server")
     if not Path(script).exists():
