@@ -28,7 +28,7 @@ import json
 import mmap
 import struct
 import sys
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -37,6 +37,7 @@ from genie.errors import UnsupportedDTypeError, WireFormatError
 
 __all__ = [
     "DTYPE_NAMES",
+    "Charge",
     "MAX_HEADER_BYTES",
     "Decoded",
     "Encoded",
@@ -44,6 +45,7 @@ __all__ = [
     "dtype_from_name",
     "dtype_name",
     "encode",
+    "json_cost",
     "receive_buffer",
     "slices",
 ]
@@ -233,8 +235,35 @@ def _fail(msg: str) -> WireFormatError:
     return WireFormatError(f"invalid safetensors body: {msg}")
 
 
-def parse_header(buf: bytes | bytearray | memoryview) -> tuple[int, dict[str, object]]:
-    """Read and check the header; returns (data start, header dict)."""
+#: A callback told what parsing will cost before it starts (bytes, what): it may refuse.
+Charge = Callable[[int, str], None]
+
+
+def json_cost(text: bytes | str) -> int:
+    """An upper bound of the memory ``json.loads(text)`` takes, found without parsing.
+
+    Parsed JSON costs up to 30 times its text: ``[],`` is 3 bytes of text and a 56-byte
+    list plus its 8-byte slot in the parent.  So an 85 MB header of empty lists once
+    took 2.2 GB to parse.  Counting brackets, commas and colons (C-speed ``count``)
+    bounds the number of containers and values, whatever nesting or strings hide them
+    (a bracket inside a string is counted too: the bound only grows).  Each container
+    is charged 600 bytes (what a tensor entry of a safetensors header becomes once
+    decoded), each value 64, each character 10 (the text decoded, at 4 bytes a
+    character in the worst case, and strings parsed out of it), plus 4 KiB.
+    """
+    if isinstance(text, str):
+        text = text.encode("utf-8", "surrogatepass")
+    containers = text.count(b"[") + text.count(b"{")
+    values = containers + text.count(b",") + text.count(b":") + 1
+    return 4096 + 10 * len(text) + 600 * containers + 64 * values
+
+
+def parse_header(buf: bytes | bytearray | memoryview, charge: Charge | None = None
+                 ) -> tuple[int, dict[str, object]]:
+    """Read and check the header; returns (data start, header dict).
+
+    ``charge`` is told the header's ``json_cost`` before it is parsed, and may refuse.
+    """
     total = len(buf)
     if total < 8:
         raise _fail(f"{total} bytes; a safetensors body starts with an 8-byte header length")
@@ -243,8 +272,11 @@ def parse_header(buf: bytes | bytearray | memoryview) -> tuple[int, dict[str, ob
         raise _fail(f"header length {n} exceeds the {MAX_HEADER_BYTES}-byte limit")
     if 8 + n > total:
         raise _fail(f"header claims {n} bytes but only {total - 8} follow (truncated?)")
+    raw = bytes(buf[8:8 + n])
+    if charge is not None:
+        charge(json_cost(raw), f"parsing its {n}-byte header")
     try:
-        header = json.loads(bytes(buf[8:8 + n]).decode("utf-8"))
+        header = json.loads(raw.decode("utf-8"))
     except (ValueError, RecursionError) as exc:  # also: ints past 4300 digits, deep nesting
         raise _fail(f"header is not UTF-8 JSON ({exc})") from exc
     if not isinstance(header, dict):
@@ -319,15 +351,17 @@ def _entries(header: dict[str, object], data_len: int
     return [(name, dtype, shape, begin, end) for begin, end, name, dtype, shape in spans]
 
 
-def decode(buf: bytes | bytearray | memoryview | mmap.mmap) -> Decoded:
+def decode(buf: bytes | bytearray | memoryview | mmap.mmap, charge: Charge | None = None
+           ) -> Decoded:
     """Parse a safetensors body into CPU tensors.
 
     With a writable buffer (``bytearray``), tensors share its memory: no copy.  A
     read-only buffer (``bytes``), or data not aligned to its element size, is copied
-    per tensor, because torch must not alias memory it cannot write.
+    per tensor, because torch must not alias memory it cannot write.  ``charge``: see
+    ``parse_header``.
     """
     view = memoryview(buf).cast("B")
-    start, header = parse_header(view)
+    start, header = parse_header(view, charge)
     out = Decoded()
     meta = header.get("__metadata__", {})
     if not (isinstance(meta, dict)

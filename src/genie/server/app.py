@@ -17,7 +17,7 @@ from genie._version import __version__
 from genie.ops import REGISTRY
 from genie.ops.meta import warm_up
 from genie.server import endpoints as ep
-from genie.server.bodies import BodyBudget, ReleaseBodyBudget
+from genie.server.budget import ByteBudget, ReleaseBudgets
 from genie.server.config import ServerConfig
 from genie.server.device import describe, resolve_device
 from genie.server.executor import Executor
@@ -41,16 +41,21 @@ def create_app(config: ServerConfig | None = None) -> Starlette:
     counters = Stats(store.usage)
     registry = CollectorRegistry(auto_describe=True)
     registry.register(StatsCollector(counters))
-    executor = Executor(dev, max_alloc_bytes=config.max_held_bytes or config.max_body_bytes,
+    executor = Executor(dev, max_alloc_bytes=config.max_compute_bytes,
                         compute_threads=config.compute_threads, max_inflight=config.max_inflight)
+    bodies = ByteBudget(config.max_inflight_body_bytes, name="request bodies in flight",
+                        flag="--max-inflight-body-mb")
+    replies = ByteBudget(config.max_inflight_reply_bytes, name="replies in flight",
+                         flag="--max-inflight-reply-mb")
     state = ServerState(config=config, executor=executor, store=store, stats=counters,
-                        registry=registry, bodies=BodyBudget(config.max_inflight_body_bytes),
+                        registry=registry, bodies=bodies, replies=replies,
                         device_info=describe(dev))
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         log.info("genie %s serving on %s (%d ops, auth %s)", __version__, dev, len(REGISTRY),
                  "on" if config.token else "off")
+        log.info("memory budget (MiB): %s", config.memory_budget.describe())
         # Before serving: the first meta inference (allocation cap) costs ~1.5 s once per
         # process.  Not in a daemon thread: one still inside torch at exit aborts it.
         await anyio.to_thread.run_sync(warm_up)
@@ -74,7 +79,7 @@ def create_app(config: ServerConfig | None = None) -> Starlette:
     app = Starlette(
         routes=routes,
         middleware=[Middleware(AccountingMiddleware),
-                    Middleware(ReleaseBodyBudget, budget=state.bodies)],
+                    Middleware(ReleaseBudgets, budgets=[bodies, replies])],
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,
     )

@@ -27,14 +27,20 @@ from genie.graph import GRAPH_METADATA_KEY, HANDLES_METADATA_KEY, from_wire
 from genie.ops import REGISTRY, get_op, op_names
 from genie.protocol import PROTOCOL_VERSION
 from genie.server.bodies import receive_body
-from genie.server.codec import OFF_LOOP_BYTES, decode_request, encode_outputs, tensor_response
+from genie.server.codec import (
+    OFF_LOOP_BYTES,
+    decode_request,
+    encode_outputs,
+    json_charge,
+    tensor_response,
+)
 from genie.server.device import describe, matmul_benchmark
 from genie.server.executor import Graph
 from genie.server.middleware import COMPUTE_MS_KEY
 from genie.server.state import state_of
 from genie.server.store import TensorStore
 from genie.server.timing import Timing
-from genie.wire import Decoded, Encoded
+from genie.wire import Decoded, Encoded, json_cost
 
 __all__ = ["delete_tensor", "device", "echo", "execute", "get_tensor", "graph", "health",
            "list_tensors", "metrics", "ops", "put_tensor", "stats"]
@@ -46,9 +52,9 @@ R = TypeVar("R")
 async def read_body(request: Request) -> bytearray | mmap.mmap:
     """Receive the body into one writable buffer (tensors alias it), within the body
     limit, the budget for bodies in flight and the idle timeout (``genie.server.bodies``)."""
-    state = state_of(request)
-    return await receive_body(request, state.config.max_body_bytes, state.bodies,
-                              state.config.body_timeout_s)
+    config = state_of(request).config
+    return await receive_body(request, config.max_body_bytes, state_of(request).bodies,
+                              config.body_timeout_s, config.min_body_rate_bytes)
 
 
 @overload
@@ -75,6 +81,7 @@ def _json_query(request: Request, name: str, default: Any) -> Any:
     raw = request.query_params.get(name)
     if raw is None:
         return default
+    json_charge(request)(json_cost(raw), f"parsing query parameter {name!r}")
     try:
         return json.loads(raw)
     except (ValueError, RecursionError) as exc:  # also: huge ints, deep nesting
@@ -127,7 +134,7 @@ async def execute(request: Request) -> Response:
     op = get_op(request.query_params.get("op"))
     timing = Timing()
     body = await read_body(request)
-    decoded = await decode_request(body, timing)
+    decoded = await decode_request(request, body, timing)
     kwargs = _json_query(request, "args", {})
     if not isinstance(kwargs, dict):
         raise MalformedRequestError("query parameter 'args' must be a JSON object")
@@ -159,7 +166,7 @@ async def execute(request: Request) -> Response:
         return state.executor.run_op(op, op.bind((), moved), cache=staged, reuse_input=True)
 
     def reply(result: torch.Tensor) -> Encoded:
-        encoded = encode_outputs({"output": result}, timing)
+        encoded = encode_outputs(request, {"output": result}, timing)
         staged.commit()
         return encoded
 
@@ -186,14 +193,15 @@ async def graph(request: Request) -> Response:
     state = state_of(request)
     timing = Timing()
     body = await read_body(request)
-    decoded = await decode_request(body, timing)
+    decoded = await decode_request(request, body, timing)
     text = decoded.metadata.get(GRAPH_METADATA_KEY)
     if text is None:
         raise MalformedRequestError(
             f"a /graph body carries its graph JSON in the safetensors metadata key "
             f"{GRAPH_METADATA_KEY!r}")
-    g = (Graph.from_json(text) if len(text) <= OFF_LOOP_BYTES
-         else await anyio.to_thread.run_sync(Graph.from_json, text))
+    charge = json_charge(request)
+    g = (Graph.from_json(text, charge) if len(text) <= OFF_LOOP_BYTES
+         else await anyio.to_thread.run_sync(Graph.from_json, text, charge))
     missing = sorted(g.refs_of_kind("input") - set(decoded.tensors))
     if missing:
         raise MalformedRequestError(f"graph refers to inputs {missing} that the body lacks")
@@ -216,7 +224,7 @@ async def graph(request: Request) -> Response:
             else outputs[k] for k in g.keep}))
         returned = {k: v for k, v in outputs.items() if k not in kept}
         meta = {HANDLES_METADATA_KEY: json.dumps(kept)} if kept else None
-        encoded = encode_outputs(returned, timing, meta)
+        encoded = encode_outputs(request, returned, timing, meta)
         staged.commit()
         return encoded
 
@@ -237,7 +245,7 @@ async def put_tensor(request: Request) -> Response:
     state = state_of(request)
     timing = Timing()
     body = await read_body(request)
-    decoded = await decode_request(body, timing)
+    decoded = await decode_request(request, body, timing)
     if len(decoded.tensors) != 1:
         raise MalformedRequestError(f"POST /tensors takes exactly one tensor, got "
                                     f"{len(decoded.tensors)}")
@@ -274,9 +282,9 @@ async def get_tensor(request: Request) -> Response:
     tensor = state_of(request).store.get(handle_id)
     timing = Timing()
     if tensor.device.type == "cpu":  # held tensors are contiguous: encoding copies nothing
-        return tensor_response(encode_outputs({handle_id: tensor}, timing), timing)
+        return tensor_response(encode_outputs(request, {handle_id: tensor}, timing), timing)
     encoded = await compute(request, timing, lambda: tensor,  # device-to-host copy
-                                lambda t: encode_outputs({handle_id: t}, timing))
+                            lambda t: encode_outputs(request, {handle_id: t}, timing))
     return tensor_response(encoded, timing)
 
 
@@ -289,9 +297,10 @@ async def echo(request: Request) -> Response:
     """Decode and re-encode: validates the body, costs transfer only."""
     timing = Timing()
     body = await read_body(request)
-    decoded = await decode_request(body, timing)
+    decoded = await decode_request(request, body, timing)
     if len(body) <= OFF_LOOP_BYTES:
-        return tensor_response(encode_outputs(decoded.tensors, timing, decoded.metadata), timing)
-    encoded = await anyio.to_thread.run_sync(encode_outputs, decoded.tensors, timing,
+        return tensor_response(encode_outputs(request, decoded.tensors, timing,
+                                              decoded.metadata), timing)
+    encoded = await anyio.to_thread.run_sync(encode_outputs, request, decoded.tensors, timing,
                                              decoded.metadata)
     return tensor_response(encoded, timing)

@@ -25,9 +25,10 @@ import torch
 from genie.errors import InvalidArgumentError, MalformedRequestError, ServerBusyError
 from genie.graph import Ref, from_wire, refs_in
 from genie.ops import MetaCache, Op, OpContext, StagedCache, get_op
-from genie.ops.meta import check_output
+from genie.ops.meta import check_output, data_dependent_bound
 from genie.server.device import timed
 from genie.server.timing import Timing
+from genie.wire import Charge, json_cost
 
 __all__ = ["MAX_NODES", "Executor", "Graph", "Step"]
 
@@ -58,8 +59,13 @@ class Graph:
     keep: list[str] = field(default_factory=list)
 
     @classmethod
-    def from_json(cls, text: str) -> Graph:
-        """Parse and check a graph; structural problems are 400, unknown ops 422."""
+    def from_json(cls, text: str, charge: Charge | None = None) -> Graph:
+        """Parse and check a graph; structural problems are 400, unknown ops 422.
+
+        ``charge`` is told what parsing the JSON will cost first (``genie.wire.Charge``).
+        """
+        if charge is not None:
+            charge(json_cost(text), f"parsing its {len(text)}-character graph")
         try:
             spec = json.loads(text)
         except (ValueError, RecursionError) as exc:  # also: huge ints, deep nesting
@@ -196,6 +202,13 @@ class Executor:
                 return result
         size = check_output(op, bound, self.ctx, cache, materialized=materialized,
                             already=already)
+        if size is None:
+            bound_bytes = data_dependent_bound(bound)
+            if bound_bytes + already > self.ctx.max_alloc_bytes:
+                raise InvalidArgumentError(
+                    f"op {op.name!r} makes a result whose size depends on the data, up to "
+                    f"about {bound_bytes} bytes with its working memory, over the server's "
+                    f"{self.ctx.max_alloc_bytes}-byte allocation limit (--max-compute-mb)")
         result = op(bound, self.ctx)
         if size is None and isinstance(result, torch.Tensor):
             # Meta could not say (a data-dependent shape): measure the real result.

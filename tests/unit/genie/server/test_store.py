@@ -12,10 +12,10 @@ import torch
 
 from genie.graph import HANDLES_METADATA_KEY
 from genie.server.runner import BackgroundServer
+from genie.wire import decode
 
 #: What each held tensor counts beyond its data (docs/protocol.md, section 9).
 HANDLE_OVERHEAD_BYTES = 1024
-from genie.wire import decode
 
 
 def test_tensors_put_get_list_delete(http: httpx.Client, st_body: Callable[..., bytes],
