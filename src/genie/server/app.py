@@ -19,7 +19,7 @@ from genie.ops.meta import warm_up
 from genie.server import endpoints as ep
 from genie.server.budget import ByteBudget, ReleaseBudgets
 from genie.server.config import ServerConfig
-from genie.server.device import describe, resolve_device
+from genie.server.device import cap_memory, describe, resolve_device
 from genie.server.executor import Executor
 from genie.server.failures import EXCEPTION_HANDLERS
 from genie.server.middleware import AccountingMiddleware, authorized
@@ -37,12 +37,15 @@ def create_app(config: ServerConfig | None = None) -> Starlette:
     fails at start-up rather than on the first request."""
     config = config or ServerConfig()
     dev = resolve_device(config.device)
+    cap_memory(dev, config.max_gpu_bytes)
     store = TensorStore(config.max_held_bytes)
     counters = Stats(store.usage)
     registry = CollectorRegistry(auto_describe=True)
     registry.register(StatsCollector(counters))
     executor = Executor(dev, max_alloc_bytes=config.max_compute_bytes,
-                        compute_threads=config.compute_threads, max_inflight=config.max_inflight)
+                        compute_threads=config.compute_threads, max_inflight=config.max_inflight,
+                        client_threads=config.per_client_threads,
+                        max_compute_s=config.max_compute_s)
     bodies = ByteBudget(config.max_inflight_body_bytes, name="request bodies in flight",
                         flag="--max-inflight-body-mb")
     replies = ByteBudget(config.max_inflight_reply_bytes, name="replies in flight",

@@ -171,6 +171,10 @@ class ServerConfig:
         return max(2 * self.max_body_bytes, self.max_compute_bytes)
 
     @property
+    def max_gpu_bytes(self) -> int | None:
+        return None if self.max_gpu_mb is None else int(self.max_gpu_mb * MB)
+
+    @property
     def max_header_bytes(self) -> int:
         return int(self.max_header_kb * KB)
 

@@ -8,6 +8,7 @@ reply carries ``Server-Timing``.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import mmap
@@ -37,6 +38,7 @@ from genie.server.codec import (
 from genie.server.device import describe, matmul_benchmark
 from genie.server.executor import Graph
 from genie.server.middleware import COMPUTE_MS_KEY
+from genie.server.scheduling import SESSION_HEADER, Watch, client_key
 from genie.server.state import state_of
 from genie.server.store import TensorStore
 from genie.server.timing import Timing
@@ -58,23 +60,38 @@ async def read_body(request: Request) -> bytearray | mmap.mmap:
 
 
 @overload
-async def compute(request: Request, timing: Timing, fn: Callable[[], T]) -> T: ...
+async def compute(request: Request, timing: Timing, fn: Callable[[Watch], T]) -> T: ...
 
 
 @overload
-async def compute(request: Request, timing: Timing, fn: Callable[[], T],
+async def compute(request: Request, timing: Timing, fn: Callable[[Watch], T],
                   then: Callable[[T], R]) -> R: ...
 
 
-async def compute(request: Request, timing: Timing, fn: Callable[[], Any],
+async def compute(request: Request, timing: Timing, fn: Callable[[Watch], Any],
                   then: Callable[[Any], Any] | None = None) -> Any:
-    """``Executor.run`` for this request, its compute time noted for the stats."""
+    """``Executor.run`` for this request: a fair share of the threads for its client,
+    watched for its deadline and for its client going away (``genie.server.scheduling``);
+    its compute time noted for the stats.  Call it once the body has been read: the
+    watch listens on the request for the disconnect."""
+    state = state_of(request)
+    watch = Watch(state.config.max_compute_s)
+    client = client_key(request.headers.get(SESSION_HEADER),
+                        request.client.host if request.client else None)
+    listener = asyncio.get_running_loop().create_task(_until_disconnect(request, watch))
     try:
         if then is None:
-            return await state_of(request).executor.run(timing, fn)
-        return await state_of(request).executor.run(timing, fn, then)
+            return await state.executor.run(timing, fn, client=client, watch=watch)
+        return await state.executor.run(timing, fn, then, client=client, watch=watch)
     finally:
+        listener.cancel()
         request.scope["state"][COMPUTE_MS_KEY] = timing.compute_ms
+
+
+async def _until_disconnect(request: Request, watch: Watch) -> None:
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+    watch.gone.set()
 
 
 def _json_query(request: Request, name: str, default: Any) -> Any:
@@ -122,7 +139,7 @@ async def metrics(request: Request) -> Response:
 async def device(request: Request) -> Response:
     state = state_of(request)
     timing = Timing()
-    bench = await compute(request, timing, lambda: matmul_benchmark(state.device))
+    bench = await compute(request, timing, lambda _: matmul_benchmark(state.device))
     return JSONResponse({**describe(state.device), "benchmark": bench},
                         headers={"server-timing": timing.header()})
 
@@ -158,7 +175,7 @@ async def execute(request: Request) -> Response:
     # request leaves nothing in the server's cache.
     staged = state.executor.meta.stage()
 
-    def work() -> torch.Tensor:
+    def work(_: Watch) -> torch.Tensor:
         moved = {k: _to_device(v, state.device) for k, v in kwargs.items()}
         # Within the allocation cap, checked on meta before anything is allocated.  The
         # body's tensors belong to this request alone, so a unary op may write its
@@ -210,9 +227,9 @@ async def graph(request: Request) -> Response:
     kept: dict[str, dict[str, Any]] = {}
     staged = state.executor.meta.stage()  # committed only when the reply is ready
 
-    def work() -> dict[str, torch.Tensor]:
+    def work(watch: Watch) -> dict[str, torch.Tensor]:
         inputs = {k: v.to(state.device) for k, v in decoded.tensors.items()}
-        return state.executor.run_graph(g, inputs, handles, staged)
+        return state.executor.run_graph(g, inputs, handles, staged, watch)
 
     def reply(outputs: dict[str, torch.Tensor]) -> Encoded:
         # A kept output that is (a view of) a body tensor would keep the whole received
@@ -251,7 +268,7 @@ async def put_tensor(request: Request) -> Response:
                                     f"{len(decoded.tensors)}")
     (tensor,) = decoded.tensors.values()
     # Held on the worker too: the store copies a tensor that aliases the body.
-    (info,) = (await compute(request, timing, lambda: tensor.to(state.device),
+    (info,) = (await compute(request, timing, lambda _: tensor.to(state.device),
                                  lambda moved: state.store.put_many({"t": moved}))).values()
     return JSONResponse(info, status_code=201, headers={"server-timing": timing.header()})
 
@@ -283,7 +300,7 @@ async def get_tensor(request: Request) -> Response:
     timing = Timing()
     if tensor.device.type == "cpu":  # held tensors are contiguous: encoding copies nothing
         return tensor_response(encode_outputs(request, {handle_id: tensor}, timing), timing)
-    encoded = await compute(request, timing, lambda: tensor,  # device-to-host copy
+    encoded = await compute(request, timing, lambda _: tensor,  # device-to-host copy
                             lambda t: encode_outputs(request, {handle_id: t}, timing))
     return tensor_response(encoded, timing)
 
