@@ -49,7 +49,7 @@ def test_every_url_form_reaches_the_server(server: BackgroundServer) -> None:
     for form in (f"127.0.0.1:{server.port}", f"http://127.0.0.1:{server.port}",
                  f"http://127.0.0.1:{server.port}/", server.url):
         with Client(form) as c:
-            assert c.health()["status"] == "ok"
+            assert c.health()["status"] == "healthy"
 
 
 def test_ipv6_loopback(x: torch.Tensor) -> None:

@@ -28,7 +28,7 @@ from genie.wire import decode
 
 def test_health_reports_device_versions_and_counters(http: httpx.Client) -> None:
     info = http.get("/health").json()
-    assert info["status"] == "ok"
+    assert info["status"] == "healthy"
     assert info["device"] == "cpu" and info["device_type"] == "cpu"
     assert info["cuda_available"] is torch.cuda.is_available()
     for key in ("gpu_name", "gpu_count", "gpu_memory_total_bytes", "gpu_memory_free_bytes"):

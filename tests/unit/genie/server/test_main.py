@@ -86,7 +86,7 @@ def tokened_server(free_port: Callable[[], int]) -> Iterator[ServerProcess]:
 def test_cli_serves_curl_style_requests(tokened_server: ServerProcess, tmp_path: Path) -> None:
     srv = tokened_server
     auth = {"Authorization": "Bearer from-env"}
-    assert srv.wait_healthy(auth)["status"] == "ok"
+    assert srv.wait_healthy(auth)["status"] == "healthy"
     # A file made by the safetensors library, posted as raw bytes like curl --data-binary.
     x = torch.tensor([[-1.5, 0.0, 2.25], [3.0, -4.0, 5.5]])
     path = tmp_path / "x.safetensors"
@@ -113,7 +113,7 @@ def test_cli_token_flag_and_sigint(tmp_path: Path, free_port: Callable[[], int])
     srv = ServerProcess(free_port(), "--token", "flag-token")
     try:
         health = srv.wait_healthy({"Authorization": "Bearer flag-token"})
-        assert health["status"] == "ok" and health["auth"] is True
+        assert health["status"] == "healthy" and health["auth"] is True
         assert httpx.get(f"{srv.url}/health").status_code == 401
     finally:
         code, output = srv.stop(signal.SIGINT)
