@@ -68,17 +68,29 @@ def format_details(details: dict[str, Any], room: int, *, unicode: bool = True) 
     whole = "{" + ", ".join(piece for _, piece in pieces) + "}"
     if len(whole) <= room:
         return whole
-    dropped = [key for key, _ in pieces]
-    note_room = min(len(_note(dropped)), room // 3)  # what the note may take at most
+    note_room = room // 3  # at most; then as much as the note of what is left out needs
+    for _ in range(3):
+        shown, dropped = _fit(pieces, room - note_room - 1)
+        needed = len(_note(dropped))
+        if needed >= note_room:
+            break
+        note_room = needed
+    return "{" + ", ".join(shown) + "} " + _note(dropped, note_room)
+
+
+def _fit(pieces: list[tuple[str, str]], room: int) -> tuple[list[str], list[str]]:
+    """The fields that fit in ``room`` (in order, a long one skipped), and the keys left out."""
     shown: list[str] = []
+    dropped: list[str] = []
     used = 2  # the braces
     for key, piece in pieces:
         cost = len(piece) + (2 if shown else 0)
-        if used + cost <= room - note_room - 1:
+        if used + cost <= room:
             shown.append(piece)
             used += cost
-            dropped.remove(key)
-    return "{" + ", ".join(shown) + "} " + _note(dropped, note_room)
+        else:
+            dropped.append(key)
+    return shown, dropped
 
 
 def _note(dropped: list[str], room: int | None = None) -> str:
