@@ -357,8 +357,8 @@ def decode(buf: bytes | bytearray | memoryview | mmap.mmap) -> Decoded:
         if what is None:
             raise
         raise UnsupportedMediaTypeError(
-            f"the tensor data sent is {what}, not safetensors. Genie refuses pickle for safety: loading "
-            f"it runs whatever code the bytes name. Convert the tensor t once with "
+            f"the tensor data sent is {what}, not safetensors: pickle is refused for safety "
+            f"(loading it runs whatever code the bytes name). Convert the tensor t once with "
             f"{CONVERSION} and send that file") from None
     out = Decoded()
     meta = header.get("__metadata__", {})

@@ -394,7 +394,7 @@ def get_op(name: object) -> Op:
     names = op_names()
     close = (difflib.get_close_matches(name.lower(), names, n=3, cutoff=0.6)
              if isinstance(name, str) else [])
-    hint = f"did you mean {' or '.join(close)}? " if close else ""
+    hint = f"did you mean {', '.join(close)}? " if close else ""
     raise UnsupportedOpError(
         f"unsupported op {name!r}; {hint}supported ops ({len(names)}, with signatures at "
         f"GET /ops): {', '.join(names)}")

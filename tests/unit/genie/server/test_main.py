@@ -160,6 +160,19 @@ def test_cli_rejects_bad_flags(free_port: Callable[[], int]) -> None:
         assert "Traceback" not in err
 
 
+@pytest.mark.parametrize("port", ["70000", "65536", "0", "-1", "eighty"])
+def test_cli_refuses_a_port_that_is_not_one(port: str, capsys: pytest.CaptureFixture[str]) -> None:
+    # uvicorn would take 70000 and listen on 70000 % 65536 = 4464, logging 70000.
+    from genie.server.__main__ import main
+
+    with pytest.raises(SystemExit) as info:
+        main(["--port", port])
+    assert info.value.code == 2
+    said = ("'eighty' is not a port number" if port == "eighty"
+            else f"{port} is not a TCP port: use 1-65535 (default 8888)")
+    assert f"genie-server: error: argument --port: {said}" in capsys.readouterr().err
+
+
 def test_console_script_help() -> None:
     script = shutil.which("genie-server") or str(Path(sys.executable).parent / "genie-server")
     if not Path(script).exists():
