@@ -183,10 +183,10 @@ def no_checks_hint(markexpr: str, checks: Path | None) -> list[str]:
     selection = f"-m {markexpr}" if markexpr else "this selection"
     lines = [f"Genie: {selection} collected no documented check (pytest exit status 5)."]
     if checks is not None:
-        repo = checks.parent
+        folder = checks / markexpr if markexpr in KINDS else checks
         lines += [f"The checks live in {checks}/server and {checks}/client. Run from the "
-                  f"repository: cd {repo} && pytest {selection} ...",
-                  f"or name the folder: pytest {selection} {checks} ..."]
+                  f"repository: cd {checks.parent} && pytest {selection} ...",
+                  f"or name the folder: pytest {selection} {folder} ..."]
     else:
         lines.append("The checks live in tests/server and tests/client of the Genie repository "
                      "(a wheel does not install them): run pytest from its root.")
