@@ -1,10 +1,10 @@
 """The HTTP endpoints (genie.server.endpoints) over real HTTP: what each route reads,
 computes and answers: /health (also in the original server's words, read by the original
-scripts' own grep and cut pipelines), GET / (the routes), /ops, /execute (body tensors bound by name, arguments
-from the query, tagged arguments, factories without a body, dtypes kept, in place over
-the received body), /echo, and /graph's kept outputs, which are handles only once the
-reply is sent, and never views of the request body; no /execute request a client can
-send makes the server answer a 500.
+scripts' own grep and cut pipelines), GET / (the routes), /ops, /execute (body tensors
+bound by name, arguments from the query, tagged arguments, factories without a body,
+dtypes kept, in place over the received body), /echo, and /graph's kept outputs, which
+are handles only once the reply is sent, and never views of the request body; no
+/execute request a client can send makes the server answer a 500.
 """
 
 from __future__ import annotations
@@ -62,7 +62,8 @@ def test_health_in_the_original_servers_words(server: BackgroundServer) -> None:
 ORIGINAL_PIPELINES = {
     "healthy": """echo "$HEALTH_RESPONSE" | grep -q '"status":"healthy"' && echo yes""",
     "device": """echo "$HEALTH_RESPONSE" | grep -o '"device":"[^"]*"' | cut -d'"' -f4""",
-    "cuda_available": """echo "$HEALTH_RESPONSE" | grep -o '"cuda_available":[^,]*' | cut -d':' -f2 | tr -d ' '""",
+    "cuda_available": ("""echo "$HEALTH_RESPONSE" | grep -o '"cuda_available":[^,]*' """
+                       """| cut -d':' -f2 | tr -d ' '"""),
     "has_stats": """echo "$HEALTH_RESPONSE" | grep -q '"stats"' && echo yes""",
     "total_requests": """echo "$HEALTH_RESPONSE" | grep -o '"total_requests":[0-9]*' | cut -d':' -f2""",
     "successful": """echo "$HEALTH_RESPONSE" | grep -o '"successful":[0-9]*' | cut -d':' -f2""",
