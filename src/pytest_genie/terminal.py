@@ -6,13 +6,14 @@
     ❌ server_operations (85.0 ms)
        Details: {"ops_checked": 8} (+1 not shown: cases)
        Failure: AssertionError: relu: Tensor-likes are not close!
+    Genie results: reports/genie_test_results_20250109_143000
     ❌ Some server tests failed: server_operations (FAIL)
 
-and, when every test passed (or was skipped), the guide's closing line
-``🎉 All server tests passed!``.  A details line that would pass the terminal width
-keeps whole fields only, never half a JSON value: the fields that do not fit are named
-after it, and they are all in the result file.  Why a test did not pass (its failure,
-error or skip reason) is a line of its own.
+The section ends with the guide's closing line of each kind, ``🎉 All server tests
+passed!`` when every test passed (or was skipped).  A details line that would pass the
+terminal width keeps whole fields only, never half a JSON value: the fields that do not
+fit are named after it, and they are all in the result file.  Why a test did not pass
+(its failure, error or skip reason) is a line of its own.
 
 A terminal that cannot encode the symbols gets ``[PASS]``-style labels instead of
 a ``UnicodeEncodeError`` at the very end of a run.
@@ -146,7 +147,8 @@ def _counts(records: Iterable[TestRecord]) -> str:
 def write_summary(reporter: pytest.TerminalReporter, results: ResultsSession,
                   report_files: list[Path], report_error: str | None,
                   write_error: str | None = None) -> None:
-    """Print the Genie section: one block per kind of test, then where the files are."""
+    """Print the Genie section: one block per kind of test, where the files are, and last
+    the guide's closing line of each kind."""
     if not results.records and report_error is None and write_error is None:
         return
     tw = reporter._tw  # the one public-enough handle on the terminal's encoding and width
@@ -154,6 +156,7 @@ def write_summary(reporter: pytest.TerminalReporter, results: ResultsSession,
     unicode = _can_encode("".join(SYMBOLS.values()), encoding)
     width = getattr(tw, "fullwidth", 120)
     reporter.write_sep("=", "Genie")
+    closing: list[tuple[str, bool]] = []
     for kind in KINDS:
         records = results.by_kind(kind)
         if not records:
@@ -164,9 +167,8 @@ def write_summary(reporter: pytest.TerminalReporter, results: ResultsSession,
         for record in records:
             for line in format_record(record, width=width, unicode=unicode):
                 reporter.write_line(line, red=record.status in ("FAIL", "ERROR"))
-        closing = closing_line(kind, records, unicode=unicode)
-        reporter.write_line(closing, green=closing.startswith(("🎉", "All")),
-                            red=not closing.startswith(("🎉", "All")), bold=True)
+        closing.append((closing_line(kind, records, unicode=unicode),
+                        all(r.status in ("PASS", "SKIP") for r in records)))
     if write_error is not None:
         reporter.write_line(f"Genie results could NOT be written: {write_error}", red=True)
     elif results.folder is not None:
@@ -175,6 +177,8 @@ def write_summary(reporter: pytest.TerminalReporter, results: ResultsSession,
         reporter.write_line(f"Genie report: {path}")
     if report_error is not None:
         reporter.write_line(f"Genie report FAILED: {report_error}", red=True)
+    for line, passed in closing:
+        reporter.write_line(line, green=passed, red=not passed, bold=True)
 
 
 def no_checks_hint(markexpr: str, checks: Path | None) -> list[str]:

@@ -31,7 +31,6 @@ def test_terminal_summary_lists_every_record(
         '   Details: {"value": 1.5, "dtype": "<object object at *", "nan": null}',
         "⏭ marked_skip (*.* ms)",
         "   Skipped: no GPU on this node",
-        "🎉 All server tests passed! (1 skipped: marked_skip)",
         "Client-side tests [[]client_side[]]*",
         "❌ fails (*.* ms)",
         '   Details: {"measured": 3}',
@@ -43,8 +42,9 @@ def test_terminal_summary_lists_every_record(
         "💥 teardown_error*",
         "✅ sweep[[]10[]]*",
         "✅ sweep[[]1000[]]*",
-        "❌ Some client tests failed: fails (FAIL), setup_error (ERROR), teardown_error (ERROR)",
         f"Genie results: {folder}",
+        "🎉 All server tests passed! (1 skipped: marked_skip)",
+        "❌ Some client tests failed: fails (FAIL), setup_error (ERROR), teardown_error (ERROR)",
     ])
 
 
