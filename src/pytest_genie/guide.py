@@ -112,7 +112,11 @@ def _run(args: list[str]) -> int:
 def _server(extra: list[str], root: Path) -> int:
     given = _given_server(extra)
     args = list(extra)
-    url = _url(given) if given else _url(DEFAULT_LOCAL_SERVER)
+    try:
+        url = _url(given or DEFAULT_LOCAL_SERVER)
+    except ValueError as exc:  # pytest would refuse it too, after a slower start
+        print(f"--genie-server / GENIE_SERVER: {exc}\nusage: {USAGE['server']}", file=sys.stderr)
+        return int(pytest.ExitCode.USAGE_ERROR)
     health = _health(url)
     if given is None and health is not None:
         args.append(f"--genie-server={url}")

@@ -189,3 +189,13 @@ def test_parse_finds_the_guides_folder_names(tmp_path: Path,
     assert main(["parse"], root=tmp_path) == 0
     assert "newer-node" in capsys.readouterr().out
     assert (reports / "genie_test_results_20250110_090000" / "comprehensive_report.json").is_file()
+
+
+def test_a_bad_server_address_is_a_usage_error_before_any_run(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("GENIE_SERVER", "http://")
+    assert main(["server"]) == pytest.ExitCode.USAGE_ERROR
+    assert "'http://': no host" in capsys.readouterr().err
+    assert main(["client", "ftp://x"]) == pytest.ExitCode.USAGE_ERROR
+    assert "SERVER_IP: 'ftp://x': scheme must be http or https" in capsys.readouterr().err
+    assert main(["nonsense"]) == pytest.ExitCode.USAGE_ERROR
