@@ -68,7 +68,7 @@ def test_server_connectivity(genie_client: genie.Client, genie_server_url: str,
                          Key.GENIE_VERSION: health["genie_version"]})
     assert is_healthy(health), health["status"]
     for field in ("device", "device_type", "cuda_available", "gpu_count", "torch_version",
-                  "genie_version", "uptime_s", "requests"):
+                  "genie_version", "uptime_s", "stats"):
         assert field in health, f"/health lacks {field!r}"
     assert health["uptime_s"] >= 0
 
