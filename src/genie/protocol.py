@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-__all__ = ["DEFAULT_PORT", "PROTOCOL_VERSION", "SAFETENSORS_MEDIA_TYPE"]
+__all__ = ["DEFAULT_PORT", "PROTOCOL_VERSION", "SAFETENSORS_MEDIA_TYPE", "SESSION_HEADER",
+           "SESSION_ID_CHARS", "SESSION_ID_MAX", "is_session_id"]
 
 #: Bumped when a request or reply changes incompatibly; /health reports it and the
 #: client refuses a server whose major version differs.
@@ -11,6 +12,17 @@ PROTOCOL_VERSION = "1.0"
 #: browsers and proxies handle without surprises.
 SAFETENSORS_MEDIA_TYPE = "application/octet-stream"
 DEFAULT_PORT = 8888
+#: The request header naming the client session a request belongs to; the handles a
+#: request creates belong to that session (docs/protocol.md, "Sessions").
+SESSION_HEADER = "x-genie-session"
+#: A session id is 1 to ``SESSION_ID_MAX`` of these characters (safe in a URL path and a header).
+SESSION_ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_")
+SESSION_ID_MAX = 128
+
+
+def is_session_id(text: str) -> bool:
+    """Whether ``text`` may name a session (``SESSION_ID_CHARS``, at most ``SESSION_ID_MAX``)."""
+    return 0 < len(text) <= SESSION_ID_MAX and set(text) <= SESSION_ID_CHARS
 
 
 def normalize_url(target: str, *, default_port: int = DEFAULT_PORT) -> str:

@@ -23,6 +23,7 @@ from genie.server.device import describe, resolve_device
 from genie.server.executor import Executor
 from genie.server.failures import EXCEPTION_HANDLERS
 from genie.server.middleware import AccountingMiddleware, authorized
+from genie.server.sessions import SessionsCollector, end_session, get_session, release_tensors, sweep_idle
 from genie.server.state import ServerState
 from genie.server.stats import Stats, StatsCollector
 from genie.server.store import TensorStore
@@ -37,10 +38,11 @@ def create_app(config: ServerConfig | None = None) -> Starlette:
     fails at start-up rather than on the first request."""
     config = config or ServerConfig()
     dev = resolve_device(config.device)
-    store = TensorStore(config.max_held_bytes)
+    store = TensorStore(config.max_held_bytes, lease_s=config.lease_s)
     counters = Stats(store.usage)
     registry = CollectorRegistry(auto_describe=True)
     registry.register(StatsCollector(counters))
+    registry.register(SessionsCollector(store))
     executor = Executor(dev, max_alloc_bytes=config.max_held_bytes or config.max_body_bytes,
                         compute_threads=config.compute_threads, max_inflight=config.max_inflight)
     state = ServerState(config=config, executor=executor, store=store, stats=counters,
@@ -54,7 +56,11 @@ def create_app(config: ServerConfig | None = None) -> Starlette:
         # Before serving: the first meta inference (allocation cap) costs ~1.5 s once per
         # process.  Not in a daemon thread: one still inside torch at exit aborts it.
         await anyio.to_thread.run_sync(warm_up)
-        yield
+        async with anyio.create_task_group() as tasks:
+            if config.lease_s is not None:
+                tasks.start_soon(sweep_idle, store, config.lease_s)
+            yield
+            tasks.cancel_scope.cancel()
         store.clear()
 
     routes = [
@@ -68,8 +74,11 @@ def create_app(config: ServerConfig | None = None) -> Starlette:
         Route("/echo", authorized(ep.echo), methods=["POST"]),
         Route("/tensors", authorized(ep.put_tensor), methods=["POST"]),
         Route("/tensors", authorized(ep.list_tensors), methods=["GET"]),
+        Route("/tensors/release", authorized(release_tensors), methods=["POST"]),
         Route("/tensors/{handle}", authorized(ep.get_tensor), methods=["GET"]),
         Route("/tensors/{handle}", authorized(ep.delete_tensor), methods=["DELETE"]),
+        Route("/sessions/{session}", authorized(get_session), methods=["GET"]),
+        Route("/sessions/{session}", authorized(end_session), methods=["DELETE"]),
     ]
     app = Starlette(
         routes=routes,
