@@ -192,25 +192,18 @@ def test_graph_release_frees_after_the_graph_ran_and_only_if_it_succeeded(
 def test_graph_release_counts_as_freed_for_the_held_budget(
         own_http: Callable[..., httpx.Client], st_body: Callable[..., bytes],
         graph_body: Callable[..., bytes], assert_error: Callable[..., str]) -> None:
-    http = own_http(max_held_mb=0.001)  # 1,048 bytes
-    old = _put(http, st_body, torch.ones(150), "dec")  # 600 bytes
+    http = own_http(max_held_mb=0.1)  # 104,857 bytes
+    old = _put(http, st_body, torch.ones(15_000), "dec")  # 60,000 bytes
     grow = {"nodes": [{"id": "c", "op": "cat", "args": [[{"handle": old}, {"input": "x"}]]}],
             "keep": ["c"]}
-    x = torch.ones(10)
-    # 600 held + 640 kept would pass the budget: refused, the old cache untouched...
+    x = torch.ones(1000)
+    # 60,000 held + 64,000 kept would pass the budget: refused, the old cache untouched...
     assert_error(_graph(http, graph_body, grow, "dec", {"x": x}), 413, "budget_exceeded")
     assert http.get(f"/tensors/{old}").status_code == 200
     # ...but releasing the old cache in the same request makes room for the new one.
     resp = _graph(http, graph_body, {**grow, "release": [old]}, "dec", {"x": x})
-    assert _meta(resp, HANDLES_METADATA_KEY)["c"]["nbytes"] == 640
-    assert http.get("/stats").json()["held"] == {"tensors": 1, "bytes": 640}
-
-
-def _heartbeat_until(http: httpx.Client, session: str, seconds: float) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        assert http.get("/health", headers=_as(session)).status_code == 200
-        time.sleep(0.05)
+    assert _meta(resp, HANDLES_METADATA_KEY)["c"]["nbytes"] == 64_000
+    assert http.get("/stats").json()["held"] == {"tensors": 1, "bytes": 64_000}
 
 
 def test_lease_frees_idle_sessions_only(own_http: Callable[..., httpx.Client],
@@ -257,9 +250,9 @@ def test_budget_frees_expired_sessions_first_but_never_a_live_one(
         assert_error: Callable[..., str]) -> None:
     # A lease far longer than the test: the sweeper never runs, so only the budget's
     # own check can have freed anything.
-    http = own_http(max_held_mb=0.001, handle_lease_s=3600)
-    live = _put(http, st_body, torch.ones(200), "live")  # 800 of 1,048 bytes
-    assert_error(http.post("/tensors", content=st_body({"t": torch.ones(100)}),
+    http = own_http(max_held_mb=0.1, handle_lease_s=3600)
+    live = _put(http, st_body, torch.ones(20_000), "live")  # 80,000 of 104,857 bytes
+    assert_error(http.post("/tensors", content=st_body({"t": torch.ones(10_000)}),
                            headers=_as("other")), 413, "budget_exceeded")
     assert http.get(f"/tensors/{live}").status_code == 200
 

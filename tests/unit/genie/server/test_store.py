@@ -86,19 +86,19 @@ def test_held_budget_refuses_without_evicting(
 
 def test_an_upload_past_the_budget_first_frees_sessions_idle_past_the_lease() -> None:
     # The store alone, without the app's sweeper: only the budget check can free them.
-    store = TensorStore(1000, lease_s=0.05)
+    store = TensorStore(100_000, lease_s=0.05)
     with store.active("gone"):
-        store.put_many({"a": torch.ones(200)}, owner="gone")  # 800 of 1,000 bytes
+        store.put_many({"a": torch.ones(20_000)}, owner="gone")  # 80,000 of 100,000 bytes
     with store.active("live"):
-        (b,) = store.put_many({"b": torch.ones(10)}, owner="live").values()
+        (b,) = store.put_many({"b": torch.ones(100)}, owner="live").values()
     time.sleep(0.1)  # both idle past the lease now; "live" speaks again, so it is live
     with store.active("live"):
-        (c,) = store.put_many({"c": torch.ones(200)}, owner="live").values()
-    assert store.usage() == (2, 840)
-    assert torch.equal(store.get(b["id"]), torch.ones(10))
-    assert torch.equal(store.get(c["id"]), torch.ones(200))
+        (c,) = store.put_many({"c": torch.ones(20_000)}, owner="live").values()
+    assert store.usage() == (2, 80_400)
+    assert torch.equal(store.get(b["id"]), torch.ones(100))
+    assert torch.equal(store.get(c["id"]), torch.ones(20_000))
     assert store.sessions_report()["freed"]["lease"] == {"sessions": 1, "handles": 1,
-                                                         "bytes": 800}
+                                                         "bytes": 80_000}
 
 
 def test_sessions_that_hold_nothing_are_forgotten_past_the_bound() -> None:
