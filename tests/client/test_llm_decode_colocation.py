@@ -33,7 +33,9 @@ from pytest_genie import Key
 
 pytestmark = pytest.mark.client
 
-SEED = 1234
+#: Chosen so that at every greedy step the best token leads the next by more than 0.03
+#: (logits of about 1.5): a GPU server's rounding (about 1e-6) cannot flip a token.
+SEED = 31
 VOCAB, CONTEXT, D_MODEL, HEADS, LAYERS = 256, 128, 64, 4, 4
 PROMPT_TOKENS, STEPS = 16, 24
 
