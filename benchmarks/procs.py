@@ -5,7 +5,8 @@ always killed (by its own pid) when the benchmark ends, even on error, and by th
 kernel (``PR_SET_PDEATHSIG``) should the benchmark itself be killed.  Memory is
 read from ``/proc/<pid>/status``: ``VmRSS`` now and ``VmHWM`` the peak, which
 writing ``5`` to ``/proc/<pid>/clear_refs`` resets (allowed for our own children).
-Where that reset is refused, a thread samples ``VmRSS`` instead.
+Where that reset is refused, a thread samples ``VmRSS`` instead.  Page faults and CPU
+time come from ``/proc/<pid>/stat``.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from pathlib import Path
 import httpx
 
 MB = 1024 * 1024
+_TICK_S = 1.0 / os.sysconf("SC_CLK_TCK")
 
 
 def free_port() -> int:
@@ -119,6 +121,16 @@ def status(pid: int) -> dict[str, int]:
         if key in ("VmRSS", "VmHWM"):
             out[key] = int(value.split()[0]) * 1024
     return out
+
+
+def counters(pid: int) -> tuple[int, int, float]:
+    """Minor faults, major faults and CPU seconds (user + system) of ``pid`` so far.
+
+    CPU time ticks at ``SC_CLK_TCK`` (10 ms here): read it over many requests.
+    """
+    text = Path(f"/proc/{pid}/stat").read_text()
+    fields = text[text.rindex(")") + 2:].split()  # from field 3 (state) on
+    return int(fields[7]), int(fields[9]), (int(fields[11]) + int(fields[12])) * _TICK_S
 
 
 def reset_peak(pid: int) -> bool:
