@@ -66,9 +66,11 @@ class Children:
     def __init__(self) -> None:
         self.procs: list[subprocess.Popen[str]] = []
 
-    def spawn(self, args: Sequence[str], *, stdin: bool = False) -> subprocess.Popen[str]:
+    def spawn(self, args: Sequence[str], *, stdin: bool = False,
+              wrapper: Sequence[str] = ()) -> subprocess.Popen[str]:
+        """``python ARGS`` as a child; ``wrapper`` (a profiler's command line) goes first."""
         proc = subprocess.Popen(
-            [sys.executable, *args], stdout=subprocess.PIPE,
+            [*wrapper, sys.executable, *args], stdout=subprocess.PIPE,
             stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
             stderr=None, text=True, bufsize=1, preexec_fn=_die_with_parent)
         self.procs.append(proc)
@@ -92,12 +94,15 @@ class Children:
 
 
 def start_genie(children: Children, *, max_body_mb: float, max_held_mb: float,
-                timeout: float = 60.0) -> tuple[subprocess.Popen[str], str]:
-    """The real ``genie-server`` command line on a fresh port; waits for /health."""
+                timeout: float = 60.0, wrapper: Sequence[str] = ()
+                ) -> tuple[subprocess.Popen[str], str]:
+    """The real ``genie-server`` command line on a fresh port; waits for /health.
+    With a ``wrapper`` the process returned is the wrapper (see ``child_pid``)."""
     port = free_port()
     proc = children.spawn(["-m", "genie.runtime.simple_server", "--host", "127.0.0.1",
                            "--port", str(port), "--device", "cpu", "--log-level", "warning",
-                           "--max-body-mb", str(max_body_mb), "--max-held-mb", str(max_held_mb)])
+                           "--max-body-mb", str(max_body_mb), "--max-held-mb", str(max_held_mb)],
+                          wrapper=wrapper)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + timeout
     while True:
@@ -111,6 +116,17 @@ def start_genie(children: Children, *, max_body_mb: float, max_held_mb: float,
         if time.monotonic() > deadline:
             raise TimeoutError(f"genie server not healthy within {timeout} s")
         time.sleep(0.1)
+
+
+def child_pid(pid: int, timeout: float = 30.0) -> int:
+    """The first child of ``pid`` (the program a profiler runs), once it exists."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        kids = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        if kids:
+            return int(kids[0])
+        time.sleep(0.05)
+    raise TimeoutError(f"process {pid} started no child within {timeout} s")
 
 
 def status(pid: int) -> dict[str, int]:
