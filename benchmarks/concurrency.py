@@ -39,7 +39,7 @@ PAYLOADS = {"small": 10, "4mb": 1000}
 PATHS = ("floor", "execute", "async", "rpc")
 
 
-def genie_request(client: genie.Client, x: torch.Tensor) -> tuple[bytes, ...]:
+def genie_request(client: genie.Client, x: torch.Tensor) -> tuple[bytes | memoryview, ...]:
     """The bytes ``client.execute("relu", x)`` sends, built from the client's own plan."""
     plan = genie.Client.execute.build(client, "relu", x).plan
     target = f"{plan.path}?{urlencode(plan.params, quote_via=quote)}"
@@ -48,7 +48,7 @@ def genie_request(client: genie.Client, x: torch.Tensor) -> tuple[bytes, ...]:
                          plan.nbytes)
 
 
-def floor_request(host: str, x: torch.Tensor) -> tuple[bytes, ...]:
+def floor_request(host: str, x: torch.Tensor) -> tuple[bytes | memoryview, ...]:
     """A POST to the floor with the same body as Genie's: ``x`` safetensors-encoded."""
     body = encode({"_positional": x})
     return request_bytes("POST", "/", host, {"content-type": "application/octet-stream"},

@@ -38,11 +38,14 @@ __all__ = ["LeanHttp", "request_bytes"]
 
 #: Bodies up to this size go out in the same ``sendall`` as the head.
 COALESCE_BYTES = 64 * 1024
+#: A connection idle this long is replaced before use: uvicorn closes idle keep-alive
+#: connections after 5 s (as ``genie.client.http1`` does, for the same reason).
+IDLE_EXPIRY_S = 4.0
 _HEAD_END = b"\r\n\r\n"
 
 
 def request_bytes(method: str, target: str, host: str, headers: dict[str, str],
-                  body: Sequence[bytes | memoryview], nbytes: int) -> tuple[bytes, ...]:
+                  body: Sequence[bytes | memoryview], nbytes: int) -> tuple[bytes | memoryview, ...]:
     """A whole HTTP/1.1 request as the buffers to send: the head (with ``nbytes`` as its
     Content-Length; ``headers`` in lower case) and then the body's own buffers, joined
     into one when small."""
@@ -58,13 +61,23 @@ class LeanHttp:
     """One keep-alive connection and one receive buffer, reused for every exchange."""
 
     def __init__(self, host: str, port: int, timeout: float = 600.0) -> None:
-        self.sock = socket.create_connection((host, port), timeout=timeout)
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.address = host, port
+        self.timeout = timeout
+        self.sock = self._connect()
         self.buf = bytearray(64 * 1024)
+
+    def _connect(self) -> socket.socket:
+        sock = socket.create_connection(self.address, timeout=self.timeout)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.used = time.monotonic()
+        return sock
 
     def exchange(self, request: Sequence[bytes | memoryview]) -> tuple[int, memoryview]:
         """Send ``request`` (from ``request_bytes``); return the status and a view of the
         reply body, valid until the next exchange."""
+        if time.monotonic() - self.used > IDLE_EXPIRY_S:
+            self.sock.close()
+            self.sock = self._connect()
         for part in request:
             self.sock.sendall(part)
         pos = 0
@@ -81,6 +94,7 @@ class LeanHttp:
             pos += self._recv(pos, total - pos)
         if pos != total:
             raise ConnectionError(f"{pos - total} bytes past the reply (no pipelining here)")
+        self.used = time.monotonic()
         return status, memoryview(self.buf)[start:total]
 
     def _recv(self, pos: int, want: int = 0) -> int:

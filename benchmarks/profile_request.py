@@ -231,7 +231,9 @@ def client_loop(url: str, n: int, seconds: float, requests: int, wait: bool,
     ``requests`` calls), then one JSON line with the count and this process's CPU time
     and faults over the loop; with ``requests``, also each call's figures and the
     server's (``server_pid``).  With ``wait`` it first answers ``ready`` and waits for
-    a line on stdin (so that a profiler can attach after start-up)."""
+    a line on stdin (so that a profiler can attach after start-up), and after its
+    answer for another (so that the profiler stops before the interpreter's exit,
+    whose full garbage collection is no request's cost)."""
     x = torch.randn(n, n)
     rows = []
     with genie.Client(url, timeout=600) as client:
@@ -329,7 +331,7 @@ def perf_kinds(data: Path) -> dict[str, float]:
     report = subprocess.run([exe, "report", "-i", str(data), "--no-children", "--sort", "dso,sym",
                              "--stdio", "-g", "none", "--percent-limit", "0"],
                             capture_output=True, text=True, timeout=300).stdout
-    kinds: Counter[str] = Counter()
+    kinds: dict[str, float] = {}
     for line in report.splitlines():
         match = re.match(r"^\s+([\d.]+)%\s+(\S+)\s+\[(.)\]\s+(\S+)", line)
         if not match:
@@ -337,8 +339,8 @@ def perf_kinds(data: Path) -> dict[str, float]:
         share, space, sym = float(match[1]) / 100, match[3], f"{match[2]} {match[4]}"
         kind = next((k for k, marks in PERF_KINDS if any(m in sym for m in marks)),
                     "other kernel" if space == "k" else "other user")
-        kinds[kind] += share
-    return dict(kinds.most_common())
+        kinds[kind] = kinds.get(kind, 0.0) + share
+    return dict(sorted(kinds.items(), key=lambda kv: -kv[1]))
 
 
 def perf_record(pid: int, data: Path) -> subprocess.Popen[bytes] | None:

@@ -48,7 +48,7 @@ def targets(report: dict[str, Any]) -> list[dict[str, Any]]:
     if clients in small:
         got = small[clients]["p99_ms"]
         add(f"small execute p99 <= {p99:g} ms at {clients} clients",
-            got is not None and got <= p99, f"{got} ms")
+            got is not None and got <= p99, f"{_ms(got)} ms")
     mem = next((s["memory"] for s in reversed(sizes) if s["memory"]), None)
     if mem and mem["request_mb"] >= 64:  # below that, the allocator's noise dominates
         srv = mem["server"]
