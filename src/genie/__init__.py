@@ -37,6 +37,7 @@ from genie.errors import (
     ServerError,
     TransportError,
     UnsupportedDTypeError,
+    UnsupportedMediaTypeError,
     UnsupportedOpError,
     WireFormatError,
 )
@@ -106,6 +107,7 @@ __all__ = [
     "ServerError",
     "TransportError",
     "UnsupportedDTypeError",
+    "UnsupportedMediaTypeError",
     "UnsupportedOpError",
     "WireFormatError",
     "__version__",

@@ -1,8 +1,9 @@
 """The documented checks: their names, their kinds, and the keys of the details they record.
 
-The testing guide names 13 checks.  Each is one test function ``test_<name>`` marked ``server``
-or ``client`` (in ``tests/server`` and ``tests/client``), recorded under ``<name>``, and its
-``details`` are read back by the report (``pytest_genie.report``).  Both sides spell every name and
+The testing guide names 13 checks, and one more from its week-2 list (``llm_decode_colocation``:
+"Compare KV cache transfer vs co-location").  Each is one test function ``test_<name>`` marked
+``server`` or ``client`` (in ``tests/server`` and ``tests/client``), recorded under ``<name>``,
+and its ``details`` are read back by the report (``pytest_genie.report``).  Both sides spell every name and
 key through this module, so a check and its reader cannot drift apart: a misspelt key is an
 ``AttributeError`` and a mypy error, not a figure the report quietly shows as "not measured".
 
@@ -31,6 +32,7 @@ __all__ = [
     "HTTP_TENSOR_TRANSFER",
     "KINDS",
     "LARGE_TENSOR_HANDLING",
+    "LLM_DECODE_COLOCATION",
     "MULTI_OPERATION_CHAIN",
     "NETWORK_CONNECTIVITY",
     "PERFORMANCE_COMPARISON",
@@ -75,12 +77,16 @@ PERFORMANCE_COMPARISON: Final = Check("performance_comparison", "client")
 MULTI_OPERATION_CHAIN: Final = Check("multi_operation_chain", "client")
 ERROR_HANDLING: Final = Check("error_handling", "client")
 LARGE_TENSOR_HANDLING: Final = Check("large_tensor_handling", "client")
+#: The guide's week-2 "LLM decode co-location": a KV cache kept on the server vs shipped.
+LLM_DECODE_COLOCATION: Final = Check("llm_decode_colocation", "client")
 
-#: The guide's checks in the guide's order: server side first, then client side.
+#: The guide's checks in the guide's order: server side first, then client side; its week-2
+#: decode check last.
 CHECKS: Final[tuple[Check, ...]] = (
     ENVIRONMENT_SETUP, SERVER_STARTUP, GPU_DETECTION, SERVER_OPERATIONS, SERVER_STATISTICS,
     NETWORK_CONNECTIVITY, SERVER_CONNECTIVITY, HTTP_TENSOR_TRANSFER, REMOTE_LAZYTENSOR_EXECUTION,
     PERFORMANCE_COMPARISON, MULTI_OPERATION_CHAIN, ERROR_HANDLING, LARGE_TENSOR_HANDLING,
+    LLM_DECODE_COLOCATION,
 )
 
 
@@ -187,3 +193,28 @@ class Key:
     EXPECTED_STATUS: Final = "expected_status"
     EXPECTED_TYPE: Final = "expected_type"
     CASE_MESSAGE: Final = "message"
+
+    # ---- llm_decode_colocation: a small GPT-2-style decoder, greedy, two ways
+    MODEL: Final = "model"  # its configuration: layers, d_model, heads, vocab, parameters
+    PROMPT_TOKENS: Final = "prompt_tokens"
+    STEPS: Final = "steps"  # decode steps after the prompt
+    TOKENS_MATCH_EAGER: Final = "tokens_match_eager"
+    KV_CACHE_BYTES: Final = "kv_cache_bytes"  # the cache after the last step
+    #: The two ways, each a dict of the keys below: the cache kept on the server as handles
+    #: (last step's released in each step's request), and the cache sent and fetched each step.
+    KV_KEPT: Final = "kv_kept"
+    KV_SHIPPED: Final = "kv_shipped"
+    # each way (and REQUESTS_MADE: the client's requests over the decode steps)
+    REQUESTS_PER_STEP: Final = "requests_per_step"
+    SERVER_REQUESTS: Final = "server_requests"  # the same requests, as the server counted them
+    BYTES_SENT: Final = "bytes_sent"  # also each step row
+    BYTES_RECEIVED: Final = "bytes_received"  # also each step row
+    TOTAL_MS: Final = "total_ms"
+    STEP_MS_MEDIAN: Final = "step_ms_median"
+    PREFILL: Final = "prefill"  # the prompt's request: BYTES_SENT, BYTES_RECEIVED, ROUND_TRIP_MS
+    PER_STEP: Final = "per_step"  # rows: STEP, BYTES_SENT, BYTES_RECEIVED, ROUND_TRIP_MS
+    STEP: Final = "step"
+    # what co-location saves: shipped over kept (bytes both ways; the median step's time)
+    BYTES_RATIO: Final = "bytes_ratio"
+    BYTES_SAVED_PCT: Final = "bytes_saved_pct"
+    TIME_RATIO: Final = "time_ratio"

@@ -20,7 +20,7 @@ import uvicorn
 
 from genie.errors import ConfigurationError
 from genie.server.app import create_app
-from genie.server.config import DEFAULT_PORT, DEFAULTS, ServerConfig
+from genie.server.config import DEFAULT_HANDLE_LEASE_S, DEFAULT_PORT, DEFAULTS, ServerConfig
 from genie.server.connections import uvicorn_settings
 
 __all__ = ["build_parser", "main"]
@@ -54,6 +54,31 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError("must be >= 1")
     return value
+
+
+def _port(text: str) -> int:
+    """A TCP port to listen on.  uvicorn would take 70000 and listen on 70000 % 65536."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{value} is not a TCP port: use 1-65535 "
+                                         f"(default {DEFAULT_PORT})")
+    return value
+
+
+def _lease_seconds(text: str) -> float | None:
+    """``--handle-lease-s``: seconds >= 0, where 0 or ``off`` turns the lease off (None)."""
+    if text.strip().lower() == "off":
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds or 'off'") from None
+    if not (value >= 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError("must be a finite number of seconds >= 0, or 'off'")
+    return value or None
 
 
 #: (flag, type, help) of every limit; each flag sets the ServerConfig field of its name.
@@ -106,7 +131,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1",
                    help="interface to bind; 0.0.0.0 to accept clients from the network "
                         "(default: %(default)s)")
-    p.add_argument("--port", type=int, default=DEFAULT_PORT, help="default: %(default)s")
+    p.add_argument("--port", type=_port, default=DEFAULT_PORT,
+                   help="TCP port to listen on, 1-65535 (default: %(default)s)")
     p.add_argument("--device", default="auto",
                    help="auto | cpu | cuda | cuda:N; auto picks cuda:0 when present")
     p.add_argument("--token", default=os.environ.get("GENIE_TOKEN"),
@@ -116,6 +142,9 @@ def build_parser() -> argparse.ArgumentParser:
         default = DEFAULTS[_field(flag)]
         p.add_argument(flag, type=kind, default=default,
                        help=text if "default:" in text else f"{text} (default: %(default)s)")
+    p.add_argument("--handle-lease-s", type=_lease_seconds, default=DEFAULT_HANDLE_LEASE_S,
+                   help="free the handles of a client session that sent no request for this "
+                        "long, seconds; 0 or 'off' never frees them (default: %(default)s)")
     p.add_argument("--log-level", default="info",
                    choices=["critical", "error", "warning", "info", "debug"])
     return p
@@ -127,6 +156,7 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         config = ServerConfig(device=args.device, token=args.token,
+                              handle_lease_s=args.handle_lease_s,
                               **{_field(flag): getattr(args, _field(flag))
                                  for flag, _, _ in _LIMITS})
         app = create_app(config)

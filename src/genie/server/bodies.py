@@ -23,8 +23,9 @@ from starlette.requests import ClientDisconnect, Request
 
 from genie.errors import MalformedRequestError, OutOfMemoryError, PayloadTooLargeError
 from genie.server.budget import ByteBudget, reserve_for
+from genie.server.state import state_of
 
-__all__ = ["CLOSE_KEY", "GROW_MIN_BYTES", "Pace", "receive_body"]
+__all__ = ["CLOSE_KEY", "GROW_MIN_BYTES", "Pace", "read_body", "receive_body"]
 
 #: Bodies smaller than this are received into one ``bytearray``, reserved whole at
 #: their first byte; larger ones grow in steps of at least this much.
@@ -126,6 +127,15 @@ def _populate(buf: mmap.mmap, start: int, length: int) -> None:
         if exc.errno not in (errno.EINVAL, errno.ENOSYS):
             raise OutOfMemoryError(f"no host memory for {length} bytes of request body "
                                    f"({exc.strerror})") from exc
+
+
+async def read_body(request: Request, limit: int | None = None) -> bytearray | mmap.mmap:
+    """Receive the body within the server's limits: ``--max-body-mb`` (or the smaller
+    ``limit``), the budget for bodies in flight, and the pace (``receive_body``)."""
+    state = state_of(request)
+    config = state.config
+    return await receive_body(request, min(config.max_body_bytes, limit or config.max_body_bytes),
+                              state.bodies, config.body_timeout_s, config.min_body_rate_bytes)
 
 
 async def receive_body(request: Request, limit: int, budget: ByteBudget, idle_timeout_s: float,

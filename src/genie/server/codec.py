@@ -43,15 +43,16 @@ def json_charge(request: Request) -> Charge:
     return charge
 
 
-def _decode(body: bytearray | mmap.mmap, timing: Timing, charge: Charge) -> Decoded:
+def _decode(body: bytearray | mmap.mmap | memoryview, timing: Timing, charge: Charge
+            ) -> Decoded:
     start = time.perf_counter()
     decoded = decode(body, charge) if body else Decoded()
     timing.decode_ms = (time.perf_counter() - start) * 1000
     return decoded
 
 
-async def decode_request(request: Request, body: bytearray | mmap.mmap, timing: Timing
-                         ) -> Decoded:
+async def decode_request(request: Request, body: bytearray | mmap.mmap | memoryview,
+                         timing: Timing) -> Decoded:
     """Decode a safetensors body, on a worker thread when it is over ``OFF_LOOP_BYTES``.
 
     A large body can carry a large header (JSON to parse, shapes to check, bool bytes

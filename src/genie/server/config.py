@@ -10,13 +10,19 @@ from typing import Any
 from genie.protocol import DEFAULT_PORT
 
 __all__ = ["CONNECTION_OVERHEAD_BYTES", "DEFAULTS", "DEFAULT_BODY_TIMEOUT_S",
-           "DEFAULT_MAX_BODY_MB", "DEFAULT_MAX_CONNECTIONS", "DEFAULT_MAX_HELD_MB", "DEFAULT_PORT",
-           "PROCESS_OVERHEAD_BYTES", "MemoryBudget", "ServerConfig", "check_token"]
+           "DEFAULT_HANDLE_LEASE_S", "DEFAULT_MAX_BODY_MB", "DEFAULT_MAX_CONNECTIONS",
+           "DEFAULT_MAX_HELD_MB", "DEFAULT_PORT", "PROCESS_OVERHEAD_BYTES", "MemoryBudget",
+           "ServerConfig", "check_token"]
 
 DEFAULT_MAX_BODY_MB = 4096.0
 DEFAULT_MAX_HELD_MB = 8192.0
 DEFAULT_BODY_TIMEOUT_S = 60.0
 DEFAULT_MAX_CONNECTIONS = 1024
+#: Ten minutes: far longer than any pause a working client takes between requests (a
+#: decode step, a training step, a batch of a benchmark), short enough that memory
+#: held by clients killed before they could close comes back well within the hour.
+#: Clients that close (or exit normally) release at once and never wait for it.
+DEFAULT_HANDLE_LEASE_S = 600.0
 MB = 1024 * 1024
 KB = 1024
 #: What the server process holds idle, measured (``VmRSS`` after start-up on a CPU
@@ -98,6 +104,11 @@ class ServerConfig:
     its address) may run ``client_compute_threads`` at once (default one less than
     ``compute_threads``, so that others always find a free thread); ``max_connections``
     is uvicorn's ``limit_concurrency``; ``max_header_kb`` bounds a request's head.
+
+    ``handle_lease_s`` is how long a client session may go without a request before
+    the handles it holds are freed (``genie.server.store``); ``None`` or 0 turns the
+    lease off (handles are then held until deleted or their session is closed).
+    Handles made without a session (no ``X-Genie-Session`` header) never lapse.
     """
 
     device: str = "auto"
@@ -118,6 +129,7 @@ class ServerConfig:
     max_header_kb: float = 64.0
     write_timeout_s: float = 60.0
     max_connections: int = DEFAULT_MAX_CONNECTIONS
+    handle_lease_s: float | None = DEFAULT_HANDLE_LEASE_S
 
     def __post_init__(self) -> None:
         if self.token is not None:
@@ -139,11 +151,19 @@ class ServerConfig:
             raise ValueError(f"max_inflight_body_mb ({self.max_inflight_body_mb:g}) must be at "
                              f"least max_body_mb ({self.max_body_mb:g}), or the largest "
                              "accepted body could never be received")
+        lease = self.handle_lease_s
+        if lease is not None and not (0 <= lease < float("inf")):
+            raise ValueError("handle_lease_s must be a finite number of seconds >= 0, or None")
         largest_reply = max(self.max_body_bytes, self.max_compute_bytes)
         if self.max_inflight_reply_bytes < largest_reply:
             raise ValueError(f"max_inflight_reply_mb ({self.max_inflight_reply_mb:g}) must be at "
                              f"least max_body_mb and max_compute_mb ({largest_reply / MB:g}), "
                              "or the largest reply could never be sent")
+
+    @property
+    def lease_s(self) -> float | None:
+        """The handle lease in seconds, None when off."""
+        return self.handle_lease_s or None
 
     @property
     def max_body_bytes(self) -> int:

@@ -24,7 +24,7 @@ import anyio
 import torch
 
 from genie.errors import InvalidArgumentError, MalformedRequestError, ServerBusyError
-from genie.graph import Ref, from_wire, refs_in
+from genie.graph import Ref, from_wire, handle_ids, refs_in
 from genie.ops import MetaCache, Op, OpContext, StagedCache, get_op
 from genie.ops.meta import check_output, data_dependent_bound
 from genie.server.device import timed
@@ -59,6 +59,8 @@ class Graph:
     steps: list[Step]
     outputs: list[str]
     keep: list[str] = field(default_factory=list)
+    #: Handles to free after the graph ran (``genie.graph``).
+    release: list[str] = field(default_factory=list)
 
     @classmethod
     def from_json(cls, text: str, charge: Charge | None = None) -> Graph:
@@ -106,7 +108,9 @@ class Graph:
                 raise MalformedRequestError(f"graph {name!r} names unknown nodes {missing}")
         if not set(keep) <= set(outputs):
             outputs = outputs + [k for k in keep if k not in outputs]
-        return cls(steps=steps, outputs=list(dict.fromkeys(outputs)), keep=list(keep))
+        release = handle_ids(spec.get("release", []), "graph 'release'")
+        return cls(steps=steps, outputs=list(dict.fromkeys(outputs)), keep=list(keep),
+                   release=list(dict.fromkeys(release)))
 
     def refs_of_kind(self, kind: str) -> set[str]:
         """The names of the graph's references of ``kind`` (``input`` or ``handle``)."""

@@ -25,16 +25,14 @@ import anyio
 
 from genie.errors import ComputeTimeoutError, MalformedRequestError
 
-__all__ = ["SESSION_HEADER", "FairSlots", "Watch", "client_key"]
-
-#: The request header naming a client's session (sent by the Genie client).
-SESSION_HEADER = "x-genie-session"
+__all__ = ["FairSlots", "Watch", "client_key"]
 
 
 def client_key(session: str | None, peer: str | None) -> str:
-    """Who a request is for fairness: its session if it names one, else its address."""
+    """Who a request is for fairness: its session (``X-Genie-Session``, checked by
+    ``genie.server.sessions.session_of``) if it names one, else its address."""
     if session:
-        return "session:" + session[:200]
+        return "session:" + session
     return "peer:" + (peer or "")
 
 

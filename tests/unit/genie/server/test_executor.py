@@ -215,6 +215,7 @@ WORKING_ATTACKS: list[tuple[str, str, dict[str, Any], dict[str, torch.Tensor]]] 
 ]
 
 
+@pytest.mark.filterwarnings("ignore::UserWarning")  # mse_loss's note on broadcasting
 @pytest.mark.parametrize(("op", "args", "inputs"),
                          [pytest.param(*c[1:], id=c[0]) for c in WORKING_ATTACKS])
 def test_working_memory_over_the_cap_is_refused_before_it_runs(
