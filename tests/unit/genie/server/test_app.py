@@ -99,11 +99,12 @@ def _tensors() -> st.SearchStrategy[dict[str, torch.Tensor]]:
     return st.dictionaries(names, tensor, max_size=3)
 
 
-def _bodies(metadata: st.SearchStrategy[dict[str, str] | None] = st.none()
+def _bodies(metadata: st.SearchStrategy[dict[str, str] | None] | None = None
             ) -> st.SearchStrategy[bytes]:
     """Safetensors bodies: valid ones, ones cut short or with bytes flipped, headers of
     any JSON (deep, huge, lying), pickles, and plain noise."""
-    valid = st.builds(lambda ts, md: encode(ts, md).to_bytes(), _tensors(), metadata)
+    valid = st.builds(lambda ts, md: encode(ts, md).to_bytes(), _tensors(),
+                      st.none() if metadata is None else metadata)
 
     def damaged(body: bytes, cut: int, flip: int) -> bytes:
         b = bytearray(body[:max(0, len(body) - cut)])
