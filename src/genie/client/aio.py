@@ -13,7 +13,16 @@ from typing import Any, TypeVar
 import httpx
 
 from genie.client import httpx_support as hx
-from genie.client.calls import DEFAULT_RETRIES, DEFAULT_TIMEOUT, AsyncClientBase, Call, Endpoints, Plan, Sink
+from genie.client.calls import (
+    DEFAULT_RETRIES,
+    DEFAULT_TIMEOUT,
+    AsyncClientBase,
+    Call,
+    Endpoints,
+    Plan,
+    Sink,
+    Timeout,
+)
 from genie.errors import GenieError
 
 __all__ = ["AsyncClient"]
@@ -28,7 +37,8 @@ class AsyncClient(AsyncClientBase, Endpoints):
     """
 
     def __init__(self, url: str, *, token: str | None = None,
-                 timeout: float = DEFAULT_TIMEOUT, retries: int = DEFAULT_RETRIES) -> None:
+                 timeout: float | Timeout = DEFAULT_TIMEOUT,
+                 retries: int = DEFAULT_RETRIES) -> None:
         super().__init__(url, token=token, timeout=timeout, retries=retries)
         self._http = httpx.AsyncClient(base_url=self.url, limits=hx.LIMITS)
 

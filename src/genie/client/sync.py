@@ -16,7 +16,16 @@ from urllib.request import getproxies
 import httpx
 
 from genie.client import httpx_support as hx
-from genie.client.calls import DEFAULT_RETRIES, DEFAULT_TIMEOUT, Call, Endpoints, Plan, Sink, SyncClientBase
+from genie.client.calls import (
+    DEFAULT_RETRIES,
+    DEFAULT_TIMEOUT,
+    Call,
+    Endpoints,
+    Plan,
+    Sink,
+    SyncClientBase,
+    Timeout,
+)
 from genie.client.http1 import Http1Pool
 from genie.errors import GenieError, TransportError
 
@@ -44,7 +53,8 @@ class Client(SyncClientBase, Endpoints):
     """
 
     def __init__(self, url: str, *, token: str | None = None,
-                 timeout: float = DEFAULT_TIMEOUT, retries: int = DEFAULT_RETRIES) -> None:
+                 timeout: float | Timeout = DEFAULT_TIMEOUT,
+                 retries: int = DEFAULT_RETRIES) -> None:
         super().__init__(url, token=token, timeout=timeout, retries=retries)
         self._http = httpx.Client(base_url=self.url, limits=hx.LIMITS)
         self._plain = _plain_pool(self.url, self.timeout)
