@@ -1,7 +1,8 @@
 """The documented checks: their names, their kinds, and the keys of the details they record.
 
-The testing guide names 13 checks.  Each is one test function ``test_<name>`` marked ``server``
-or ``client`` (in ``tests/server`` and ``tests/client``), recorded under ``<name>``, and its
+The testing guide names 13 checks; Genie adds a 14th, ``network_throughput`` (the network
+baseline that tensor transfers are compared with).  Each is one test function ``test_<name>``
+marked ``server`` or ``client`` (in ``tests/server`` and ``tests/client``), recorded under ``<name>``, and its
 ``details`` are read back by the report (``pytest_genie.report``).  Both sides spell every name and
 key through this module, so a check and its reader cannot drift apart: a misspelt key is an
 ``AttributeError`` and a mypy error, not a figure the report quietly shows as "not measured".
@@ -33,6 +34,7 @@ __all__ = [
     "LARGE_TENSOR_HANDLING",
     "MULTI_OPERATION_CHAIN",
     "NETWORK_CONNECTIVITY",
+    "NETWORK_THROUGHPUT",
     "PERFORMANCE_COMPARISON",
     "REMOTE_LAZYTENSOR_EXECUTION",
     "SERVER_CONNECTIVITY",
@@ -68,6 +70,9 @@ GPU_DETECTION: Final = Check("gpu_detection", "server")
 SERVER_OPERATIONS: Final = Check("server_operations", "server")
 SERVER_STATISTICS: Final = Check("server_statistics", "server")
 NETWORK_CONNECTIVITY: Final = Check("network_connectivity", "client")
+#: Not in the guide: bytes up and down through ``/probe`` with no tensor work, the baseline the
+#: report compares tensor throughput with (and from which the client checks size their timeouts).
+NETWORK_THROUGHPUT: Final = Check("network_throughput", "client")
 SERVER_CONNECTIVITY: Final = Check("server_connectivity", "client")
 HTTP_TENSOR_TRANSFER: Final = Check("http_tensor_transfer", "client")
 REMOTE_LAZYTENSOR_EXECUTION: Final = Check("remote_lazytensor_execution", "client")
@@ -76,11 +81,13 @@ MULTI_OPERATION_CHAIN: Final = Check("multi_operation_chain", "client")
 ERROR_HANDLING: Final = Check("error_handling", "client")
 LARGE_TENSOR_HANDLING: Final = Check("large_tensor_handling", "client")
 
-#: The guide's checks in the guide's order: server side first, then client side.
+#: The guide's checks in the guide's order, server side first, then client side; the network
+#: baseline right after the guide's connectivity check.
 CHECKS: Final[tuple[Check, ...]] = (
     ENVIRONMENT_SETUP, SERVER_STARTUP, GPU_DETECTION, SERVER_OPERATIONS, SERVER_STATISTICS,
-    NETWORK_CONNECTIVITY, SERVER_CONNECTIVITY, HTTP_TENSOR_TRANSFER, REMOTE_LAZYTENSOR_EXECUTION,
-    PERFORMANCE_COMPARISON, MULTI_OPERATION_CHAIN, ERROR_HANDLING, LARGE_TENSOR_HANDLING,
+    NETWORK_CONNECTIVITY, NETWORK_THROUGHPUT, SERVER_CONNECTIVITY, HTTP_TENSOR_TRANSFER,
+    REMOTE_LAZYTENSOR_EXECUTION, PERFORMANCE_COMPARISON, MULTI_OPERATION_CHAIN, ERROR_HANDLING,
+    LARGE_TENSOR_HANDLING,
 )
 
 
@@ -144,9 +151,24 @@ class Key:
 
     # ---- network_connectivity
     HOST: Final = "host"
-    ATTEMPTS: Final = "attempts"
+    ATTEMPTS: Final = "attempts"  # network_throughput (timed transfers each way)
     CONNECT_MS_MEDIAN: Final = "connect_ms_median"
     CONNECT_MS_MIN: Final = "connect_ms_min"
+
+    # ---- network_throughput: /probe, no tensor work (MiB = 2**20 bytes)
+    #: The two probe sizes [S, 3 x S] in bytes; UPLOAD_MS / DOWNLOAD_MS: their best times.
+    PROBE_SIZES: Final = "probe_sizes"
+    UPLOAD_MS: Final = "upload_ms"
+    DOWNLOAD_MS: Final = "download_ms"
+    #: The streaming rate each way: the slope of time over size between the two probes.
+    UPLOAD_MIB_PER_S: Final = "upload_mib_per_s"
+    DOWNLOAD_MIB_PER_S: Final = "download_mib_per_s"
+    #: What a request costs whatever its size (round trip, the server's reply): the intercept.
+    UPLOAD_FIXED_MS: Final = "upload_fixed_ms"
+    DOWNLOAD_FIXED_MS: Final = "download_fixed_ms"
+    #: The client budget the later client checks get from this measurement (``Timeout``).
+    TIMEOUT_BASE_S: Final = "timeout_base_s"
+    TIMEOUT_MIN_RATE_MIB_S: Final = "timeout_min_rate_mib_s"
 
     # ---- server_connectivity
     SERVER_URL: Final = "server_url"
@@ -156,7 +178,10 @@ class Key:
     # ---- http_tensor_transfer and large_tensor_handling (the report reads both alike)
     HTTP_CODE: Final = "http_code"
     BYTES: Final = "bytes"  # each sweep row of performance_comparison
-    MB_PER_S: Final = "mb_per_s"
+    #: Bytes both ways over the round trip's time, in MiB (2**20) per second.
+    MIB_PER_S: Final = "mib_per_s"
+    #: The key earlier versions recorded ``MIB_PER_S`` under (MiB/s all along); the report still reads it.
+    LEGACY_MB_PER_S: Final = "mb_per_s"
     BIT_EXACT: Final = "bit_exact"
     SIZE_MB: Final = "size_mb"  # large_tensor_handling only
 
@@ -175,6 +200,10 @@ class Key:
     SWEEP: Final = "sweep"
     BREAK_EVEN_N: Final = "break_even_n"
     BREAK_EVEN_BYTES: Final = "break_even_bytes"
+    # the main case's request: bytes each way, and all of the server's Server-Timing phases
+    BYTES_SENT: Final = "bytes_sent"
+    BYTES_RECEIVED: Final = "bytes_received"
+    SERVER_WORK_MS: Final = "server_work_ms"
 
     # ---- multi_operation_chain
     OPS: Final = "ops"
@@ -187,3 +216,7 @@ class Key:
     EXPECTED_STATUS: Final = "expected_status"
     EXPECTED_TYPE: Final = "expected_type"
     CASE_MESSAGE: Final = "message"
+
+    # ---- a result file's test_info: where its figures were measured (``pytest_genie.location``)
+    ADDRESSES: Final = "addresses"
+    MEASURED: Final = "measured"

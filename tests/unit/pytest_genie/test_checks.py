@@ -1,5 +1,6 @@
-"""The documented checks (``checks.py``): the guide's 13 names, and exactly one test function
-``test_<name>`` for each in ``tests/server`` or ``tests/client``, under its marker.
+"""The documented checks (``checks.py``): the guide's 13 names plus the network baseline, and
+exactly one test function ``test_<name>`` for each in ``tests/server`` or ``tests/client``,
+under its marker.
 
 The test functions are read with ``ast``, not collected: collecting them would import torch
 and genie, and what is asserted here is the source's shape.
@@ -12,12 +13,13 @@ from pathlib import Path
 
 from pytest_genie.checks import CHECKS, KINDS
 
-#: The testing guide's checks by side.  A rename here is a rename in every result file and
-#: every report that reads old ones, so the list is spelled out, not derived.
+#: The testing guide's checks by side, and Genie's network_throughput after network_connectivity.
+#: A rename here is a rename in every result file and every report that reads old ones, so the
+#: list is spelled out, not derived.
 GUIDE = {
     "server": ["environment_setup", "server_startup", "gpu_detection", "server_operations",
                "server_statistics"],
-    "client": ["network_connectivity", "server_connectivity", "http_tensor_transfer",
+    "client": ["network_connectivity", "network_throughput", "server_connectivity", "http_tensor_transfer",
                "remote_lazytensor_execution", "performance_comparison", "multi_operation_chain",
                "error_handling", "large_tensor_handling"],
 }
@@ -59,7 +61,7 @@ def _test_functions(folders: list[Path]) -> dict[str, list[tuple[Path, set[str]]
     return found
 
 
-def test_checks_are_the_guides_thirteen_in_its_order() -> None:
+def test_checks_are_the_guides_thirteen_and_the_baseline_in_order() -> None:
     assert [(c.name, c.kind) for c in CHECKS] == [(name, kind) for kind in KINDS for name in GUIDE[kind]]
 
 
