@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_genie.checks import Key
+from pytest_genie.location import host_addresses, where_measured
 
 __all__ = ["DISTRIBUTION", "FOLDER_PREFIX", "STATUSES", "STATUS_SYMBOLS", "TEST_TYPES", "ResultsSession",
            "TestRecord", "installed_version",
@@ -224,7 +225,8 @@ class ResultsSession:
         if info is None:
             if self._env is None:
                 self._env = environment_info()
-            info = {"hostname": socket.gethostname(), "timestamp": iso_utc(self.started),
+            info = {"hostname": socket.gethostname(), Key.ADDRESSES: host_addresses(),
+                    "timestamp": iso_utc(self.started),
                     "test_type": TEST_TYPES[kind], Key.SERVER_URL: self.server_url,
                     **json_safe(self._env)}
             if self.extend_info is not None:
@@ -233,6 +235,9 @@ class ResultsSession:
             self._infos[kind] = info
         if info.get(Key.SERVER_URL) is None:
             info[Key.SERVER_URL] = self.server_url
+        measured = info.get(Key.MEASURED)
+        if not isinstance(measured, dict) or measured.get(Key.SERVER_URL) != info[Key.SERVER_URL]:
+            info[Key.MEASURED] = where_measured(info[Key.SERVER_URL], info.get("hostname"))
         return info
 
     def write(self, kind: str) -> Path:
