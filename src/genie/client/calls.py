@@ -48,7 +48,7 @@ from genie.protocol import PROTOCOL_VERSION, SAFETENSORS_MEDIA_TYPE, normalize_u
 from genie.wire import Decoded, decode, dtype_from_name, encode, receive_buffer
 
 __all__ = ["BACKOFF_BASE", "DEFAULT_MIN_RATE_MIB_S", "DEFAULT_RETRIES", "DEFAULT_TIMEOUT",
-           "MIB", "UPLOAD_CHUNK", "AsyncClientBase", "BaseClient", "Call", "Endpoints", "Exchange",
+           "UPLOAD_CHUNK", "AsyncClientBase", "BaseClient", "Call", "Endpoints", "Exchange",
            "GraphResult", "Plan", "RemoteTensor", "Sink", "SyncClientBase", "Timeout", "endpoint"]
 
 MIB = 1024 * 1024

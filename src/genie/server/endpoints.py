@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import mmap
+import re
 from collections.abc import AsyncIterator, Callable
 from typing import Any, TypeVar, overload
 
@@ -48,6 +49,9 @@ __all__ = ["delete_tensor", "device", "echo", "execute", "get_tensor", "graph", 
 
 T = TypeVar("T")
 R = TypeVar("R")
+
+#: ``GET /probe?bytes=N``: ASCII digits, few enough for any limit (and for ``int``).
+_WHOLE_BYTES = re.compile(r"[0-9]{1,19}")
 
 
 async def read_body(request: Request) -> bytearray | mmap.mmap:
@@ -298,7 +302,7 @@ async def probe_download(request: Request) -> Response:
     probe can never ask the server for more than it would accept.
     """
     raw = request.query_params.get("bytes")
-    if raw is None or not raw.isdigit():
+    if raw is None or not _WHOLE_BYTES.fullmatch(raw):  # not isdigit(): "²" is a digit to it
         raise MalformedRequestError(f"GET /probe needs ?bytes=N, a whole number of bytes >= 0; "
                                     f"got {raw!r}")
     nbytes, limit = int(raw), state_of(request).config.max_body_bytes

@@ -268,7 +268,8 @@ def test_probe_counts_what_is_posted_and_sends_what_is_asked(http: httpx.Client,
     assert endpoints["GET /probe"]["bytes_out"] >= nbytes and endpoints["POST /probe"]["bytes_in"] >= nbytes
 
 
-@pytest.mark.parametrize("query", [{}, {"bytes": "-1"}, {"bytes": "1e3"}, {"bytes": "ten"}, {"bytes": ""}])
+@pytest.mark.parametrize("query", [{}, {"bytes": "-1"}, {"bytes": "1e3"}, {"bytes": "ten"}, {"bytes": ""},
+                                   {"bytes": "\u00b2"}, {"bytes": "\u0663"}, {"bytes": "9" * 5000}])
 def test_probe_without_a_whole_number_of_bytes_is_malformed(http: httpx.Client,
                                                             query: dict[str, str]) -> None:
     resp = http.get("/probe", params=query)
