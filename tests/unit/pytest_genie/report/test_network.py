@@ -55,7 +55,7 @@ def test_remote_time_splits_into_network_server_work_and_the_rest(tmp_path: Path
     block = md.split("### Network Baseline")[1].split("##")[0]
     assert "upload 100.0 MiB/s, download 50.0 MiB/s, round trip 66.7 MiB/s" in block
     assert "10.0 MiB and 30.0 MiB each way" in block
-    assert "large tensor 0.56 (37.1 MiB/s), HTTP tensor transfer 0.56 (37.2 MiB/s)" in block
+    assert "efficiency** (tensor MiB/s ÷ probe round trip): 0.56 (37.1 MiB/s for the large tensor)" in block
     assert f"network {network:.1f}ms" in block and "server work 20.0ms" in block
 
 
