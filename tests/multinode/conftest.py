@@ -44,7 +44,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 PREFIX = "gmn"
 SERVER_IP, CLIENT_IP = "10.210.0.1", "10.210.0.2"
-SERVER_PORT = 8888
+SERVER_PORT, VICTIM_PORT = 8888, 8889
 #: What the suite needs, and the Debian package that brings it.
 TOOLS = {"ip": "iproute2", "tc": "iproute2", "unshare": "util-linux", "hostname": "hostname"}
 #: Environment a child must not inherit: another server, token or results folder, or a
@@ -232,22 +232,27 @@ class TwoHosts:
         """The documented checks of ``marker`` run on ``side``'s host, to their end."""
         return self.run(side, self.checks(marker, results_dir, *extra), timeout)
 
-    def start_server(self, port: int, log: Path, timeout: float = 90) -> subprocess.Popen[Any]:
-        """The real ``genie-server --host 0.0.0.0`` in the server namespace, once it serves."""
+    def start_servers(self, ports: Sequence[int], logs: Path, timeout: float = 120
+                      ) -> dict[int, subprocess.Popen[Any]]:
+        """The real ``genie-server --host 0.0.0.0`` on each port of the server host, started
+        side by side (each takes seconds to import torch), returned once all of them serve."""
         script = Path(sys.executable).with_name("genie-server")
         cmd = [str(script)] if script.exists() else [sys.executable, "-m", "genie.runtime.simple_server"]
-        out = log.open("w")
-        child = self.popen("server", [*cmd, "--host", "0.0.0.0", "--port", str(port), "--device", "cpu",
-                                      "--log-level", "info"], stdout=out, stderr=subprocess.STDOUT)
-        out.close()
+        started: dict[int, subprocess.Popen[Any]] = {}
+        for port in ports:
+            with (logs / f"server-{port}.log").open("w") as out:
+                started[port] = self.popen("server", [*cmd, "--host", "0.0.0.0", "--port", str(port),
+                                                      "--device", "cpu", "--log-level", "info"],
+                                           stdout=out, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
-        while _STARTED not in log.read_text(errors="replace"):
-            if child.poll() is not None or time.monotonic() > deadline:
-                child.kill()
-                raise AssertionError(f"genie-server did not start (exit {child.poll()}):\n"
-                                     f"{log.read_text(errors='replace')[-4000:]}")
-            time.sleep(0.1)
-        return child
+        for port, child in started.items():
+            log = logs / f"server-{port}.log"
+            while _STARTED not in log.read_text(errors="replace"):
+                if child.poll() is not None or time.monotonic() > deadline:
+                    raise AssertionError(f"genie-server on port {port} did not start (exit "
+                                         f"{child.poll()}):\n{log.read_text(errors='replace')[-4000:]}")
+                time.sleep(0.1)
+        return started
 
     def describe(self) -> str:
         return (f"namespaces {self.ns['server']} ({self.hostname['server']}, {SERVER_IP}) and "
@@ -305,15 +310,30 @@ def two_hosts(netns_cleanup: Cleanup, multinode_log: list[str]) -> Iterator[TwoH
 
 
 @pytest.fixture(scope="session")
-def server_node(two_hosts: TwoHosts, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """``genie-server --host 0.0.0.0 --port 8888`` on the server host; its URL from the client."""
-    server = two_hosts.start_server(SERVER_PORT, tmp_path_factory.mktemp("server-node") / "server.log")
+def servers(two_hosts: TwoHosts, tmp_path_factory: pytest.TempPathFactory
+            ) -> Iterator[dict[int, subprocess.Popen[Any]]]:
+    """``genie-server --host 0.0.0.0`` on the server host, on SERVER_PORT (for the checks) and
+    on VICTIM_PORT (for a test to kill), by port."""
+    started = two_hosts.start_servers([SERVER_PORT, VICTIM_PORT], tmp_path_factory.mktemp("server-node"))
     try:
-        yield f"http://{SERVER_IP}:{SERVER_PORT}"
+        yield started
     finally:
-        server.terminate()
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            server.wait(timeout=15)
+        for server in started.values():
+            server.terminate()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                server.wait(timeout=15)
+
+
+@pytest.fixture(scope="session")
+def server_node(servers: dict[int, subprocess.Popen[Any]]) -> str:
+    """The URL, from the client host, of the server the checks run against."""
+    return f"http://{SERVER_IP}:{SERVER_PORT}"
+
+
+@pytest.fixture
+def victim_server(servers: dict[int, subprocess.Popen[Any]]) -> tuple[subprocess.Popen[Any], int]:
+    """The second server (its process and port), for a test that kills it."""
+    return servers[VICTIM_PORT], VICTIM_PORT
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

@@ -35,10 +35,10 @@ SERVER_IP, SERVER_PORT, CLIENT_IP = "10.210.0.1", 8888, "10.210.0.2"
 #: The killed server's run must end this soon after the kill (each later check fails at
 #: connect, after the client's three quick retries).
 END_AFTER_KILL_S = 30.0
-#: The large tensor's share of the probe's round-trip rate that a healthy stack reaches
-#: over a shaped link (measured 0.81-0.99 at 1 Gbit/s on a busy 2-core machine; a large
-#: tensor costs the server a receive buffer and an encode the probe does not pay).
-EFFICIENCY_FLOOR = 0.5
+#: The large tensor's share of the probe's round-trip rate below which something is wrong
+#: (a copy too many, a stall), not merely slow: measured 0.60-0.99 at 1 Gbit/s on a 2-core
+#: machine shared with other test runs, where the CPU, not the link, sets the pace.
+EFFICIENCY_FLOOR = 0.3
 
 
 def _results(folder: Path, kind: str) -> tuple[Path, dict[str, Any]]:
@@ -136,14 +136,14 @@ def test_guide_flow_across_a_shaped_link(two_hosts: Any, server_node: str, tmp_p
 
 
 def test_a_server_killed_mid_run_ends_the_run_with_its_failures_recorded(
-        two_hosts: Any, tmp_path: Path, multinode_log: list[str]) -> None:
+        two_hosts: Any, victim_server: tuple[subprocess.Popen[Any], int], tmp_path: Path,
+        multinode_log: list[str]) -> None:
     two_hosts.shape(LINK_MBIT)
-    port = SERVER_PORT + 1
-    server = two_hosts.start_server(port, tmp_path / "victim.log")
+    server, port = victim_server
     results = tmp_path / "client"
     log = (tmp_path / "client.log").open("w")
     run = two_hosts.popen("client", two_hosts.checks("client", results, f"--genie-server={SERVER_IP}:{port}",
-                                                     f"--genie-large-mb={LARGE_MB}"),
+                                                     "--genie-large-mb=8"),  # small probes: a quick start
                           stdout=log, stderr=subprocess.STDOUT)
     log.close()
     deadline = time.monotonic() + 180
