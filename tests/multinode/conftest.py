@@ -117,10 +117,10 @@ def why_no_namespaces() -> str | None:
         return f"network namespaces are Linux-only (this is {sys.platform})"
     if os.geteuid() != 0:
         return f"making network namespaces needs root (this runs as uid {os.geteuid()})"
-    missing = sorted({f"{tool} (Debian package {pkg})" for tool, pkg in TOOLS.items()
-                      if shutil.which(tool) is None})
+    missing = {tool: pkg for tool, pkg in TOOLS.items() if shutil.which(tool) is None}
     if missing:
-        return f"missing {', '.join(missing)}: apt-get install -y iproute2"
+        return (f"missing {', '.join(missing)}: apt-get install -y "
+                f"{' '.join(sorted(set(missing.values())))}")
     return None
 
 
