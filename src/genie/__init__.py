@@ -35,6 +35,7 @@ from genie.errors import (
     ServerError,
     TransportError,
     UnsupportedDTypeError,
+    UnsupportedMediaTypeError,
     UnsupportedOpError,
     WireFormatError,
 )
@@ -102,6 +103,7 @@ __all__ = [
     "Timeout",
     "TransportError",
     "UnsupportedDTypeError",
+    "UnsupportedMediaTypeError",
     "UnsupportedOpError",
     "WireFormatError",
     "__version__",

@@ -218,5 +218,4 @@ class Key:
     CASE_MESSAGE: Final = "message"
 
     # ---- a result file's test_info: where its figures were measured (``pytest_genie.location``)
-    ADDRESSES: Final = "addresses"
     MEASURED: Final = "measured"

@@ -1,9 +1,9 @@
-"""Where a result file's figures were measured: this host, its addresses, and its path to the server.
+"""Where a result file's figures were measured: this host and its path to the server.
 
 A round trip measured on the server node over its own loopback and one measured across a
 network are different quantities; a report that compares them must know which is which.
-So every result file's ``test_info`` carries ``addresses`` (this host's, as ``hostname -I``
-lists them) and ``measured``::
+So every result file's ``test_info`` carries ``measured`` (beside the original scripts'
+``server_info`` / ``client_info``, which list this host's addresses)::
 
     {"host": "client-7", "address": "10.210.0.2", "server_url": "http://10.210.0.1:8888",
      "server_address": "10.210.0.1", "same_host": false, "path": "network",
@@ -13,37 +13,21 @@ lists them) and ``measured``::
 this host's own addresses, not loopback: still no network in between) or ``network``;
 ``None`` with no server, or one whose name does not resolve.  ``address`` is this host's
 end of the route to the server, found without sending a packet (a UDP socket's
-``connect`` only picks the route).
+``connect`` only picks the route); whether an address is this host's is
+``pytest_genie.host.is_this_host``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import ipaddress
-import shutil
 import socket
-import subprocess
 from typing import Any
 from urllib.parse import urlsplit
 
-__all__ = ["host_addresses", "where_measured"]
+from pytest_genie import host as this_host
 
-#: ``hostname -I`` answers at once; a hung resolver must not stall writing the results.
-_HOSTNAME_TIMEOUT_S = 5.0
-
-
-def host_addresses() -> list[str]:
-    """This host's addresses, as ``hostname -I`` (the testing guide's command) lists them;
-    empty where that command is missing or fails (it is Linux's ``hostname``)."""
-    tool = shutil.which("hostname")
-    if tool is None:
-        return []
-    try:
-        out = subprocess.run([tool, "-I"], capture_output=True, text=True, check=True,
-                             timeout=_HOSTNAME_TIMEOUT_S).stdout
-    except (OSError, subprocess.SubprocessError):
-        return []
-    return out.split()
+__all__ = ["where_measured"]
 
 
 def _route_source(server_ip: str, port: int) -> str | None:
@@ -57,20 +41,9 @@ def _route_source(server_ip: str, port: int) -> str | None:
         return None
 
 
-def _is_own(ip: str) -> bool:
-    """Whether ``ip`` belongs to this host: only an own address can be bound."""
-    family = socket.AF_INET6 if ":" in ip else socket.AF_INET
-    try:
-        with socket.socket(family, socket.SOCK_STREAM) as sock:
-            sock.bind((ip, 0))
-    except OSError:
-        return False
-    return True
-
-
-def _resolve(host: str, port: int) -> str | None:
+def _resolve(name: str, port: int) -> str | None:
     with contextlib.suppress(OSError, UnicodeError):
-        for *_, sockaddr in socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP):
+        for *_, sockaddr in socket.getaddrinfo(name, port, proto=socket.IPPROTO_TCP):
             return str(sockaddr[0])
     return None
 
@@ -78,7 +51,7 @@ def _resolve(host: str, port: int) -> str | None:
 def where_measured(server_url: str | None, hostname: str | None = None) -> dict[str, Any]:
     """The ``measured`` entry of ``test_info`` for figures taken from this host against
     ``server_url`` (see the module docstring)."""
-    host = hostname or socket.gethostname()
+    host = hostname or this_host.hostname()
     where: dict[str, Any] = {"host": host, "address": None, "server_url": server_url,
                              "server_address": None, "same_host": None, "path": None,
                              "label": f"on {host}, no server"}
@@ -92,7 +65,7 @@ def where_measured(server_url: str | None, hostname: str | None = None) -> dict[
     source = _route_source(server_ip, parts.port)
     if ipaddress.ip_address(server_ip.split("%")[0]).is_loopback:
         path, label = "loopback", f"loopback on {host}: client and server on one host"
-    elif _is_own(server_ip):
+    elif this_host.is_this_host(server_ip):
         path, label = "same_host", f"on {host} to its own address {server_ip}: no network in between"
     else:
         path, label = "network", f"across the network from {host} ({source or 'no route'})"

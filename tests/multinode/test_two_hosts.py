@@ -39,6 +39,10 @@ END_AFTER_KILL_S = 30.0
 #: (a copy too many, a stall), not merely slow: measured 0.60-0.99 at 1 Gbit/s on a 2-core
 #: machine shared with other test runs, where the CPU, not the link, sets the pace.
 EFFICIENCY_FLOOR = 0.3
+#: How far above 1.0 the efficiency may read.  The strict bound, the link's rate, is asserted
+#: on every transfer above; efficiency divides two measurements taken seconds apart, and on a
+#: machine shared with other runs the probe read up to 3.8 % slow (efficiency 1.026, 1.038).
+EFFICIENCY_NOISE = 0.1
 
 
 def _results(folder: Path, kind: str) -> tuple[Path, dict[str, Any]]:
@@ -117,7 +121,7 @@ def test_guide_flow_across_a_shaped_link(two_hosts: Any, server_node: str, tmp_p
     efficiency = network["efficiency"][LARGE_TENSOR_HANDLING.name]["efficiency"]
     multinode_log.append(f"probe {network['probe']}; large tensor efficiency {efficiency}; "
                          f"remote split {network['remote_split']}")
-    assert EFFICIENCY_FLOOR <= efficiency <= 1.0, network
+    assert EFFICIENCY_FLOOR <= efficiency <= 1.0 + EFFICIENCY_NOISE, network
     split = network["remote_split"]
     assert 0 < split["network_ms"] < split[Key.REMOTE_MS] and split[Key.SERVER_WORK_MS] > 0, split
     assert "### Network Baseline" in markdown and "Tensor transfer efficiency" in markdown
@@ -128,7 +132,8 @@ def test_guide_flow_across_a_shaped_link(two_hosts: Any, server_node: str, tmp_p
     assert info["client"]["hostname"] == two_hosts.hostname["client"]
     assert two_hosts.hostname["server"] in markdown and two_hosts.hostname["client"] in markdown
     client_where, server_where = client_data["test_info"], server_data["test_info"]
-    assert CLIENT_IP in client_where[Key.ADDRESSES] and SERVER_IP in server_where[Key.ADDRESSES]
+    assert CLIENT_IP in client_where["client_info"]["ip_addresses"]
+    assert SERVER_IP in server_where["server_info"]["ip_addresses"]
     assert client_where[Key.MEASURED]["path"] == "network"
     assert client_where[Key.MEASURED]["address"] == CLIENT_IP
     assert client_where[Key.MEASURED]["server_address"] == SERVER_IP

@@ -59,6 +59,18 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _port(text: str) -> int:
+    """A TCP port to listen on.  uvicorn would take 70000 and listen on 70000 % 65536."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{value} is not a TCP port: use 1-65535 "
+                                         f"(default {DEFAULT_PORT})")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="genie-server",
@@ -66,7 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1",
                    help="interface to bind; 0.0.0.0 to accept clients from the network "
                         "(default: %(default)s)")
-    p.add_argument("--port", type=int, default=DEFAULT_PORT, help="default: %(default)s")
+    p.add_argument("--port", type=_port, default=DEFAULT_PORT,
+                   help="TCP port to listen on, 1-65535 (default: %(default)s)")
     p.add_argument("--device", default="auto",
                    help="auto | cpu | cuda | cuda:N; auto picks cuda:0 when present")
     p.add_argument("--token", default=os.environ.get("GENIE_TOKEN"),

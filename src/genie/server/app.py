@@ -22,7 +22,7 @@ from genie.server.config import ServerConfig
 from genie.server.device import describe, resolve_device
 from genie.server.executor import Executor
 from genie.server.failures import EXCEPTION_HANDLERS
-from genie.server.middleware import AccountingMiddleware, authorized
+from genie.server.middleware import AccountingMiddleware, Endpoint, authorized
 from genie.server.state import ServerState
 from genie.server.stats import Stats, StatsCollector
 from genie.server.store import TensorStore
@@ -30,6 +30,25 @@ from genie.server.store import TensorStore
 __all__ = ["create_app"]
 
 log = logging.getLogger("genie.server")
+
+#: Every route: method, path, endpoint, and the line ``GET /`` shows for it.
+ROUTES: list[tuple[str, str, Endpoint, str]] = [
+    ("GET", "/health", ep.health, "status, device, GPU, versions, uptime, request counters"),
+    ("GET", "/ops", ep.ops, "every supported op with its signature"),
+    ("GET", "/stats", ep.stats, "counters per endpoint, errors by type, latency percentiles"),
+    ("GET", "/metrics", ep.metrics, "the same counters in Prometheus text format"),
+    ("GET", "/device", ep.device, "GPU detection and a 1000x1000 matmul benchmark"),
+    ("POST", "/execute", ep.execute, "one op (?op=NAME) on a safetensors body, or the form "
+                                     "operation=NAME, tensor_file=@x.safetensors"),
+    ("POST", "/graph", ep.graph, "a captured graph of ops in one request"),
+    ("POST", "/echo", ep.echo, "the body's tensors sent back: transfer cost only"),
+    ("POST", "/probe", ep.probe_upload, "any body, counted and dropped: the upload baseline"),
+    ("GET", "/probe", ep.probe_download, "?bytes=N zero bytes: the download baseline"),
+    ("POST", "/tensors", ep.put_tensor, "keep a tensor on the server; answers its handle"),
+    ("GET", "/tensors", ep.list_tensors, "the tensors held, and the budget"),
+    ("GET", "/tensors/{handle}", ep.get_tensor, "a held tensor"),
+    ("DELETE", "/tensors/{handle}", ep.delete_tensor, "free a held tensor"),
+]
 
 
 def create_app(config: ServerConfig | None = None) -> Starlette:
@@ -57,22 +76,10 @@ def create_app(config: ServerConfig | None = None) -> Starlette:
         yield
         store.clear()
 
-    routes = [
-        Route("/health", authorized(ep.health), methods=["GET"]),
-        Route("/ops", authorized(ep.ops), methods=["GET"]),
-        Route("/stats", authorized(ep.stats), methods=["GET"]),
-        Route("/metrics", authorized(ep.metrics), methods=["GET"]),
-        Route("/device", authorized(ep.device), methods=["GET"]),
-        Route("/execute", authorized(ep.execute), methods=["POST"]),
-        Route("/graph", authorized(ep.graph), methods=["POST"]),
-        Route("/echo", authorized(ep.echo), methods=["POST"]),
-        Route("/probe", authorized(ep.probe_upload), methods=["POST"]),
-        Route("/probe", authorized(ep.probe_download), methods=["GET"]),
-        Route("/tensors", authorized(ep.put_tensor), methods=["POST"]),
-        Route("/tensors", authorized(ep.list_tensors), methods=["GET"]),
-        Route("/tensors/{handle}", authorized(ep.get_tensor), methods=["GET"]),
-        Route("/tensors/{handle}", authorized(ep.delete_tensor), methods=["DELETE"]),
-    ]
+    routes = [Route(path, authorized(endpoint), methods=[method])
+              for method, path, endpoint, _ in ROUTES]
+    listing = [("GET", "/", "this list of routes"), *((m, p, d) for m, p, _, d in ROUTES)]
+    routes.append(Route("/", authorized(ep.index(listing)), methods=["GET"]))
     app = Starlette(
         routes=routes,
         middleware=[Middleware(AccountingMiddleware),

@@ -14,7 +14,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from pytest_genie.checks import Key
 from pytest_genie.report.analysis import gpu_info, performance, session_info, side_analysis, summarize
+from pytest_genie.report.compat import original_layout
 from pytest_genie.report.inputs import (
     CLIENT_GLOB,
     SERVER_GLOB,
@@ -55,13 +57,15 @@ def build_report(result_files: list[Path], history_dirs: list[Path]) -> dict[str
     label = " + ".join(sorted({d.name for d in own_dirs}))
     current = session_entry(files, label, None)
     earlier = [d for d in history_dirs if Path(d).resolve() not in own_dirs]
+    generated_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    info = session_info(files)
     return {
         "report_info": {
             "generator": f"genie-report {installed_version() or 'unknown'}",
-            "generated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "generated_at": generated_at,
             "sources": [str(f.path) for f in files],
         },
-        "session_info": {**session_info(files), "gpu": gpu},
+        "session_info": {**info, "gpu": gpu},
         "overall_summary": summary,
         "server_side": server,
         "client_side": client,
@@ -69,6 +73,8 @@ def build_report(result_files: list[Path], history_dirs: list[Path]) -> dict[str
         "network": network_baseline(client_tests),
         "recommendations": recommend(server, client, gpu, perf, summary),
         "trend": build_trend(current, earlier),
+        # The original report's keys, for parsers written against it (compat.py).
+        **original_layout(files, perf, info[Key.SERVER_URL], info["started"], generated_at),
     }
 
 

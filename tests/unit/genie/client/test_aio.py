@@ -23,7 +23,7 @@ def test_async_client_does_the_same(server: BackgroundServer, make_server: Calla
 
     async def main() -> None:
         async with AsyncClient(f"127.0.0.1:{server.port}", retries=0) as c:
-            assert (await c.check_compatible())["status"] == "ok"
+            assert (await c.check_compatible())["status"] == "healthy"
             assert (await c.stats())["requests"]["total"] >= 1
             assert "matmul" in await c.ops()
             assert (await c.device())["benchmark"]["median_ms"] > 0

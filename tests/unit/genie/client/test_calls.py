@@ -88,7 +88,7 @@ def test_remote_errors_map_to_their_classes(client: Client, x: torch.Tensor) -> 
         assert isinstance(info.value, GenieError)
     with pytest.raises(InvalidArgumentError, match=r"\[2, 3\]"):
         client.execute("matmul", x, other=x)
-    assert client.health()["status"] == "ok"
+    assert client.health()["status"] == "healthy"
 
 
 def test_auth(make_server: Callable[..., BackgroundServer], transport: str, x: torch.Tensor) -> None:

@@ -31,7 +31,7 @@ from genie.server.runner import BackgroundServer
 
 def test_health_stats_ops_device(client: Client) -> None:
     info = client.check_compatible()
-    assert info["status"] == "ok" and info["protocol_version"] == PROTOCOL_VERSION
+    assert info["status"] == "healthy" and info["protocol_version"] == PROTOCOL_VERSION
     assert client.stats()["requests"]["total"] >= 1
     assert "relu" in client.ops() and len(client.ops()) == info["ops"]
     assert client.device()["benchmark"]["median_ms"] > 0

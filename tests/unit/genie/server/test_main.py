@@ -86,7 +86,7 @@ def tokened_server(free_port: Callable[[], int]) -> Iterator[ServerProcess]:
 def test_cli_serves_curl_style_requests(tokened_server: ServerProcess, tmp_path: Path) -> None:
     srv = tokened_server
     auth = {"Authorization": "Bearer from-env"}
-    assert srv.wait_healthy(auth)["status"] == "ok"
+    assert srv.wait_healthy(auth)["status"] == "healthy"
     # A file made by the safetensors library, posted as raw bytes like curl --data-binary.
     x = torch.tensor([[-1.5, 0.0, 2.25], [3.0, -4.0, 5.5]])
     path = tmp_path / "x.safetensors"
@@ -113,7 +113,7 @@ def test_cli_token_flag_and_sigint(tmp_path: Path, free_port: Callable[[], int])
     srv = ServerProcess(free_port(), "--token", "flag-token")
     try:
         health = srv.wait_healthy({"Authorization": "Bearer flag-token"})
-        assert health["status"] == "ok" and health["auth"] is True
+        assert health["status"] == "healthy" and health["auth"] is True
         assert httpx.get(f"{srv.url}/health").status_code == 401
     finally:
         code, output = srv.stop(signal.SIGINT)
@@ -158,6 +158,19 @@ def test_cli_rejects_bad_flags(free_port: Callable[[], int]) -> None:
         assert proc.returncode == 2, (args, err)
         assert err.strip(), args
         assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("port", ["70000", "65536", "0", "-1", "eighty"])
+def test_cli_refuses_a_port_that_is_not_one(port: str, capsys: pytest.CaptureFixture[str]) -> None:
+    # uvicorn would take 70000 and listen on 70000 % 65536 = 4464, logging 70000.
+    from genie.server.__main__ import main
+
+    with pytest.raises(SystemExit) as info:
+        main(["--port", port])
+    assert info.value.code == 2
+    said = ("'eighty' is not a port number" if port == "eighty"
+            else f"{port} is not a TCP port: use 1-65535 (default 8888)")
+    assert f"genie-server: error: argument --port: {said}" in capsys.readouterr().err
 
 
 def test_console_script_help() -> None:
