@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["DEFAULT_PORT", "HEALTHY", "PROTOCOL_VERSION", "SAFETENSORS_MEDIA_TYPE", "is_healthy",
-           "normalize_url"]
+__all__ = ["DEFAULT_PORT", "HEALTHY", "PROTOCOL_VERSION", "SAFETENSORS_MEDIA_TYPE",
+           "SESSION_HEADER", "SESSION_ID_CHARS", "SESSION_ID_MAX", "is_healthy",
+           "is_session_id", "normalize_url"]
 
 #: Bumped when a request or reply changes incompatibly; /health reports it and the
 #: client refuses a server whose major version differs.
@@ -26,6 +27,19 @@ def is_healthy(health: Mapping[str, Any]) -> bool:
     """Whether a ``/health`` reply says the server is serving (this version's word or
     the one older Genie servers used)."""
     return health.get("status") in (HEALTHY, _OLDER_HEALTHY)
+
+
+#: The request header naming the client session a request belongs to; the handles a
+#: request creates belong to that session (docs/protocol.md, "Sessions").
+SESSION_HEADER = "x-genie-session"
+#: A session id is 1 to ``SESSION_ID_MAX`` of these characters (safe in a URL path and a header).
+SESSION_ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_")
+SESSION_ID_MAX = 128
+
+
+def is_session_id(text: str) -> bool:
+    """Whether ``text`` may name a session (``SESSION_ID_CHARS``, at most ``SESSION_ID_MAX``)."""
+    return 0 < len(text) <= SESSION_ID_MAX and set(text) <= SESSION_ID_CHARS
 
 
 def normalize_url(target: str, *, default_port: int = DEFAULT_PORT) -> str:

@@ -1,11 +1,13 @@
 """The documented checks: their names, their kinds, and the keys of the details they record.
 
-The testing guide names 13 checks; Genie adds a 14th, ``network_throughput`` (the network
+The testing guide names 13 checks, and one more from its week-2 list (``llm_decode_colocation``:
+"Compare KV cache transfer vs co-location"); Genie adds ``network_throughput`` (the network
 baseline that tensor transfers are compared with).  Each is one test function ``test_<name>``
-marked ``server`` or ``client`` (in ``tests/server`` and ``tests/client``), recorded under ``<name>``, and its
-``details`` are read back by the report (``pytest_genie.report``).  Both sides spell every name and
-key through this module, so a check and its reader cannot drift apart: a misspelt key is an
-``AttributeError`` and a mypy error, not a figure the report quietly shows as "not measured".
+marked ``server`` or ``client`` (in ``tests/server`` and ``tests/client``), recorded under
+``<name>``, and its ``details`` are read back by the report (``pytest_genie.report``).  Both
+sides spell every name and key through this module, so a check and its reader cannot drift
+apart: a misspelt key is an ``AttributeError`` and a mypy error, not a figure the report
+quietly shows as "not measured".
 
 Why the keys are one flat vocabulary (:class:`Key`) rather than a class per check: a key means the
 same thing in every check that records it (``round_trip_ms`` is a round trip the client timed, in
@@ -32,6 +34,7 @@ __all__ = [
     "HTTP_TENSOR_TRANSFER",
     "KINDS",
     "LARGE_TENSOR_HANDLING",
+    "LLM_DECODE_COLOCATION",
     "MULTI_OPERATION_CHAIN",
     "NETWORK_CONNECTIVITY",
     "NETWORK_THROUGHPUT",
@@ -80,14 +83,16 @@ PERFORMANCE_COMPARISON: Final = Check("performance_comparison", "client")
 MULTI_OPERATION_CHAIN: Final = Check("multi_operation_chain", "client")
 ERROR_HANDLING: Final = Check("error_handling", "client")
 LARGE_TENSOR_HANDLING: Final = Check("large_tensor_handling", "client")
+#: The guide's week-2 "LLM decode co-location": a KV cache kept on the server vs shipped.
+LLM_DECODE_COLOCATION: Final = Check("llm_decode_colocation", "client")
 
-#: The guide's checks in the guide's order, server side first, then client side; the network
-#: baseline right after the guide's connectivity check.
+#: The guide's checks in the guide's order: server side first, then client side, the network
+#: baseline right after the guide's connectivity check; its week-2 decode check last.
 CHECKS: Final[tuple[Check, ...]] = (
     ENVIRONMENT_SETUP, SERVER_STARTUP, GPU_DETECTION, SERVER_OPERATIONS, SERVER_STATISTICS,
     NETWORK_CONNECTIVITY, NETWORK_THROUGHPUT, SERVER_CONNECTIVITY, HTTP_TENSOR_TRANSFER,
     REMOTE_LAZYTENSOR_EXECUTION, PERFORMANCE_COMPARISON, MULTI_OPERATION_CHAIN, ERROR_HANDLING,
-    LARGE_TENSOR_HANDLING,
+    LARGE_TENSOR_HANDLING, LLM_DECODE_COLOCATION,
 )
 
 
@@ -200,9 +205,8 @@ class Key:
     SWEEP: Final = "sweep"
     BREAK_EVEN_N: Final = "break_even_n"
     BREAK_EVEN_BYTES: Final = "break_even_bytes"
-    # the main case's request: bytes each way, and all of the server's Server-Timing phases
-    BYTES_SENT: Final = "bytes_sent"
-    BYTES_RECEIVED: Final = "bytes_received"
+    # the main case's request: BYTES_SENT and BYTES_RECEIVED (below), and all of the server's
+    # Server-Timing phases
     SERVER_WORK_MS: Final = "server_work_ms"
 
     # ---- multi_operation_chain
@@ -216,6 +220,31 @@ class Key:
     EXPECTED_STATUS: Final = "expected_status"
     EXPECTED_TYPE: Final = "expected_type"
     CASE_MESSAGE: Final = "message"
+
+    # ---- llm_decode_colocation: a small GPT-2-style decoder, greedy, two ways
+    MODEL: Final = "model"  # its configuration: layers, d_model, heads, vocab, parameters
+    PROMPT_TOKENS: Final = "prompt_tokens"
+    STEPS: Final = "steps"  # decode steps after the prompt
+    TOKENS_MATCH_EAGER: Final = "tokens_match_eager"
+    KV_CACHE_BYTES: Final = "kv_cache_bytes"  # the cache after the last step
+    #: The two ways, each a dict of the keys below: the cache kept on the server as handles
+    #: (last step's released in each step's request), and the cache sent and fetched each step.
+    KV_KEPT: Final = "kv_kept"
+    KV_SHIPPED: Final = "kv_shipped"
+    # each way (and REQUESTS_MADE: the client's requests over the decode steps)
+    REQUESTS_PER_STEP: Final = "requests_per_step"
+    SERVER_REQUESTS: Final = "server_requests"  # the same requests, as the server counted them
+    BYTES_SENT: Final = "bytes_sent"  # also each step row, and performance_comparison's request
+    BYTES_RECEIVED: Final = "bytes_received"  # also each step row, and performance_comparison's
+    TOTAL_MS: Final = "total_ms"
+    STEP_MS_MEDIAN: Final = "step_ms_median"
+    PREFILL: Final = "prefill"  # the prompt's request: BYTES_SENT, BYTES_RECEIVED, ROUND_TRIP_MS
+    PER_STEP: Final = "per_step"  # rows: STEP, BYTES_SENT, BYTES_RECEIVED, ROUND_TRIP_MS
+    STEP: Final = "step"
+    # what co-location saves: shipped over kept (bytes both ways; the median step's time)
+    BYTES_RATIO: Final = "bytes_ratio"
+    BYTES_SAVED_PCT: Final = "bytes_saved_pct"
+    TIME_RATIO: Final = "time_ratio"
 
     # ---- a result file's test_info: where its figures were measured (``pytest_genie.location``)
     MEASURED: Final = "measured"

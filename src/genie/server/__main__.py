@@ -20,6 +20,7 @@ from genie.errors import ConfigurationError
 from genie.server.app import create_app
 from genie.server.config import (
     DEFAULT_BODY_TIMEOUT_S,
+    DEFAULT_HANDLE_LEASE_S,
     DEFAULT_MAX_BODY_MB,
     DEFAULT_MAX_CONNECTIONS,
     DEFAULT_MAX_HELD_MB,
@@ -71,6 +72,19 @@ def _port(text: str) -> int:
     return value
 
 
+def _lease_seconds(text: str) -> float | None:
+    """``--handle-lease-s``: seconds >= 0, where 0 or ``off`` turns the lease off (None)."""
+    if text.strip().lower() == "off":
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds or 'off'") from None
+    if not (value >= 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError("must be a finite number of seconds >= 0, or 'off'")
+    return value or None
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="genie-server",
@@ -97,6 +111,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-connections", type=_positive_int, default=DEFAULT_MAX_CONNECTIONS,
                    help="open connections (or running requests) past which new requests "
                         "are answered 503 (default: %(default)s)")
+    p.add_argument("--handle-lease-s", type=_lease_seconds, default=DEFAULT_HANDLE_LEASE_S,
+                   help="free the handles of a client session that sent no request for this "
+                        "long, seconds; 0 or 'off' never frees them (default: %(default)s)")
     p.add_argument("--log-level", default="info",
                    choices=["critical", "error", "warning", "info", "debug"])
     return p
@@ -111,7 +128,8 @@ def main(argv: list[str] | None = None) -> int:
                               max_body_mb=args.max_body_mb, max_held_mb=args.max_held_mb,
                               max_inflight_body_mb=args.max_inflight_body_mb,
                               body_timeout_s=args.body_timeout_s,
-                              max_connections=args.max_connections)
+                              max_connections=args.max_connections,
+                              handle_lease_s=args.handle_lease_s)
         app = create_app(config)
     except (ConfigurationError, ValueError) as exc:
         print(f"genie-server: {exc}", file=sys.stderr)

@@ -23,6 +23,13 @@ from genie.server.device import describe, resolve_device
 from genie.server.executor import Executor
 from genie.server.failures import EXCEPTION_HANDLERS
 from genie.server.middleware import AccountingMiddleware, Endpoint, authorized
+from genie.server.sessions import (
+    SessionsCollector,
+    end_session,
+    get_session,
+    release_tensors,
+    sweep_idle,
+)
 from genie.server.state import ServerState
 from genie.server.stats import Stats, StatsCollector
 from genie.server.store import TensorStore
@@ -46,8 +53,11 @@ ROUTES: list[tuple[str, str, Endpoint, str]] = [
     ("GET", "/probe", ep.probe_download, "?bytes=N zero bytes: the download baseline"),
     ("POST", "/tensors", ep.put_tensor, "keep a tensor on the server; answers its handle"),
     ("GET", "/tensors", ep.list_tensors, "the tensors held, and the budget"),
+    ("POST", "/tensors/release", release_tensors, "free many held tensors in one request"),
     ("GET", "/tensors/{handle}", ep.get_tensor, "a held tensor"),
     ("DELETE", "/tensors/{handle}", ep.delete_tensor, "free a held tensor"),
+    ("GET", "/sessions/{session}", get_session, "one client session: its handles and idle time"),
+    ("DELETE", "/sessions/{session}", end_session, "end a client session, freeing its handles"),
 ]
 
 
@@ -56,10 +66,11 @@ def create_app(config: ServerConfig | None = None) -> Starlette:
     fails at start-up rather than on the first request."""
     config = config or ServerConfig()
     dev = resolve_device(config.device)
-    store = TensorStore(config.max_held_bytes)
+    store = TensorStore(config.max_held_bytes, lease_s=config.lease_s)
     counters = Stats(store.usage)
     registry = CollectorRegistry(auto_describe=True)
     registry.register(StatsCollector(counters))
+    registry.register(SessionsCollector(store))
     executor = Executor(dev, max_alloc_bytes=config.max_held_bytes or config.max_body_bytes,
                         compute_threads=config.compute_threads, max_inflight=config.max_inflight)
     state = ServerState(config=config, executor=executor, store=store, stats=counters,
@@ -73,7 +84,11 @@ def create_app(config: ServerConfig | None = None) -> Starlette:
         # Before serving: the first meta inference (allocation cap) costs ~1.5 s once per
         # process.  Not in a daemon thread: one still inside torch at exit aborts it.
         await anyio.to_thread.run_sync(warm_up)
-        yield
+        async with anyio.create_task_group() as tasks:
+            if config.lease_s is not None:
+                tasks.start_soon(sweep_idle, store, config.lease_s)
+            yield
+            tasks.cancel_scope.cancel()
         store.clear()
 
     routes = [Route(path, authorized(endpoint), methods=[method])

@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 from genie.protocol import DEFAULT_PORT
 
-__all__ = ["DEFAULT_BODY_TIMEOUT_S", "DEFAULT_MAX_BODY_MB", "DEFAULT_MAX_CONNECTIONS",
-           "DEFAULT_MAX_HELD_MB", "DEFAULT_PORT", "ServerConfig"]
+__all__ = ["DEFAULT_BODY_TIMEOUT_S", "DEFAULT_HANDLE_LEASE_S", "DEFAULT_MAX_BODY_MB",
+           "DEFAULT_MAX_CONNECTIONS", "DEFAULT_MAX_HELD_MB", "DEFAULT_PORT", "ServerConfig"]
 
 DEFAULT_MAX_BODY_MB = 4096.0
 DEFAULT_MAX_HELD_MB = 8192.0
@@ -15,6 +15,11 @@ DEFAULT_MAX_INFLIGHT = 64
 DEFAULT_COMPUTE_THREADS = 4
 DEFAULT_BODY_TIMEOUT_S = 60.0
 DEFAULT_MAX_CONNECTIONS = 1024
+#: Ten minutes: far longer than any pause a working client takes between requests (a
+#: decode step, a training step, a batch of a benchmark), short enough that memory
+#: held by clients killed before they could close comes back well within the hour.
+#: Clients that close (or exit normally) release at once and never wait for it.
+DEFAULT_HANDLE_LEASE_S = 600.0
 MB = 1024 * 1024
 
 
@@ -35,6 +40,11 @@ class ServerConfig:
     request is refused (400) and its share of that budget returned.
     ``max_connections`` is uvicorn's ``limit_concurrency``: past that many open
     connections (or running requests) uvicorn answers 503 itself.
+
+    ``handle_lease_s`` is how long a client session may go without a request before
+    the handles it holds are freed (``genie.server.store``); ``None`` or 0 turns the
+    lease off (handles are then held until deleted or their session is closed).
+    Handles made without a session (no ``X-Genie-Session`` header) never lapse.
     """
 
     device: str = "auto"
@@ -46,6 +56,7 @@ class ServerConfig:
     max_inflight_body_mb: float | None = None  # None: 2 * max_body_mb
     body_timeout_s: float = DEFAULT_BODY_TIMEOUT_S
     max_connections: int = DEFAULT_MAX_CONNECTIONS
+    handle_lease_s: float | None = DEFAULT_HANDLE_LEASE_S
 
     def __post_init__(self) -> None:
         if self.max_body_mb <= 0 or self.max_held_mb < 0:
@@ -60,6 +71,14 @@ class ServerConfig:
             raise ValueError("body_timeout_s must be > 0")
         if self.max_connections < 1:
             raise ValueError("max_connections must be >= 1")
+        lease = self.handle_lease_s
+        if lease is not None and not (0 <= lease < float("inf")):
+            raise ValueError("handle_lease_s must be a finite number of seconds >= 0, or None")
+
+    @property
+    def lease_s(self) -> float | None:
+        """The handle lease in seconds, None when off."""
+        return self.handle_lease_s or None
 
     @property
     def max_body_bytes(self) -> int:

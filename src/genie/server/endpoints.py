@@ -29,7 +29,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from genie._version import __version__
 from genie.errors import MalformedRequestError, NotFoundError, PayloadTooLargeError, UnsupportedOpError
-from genie.graph import GRAPH_METADATA_KEY, HANDLES_METADATA_KEY, from_wire
+from genie.graph import GRAPH_METADATA_KEY, HANDLES_METADATA_KEY, RELEASED_METADATA_KEY, from_wire
 from genie.ops import REGISTRY, Op, get_op, op_names
 from genie.protocol import HEALTHY, PROTOCOL_VERSION, SAFETENSORS_MEDIA_TYPE
 from genie.server.bodies import receive_body
@@ -44,6 +44,7 @@ from genie.server.device import describe, matmul_benchmark
 from genie.server.executor import Graph
 from genie.server.forms import OP_FIELD, ExecuteForm, is_form, parse_execute_form
 from genie.server.middleware import COMPUTE_MS_KEY, Endpoint
+from genie.server.sessions import session_of
 from genie.server.state import state_of
 from genie.server.store import TensorStore
 from genie.server.timing import Timing
@@ -147,7 +148,8 @@ async def ops(request: Request) -> Response:
 
 
 async def stats(request: Request) -> Response:
-    return JSONResponse(state_of(request).stats.snapshot())
+    state = state_of(request)
+    return JSONResponse({**state.stats.snapshot(), "sessions": state.store.sessions_report()})
 
 
 async def metrics(request: Request) -> Response:
@@ -270,6 +272,7 @@ async def graph(request: Request) -> Response:
     if missing:
         raise MalformedRequestError(f"graph refers to inputs {missing} that the body lacks")
     handles = {h: state.store.get(h) for h in sorted(g.refs_of_kind("handle"))}
+    owner = session_of(request)
 
     kept: dict[str, dict[str, Any]] = {}
 
@@ -284,10 +287,16 @@ async def graph(request: Request) -> Response:
                          if t.numel()}
         kept.update(state.store.put_many({
             k: outputs[k].clone() if outputs[k].untyped_storage().data_ptr() in body_storages
-            else outputs[k] for k in g.keep}))
+            else outputs[k] for k in g.keep}, owner=owner, freeing=g.release))
         returned = {k: v for k, v in outputs.items() if k not in kept}
-        meta = {HANDLES_METADATA_KEY: json.dumps(kept)} if kept else None
-        return encode_outputs(returned, timing, meta)
+        meta = {HANDLES_METADATA_KEY: json.dumps(kept)} if kept else {}
+        if g.release:  # freed once the reply is laid out: a failed graph frees nothing
+            held, missing = state.store.split_held(g.release)
+            meta[RELEASED_METADATA_KEY] = json.dumps({"released": held, "missing": missing})
+        encoded = encode_outputs(returned, timing, meta or None)
+        if g.release:
+            state.store.release_many(g.release)
+        return encoded
 
     try:
         return tensor_response(await compute(request, timing, work, reply), timing)
@@ -312,8 +321,10 @@ async def put_tensor(request: Request) -> Response:
                                     f"{len(decoded.tensors)}")
     (tensor,) = decoded.tensors.values()
     # Held on the worker too: the store copies a tensor that aliases the body.
+    owner = session_of(request)
     (info,) = (await compute(request, timing, lambda: tensor.to(state.device),
-                                 lambda moved: state.store.put_many({"t": moved}))).values()
+                             lambda moved: state.store.put_many({"t": moved}, owner=owner))
+               ).values()
     return JSONResponse(info, status_code=201, headers={"server-timing": timing.header()})
 
 

@@ -18,6 +18,7 @@ from pytest_genie.checks import (
     GPU_DETECTION,
     HTTP_TENSOR_TRANSFER,
     LARGE_TENSOR_HANDLING,
+    LLM_DECODE_COLOCATION,
     MULTI_OPERATION_CHAIN,
     NETWORK_CONNECTIVITY,
     NETWORK_THROUGHPUT,
@@ -58,6 +59,7 @@ KEY_DETAILS: dict[str, tuple[str, ...]] = {
     MULTI_OPERATION_CHAIN.name: (Key.REQUESTS_MADE, Key.ROUND_TRIP_MS, Key.MAX_ABS_ERROR),
     ERROR_HANDLING.name: (Key.SERVER_HEALTHY_AFTER,),
     LARGE_TENSOR_HANDLING.name: (Key.SIZE_MB, Key.ROUND_TRIP_MS, Key.MIB_PER_S, Key.BIT_EXACT),
+    LLM_DECODE_COLOCATION.name: (Key.STEPS, Key.BYTES_RATIO, Key.TIME_RATIO, Key.TOKENS_MATCH_EAGER),
 }
 
 
@@ -383,8 +385,45 @@ def render_markdown(report: dict[str, Any]) -> str:
     )
     lines += _performance_section(report)
     lines += _network_section(report.get("network"))
+    lines += _decode_section(report["performance"].get(LLM_DECODE_COLOCATION.name))
     lines += ["## Recommendations", ""]
     lines += [f"{i}. {rec['text']}" for i, rec in enumerate(report["recommendations"], 1)] or ["None."]
     lines += [""]
     lines += _trend_section(report["trend"])
     return "\n".join(lines)
+
+
+def _decode_section(decode: dict[str, Any] | None) -> list[str]:
+    """The decode check: a KV cache kept on the server as handles vs shipped every step."""
+    lines = ["### LLM Decode Co-location"]
+    if decode is None:
+        return [*lines, f"- **KV cache kept vs shipped**: {NOT_MEASURED}", ""]
+    steps, match = decode[Key.STEPS], decode[Key.TOKENS_MATCH_EAGER]
+    lines += [
+        f"{int(steps) if steps else NOT_MEASURED} greedy decode steps of a "
+        f"{int(decode['layers']) if decode['layers'] else '?'}-layer GPT-2-style model after a "
+        f"{int(decode[Key.PROMPT_TOKENS]) if decode[Key.PROMPT_TOKENS] else '?'}-token prompt "
+        f"({decode['status']}; tokens equal eager: {'yes' if match else 'no' if match is False else '?'}); "
+        f"final KV cache {format_bytes(decode[Key.KV_CACHE_BYTES])}.",
+        "",
+        "| KV cache | requests per step | sent | received | per step, both ways | median step | total |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for label, key in (("kept on the server", Key.KV_KEPT), ("shipped each step", Key.KV_SHIPPED)):
+        w = decode[key]
+        per = w[Key.REQUESTS_PER_STEP]
+        lines.append(
+            f"| {label} | {f'{per:g}' if per is not None else NOT_MEASURED} "
+            f"| {format_bytes(w[Key.BYTES_SENT])} | {format_bytes(w[Key.BYTES_RECEIVED])} "
+            f"| {format_bytes(w['bytes_per_step'])} "
+            f"| {format_ms(w[Key.STEP_MS_MEDIAN])} | {format_ms(w[Key.TOTAL_MS])} |"
+        )
+    ratio, saved, faster = decode[Key.BYTES_RATIO], decode[Key.BYTES_SAVED_PCT], decode[Key.TIME_RATIO]
+    lines += [
+        "",
+        "- **Co-location saves**: "
+        + (f"{format_pct(saved)} of the bytes ({ratio:.2f}× fewer)" if ratio is not None else NOT_MEASURED)
+        + (f"; shipping the cache makes the median step {faster:.2f}× as long" if faster is not None else ""),
+        "",
+    ]
+    return lines

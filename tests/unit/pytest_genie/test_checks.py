@@ -1,6 +1,6 @@
-"""The documented checks (``checks.py``): the guide's 13 names plus the network baseline, and
-exactly one test function ``test_<name>`` for each in ``tests/server`` or ``tests/client``,
-under its marker.
+"""The documented checks (``checks.py``): the guide's 13 names, Genie's network baseline and the
+guide's week-2 decode check, and exactly one test function ``test_<name>`` for each in
+``tests/server`` or ``tests/client``, under its marker.
 
 The test functions are read with ``ast``, not collected: collecting them would import torch
 and genie, and what is asserted here is the source's shape.
@@ -19,10 +19,12 @@ from pytest_genie.checks import CHECKS, KINDS
 GUIDE = {
     "server": ["environment_setup", "server_startup", "gpu_detection", "server_operations",
                "server_statistics"],
-    "client": ["network_connectivity", "network_throughput", "server_connectivity", "http_tensor_transfer",
-               "remote_lazytensor_execution", "performance_comparison", "multi_operation_chain",
-               "error_handling", "large_tensor_handling"],
+    "client": ["network_connectivity", "network_throughput", "server_connectivity",
+               "http_tensor_transfer", "remote_lazytensor_execution", "performance_comparison",
+               "multi_operation_chain", "error_handling", "large_tensor_handling"],
 }
+#: From the guide's week-2 list ("LLM Decode Co-location"), after its 13.
+WEEK_TWO = {"server": [], "client": ["llm_decode_colocation"]}
 TESTS = Path(__file__).resolve().parents[2]  # tests/
 CHECK_FOLDERS = [TESTS / kind for kind in KINDS]
 
@@ -61,8 +63,10 @@ def _test_functions(folders: list[Path]) -> dict[str, list[tuple[Path, set[str]]
     return found
 
 
-def test_checks_are_the_guides_thirteen_and_the_baseline_in_order() -> None:
-    assert [(c.name, c.kind) for c in CHECKS] == [(name, kind) for kind in KINDS for name in GUIDE[kind]]
+def test_checks_are_the_guides_in_its_order() -> None:
+    guide = [(name, kind) for kind in KINDS for name in GUIDE[kind]]
+    assert [(c.name, c.kind) for c in CHECKS] == guide + [
+        (name, kind) for kind in KINDS for name in WEEK_TWO[kind]]
 
 
 def test_every_check_has_exactly_one_test_function_with_its_marker() -> None:

@@ -78,7 +78,8 @@ def assert_clean_exit(code: int, output: str, sig: int) -> None:
 
 @pytest.fixture
 def tokened_server(free_port: Callable[[], int]) -> Iterator[ServerProcess]:
-    srv = ServerProcess(free_port(), "--max-body-mb", "1", env={"GENIE_TOKEN": "from-env"})
+    srv = ServerProcess(free_port(), "--max-body-mb", "1", "--handle-lease-s", "0.5",
+                        env={"GENIE_TOKEN": "from-env"})
     yield srv
     srv.stop(signal.SIGKILL)
 
@@ -103,8 +104,9 @@ def test_cli_serves_curl_style_requests(tokened_server: ServerProcess, tmp_path:
     # --max-body-mb 1 is enforced.
     big = safetensors.torch.save({"x": torch.zeros(300_000)})
     assert httpx.post(f"{srv.url}/echo", content=big, headers=auth).status_code == 413
-    assert httpx.get(f"{srv.url}/stats", headers=auth).json()["errors_by_type"] == {
-        "unauthorized": 2, "payload_too_large": 1}
+    stats = httpx.get(f"{srv.url}/stats", headers=auth).json()
+    assert stats["errors_by_type"] == {"unauthorized": 2, "payload_too_large": 1}
+    assert stats["sessions"]["lease_s"] == 0.5  # --handle-lease-s
     code, output = srv.stop(signal.SIGTERM)
     assert_clean_exit(code, output, signal.SIGTERM)
 
@@ -148,7 +150,8 @@ def test_cli_rejects_bad_flags(free_port: Callable[[], int]) -> None:
            # A budget for bodies in flight smaller than the largest body could never
            # let that body in; refused at start-up, not on the first big request.
            ["--max-body-mb", "2", "--max-inflight-body-mb", "1"],
-           ["--body-timeout-s", "0"], ["--max-connections", "0"])
+           ["--body-timeout-s", "0"], ["--max-connections", "0"],
+           ["--handle-lease-s", "-1"], ["--handle-lease-s", "forever"])
     procs = [subprocess.Popen([sys.executable, "-m", "genie.runtime.simple_server",
                                "--port", str(free_port()), *args],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -181,5 +184,5 @@ def test_console_script_help() -> None:
     assert result.returncode == 0
     for flag in ("--host", "--port", "--device", "--token", "--max-body-mb", "--max-held-mb",
                  "--max-inflight-body-mb", "--body-timeout-s", "--max-connections",
-                 "--log-level"):
+                 "--handle-lease-s", "--log-level"):
         assert flag in result.stdout
