@@ -6,22 +6,30 @@ their defaults left out); ``run_nodes`` picks the client (see
 ``genie.lazy.session``), sends it, and caches what comes back on the nodes, which
 become leaves.  The cached value is private: what users get is a copy
 (``genie.lazy.tensor.materialize``), since later graphs send the cached value.
+
+Resident leaves (tensors moved with ``.to(remote)``) that a graph sends inline are
+also kept by it (the graph's ``keep``), so the next graph refers to them by handle:
+a model moved to the device uploads its weights with its first forward, once.  When
+such a tensor is collected its handle goes on ``SESSION.releases``; the next
+materialization deletes what is queued first (one ``DELETE /tensors/{id}`` each:
+the protocol has no batch release yet; that queue is what one would carry).
 """
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import torch
 
-from genie.client import Client
+from genie.client import Client, RemoteTensor
 from genie.errors import ConfigurationError, GenieError
 from genie.graph import to_wire
 from genie.lazy.node import LazyNode
-from genie.lazy.session import resolve_client
+from genie.lazy.session import SESSION, resolve_client
 
-__all__ = ["build_graph", "release_nodes", "run_nodes", "value_of"]
+__all__ = ["build_graph", "flush_releases", "release_nodes", "run_nodes", "value_of"]
 
 
 def _walk(roots: Iterable[LazyNode]) -> tuple[list[LazyNode], list[LazyNode]]:
@@ -93,6 +101,8 @@ def build_graph(fetch: Sequence[LazyNode], keep: Sequence[LazyNode]
                            list[LazyNode]]:
     """The wire graph for ``fetch`` + ``keep``: (graph, inputs, node id -> LazyNode, leaves)."""
     leaves, order = _walk([*fetch, *keep])
+    # Resident leaves still on this side are kept by this graph (sent once, ever).
+    keep = [*keep, *(n for n in leaves if n.resident and n.handle is None and n not in keep)]
     refs: dict[int, dict[str, str]] = {}
     inputs: dict[str, torch.Tensor] = {}
     for leaf in leaves:
@@ -135,11 +145,41 @@ def build_graph(fetch: Sequence[LazyNode], keep: Sequence[LazyNode]
     return graph, inputs, ids, leaves
 
 
+def flush_releases() -> int:
+    """Delete the handles queued on ``SESSION.releases``; how many were queued.
+
+    Best effort: a handle already gone, or a client closed since, is skipped (the
+    server frees what its clients leave behind when they go).
+    """
+    queue = SESSION.releases
+    count = 0
+    while queue:
+        try:
+            client, handle = queue.popleft()
+        except IndexError:  # emptied by another thread
+            break
+        count += 1
+        try:
+            client.delete(handle)
+        except Exception:  # noqa: BLE001 - see the docstring
+            continue
+    return count
+
+
+def _keep_resident(node: LazyNode, client: Client, handle: RemoteTensor) -> None:
+    """Queue ``handle`` for release once nothing references ``node``."""
+    releaser = weakref.finalize(node, SESSION.releases.append, (client, handle))
+    releaser.atexit = False  # at exit the server's session ends anyway
+    node.releaser = releaser
+
+
 def run_nodes(fetch: Sequence[LazyNode], keep: Sequence[LazyNode], client: Client | None) -> None:
     fetch = [n for n in dict.fromkeys(fetch) if n.value is None]
     keep = [n for n in dict.fromkeys(keep) if n.handle is None]
     if not fetch and not keep:
         return
+    if SESSION.releases:
+        flush_releases()
     graph, inputs, ids, leaves = build_graph(fetch, keep)
     chosen, named = _pick_client([*leaves, *ids.values()], client)
     result = chosen.run_graph(graph, inputs)
@@ -155,6 +195,8 @@ def run_nodes(fetch: Sequence[LazyNode], keep: Sequence[LazyNode], client: Clien
         node.kwargs, node.deps = None, ()
         if node.op is None:  # an uploaded input: the server copy is the value now
             node.value = None
+            if node.resident:
+                _keep_resident(node, chosen, handle)
 
 
 def release_nodes(nodes: Iterable[LazyNode]) -> None:
@@ -166,6 +208,9 @@ def release_nodes(nodes: Iterable[LazyNode]) -> None:
         if node.handle is None:
             continue
         client = resolve_client(node.client)
+        if node.releaser is not None:
+            node.releaser.detach()
+            node.releaser = None
         client.delete(node.handle)
         node.handle = None
 

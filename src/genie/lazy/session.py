@@ -14,6 +14,7 @@ locally.  What is scoped to a ``with`` block lives in context variables.
 
 from __future__ import annotations
 
+import collections
 import contextvars
 import os
 import weakref
@@ -21,8 +22,9 @@ from typing import Any
 
 import torch
 
-from genie.client import Client
+from genie.client import Client, RemoteTensor
 from genie.errors import ConfigurationError
+from genie.lazy.device import claim
 from genie.lazy.node import LazyNode
 from genie.ops import MetaCache
 
@@ -54,10 +56,22 @@ class Session:
         #: Meta outcomes of captured ops: a model's layers repeat, and a hit costs ~1 µs
         #: where torch's meta kernels cost 20-200 µs.
         self.meta = MetaCache()
-        #: id(local tensor) -> (weak tensor, weak leaf node): weak both ways, so neither
-        #: this table nor a forgotten graph keeps a user's tensor alive.
-        self.local_leaves: dict[int, tuple[weakref.ref[torch.Tensor], weakref.ref[LazyNode]]] = {}
+        #: id(local tensor) -> (weak tensor, weak leaf node, the tensor's ``_version`` when
+        #: its snapshot was taken): weak both ways, so neither this table nor a forgotten
+        #: graph keeps a user's tensor alive, and a changed tensor gets a new snapshot.
+        self.local_leaves: dict[int, tuple[weakref.ref[torch.Tensor], weakref.ref[LazyNode],
+                                           int]] = {}
         self.logged_fallbacks: set[str] = set()
+        #: Server handles Genie kept on its own (tensors moved with ``.to(remote)``) whose
+        #: tensors nobody references any more: (client, handle id), appended from GC
+        #: callbacks (any thread).  ``genie.lazy.run`` deletes them before its next graph;
+        #: this queue is what a batch release carried by that request would take.
+        self.releases: collections.deque[tuple[Client, RemoteTensor]] = collections.deque()
+
+    def configured(self) -> bool:
+        """Whether a materialization here would find a server (without connecting)."""
+        return (scoped_client.get() is not None or self.default_client is not None
+                or bool(os.environ.get("GENIE_SERVER_URL", "").strip()))
 
     def resolve_client(self, explicit: Client | None = None) -> Client:
         """The client a materialization uses; ``ConfigurationError`` names the three ways."""
@@ -90,6 +104,7 @@ def connect(url: str, token: str | None = None, **options: Any) -> Client:
     """Make ``Client(url, token=token, **options)`` the default for LazyTensor; return it."""
     client = Client(url, token=token, **options)
     SESSION.default_client = client
+    claim()  # the remote device works from now on, in every thread
     return client
 
 

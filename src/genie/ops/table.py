@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Callable, Mapping
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -89,6 +90,13 @@ def _var_like(fn: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
             keepdim: bool) -> torch.Tensor:
         return fn(input, dim, correction=correction, keepdim=keepdim)
     return run
+
+
+def _setitem(input: torch.Tensor, index: Any, value: torch.Tensor | float) -> torch.Tensor:
+    """``input[index] = value`` out of place: a copy with the indexed part replaced."""
+    out = input.clone()
+    out[index] = value
+    return out
 
 
 def _squeeze(input: torch.Tensor, dim: list[int] | None) -> torch.Tensor:
@@ -268,6 +276,11 @@ def _build() -> dict[str, Op]:
         Op("select", lambda input, dim, index: input.select(dim, index),
            (_T, Param("dim", INT), Param("index", INT))),
         Op("getitem", lambda input, index: input[index], (_T, Param("index", INDEX))),
+        Op("setitem", _setitem, (_T, Param("index", INDEX), Param("value", TENSOR_OR_NUMBER))),
+        Op("isin", lambda elements, test_elements, assume_unique, invert: torch.isin(
+            elements, test_elements, assume_unique=assume_unique, invert=invert),
+           (Param("elements", TENSOR), Param("test_elements", TENSOR_OR_NUMBER),
+            Param("assume_unique", BOOL, False), Param("invert", BOOL, False))),
         Op("gather", lambda input, dim, index: torch.gather(input, dim, index),
            (_T, Param("dim", INT), Param("index", TENSOR))),
         Op("index_select", lambda input, dim, index: torch.index_select(input, dim, index),

@@ -101,8 +101,8 @@ def test_common_idioms_match_eager(client: genie.Client, randn: Callable[..., to
                 copy.deepcopy(t) * 2, t.type(torch.float64), nn.Dropout(0.3).eval()(t),
                 F.gelu(t, approximate="tanh"), t.where(t > 0, 0.0), x.masked_fill(t > 0.5, -1))
 
-    got = genie.materialize(*f(genie.remote(x), genie.remote(ids)))
-    with torch.no_grad():
+    with torch.no_grad():  # the modules' parameters require grad: autograd is local-only
+        got = genie.materialize(*f(genie.remote(x), genie.remote(ids)))
         for g, e in zip(got, f(x, ids), strict=True):
             assert_close(g, e)
 

@@ -101,6 +101,12 @@ IDX = torch.tensor([2, 0])
 TGT = torch.tensor([1, 0, 3])
 
 
+def _assigned(t: torch.Tensor, index: Any, value: Any) -> torch.Tensor:
+    out = t.clone()
+    out[index] = value
+    return out
+
+
 def _applied(f: Callable[..., torch.Tensor], *args: Any) -> Callable[[], torch.Tensor]:
     return lambda: f(*args)
 
@@ -192,6 +198,12 @@ CASES: dict[str, list[Case]] = {
                 case(SEQ, [Ellipsis, None, 0], expected=lambda: SEQ[..., None, 0]),
                 case(X, X > 0, expected=lambda: X[X > 0]),
                 case(X, IDX, expected=lambda: X[IDX])],
+    "setitem": [case(X, 1, 0.5, expected=lambda: _assigned(X, 1, 0.5)),
+                case(X, [slice(None), slice(1, 3)], Y[:, :2],
+                     expected=lambda: _assigned(X, (slice(None), slice(1, 3)), Y[:, :2])),
+                case(X, [IDX], ROW, expected=lambda: _assigned(X, (IDX,), ROW))],
+    "isin": [case(INTS, NONZERO, expected=lambda: torch.isin(INTS, NONZERO)),
+             case(INTS, 3, invert=True, expected=lambda: torch.isin(INTS, 3, invert=True))],
     "gather": [case(X, 1, torch.tensor([[0], [3], [1]]),
                     expected=lambda: X.gather(1, torch.tensor([[0], [3], [1]])))],
     "index_select": [case(X, 1, IDX, expected=lambda: X.index_select(1, IDX))],
