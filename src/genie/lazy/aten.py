@@ -32,6 +32,7 @@ from genie.lazy.tensor import (
     Handler,
     LazyTensor,
     alias,
+    check_unshared,
     lift,
     local_value,
     move_into,
@@ -50,10 +51,10 @@ _NUMBER_CHECKS = (TENSOR_OR_NUMBER, OPT_TENSOR_OR_NUMBER)
 _RENAMES: dict[str, dict[str, str]] = {
     "mm": {"mat2": "other"}, "bmm": {"mat2": "other"}, "dot": {"tensor": "other"},
     "outer": {"vec2": "other"}, "view": {"size": "shape"}, "_unsafe_view": {"size": "shape"},
-    "reshape": {"shape": "shape"}, "isin": {}, "embedding": {},
+    "reshape": {"size": "shape"},
 }
 #: aten ops with another registry name.
-_ALIASES = {"_unsafe_view": "reshape", "_reshape_alias": "reshape", "clamp_min": "clamp",
+_ALIASES = {"_unsafe_view": "reshape", "_safe_softmax": "safe_softmax", "_reshape_alias": "reshape", "clamp_min": "clamp",
             "clamp_max": "clamp", "lift_fresh_copy": "clone", "alias_copy": "clone"}
 #: aten arguments that mean nothing remotely at any value.
 _IGNORED = frozenset({"implicit", "non_blocking", "sparse_grad"})
@@ -338,6 +339,69 @@ def _isin(func: Any, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Any:
                   {"assume_unique": b["assume_unique"], "invert": b["invert"]})
 
 
+_OUT_OF_PLACE_VIEWS = {
+    aten.transpose_.default: aten.transpose.int, aten.t_.default: aten.t.default,
+    aten.unsqueeze_.default: aten.unsqueeze.default, aten.squeeze_.default: aten.squeeze.default,
+    aten.squeeze_.dim: aten.squeeze.dim, aten.squeeze_.dims: aten.squeeze.dims,
+}
+
+
+def _inplace_view(func: Any, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Any:
+    """``transpose_``, ``squeeze_``...: an in-place op that changes the tensor's shape.
+    The tensor names the out-of-place result, and torch's own kernel, run with the
+    Python key excluded, updates its sizes and strides (the wrapper has no data)."""
+    self: LazyTensor = args[0]
+    name = func.overloadpacket.__name__
+    result = ATEN(_OUT_OF_PLACE_VIEWS[func], args, kwargs)
+    check_unshared(name, self)
+    keys = torch._C.DispatchKeySet(torch._C.DispatchKey.Python)
+    with torch._C._ExcludeDispatchKeyGuard(keys), torch._C.DisableTorchFunctionSubclass():
+        func(*args, **kwargs)
+    self._node, self._spec = result._node, result._spec
+    return self
+
+
+def _op(name: str, *args: Any, **kwargs: Any) -> LazyTensor:
+    return record(REGISTRY[name], args, kwargs)
+
+
+def _gates(input_gates: Any, hidden_gates: Any, input_bias: Any, hidden_bias: Any,
+           chunks: int) -> tuple[list[LazyTensor], list[LazyTensor]]:
+    """The input and hidden gate pre-activations of a fused RNN cell, biases added."""
+    ig, hg = _lazy(input_gates), _lazy(hidden_gates)
+    if input_bias is not None:
+        ig = _op("add", ig, input_bias)
+    if hidden_bias is not None:
+        hg = _op("add", hg, hidden_bias)
+    size = ig._spec[0][1] // chunks
+    return ([_op("narrow", ig, 1, i * size, size) for i in range(chunks)],
+            [_op("narrow", hg, 1, i * size, size) for i in range(chunks)])
+
+
+def _lstm_cell(func: Any, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Any:
+    """``_thnn_fused_lstm_cell``, the cell torch's LSTM uses on an accelerator."""
+    b = bind_schema(func, args, kwargs)
+    ig, hg = _gates(b["input_gates"], b["hidden_gates"], b["input_bias"], b["hidden_bias"], 4)
+    i, f, g, o = (_op(act, _op("add", x, h))
+                  for act, x, h in zip(("sigmoid", "sigmoid", "tanh", "sigmoid"), ig, hg,
+                                       strict=True))
+    cy = _op("add", _op("mul", f, b["cx"]), _op("mul", i, g))
+    hy = _op("mul", o, _op("tanh", cy))
+    return hy, cy, cy  # the workspace is for backward only
+
+
+def _gru_cell(func: Any, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Any:
+    """``_thnn_fused_gru_cell``, the cell torch's GRU uses on an accelerator."""
+    b = bind_schema(func, args, kwargs)
+    (ir, iz, inew), (hr, hz, hnew) = _gates(b["input_gates"], b["hidden_gates"],
+                                            b["input_bias"], b["hidden_bias"], 3)
+    reset = _op("sigmoid", _op("add", hr, ir))
+    update = _op("sigmoid", _op("add", hz, iz))
+    new = _op("tanh", _op("add", inew, _op("mul", hnew, reset)))
+    hy = _op("add", _op("mul", _op("sub", b["hx"], new), update), new)
+    return hy, hy  # the workspace is for backward only
+
+
 def register_aten() -> None:
     """Fill ``ATEN`` (``genie.lazy.tensor``) with the translations above."""
     table: dict[Any, Handler] = {
@@ -376,6 +440,9 @@ def register_aten() -> None:
         aten.alias.default: _alias,
         aten.rsub.Scalar: _rsub, aten.rsub.Tensor: _rsub,
         aten.isin.Tensor_Tensor: _isin, aten.isin.Tensor_Scalar: _isin,
+        **dict.fromkeys(_OUT_OF_PLACE_VIEWS, _inplace_view),
+        aten._thnn_fused_lstm_cell.default: _lstm_cell,
+        aten._thnn_fused_gru_cell.default: _gru_cell,
     }
     for func, handler in table.items():
         ATEN.register(func, handler)

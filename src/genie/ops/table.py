@@ -99,6 +99,16 @@ def _setitem(input: torch.Tensor, index: Any, value: torch.Tensor | float) -> to
     return out
 
 
+def _safe_softmax(input: torch.Tensor, dim: int, dtype: torch.dtype | None) -> torch.Tensor:
+    """Softmax whose fully masked rows (all -inf) are 0, not NaN: what attention with a
+    padding mask computes (torch's ``_safe_softmax``; composed where torch lacks it)."""
+    fn = getattr(torch, "_safe_softmax", None)
+    if fn is not None:
+        return fn(input, dim, dtype)
+    out = torch.softmax(input, dim, dtype=dtype)
+    return out.masked_fill((input == float("-inf")).all(dim, keepdim=True), 0)
+
+
 def _squeeze(input: torch.Tensor, dim: list[int] | None) -> torch.Tensor:
     return input.squeeze() if dim is None else input.squeeze(tuple(dim))
 
@@ -208,6 +218,10 @@ def _build() -> dict[str, Op]:
             input, mat1, mat2, beta=beta, alpha=alpha),
            (_T, Param("mat1", TENSOR), Param("mat2", TENSOR), Param("beta", NUMBER, 1),
             Param("alpha", NUMBER, 1))),
+        Op("baddbmm", lambda input, batch1, batch2, beta, alpha: torch.baddbmm(
+            input, batch1, batch2, beta=beta, alpha=alpha),
+           (_T, Param("batch1", TENSOR), Param("batch2", TENSOR), Param("beta", NUMBER, 1),
+            Param("alpha", NUMBER, 1))),
         Op("einsum", lambda equation, operands: torch.einsum(equation, *operands),
            (Param("equation", STRING), Param("operands", TENSORS, variadic=True))),
         # reductions
@@ -246,6 +260,8 @@ def _build() -> dict[str, Op]:
         Op("softmax", lambda input, dim, dtype: torch.softmax(input, dim, dtype=dtype),
            (_T, Param("dim", INT), Param("dtype", OPT_DTYPE, None))),
         Op("log_softmax", lambda input, dim, dtype: torch.log_softmax(input, dim, dtype=dtype),
+           (_T, Param("dim", INT), Param("dtype", OPT_DTYPE, None))),
+        Op("safe_softmax", _safe_softmax,
            (_T, Param("dim", INT), Param("dtype", OPT_DTYPE, None))),
         # shape and indexing
         Op("reshape", lambda input, shape: input.reshape(shape),
