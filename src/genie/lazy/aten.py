@@ -54,8 +54,8 @@ _RENAMES: dict[str, dict[str, str]] = {
     "reshape": {"size": "shape"},
 }
 #: aten ops with another registry name.
-_ALIASES = {"_unsafe_view": "reshape", "_safe_softmax": "safe_softmax", "_reshape_alias": "reshape", "clamp_min": "clamp",
-            "clamp_max": "clamp", "lift_fresh_copy": "clone", "alias_copy": "clone"}
+_ALIASES = {"_unsafe_view": "reshape", "_reshape_alias": "reshape", "_safe_softmax": "safe_softmax",
+            "lift_fresh_copy": "clone", "alias_copy": "clone"}
 #: aten arguments that mean nothing remotely at any value.
 _IGNORED = frozenset({"implicit", "non_blocking", "sparse_grad"})
 

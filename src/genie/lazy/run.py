@@ -175,9 +175,10 @@ def _run_locally(node: LazyNode) -> bool:
         return False
     if len(order) > LOCAL_STEPS or not all(_exact(leaf.value) for leaf in leaves):
         return False
-    if sum(leaf.value.nbytes for leaf in leaves) > LOCAL_BYTES:  # type: ignore[union-attr]
+    values: dict[int, torch.Tensor] = {id(leaf): leaf.value for leaf in leaves
+                                       if leaf.value is not None}
+    if sum(v.nbytes for v in values.values()) > LOCAL_BYTES:
         return False
-    values: dict[int, torch.Tensor] = {id(leaf): leaf.value for leaf in leaves}  # type: ignore[misc]
 
     def resolve(v: Any) -> Any:
         if isinstance(v, LazyNode):
