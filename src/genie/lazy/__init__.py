@@ -27,7 +27,9 @@ from genie.lazy.capture import (
     zeros,
 )
 from genie.lazy.device import claim as _claim
+from genie.lazy.device import guard_unclaimed as _guard_unclaimed
 from genie.lazy.device import remote_device
+from genie.lazy.session import NO_SERVER_MESSAGE as _NO_SERVER
 from genie.lazy.session import connect, disconnect
 from genie.lazy.tensor import LazyTensor, materialize, persist, release, remote
 
@@ -37,3 +39,5 @@ __all__ = ["LazyTensor", "arange", "capture", "connect", "disconnect", "eye", "f
 
 if _os.environ.get("GENIE_SERVER_URL", "").strip():
     _claim()
+else:
+    _guard_unclaimed(_NO_SERVER)

@@ -134,7 +134,7 @@ def _generic(func: Any) -> Handler | None:
 
 
 def _unsupported(func: Any, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Any:
-    handler = _generic(func)
+    handler = _BY_PACKET.get(func.overloadpacket.__name__) or _generic(func)
     if handler is None:
         raise refused(UnsupportedOpError(f"{func}, which has no allowlisted Genie op"))
     ATEN.register(func, handler)
@@ -361,6 +361,13 @@ def _inplace_view(func: Any, args: Sequence[Any], kwargs: Mapping[str, Any]) -> 
     return self
 
 
+def _vector_norm(func: Any, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Any:
+    b = bind_schema(func, args, kwargs)
+    if b.get("dtype") is not None:
+        raise refused(UnsupportedOpError(f"{func}(dtype=...), not supported remotely"))
+    return record(REGISTRY["norm"], (b["self"], b["ord"], b["dim"], b["keepdim"]), {})
+
+
 def _op(name: str, *args: Any, **kwargs: Any) -> LazyTensor:
     return record(REGISTRY[name], args, kwargs)
 
@@ -402,6 +409,13 @@ def _gru_cell(func: Any, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Any:
     return hy, hy  # the workspace is for backward only
 
 
+#: Handlers for every overload of an aten op (``clamp_min.Tensor`` and ``.default``).
+_BY_PACKET: dict[str, Handler] = {
+    "clamp_min": _clamp_bound("min"), "clamp_max": _clamp_bound("max"),
+    "clamp_min_": _clamp_bound("min"), "clamp_max_": _clamp_bound("max"),
+}
+
+
 def register_aten() -> None:
     """Fill ``ATEN`` (``genie.lazy.tensor``) with the translations above."""
     table: dict[Any, Handler] = {
@@ -426,9 +440,6 @@ def register_aten() -> None:
         aten.fill_.Scalar: _fill, aten.fill_.Tensor: _fill,
         aten.zero_.default: lambda func, args, kwargs: refill(args[0], 0),
         aten.constant_pad_nd.default: _pad, aten.pow.Scalar: _pow_scalar,
-        aten.clamp_min.default: _clamp_bound("min"), aten.clamp_max.default: _clamp_bound("max"),
-        aten.clamp_min_.default: _clamp_bound("min"),
-        aten.clamp_max_.default: _clamp_bound("max"),
         aten.scaled_dot_product_attention.default: _sdpa,
         aten._scaled_dot_product_flash_attention_for_cpu.default: _sdpa,
         aten._fused_sdp_choice.default: _fused_sdp_choice,
@@ -441,6 +452,7 @@ def register_aten() -> None:
         aten.rsub.Scalar: _rsub, aten.rsub.Tensor: _rsub,
         aten.isin.Tensor_Tensor: _isin, aten.isin.Tensor_Scalar: _isin,
         **dict.fromkeys(_OUT_OF_PLACE_VIEWS, _inplace_view),
+        aten.linalg_vector_norm.default: _vector_norm,
         aten._thnn_fused_lstm_cell.default: _lstm_cell,
         aten._thnn_fused_gru_cell.default: _gru_cell,
     }

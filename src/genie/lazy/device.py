@@ -4,7 +4,11 @@ torch lets one out-of-tree backend per process claim PrivateUse1 and give it a n
 Genie claims it (``claim``) the first time the remote device is needed: at ``import
 genie`` when ``GENIE_SERVER_URL`` is set, at ``genie.connect()``, on entering
 ``genie.capture()``, on the first LazyTensor, or when ``genie.REMOTE_DEVICE`` is read.
-A server, or a program that only uses ``genie.Client``, leaves the slot alone.
+A server, or a program that only uses ``genie.Client``, leaves the slot alone; until
+then only a placeholder module is registered (``guard_unclaimed``), so that torch's
+first use of ``"privateuseone"`` raises Genie's ``ConfigurationError`` naming the
+ways to configure a server, not ``No module named 'torch.privateuseone'``, and a
+backend imported later can still rename the slot.
 
 Claiming makes it a device as torch understands one, with torch's own extension points:
 
@@ -51,8 +55,10 @@ from typing import Any
 
 import torch
 
-__all__ = ["DEFAULT_SEED", "REMOTE_DEVICE_TYPE", "RNG", "RemoteRng", "claim", "is_remote_device",
-           "on_claim", "owns_privateuse1", "remote_device"]
+from genie.errors import ConfigurationError
+
+__all__ = ["DEFAULT_SEED", "REMOTE_DEVICE_TYPE", "RNG", "RemoteRng", "claim", "guard_unclaimed",
+           "is_remote_device", "on_claim", "owns_privateuse1", "remote_device"]
 
 REMOTE_DEVICE_TYPE = "remote_accelerator"
 #: torch's own default seed for a device generator (CPU and CUDA alike).
@@ -212,6 +218,22 @@ def claim() -> torch.device:
 
 #: What ``LazyTensor.device`` reports (``remote_accelerator:0``); claims on first call.
 remote_device = claim
+
+
+def guard_unclaimed(message: str) -> None:
+    """While nobody has named PrivateUse1: a placeholder ``torch.privateuseone`` module
+    whose initialisation (torch's first step before making a tensor there) raises
+    ``ConfigurationError(message)``.  Renaming the slot later is unaffected."""
+    if torch._C._get_privateuse1_backend_name() != "privateuseone" or hasattr(torch, "privateuseone"):
+        return
+    mod = types.ModuleType("torch.privateuseone", "PrivateUse1 before any backend claims it.")
+
+    def unavailable() -> None:
+        raise ConfigurationError(message)
+
+    mod._lazy_init = unavailable  # type: ignore[attr-defined]
+    mod.is_available = lambda: False  # type: ignore[attr-defined]
+    torch._register_device_module("privateuseone", mod)
 
 
 def owns_privateuse1() -> bool:

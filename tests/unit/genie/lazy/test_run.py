@@ -15,7 +15,10 @@ import torch.nn.functional as F
 from torch.testing import assert_close
 
 import genie
+import genie.lazy.run
+import genie.lazy.session
 from genie.lazy.run import build_graph
+from genie.server.runner import BackgroundServer
 
 
 def test_one_request_per_materialization_shared_subgraph_once(
@@ -90,3 +93,49 @@ def test_decode_loop_sends_only_new_data_per_step(client: genie.Client,
     per_step = sent[1:]  # step 0 has no cache to concatenate
     assert max(per_step) - min(per_step) <= 16, sent  # flat: the cache grows on the server
     assert max(sent) < weight_bytes / 20, (sent, weight_bytes)
+
+
+def test_moved_tensors_upload_once_stay_and_are_released_when_dropped(
+        server: BackgroundServer, client: genie.Client, graph_traffic: Any) -> None:
+    """model.to(remote) is like .to("cuda"): the first forward uploads the weights and
+    keeps them; later forwards send handles; dropping the model frees them."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(64, 64), torch.nn.ReLU(),
+                                torch.nn.Linear(64, 8)).eval()
+    weights = sum(p.numel() * 4 for p in model.parameters())
+    x = torch.randn(2, 64)
+    expected = model(x).detach()
+    with genie.Client(server.url) as probe:
+        held = probe.stats()["held"]["tensors"]
+        with genie.capture():  # the block no longer changes how weights travel
+            model.to("remote_accelerator:0")
+        graph_traffic()
+        sent = []
+        for _ in range(3):
+            with torch.no_grad():
+                assert_close(model(x.to("remote_accelerator")).materialize(), expected)
+            sent.append(graph_traffic())
+        assert [n for n, _ in sent] == [1, 1, 1]
+        assert sent[0][1] > weights and sent[1][1] < weights / 4 and sent[2][1] < weights / 4
+        assert probe.stats()["held"]["tensors"] >= held + 4
+        del model
+        gc.collect()
+        assert len(genie.lazy.session.SESSION.releases) >= 4  # queued, sent with the next request
+        genie.lazy.run.flush_releases()
+        assert probe.stats()["held"]["tensors"] <= held + 1  # (the last input, still queued)
+
+
+def test_integer_checks_on_local_values_need_no_request(
+        client: genie.Client, graph_requests: Callable[[], int]) -> None:
+    """A library's data-dependent branch on a mask or ids it just moved (HF asks
+    ``attention_mask.all()``) is answered here: exact, and no round trip."""
+    mask = torch.ones(2, 6, dtype=torch.long)
+    mask[1, :2] = 0
+    remote_mask = mask.to("remote_accelerator")
+    assert bool(remote_mask.bool().all()) is False
+    assert (remote_mask[:, 2:] == 1).all().item() is True
+    assert int(remote_mask.sum()) == 10
+    assert graph_requests() == 0
+    floats = genie.remote(torch.ones(3)).sum()  # floating point: the server computes it
+    assert floats.item() == 3.0
+    assert graph_requests() == 1
