@@ -26,6 +26,8 @@ from typing import Any
 import torch
 
 from genie.errors import UnsupportedOpError
+from genie.lazy.backend import factory
+from genie.lazy.device import is_remote_device
 from genie.lazy.handlers import getitem, pieces, rsub, scaled_dot_product_attention
 from genie.lazy.tensor import (
     ATEN,
@@ -51,11 +53,11 @@ _NUMBER_CHECKS = (TENSOR_OR_NUMBER, OPT_TENSOR_OR_NUMBER)
 _RENAMES: dict[str, dict[str, str]] = {
     "mm": {"mat2": "other"}, "bmm": {"mat2": "other"}, "dot": {"tensor": "other"},
     "outer": {"vec2": "other"}, "view": {"size": "shape"}, "_unsafe_view": {"size": "shape"},
-    "reshape": {"size": "shape"},
+    "reshape": {"size": "shape"}, "full_like": {"value": "fill_value"},
 }
 #: aten ops with another registry name.
-_ALIASES = {"_unsafe_view": "reshape", "_reshape_alias": "reshape", "_safe_softmax": "safe_softmax",
-            "lift_fresh_copy": "clone", "alias_copy": "clone"}
+_ALIASES = {"_unsafe_view": "reshape", "_reshape_alias": "reshape", "fill": "full_like",
+            "_safe_softmax": "safe_softmax", "lift_fresh_copy": "clone", "alias_copy": "clone"}
 #: aten arguments that mean nothing remotely at any value.
 _IGNORED = frozenset({"implicit", "non_blocking", "sparse_grad"})
 
@@ -87,11 +89,12 @@ def _scalar(value: Any) -> Any:
 class AtenCall:
     """An aten op that is one registry op with the same arguments (renamed)."""
 
-    __slots__ = ("defaults", "inplace", "op", "params", "renames")
+    __slots__ = ("defaults", "inplace", "op", "params", "renames", "view")
 
-    def __init__(self, func: Any, op: Op, *, inplace: bool) -> None:
+    def __init__(self, func: Any, op: Op, *, inplace: bool, view: bool = True) -> None:
         self.op = op
         self.inplace = inplace
+        self.view = view
         self.renames = _RENAMES.get(op.name, {})
         self.params = {p.name: p for p in op.params}
         self.defaults = {a.name: a.default_value for a in func._schema.arguments
@@ -108,7 +111,7 @@ class AtenCall:
                 raise refused(UnsupportedOpError(
                     f"{func}({name}={value!r}), not supported remotely (Genie's "
                     f"{self.op.name!r} has no such argument)"))
-        return record(self.op, (), kw, inplace=self.inplace)
+        return record(self.op, (), kw, inplace=self.inplace, view=self.view)
 
 
 _MISSING = object()
@@ -126,11 +129,12 @@ def _generic(func: Any) -> Handler | None:
     name = func.overloadpacket.__name__
     inplace = func._schema.is_mutable and name.endswith("_") and not name.startswith("_")
     base = name[:-1] if inplace else name
-    base = _ALIASES.get(base, base)
+    copy = base.endswith("_copy") and base[:-5] in REGISTRY  # unsqueeze_copy: not a view
+    base = _ALIASES.get(base, base[:-5] if copy else base)
     op = REGISTRY.get(base)
     if op is None or op.factory:
         return None
-    return AtenCall(func, op, inplace=inplace)
+    return AtenCall(func, op, inplace=inplace, view=not copy)
 
 
 def _unsupported(func: Any, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Any:
@@ -189,6 +193,14 @@ def _batch_norm(func: Any, args: Sequence[Any], kwargs: Mapping[str, Any]) -> An
                                           b["eps"]), {})
     empty = record(REGISTRY["zeros"], ([0],), {"dtype": out.dtype})
     return out, empty, empty
+
+
+def _group_norm(func: Any, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Any:
+    b = bind_schema(func, args, kwargs)
+    out = record(REGISTRY["group_norm"], (b["input"], b["group"], b["weight"], b["bias"],
+                                          b["eps"]), {})
+    stats = record(REGISTRY["zeros"], ([b["N"], b["group"]],), {"dtype": out.dtype})
+    return out, stats, stats  # mean/rstd: for backward only
 
 
 def _convolution(func: Any, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Any:
@@ -339,11 +351,8 @@ def _isin(func: Any, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Any:
                   {"assume_unique": b["assume_unique"], "invert": b["invert"]})
 
 
-_OUT_OF_PLACE_VIEWS = {
-    aten.transpose_.default: aten.transpose.int, aten.t_.default: aten.t.default,
-    aten.unsqueeze_.default: aten.unsqueeze.default, aten.squeeze_.default: aten.squeeze.default,
-    aten.squeeze_.dim: aten.squeeze.dim, aten.squeeze_.dims: aten.squeeze.dims,
-}
+_INPLACE_VIEWS = (aten.transpose_.default, aten.t_.default, aten.unsqueeze_.default,
+                  aten.squeeze_.default, aten.squeeze_.dim, aten.squeeze_.dims)
 
 
 def _inplace_view(func: Any, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Any:
@@ -352,7 +361,7 @@ def _inplace_view(func: Any, args: Sequence[Any], kwargs: Mapping[str, Any]) -> 
     Python key excluded, updates its sizes and strides (the wrapper has no data)."""
     self: LazyTensor = args[0]
     name = func.overloadpacket.__name__
-    result = ATEN(_OUT_OF_PLACE_VIEWS[func], args, kwargs)
+    result = record(REGISTRY[name[:-1]], args, kwargs, view=False)
     check_unshared(name, self)
     keys = torch._C.DispatchKeySet(torch._C.DispatchKey.Python)
     with torch._C._ExcludeDispatchKeyGuard(keys), torch._C.DisableTorchFunctionSubclass():
@@ -366,6 +375,37 @@ def _vector_norm(func: Any, args: Sequence[Any], kwargs: Mapping[str, Any]) -> A
     if b.get("dtype") is not None:
         raise refused(UnsupportedOpError(f"{func}(dtype=...), not supported remotely"))
     return record(REGISTRY["norm"], (b["self"], b["ord"], b["dim"], b["keepdim"]), {})
+
+
+def _factory_options(func: Any, b: Mapping[str, Any]) -> None:
+    layout, device = b.get("layout"), b.get("device")
+    if layout not in (None, torch.strided) or (device is not None and not is_remote_device(device)):
+        raise refused(UnsupportedOpError(f"{func}(layout={layout}, device={device}), not "
+                                         "supported remotely"))
+
+
+def _like(op_name: str) -> Handler:
+    """``zeros_like``... as aten reaches them: a factory with the tensor's shape and dtype
+    (nothing of the tensor itself is needed)."""
+    def handler(func: Any, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Any:
+        b = bind_schema(func, args, kwargs)
+        self = _lazy(b["self"])
+        _factory_options(func, b)
+        shape, dtype = list(self._spec[0]), b.get("dtype") or self._spec[2]
+        rest = (b["fill_value"],) if op_name == "full" else ()
+        return factory(op_name, (shape, *rest), {"dtype": dtype})
+    return handler
+
+
+def _new(op_name: str) -> Handler:
+    """``new_zeros``... as aten reaches them: a factory with the tensor's dtype."""
+    def handler(func: Any, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Any:
+        b = bind_schema(func, args, kwargs)
+        _factory_options(func, b)
+        dtype = b.get("dtype") or _lazy(b["self"])._spec[2]
+        rest = (b["fill_value"],) if op_name == "full" else ()
+        return factory(op_name, (list(b["size"]), *rest), {"dtype": dtype})
+    return handler
 
 
 def _op(name: str, *args: Any, **kwargs: Any) -> LazyTensor:
@@ -428,7 +468,7 @@ def register_aten() -> None:
         aten.native_layer_norm.default: _layer_norm,
         aten._native_batch_norm_legit_no_training.default: _batch_norm,
         aten.native_batch_norm.default: _batch_norm,
-        aten.convolution.default: _convolution,
+        aten.convolution.default: _convolution, aten.native_group_norm.default: _group_norm,
         aten._to_copy.default: _to_copy, aten.copy_.default: _copy,
         aten.clone.default: _clone,
         aten.index.Tensor: _index, aten.index_put_.default: _index_put,
@@ -451,8 +491,13 @@ def register_aten() -> None:
         aten.alias.default: _alias,
         aten.rsub.Scalar: _rsub, aten.rsub.Tensor: _rsub,
         aten.isin.Tensor_Tensor: _isin, aten.isin.Tensor_Scalar: _isin,
-        **dict.fromkeys(_OUT_OF_PLACE_VIEWS, _inplace_view),
+        **dict.fromkeys(_INPLACE_VIEWS, _inplace_view),
         aten.linalg_vector_norm.default: _vector_norm,
+        aten.zeros_like.default: _like("zeros"), aten.ones_like.default: _like("ones"),
+        aten.full_like.default: _like("full"), aten.empty_like.default: _like("empty"),
+        aten.randn_like.default: _like("randn"), aten.rand_like.default: _like("rand"),
+        aten.new_zeros.default: _new("zeros"), aten.new_ones.default: _new("ones"),
+        aten.new_empty.default: _new("empty"), aten.new_full.default: _new("full"),
         aten._thnn_fused_lstm_cell.default: _lstm_cell,
         aten._thnn_fused_gru_cell.default: _gru_cell,
     }

@@ -212,7 +212,7 @@ def test_autograd_is_refused_clearly_and_inference_works(client: genie.Client) -
         genie.remote(torch.ones(2)).sum().backward()
 
 
-@pytest.mark.filterwarnings("ignore::UserWarning")  # dynamo's graph-break notes
+@pytest.mark.filterwarnings("ignore::UserWarning", "ignore::DeprecationWarning")  # dynamo
 def test_torch_compile_of_a_lazy_program_runs_it(client: genie.Client) -> None:
     """Dynamo cannot trace into a LazyTensor: it graph-breaks and the calls are captured
     as usual, so the compiled function gives eager's answer (with no speed-up)."""
