@@ -225,14 +225,6 @@ def _to_copy(func: Any, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Any:
                   (self, dtype) if dtype != self.dtype else (self,), {})
 
 
-def _copy(func: Any, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Any:
-    dst, src = args[0], args[1]
-    if isinstance(dst, LazyTensor):
-        return move_into(dst, src)
-    dst.copy_(local_value(src))
-    return dst
-
-
 def _clone(func: Any, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Any:
     b = bind_schema(func, args, kwargs)
     out = record(REGISTRY["clone"], (b["self"],), {})
@@ -469,7 +461,8 @@ def register_aten() -> None:
         aten._native_batch_norm_legit_no_training.default: _batch_norm,
         aten.native_batch_norm.default: _batch_norm,
         aten.convolution.default: _convolution, aten.native_group_norm.default: _group_norm,
-        aten._to_copy.default: _to_copy, aten.copy_.default: _copy,
+        aten._to_copy.default: _to_copy,
+        aten.copy_.default: lambda func, args, kwargs: move_into(args[0], args[1]),
         aten.clone.default: _clone,
         aten.index.Tensor: _index, aten.index_put_.default: _index_put,
         aten.index_put.default: lambda func, args, kwargs: _index_put(

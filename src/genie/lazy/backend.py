@@ -27,7 +27,7 @@ from genie.client import Client
 from genie.errors import UnsupportedOpError
 from genie.lazy.device import RNG, on_claim
 from genie.lazy.session import scoped_client
-from genie.lazy.tensor import LazyTensor, local_value, move_into, record
+from genie.lazy.tensor import LazyTensor, move_into, record
 from genie.ops import REGISTRY
 
 __all__ = ["RANDOM_FACTORIES", "factory", "install"]
@@ -61,9 +61,6 @@ def _default_dtype(op_name: str, args: Sequence[Any]) -> torch.dtype:
     if op_name == "arange":
         return torch.arange(*[a for a in args if a is not None], device="meta").dtype
     return torch.get_default_dtype()
-
-
-_IGNORED = ("device", "pin_memory", "memory_format")
 
 
 def _options(name: str, kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -113,10 +110,7 @@ def _eye(n: int, m: int | None = None, **kwargs: Any) -> LazyTensor:
 
 def _copy_from(src: torch.Tensor, dst: torch.Tensor, non_blocking: bool = False) -> torch.Tensor:
     """``dst.copy_(src)`` across devices (torch's C++ paths, ``torch.tensor(device=)``)."""
-    if isinstance(dst, LazyTensor):
-        return move_into(dst, src)
-    dst.copy_(local_value(src) if isinstance(src, LazyTensor) else src)
-    return dst
+    return move_into(dst, src)
 
 
 #: aten overload -> kernel for the PrivateUse1 key.

@@ -8,7 +8,10 @@ The remote device is a torch device (``genie.lazy.device``, ``genie.lazy.backend
 on the CPU, logged once per function).  It also claims the device, and where another
 library owns PrivateUse1 (so torch cannot parse ``"remote_accelerator"``) it installs
 a torch function mode for the block that catches the factories and moves naming the
-remote device by that name, with the same factories as the kernels.
+remote device by that name, with the same factories as the kernels.  The block's
+settings are context variables and the mode is torch's thread-local mode stack, so
+both hold for the thread (or asyncio task) that entered the block; the device itself
+works in every thread.
 
 ``remote_module(model)`` swaps every parameter and buffer for a LazyTensor kept on
 the server (uploaded in one request now), so ``model(x)`` captures and each forward

@@ -279,8 +279,9 @@ def _index_item(item: Any) -> Any:
     return item
 
 
-def getitem(func: Any, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Any:
-    self, index = _first_lazy(args), args[1]
+def _index(index: Any) -> Any:
+    """A Python index as the ``getitem``/``setitem`` ops take it (lists and masks become
+    position tensors)."""
     items = list(index) if isinstance(index, tuple) else [index]
     flat: list[Any] = []
     for item in items:
@@ -289,8 +290,11 @@ def getitem(func: Any, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Any:
             flat.extend(converted)
         else:
             flat.append(converted)
-    return record(REGISTRY["getitem"], (self, tuple(flat) if len(flat) != 1 or isinstance(
-        index, tuple) else flat[0]), {})
+    return tuple(flat) if len(flat) != 1 or isinstance(index, tuple) else flat[0]
+
+
+def getitem(func: Any, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Any:
+    return record(REGISTRY["getitem"], (_first_lazy(args), _index(args[1])), {})
 
 
 def pieces(func: Any, args: Sequence[Any], kwargs: Mapping[str, Any], *,
@@ -340,13 +344,9 @@ def _zero(func: Any, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Any:
 
 
 def _copy(func: Any, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Any:
-    """``dst.copy_(src)``: src broadcast to dst's shape and cast to its dtype; a local
-    src is a resident snapshot (``load_state_dict`` into a moved model uploads once)."""
-    dst, src = args[0], args[1]
-    if not isinstance(dst, LazyTensor):
-        dst.copy_(local_value(src))
-        return dst
-    return move_into(dst, src)
+    """``dst.copy_(src)``: a local src is a resident snapshot (``load_state_dict`` into a
+    moved model uploads once)."""
+    return move_into(args[0], args[1])
 
 
 def _type(func: Any, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Any:
@@ -449,16 +449,7 @@ def _setitem(func: Any, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Any:
     if not isinstance(self, LazyTensor):
         raise UnsupportedOpError("assigning a LazyTensor into a local tensor: materialize it "
                                  "first (x[idx] = v.materialize())")
-    items = list(index) if isinstance(index, tuple) else [index]
-    flat: list[Any] = []
-    for item in items:
-        converted = _index_item(item)
-        if isinstance(converted, tuple):
-            flat.extend(converted)
-        else:
-            flat.append(converted)
-    key = tuple(flat) if len(flat) != 1 or isinstance(index, tuple) else flat[0]
-    record(REGISTRY["setitem"], (self, key, value), {}, inplace=True)
+    record(REGISTRY["setitem"], (self, _index(index), value), {}, inplace=True)
 
 
 def _backward(func: Any, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Any:

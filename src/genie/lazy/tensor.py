@@ -432,10 +432,17 @@ def rebind(name: str, target: Any, node: LazyNode, spec: Spec) -> LazyTensor:
     return target
 
 
-def move_into(dst: LazyTensor, src: torch.Tensor) -> LazyTensor:
-    """``dst.copy_(src)``: ``dst`` now names ``src`` broadcast to its shape and cast to
-    its dtype.  A local ``src`` becomes a resident snapshot (cast here, as a copy to a
-    device casts), sent once and kept on the server (see the module docstring)."""
+def move_into(dst: torch.Tensor, src: torch.Tensor) -> torch.Tensor:
+    """``dst.copy_(src)`` (torch's ``copy_``, its C++ ``_copy_from``, ``load_state_dict``).
+
+    Into a LazyTensor: ``dst`` now names ``src`` broadcast to its shape and cast to its
+    dtype, and a local ``src`` becomes a resident snapshot (cast here, as a copy to a
+    device casts), sent once and kept on the server (see the module docstring).  Into
+    a local tensor: the LazyTensor's value is fetched and copied in.
+    """
+    if not isinstance(dst, LazyTensor):
+        dst.copy_(local_value(src) if isinstance(src, LazyTensor) else src)
+        return dst
     shape, _, dtype = dst._spec
     if not isinstance(src, LazyTensor):
         src = leaf(snapshot(src, dtype), client=scoped_client.get(), resident=True)
