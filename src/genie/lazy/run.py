@@ -39,7 +39,7 @@ from genie.lazy.node import LazyNode
 from genie.lazy.session import SESSION, resolve_client
 from genie.ops import OpContext
 
-__all__ = ["build_graph", "flush_releases", "release_nodes", "run_nodes", "value_of"]
+__all__ = ["build_graph", "release_nodes", "run_nodes", "value_of"]
 
 
 def _walk(roots: Iterable[LazyNode]) -> tuple[list[LazyNode], list[LazyNode]]:
@@ -205,27 +205,6 @@ def _run_locally(node: LazyNode) -> bool:
     return True
 
 
-def flush_releases() -> int:
-    """Delete the handles queued on ``SESSION.releases``; how many were queued.
-
-    Best effort: a handle already gone, or a client closed since, is skipped (the
-    server frees what its clients leave behind when they go).
-    """
-    queue = SESSION.releases
-    count = 0
-    while queue:
-        try:
-            client, handle = queue.popleft()
-        except IndexError:  # emptied by another thread
-            break
-        count += 1
-        try:
-            client.delete(handle)
-        except Exception:  # noqa: BLE001 - see the docstring
-            continue
-    return count
-
-
 def _keep_resident(node: LazyNode, client: Client, handle: RemoteTensor) -> None:
     """Queue ``handle`` for release once nothing references ``node``."""
     releaser = weakref.finalize(node, SESSION.releases.append, (client, handle))
@@ -239,7 +218,7 @@ def run_nodes(fetch: Sequence[LazyNode], keep: Sequence[LazyNode], client: Clien
     if not fetch and not keep:
         return
     if SESSION.releases:
-        flush_releases()
+        SESSION.flush_releases()
     graph, inputs, ids, leaves = build_graph(fetch, keep)
     chosen, named = _pick_client([*leaves, *ids.values()], client)
     result = chosen.run_graph(graph, inputs)

@@ -88,7 +88,27 @@ class Session:
             self.env_clients[key] = Client(url, token=key[1])
         return self.env_clients[key]
 
+    def flush_releases(self) -> int:
+        """Delete the handles queued on ``releases``; how many were queued.
+
+        Best effort: a handle already gone, or a client closed since, is skipped (the
+        server frees what its clients leave behind when they go).
+        """
+        count = 0
+        while self.releases:
+            try:
+                client, handle = self.releases.popleft()
+            except IndexError:  # emptied by another thread
+                break
+            count += 1
+            try:
+                client.delete(handle)
+            except Exception:  # noqa: BLE001 - see the docstring
+                continue
+        return count
+
     def close_clients(self) -> None:
+        self.flush_releases()
         for client in [self.default_client, *self.env_clients.values()]:
             if client is not None:
                 client.close()

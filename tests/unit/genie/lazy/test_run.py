@@ -15,7 +15,6 @@ import torch.nn.functional as F
 from torch.testing import assert_close
 
 import genie
-import genie.lazy.run
 import genie.lazy.session
 from genie.lazy.run import build_graph
 from genie.server.runner import BackgroundServer
@@ -121,7 +120,7 @@ def test_moved_tensors_upload_once_stay_and_are_released_when_dropped(
         del model
         gc.collect()
         assert len(genie.lazy.session.SESSION.releases) >= 4  # queued, sent with the next request
-        genie.lazy.run.flush_releases()
+        genie.lazy.session.SESSION.flush_releases()
         assert probe.stats()["held"]["tensors"] <= held + 1  # (the last input, still queued)
 
 
