@@ -1,11 +1,13 @@
 """The documented checks: their names, their kinds, and the keys of the details they record.
 
 The testing guide names 13 checks, and one more from its week-2 list (``llm_decode_colocation``:
-"Compare KV cache transfer vs co-location").  Each is one test function ``test_<name>`` marked
-``server`` or ``client`` (in ``tests/server`` and ``tests/client``), recorded under ``<name>``,
-and its ``details`` are read back by the report (``pytest_genie.report``).  Both sides spell every name and
-key through this module, so a check and its reader cannot drift apart: a misspelt key is an
-``AttributeError`` and a mypy error, not a figure the report quietly shows as "not measured".
+"Compare KV cache transfer vs co-location"); Genie adds ``network_throughput`` (the network
+baseline that tensor transfers are compared with).  Each is one test function ``test_<name>``
+marked ``server`` or ``client`` (in ``tests/server`` and ``tests/client``), recorded under
+``<name>``, and its ``details`` are read back by the report (``pytest_genie.report``).  Both
+sides spell every name and key through this module, so a check and its reader cannot drift
+apart: a misspelt key is an ``AttributeError`` and a mypy error, not a figure the report
+quietly shows as "not measured".
 
 Why the keys are one flat vocabulary (:class:`Key`) rather than a class per check: a key means the
 same thing in every check that records it (``round_trip_ms`` is a round trip the client timed, in
@@ -35,6 +37,7 @@ __all__ = [
     "LLM_DECODE_COLOCATION",
     "MULTI_OPERATION_CHAIN",
     "NETWORK_CONNECTIVITY",
+    "NETWORK_THROUGHPUT",
     "PERFORMANCE_COMPARISON",
     "REMOTE_LAZYTENSOR_EXECUTION",
     "SERVER_CONNECTIVITY",
@@ -70,6 +73,9 @@ GPU_DETECTION: Final = Check("gpu_detection", "server")
 SERVER_OPERATIONS: Final = Check("server_operations", "server")
 SERVER_STATISTICS: Final = Check("server_statistics", "server")
 NETWORK_CONNECTIVITY: Final = Check("network_connectivity", "client")
+#: Not in the guide: bytes up and down through ``/probe`` with no tensor work, the baseline the
+#: report compares tensor throughput with (and from which the client checks size their timeouts).
+NETWORK_THROUGHPUT: Final = Check("network_throughput", "client")
 SERVER_CONNECTIVITY: Final = Check("server_connectivity", "client")
 HTTP_TENSOR_TRANSFER: Final = Check("http_tensor_transfer", "client")
 REMOTE_LAZYTENSOR_EXECUTION: Final = Check("remote_lazytensor_execution", "client")
@@ -80,13 +86,13 @@ LARGE_TENSOR_HANDLING: Final = Check("large_tensor_handling", "client")
 #: The guide's week-2 "LLM decode co-location": a KV cache kept on the server vs shipped.
 LLM_DECODE_COLOCATION: Final = Check("llm_decode_colocation", "client")
 
-#: The guide's checks in the guide's order: server side first, then client side; its week-2
-#: decode check last.
+#: The guide's checks in the guide's order: server side first, then client side, the network
+#: baseline right after the guide's connectivity check; its week-2 decode check last.
 CHECKS: Final[tuple[Check, ...]] = (
     ENVIRONMENT_SETUP, SERVER_STARTUP, GPU_DETECTION, SERVER_OPERATIONS, SERVER_STATISTICS,
-    NETWORK_CONNECTIVITY, SERVER_CONNECTIVITY, HTTP_TENSOR_TRANSFER, REMOTE_LAZYTENSOR_EXECUTION,
-    PERFORMANCE_COMPARISON, MULTI_OPERATION_CHAIN, ERROR_HANDLING, LARGE_TENSOR_HANDLING,
-    LLM_DECODE_COLOCATION,
+    NETWORK_CONNECTIVITY, NETWORK_THROUGHPUT, SERVER_CONNECTIVITY, HTTP_TENSOR_TRANSFER,
+    REMOTE_LAZYTENSOR_EXECUTION, PERFORMANCE_COMPARISON, MULTI_OPERATION_CHAIN, ERROR_HANDLING,
+    LARGE_TENSOR_HANDLING, LLM_DECODE_COLOCATION,
 )
 
 
@@ -150,9 +156,24 @@ class Key:
 
     # ---- network_connectivity
     HOST: Final = "host"
-    ATTEMPTS: Final = "attempts"
+    ATTEMPTS: Final = "attempts"  # network_throughput (timed transfers each way)
     CONNECT_MS_MEDIAN: Final = "connect_ms_median"
     CONNECT_MS_MIN: Final = "connect_ms_min"
+
+    # ---- network_throughput: /probe, no tensor work (MiB = 2**20 bytes)
+    #: The two probe sizes [S, 3 x S] in bytes; UPLOAD_MS / DOWNLOAD_MS: their best times.
+    PROBE_SIZES: Final = "probe_sizes"
+    UPLOAD_MS: Final = "upload_ms"
+    DOWNLOAD_MS: Final = "download_ms"
+    #: The streaming rate each way: the slope of time over size between the two probes.
+    UPLOAD_MIB_PER_S: Final = "upload_mib_per_s"
+    DOWNLOAD_MIB_PER_S: Final = "download_mib_per_s"
+    #: What a request costs whatever its size (round trip, the server's reply): the intercept.
+    UPLOAD_FIXED_MS: Final = "upload_fixed_ms"
+    DOWNLOAD_FIXED_MS: Final = "download_fixed_ms"
+    #: The client budget the later client checks get from this measurement (``Timeout``).
+    TIMEOUT_BASE_S: Final = "timeout_base_s"
+    TIMEOUT_MIN_RATE_MIB_S: Final = "timeout_min_rate_mib_s"
 
     # ---- server_connectivity
     SERVER_URL: Final = "server_url"
@@ -162,7 +183,10 @@ class Key:
     # ---- http_tensor_transfer and large_tensor_handling (the report reads both alike)
     HTTP_CODE: Final = "http_code"
     BYTES: Final = "bytes"  # each sweep row of performance_comparison
-    MB_PER_S: Final = "mb_per_s"
+    #: Bytes both ways over the round trip's time, in MiB (2**20) per second.
+    MIB_PER_S: Final = "mib_per_s"
+    #: The key earlier versions recorded ``MIB_PER_S`` under (MiB/s all along); the report still reads it.
+    LEGACY_MB_PER_S: Final = "mb_per_s"
     BIT_EXACT: Final = "bit_exact"
     SIZE_MB: Final = "size_mb"  # large_tensor_handling only
 
@@ -181,6 +205,9 @@ class Key:
     SWEEP: Final = "sweep"
     BREAK_EVEN_N: Final = "break_even_n"
     BREAK_EVEN_BYTES: Final = "break_even_bytes"
+    # the main case's request: BYTES_SENT and BYTES_RECEIVED (below), and all of the server's
+    # Server-Timing phases
+    SERVER_WORK_MS: Final = "server_work_ms"
 
     # ---- multi_operation_chain
     OPS: Final = "ops"
@@ -207,8 +234,8 @@ class Key:
     # each way (and REQUESTS_MADE: the client's requests over the decode steps)
     REQUESTS_PER_STEP: Final = "requests_per_step"
     SERVER_REQUESTS: Final = "server_requests"  # the same requests, as the server counted them
-    BYTES_SENT: Final = "bytes_sent"  # also each step row
-    BYTES_RECEIVED: Final = "bytes_received"  # also each step row
+    BYTES_SENT: Final = "bytes_sent"  # also each step row, and performance_comparison's request
+    BYTES_RECEIVED: Final = "bytes_received"  # also each step row, and performance_comparison's
     TOTAL_MS: Final = "total_ms"
     STEP_MS_MEDIAN: Final = "step_ms_median"
     PREFILL: Final = "prefill"  # the prompt's request: BYTES_SENT, BYTES_RECEIVED, ROUND_TRIP_MS
@@ -218,3 +245,6 @@ class Key:
     BYTES_RATIO: Final = "bytes_ratio"
     BYTES_SAVED_PCT: Final = "bytes_saved_pct"
     TIME_RATIO: Final = "time_ratio"
+
+    # ---- a result file's test_info: where its figures were measured (``pytest_genie.location``)
+    MEASURED: Final = "measured"

@@ -49,6 +49,8 @@ class GenieOptions:
     report: bool = False
     require_gpu: bool = False
     large_mb: float = DEFAULT_LARGE_MB
+    #: Base seconds of every client request (``genie.Timeout.base_s``); None: the client's own.
+    timeout_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -79,6 +81,10 @@ OPTIONS: tuple[_Option, ...] = (
             "fail (instead of skip) GPU checks when the server has no usable GPU.", is_bool=True),
     _Option("genie_large_mb", "--genie-large-mb", "genie_large_mb", "GENIE_LARGE_MB",
             f"size in MiB of the large-tensor round trip (default {DEFAULT_LARGE_MB:g})."),
+    _Option("genie_timeout", "--genie-timeout", "genie_timeout", "GENIE_TIMEOUT",
+            "base timeout in seconds of each client request (default 30); each request's "
+            "budget adds its bytes at the link rate network_throughput measured (with margin), "
+            "or at 1 MiB/s before it has."),
 )
 
 
@@ -122,14 +128,23 @@ def _parse_bool(text: str) -> bool:
     raise ValueError("expected a boolean: 1/true/yes/on or 0/false/no/off")
 
 
-def _parse_large_mb(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise ValueError("expected a number of MiB, e.g. 256") from None
-    if not math.isfinite(value) or value <= 0:
-        raise ValueError("must be a finite number of MiB > 0, e.g. 256")
-    return value
+def _positive(unit: str, example: str) -> Callable[[str], float]:
+    """A parser of a finite number of ``unit`` > 0 (NaN, inf, 0 and text refused)."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise ValueError(f"expected a number of {unit}, e.g. {example}") from None
+        if not math.isfinite(value) or value <= 0:
+            raise ValueError(f"must be a finite number of {unit} > 0, e.g. {example}")
+        return value
+
+    return parse
+
+
+_parse_large_mb = _positive("MiB", "256")
+_parse_seconds = _positive("seconds", "120")
 
 
 def _parse_path(text: str) -> Path:
@@ -191,4 +206,5 @@ def resolve_options(config: pytest.Config) -> GenieOptions:
         report=_resolve(config, by_name["genie_report"], _parse_bool, False),
         require_gpu=_resolve(config, by_name["genie_require_gpu"], _parse_bool, False),
         large_mb=_resolve(config, by_name["genie_large_mb"], _parse_large_mb, DEFAULT_LARGE_MB),
+        timeout_s=_resolve(config, by_name["genie_timeout"], _parse_seconds, None),
     )

@@ -22,8 +22,19 @@ import torch
 import genie
 from genie.protocol import is_healthy
 from pytest_genie import Key
+from pytest_genie.fixtures import MeasuredLink
 
 pytestmark = pytest.mark.client
+
+MIB = 2**20
+#: The network baseline times probes of two sizes, S and PROBE_SCALE x S: the slope between
+#: them is the link's streaming rate, free of what each request costs once (a round trip, the
+#: server's reply), which is the intercept.  S grows from PROBE_MIN_BYTES until it takes
+#: PROBE_TARGET_S, the larger probe staying within PROBE_MAX_BYTES and the large tensor's size.
+PROBE_TARGET_S = 0.15
+PROBE_SCALE = 3
+PROBE_MIN_BYTES, PROBE_MAX_BYTES = MIB // 4, 64 * MIB
+PROBE_REPEATS = 3
 
 
 def _median_ms(fn: Callable[[], object], repeats: int) -> float:
@@ -55,6 +66,59 @@ def test_network_connectivity(genie_server_url: str, genie_record: dict[str, Any
     assert len(times) == 5
 
 
+def _rate(sizes: tuple[int, int], times_ms: list[float]) -> tuple[float, float]:
+    """MiB/s and fixed ms per request, from the best times of the two probe sizes: the
+    slope and intercept of time over size.  A link too fast to tell the sizes apart (the
+    larger not slower) gets the plain rate of the larger and no fixed cost."""
+    (small, large), (t_small, t_large) = sizes, times_ms
+    if t_large <= t_small:
+        return large / MIB / (t_large / 1000), 0.0
+    rate = (large - small) / MIB / ((t_large - t_small) / 1000)
+    return rate, t_small - small / MIB / rate * 1000
+
+
+def test_network_throughput(genie_client: genie.Client, genie_link: MeasuredLink, genie_options: Any,
+                            genie_record: dict[str, Any]) -> None:
+    """Bytes up and down through ``/probe`` with no tensor work: the link's own streaming rate
+    each way, which the report divides tensor throughput by and the later checks size their
+    timeouts from.  No probe is larger than the large tensor, so a server taking that one
+    takes these."""
+    most = min(PROBE_MAX_BYTES, int(genie_options.large_mb * MIB))
+    least = max(min(PROBE_MIN_BYTES, most // PROBE_SCALE), 1)
+    directions: dict[str, Callable[[int], object]] = {"up": genie_client.probe_upload,
+                                                     "down": genie_client.probe_download}
+    small, cap = least, max(most // PROBE_SCALE, least)
+    while True:  # grow the small size until it takes PROBE_TARGET_S (this also warms up)
+        seconds = 0.0
+        for send in directions.values():
+            send(small)
+            seconds = max(seconds, genie_client.last.round_trip_ms / 1000)
+        if seconds >= PROBE_TARGET_S or small >= cap:
+            break
+        small = int(min(cap, small * min(8.0, max(2.0, PROBE_TARGET_S / seconds))))
+    sizes = (small, PROBE_SCALE * small)
+    times: dict[str, dict[int, list[float]]] = {d: {n: [] for n in sizes} for d in directions}
+    for _ in range(PROBE_REPEATS):
+        for nbytes in sizes:
+            for direction, send in directions.items():
+                got = send(nbytes)
+                assert got == ({"bytes": nbytes} if direction == "up" else nbytes)
+                times[direction][nbytes].append(genie_client.last.round_trip_ms)
+    # The best of the repeats: other work on either host only ever adds time to a transfer.
+    best = {d: [min(times[d][n]) for n in sizes] for d in directions}
+    (up, up_fixed), (down, down_fixed) = (_rate(sizes, best[d]) for d in directions)
+    genie_link.upload_mib_s, genie_link.download_mib_s = up, down
+    timeout = genie_link.timeout(genie_options.timeout_s)
+    genie_record.update({Key.PROBE_SIZES: list(sizes), Key.ATTEMPTS: PROBE_REPEATS,
+                         Key.UPLOAD_MS: [round(t, 3) for t in best["up"]],
+                         Key.DOWNLOAD_MS: [round(t, 3) for t in best["down"]],
+                         Key.UPLOAD_MIB_PER_S: round(up, 2), Key.DOWNLOAD_MIB_PER_S: round(down, 2),
+                         Key.UPLOAD_FIXED_MS: round(up_fixed, 3), Key.DOWNLOAD_FIXED_MS: round(down_fixed, 3),
+                         Key.TIMEOUT_BASE_S: timeout.base_s,
+                         Key.TIMEOUT_MIN_RATE_MIB_S: round(timeout.min_rate_mib_s, 4)})
+    assert up > 0 and down > 0
+
+
 def test_server_connectivity(genie_client: genie.Client, genie_server_url: str,
                              genie_record: dict[str, Any]) -> None:
     """/health answers with the fields clients depend on, in a compatible protocol."""
@@ -82,7 +146,7 @@ def test_http_tensor_transfer(genie_client: genie.Client, genie_record: dict[str
     nbytes = x.numel() * x.element_size()
     genie_record.update({Key.HTTP_CODE: exchange.status, Key.BYTES: nbytes,
                          Key.ROUND_TRIP_MS: round(exchange.round_trip_ms, 3),
-                         Key.MB_PER_S: round(2 * nbytes / 2**20 / (exchange.round_trip_ms / 1000), 1),
+                         Key.MIB_PER_S: round(2 * nbytes / MIB / (exchange.round_trip_ms / 1000), 1),
                          Key.BIT_EXACT: bool(torch.equal(back, x))})
     assert exchange.status == 200
     assert back.dtype == x.dtype and back.shape == x.shape
@@ -119,15 +183,18 @@ def _compare(client: genie.Client, n: int, repeats: int) -> dict[str, Any]:
     want = a @ b
     local = _median_ms(lambda: a @ b, repeats)
     client.execute("matmul", a, other=b)  # warm-up: connection, server kernels
-    remote, compute = [], []
+    remote, compute, work = [], [], []
     for _ in range(repeats):
         got = client.execute("matmul", a, other=b)
         remote.append(client.last.round_trip_ms)
         compute.append(client.last.server_timing["compute"])
+        work.append(sum(client.last.server_timing.values()))  # decode + compute + encode
     torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-3)
     return {Key.N: n, Key.BYTES: 2 * a.numel() * a.element_size(),
             Key.LOCAL_CPU_MS: round(local, 3), Key.REMOTE_MS: round(statistics.median(remote), 3),
-            Key.SERVER_COMPUTE_MS: round(statistics.median(compute), 3)}
+            Key.SERVER_COMPUTE_MS: round(statistics.median(compute), 3),
+            Key.SERVER_WORK_MS: round(statistics.median(work), 3),
+            Key.BYTES_SENT: client.last.bytes_sent, Key.BYTES_RECEIVED: client.last.bytes_received}
 
 
 def test_performance_comparison(genie_client: genie.Client, genie_record: dict[str, Any]) -> None:
@@ -141,6 +208,8 @@ def test_performance_comparison(genie_client: genie.Client, genie_record: dict[s
     genie_record.update({
         Key.N: 1000, Key.OP: "matmul", Key.LOCAL_CPU_MS: local,
         Key.SERVER_COMPUTE_MS: compute, Key.REMOTE_MS: remote,
+        Key.SERVER_WORK_MS: main[Key.SERVER_WORK_MS], Key.BYTES_SENT: main[Key.BYTES_SENT],
+        Key.BYTES_RECEIVED: main[Key.BYTES_RECEIVED],
         Key.NETWORK_OVERHEAD_MS: round(overhead, 3),
         Key.NETWORK_OVERHEAD_PCT: round(100 * overhead / compute, 1),
         Key.SLOWDOWN_VS_LOCAL_PCT: round(100 * (remote - local) / local, 1),
@@ -220,15 +289,15 @@ def test_error_handling(genie_client: genie.Client, genie_server_url: str, genie
 def test_large_tensor_handling(genie_client: genie.Client, genie_options: Any,
                                genie_record: dict[str, Any]) -> None:
     """A --genie-large-mb tensor (256 MiB by default) makes the round trip bit-exact."""
-    nbytes = int(genie_options.large_mb * 2**20) // 4 * 4
+    nbytes = int(genie_options.large_mb * MIB) // 4 * 4
     x = torch.empty(nbytes // 4, dtype=torch.float32).uniform_(
         -1, 1, generator=torch.Generator().manual_seed(5))
     start = time.perf_counter()
     back = genie_client.echo(x)
     seconds = time.perf_counter() - start
     exact = bool(torch.equal(back, x))
-    genie_record.update({Key.SIZE_MB: round(nbytes / 2**20, 3), Key.BYTES: nbytes,
+    genie_record.update({Key.SIZE_MB: round(nbytes / MIB, 3), Key.BYTES: nbytes,
                          Key.ROUND_TRIP_MS: round(seconds * 1000, 1),
-                         Key.MB_PER_S: round(2 * nbytes / 2**20 / seconds, 1), Key.BIT_EXACT: exact})
+                         Key.MIB_PER_S: round(2 * nbytes / MIB / seconds, 1), Key.BIT_EXACT: exact})
     assert genie_client.last.status == 200
     assert exact

@@ -26,6 +26,7 @@ from genie.client.calls import (
     NewSession,
     Plan,
     Sink,
+    Timeout,
 )
 from genie.client.sync import ExitRelease
 from genie.errors import GenieError
@@ -42,7 +43,7 @@ class AsyncClient(AsyncClientBase, Endpoints):
     """
 
     def __init__(self, url: str, *, token: str | None = None,
-                 timeout: float = DEFAULT_TIMEOUT, retries: int = DEFAULT_RETRIES,
+                 timeout: float | Timeout = DEFAULT_TIMEOUT, retries: int = DEFAULT_RETRIES,
                  session: str | NewSession | None = NEW_SESSION) -> None:
         super().__init__(url, token=token, timeout=timeout, retries=retries, session=session)
         self._http = httpx.AsyncClient(base_url=self.url, limits=hx.LIMITS)

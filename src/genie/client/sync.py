@@ -34,6 +34,7 @@ from genie.client.calls import (
     Plan,
     Sink,
     SyncClientBase,
+    Timeout,
 )
 from genie.client.http1 import Http1Pool
 from genie.errors import GenieError, TransportError
@@ -66,7 +67,7 @@ class Client(SyncClientBase, Endpoints):
     """
 
     def __init__(self, url: str, *, token: str | None = None,
-                 timeout: float = DEFAULT_TIMEOUT, retries: int = DEFAULT_RETRIES,
+                 timeout: float | Timeout = DEFAULT_TIMEOUT, retries: int = DEFAULT_RETRIES,
                  session: str | NewSession | None = NEW_SESSION) -> None:
         super().__init__(url, token=token, timeout=timeout, retries=retries, session=session)
         self._http = httpx.Client(base_url=self.url, limits=hx.LIMITS)

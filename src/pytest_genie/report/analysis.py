@@ -235,7 +235,7 @@ def break_even_from_sweep(sweep: list[dict[str, Any]]) -> dict[str, Any] | None:
 
 
 #: What the report shows of each transfer check, under the names the checks record them.
-_TRANSFER_FIGURES = (Key.MB_PER_S, Key.BYTES, Key.SIZE_MB, Key.ROUND_TRIP_MS)
+_TRANSFER_FIGURES = (Key.MIB_PER_S, Key.BYTES, Key.SIZE_MB, Key.ROUND_TRIP_MS)
 
 
 def performance(

@@ -25,6 +25,7 @@ from pytest_genie.report.inputs import (
     load_result_file,
 )
 from pytest_genie.report.markdown import render_markdown
+from pytest_genie.report.network import network_baseline
 from pytest_genie.report.recommend import recommend
 from pytest_genie.report.trend import build_trend, discover_sessions, session_entry
 from pytest_genie.results import installed_version, json_safe, write_text_atomic
@@ -69,6 +70,7 @@ def build_report(result_files: list[Path], history_dirs: list[Path]) -> dict[str
         "server_side": server,
         "client_side": client,
         "performance": perf,
+        "network": network_baseline(client_tests),
         "recommendations": recommend(server, client, gpu, perf, summary),
         "trend": build_trend(current, earlier),
         # The original report's keys, for parsers written against it (compat.py).

@@ -21,6 +21,7 @@ from pytest_genie.checks import (
     LLM_DECODE_COLOCATION,
     MULTI_OPERATION_CHAIN,
     NETWORK_CONNECTIVITY,
+    NETWORK_THROUGHPUT,
     PERFORMANCE_COMPARISON,
     REMOTE_LAZYTENSOR_EXECUTION,
     SERVER_CONNECTIVITY,
@@ -47,15 +48,17 @@ KEY_DETAILS: dict[str, tuple[str, ...]] = {
     SERVER_OPERATIONS.name: (Key.OPS_CHECKED, Key.MEDIAN_ROUND_TRIP_MS),
     SERVER_STATISTICS.name: (Key.REQUESTS_MADE, Key.ERROR_RATE),
     NETWORK_CONNECTIVITY.name: (Key.HOST, Key.PORT, Key.CONNECT_MS_MEDIAN),
+    NETWORK_THROUGHPUT.name: (Key.UPLOAD_MIB_PER_S, Key.DOWNLOAD_MIB_PER_S, Key.UPLOAD_FIXED_MS,
+                              Key.DOWNLOAD_FIXED_MS),
     SERVER_CONNECTIVITY.name: (Key.DEVICE, Key.CUDA_AVAILABLE, Key.RESPONSE_MS, Key.PROTOCOL_VERSION),
-    HTTP_TENSOR_TRANSFER.name: (Key.HTTP_CODE, Key.BYTES, Key.ROUND_TRIP_MS, Key.MB_PER_S, Key.BIT_EXACT),
+    HTTP_TENSOR_TRANSFER.name: (Key.HTTP_CODE, Key.BYTES, Key.ROUND_TRIP_MS, Key.MIB_PER_S, Key.BIT_EXACT),
     REMOTE_LAZYTENSOR_EXECUTION.name: (Key.VIA, Key.ROUND_TRIP_MS, Key.REQUESTS_MADE, Key.MAX_ABS_ERROR),
     PERFORMANCE_COMPARISON.name: (
         Key.LOCAL_CPU_MS, Key.SERVER_COMPUTE_MS, Key.REMOTE_MS, Key.BREAK_EVEN_BYTES,
     ),
     MULTI_OPERATION_CHAIN.name: (Key.REQUESTS_MADE, Key.ROUND_TRIP_MS, Key.MAX_ABS_ERROR),
     ERROR_HANDLING.name: (Key.SERVER_HEALTHY_AFTER,),
-    LARGE_TENSOR_HANDLING.name: (Key.SIZE_MB, Key.ROUND_TRIP_MS, Key.MB_PER_S, Key.BIT_EXACT),
+    LARGE_TENSOR_HANDLING.name: (Key.SIZE_MB, Key.ROUND_TRIP_MS, Key.MIB_PER_S, Key.BIT_EXACT),
     LLM_DECODE_COLOCATION.name: (Key.STEPS, Key.BYTES_RATIO, Key.TIME_RATIO, Key.TOKENS_MATCH_EAGER),
 }
 
@@ -270,16 +273,16 @@ def _performance_section(report: dict[str, Any]) -> list[str]:
         ("Large tensor", LARGE_TENSOR_HANDLING),
     ):
         t = perf["transfer"][check.name]
-        if t[Key.MB_PER_S] is None:
+        if t[Key.MIB_PER_S] is None:
             lines.append(f"- **{label}**: {NOT_MEASURED}")
             continue
         moved = (
             format_bytes(t[Key.BYTES])
             if t[Key.BYTES] is not None
-            else (f"{t[Key.SIZE_MB]:g} MB" if t[Key.SIZE_MB] is not None else "size not recorded")
+            else (f"{t[Key.SIZE_MB]:g} MiB" if t[Key.SIZE_MB] is not None else "size not recorded")
         )
         round_trip = format_ms(t[Key.ROUND_TRIP_MS])
-        lines.append(f"- **{label}**: {t[Key.MB_PER_S]:.1f} MB/s ({moved}, round trip {round_trip})")
+        lines.append(f"- **{label}**: {t[Key.MIB_PER_S]:.1f} MiB/s ({moved}, round trip {round_trip})")
     lines += [
         f"- **TCP connect latency (median)**: {format_ms(perf[Key.CONNECT_MS_MEDIAN])}",
         f"- **/health response**: {format_ms(perf['health_response_ms'])}",
@@ -289,6 +292,38 @@ def _performance_section(report: dict[str, Any]) -> list[str]:
         "",
     ]
     return lines
+
+
+def _network_section(network: dict[str, Any] | None) -> list[str]:
+    """The network baseline (``network.py``): the probe's rates, tensor transfer efficiency,
+    and the remote time split into network, server work and the rest."""
+    lines = ["### Network Baseline"]
+    probe = (network or {}).get("probe") or {}
+    up, down = probe.get(Key.UPLOAD_MIB_PER_S), probe.get(Key.DOWNLOAD_MIB_PER_S)
+    if network is None or up is None or down is None:
+        return [*lines, f"- **Probe throughput**: {NOT_MEASURED} ({NETWORK_THROUGHPUT.name} did not run)", ""]
+    sizes = " and ".join(format_bytes(n) for n in probe[Key.PROBE_SIZES]) or "sizes not recorded"
+    lines.append(
+        f"- **Probe throughput** (`/probe`, no tensor work, {sizes} each way): upload {up:.1f} MiB/s, "
+        f"download {down:.1f} MiB/s, round trip {probe['round_trip_mib_per_s']:.1f} MiB/s"
+    )
+    # The large tensor only: a bulk transfer like the probes.  A few-MiB one is not comparable
+    # (on a busy host it can beat a long stream's rate; across a WAN its round trip dominates).
+    large = network["efficiency"][LARGE_TENSOR_HANDLING.name]
+    efficiency = (f"{large['efficiency']:.2f} ({large[Key.MIB_PER_S]:.1f} MiB/s for the large tensor)"
+                  if large["efficiency"] is not None else NOT_MEASURED)
+    lines.append(f"- **Tensor transfer efficiency** (tensor MiB/s ÷ probe round trip): {efficiency}")
+    split = network["remote_split"]
+    if split["network_ms"] is not None:
+        n = int(split[Key.N]) if split[Key.N] is not None else "?"
+        lines.append(
+            f"- **Remote time split** ({n}×{n} `matmul`, {format_ms(split[Key.REMOTE_MS])}): network "
+            f"{format_ms(split['network_ms'])} (RTT {format_ms(network['rtt_ms'])}, "
+            f"{format_bytes(split[Key.BYTES_SENT])} up and {format_bytes(split[Key.BYTES_RECEIVED])} down "
+            f"at the probe's rates), server work {format_ms(split[Key.SERVER_WORK_MS])} (`Server-Timing`), "
+            f"client and HTTP {format_ms(split['client_and_http_ms'])}"
+        )
+    return [*lines, ""]
 
 
 def _trend_cell(entry: dict[str, Any], metric: str) -> str:
@@ -349,6 +384,7 @@ def render_markdown(report: dict[str, Any]) -> str:
         "Client-Side Results", report["client_side"], "run `pytest -m client --genie-server=HOST` on a client"
     )
     lines += _performance_section(report)
+    lines += _network_section(report.get("network"))
     lines += _decode_section(report["performance"].get(LLM_DECODE_COLOCATION.name))
     lines += ["## Recommendations", ""]
     lines += [f"{i}. {rec['text']}" for i, rec in enumerate(report["recommendations"], 1)] or ["None."]

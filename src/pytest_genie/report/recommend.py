@@ -122,11 +122,11 @@ def recommend(
             f"The multi-operation chain took {int(chain)} requests; it should be one /graph request.",
         )
     large = perf["transfer"][LARGE_TENSOR_HANDLING.name]
-    if large[Key.MB_PER_S]:
-        per_100mb = 100 * 1000 / large[Key.MB_PER_S]
+    if large[Key.MIB_PER_S]:
+        per_100mib = 100 * 1000 / large[Key.MIB_PER_S]
         add(
             "transfer",
-            f"Large tensors move at {large[Key.MB_PER_S]:.1f} MB/s, about {per_100mb:.0f}ms per 100 MB: "
+            f"Large tensors move at {large[Key.MIB_PER_S]:.1f} MiB/s, about {per_100mib:.0f}ms per 100 MiB: "
             "send big inputs once and reuse them as server-side handles.",
         )
     if not out and summary["total"] and summary["passed"] == summary["total"]:

@@ -41,8 +41,8 @@ TREND_METRICS: tuple[tuple[str, Check, str], ...] = (
     (Key.REMOTE_MS, PERFORMANCE_COMPARISON, Key.REMOTE_MS),
     (Key.SERVER_COMPUTE_MS, PERFORMANCE_COMPARISON, Key.SERVER_COMPUTE_MS),
     (Key.GPU_TIME_MS, GPU_DETECTION, Key.GPU_TIME_MS),
-    ("http_mb_per_s", HTTP_TENSOR_TRANSFER, Key.MB_PER_S),
-    ("large_mb_per_s", LARGE_TENSOR_HANDLING, Key.MB_PER_S),
+    ("http_mib_per_s", HTTP_TENSOR_TRANSFER, Key.MIB_PER_S),
+    ("large_mib_per_s", LARGE_TENSOR_HANDLING, Key.MIB_PER_S),
 )
 
 

@@ -1,6 +1,6 @@
-"""The documented checks (``checks.py``): the guide's 13 names and its week-2 decode check, and
-exactly one test function ``test_<name>`` for each in ``tests/server`` or ``tests/client``, under
-its marker.
+"""The documented checks (``checks.py``): the guide's 13 names, Genie's network baseline and the
+guide's week-2 decode check, and exactly one test function ``test_<name>`` for each in
+``tests/server`` or ``tests/client``, under its marker.
 
 The test functions are read with ``ast``, not collected: collecting them would import torch
 and genie, and what is asserted here is the source's shape.
@@ -13,14 +13,15 @@ from pathlib import Path
 
 from pytest_genie.checks import CHECKS, KINDS
 
-#: The testing guide's checks by side.  A rename here is a rename in every result file and
-#: every report that reads old ones, so the list is spelled out, not derived.
+#: The testing guide's checks by side, and Genie's network_throughput after network_connectivity.
+#: A rename here is a rename in every result file and every report that reads old ones, so the
+#: list is spelled out, not derived.
 GUIDE = {
     "server": ["environment_setup", "server_startup", "gpu_detection", "server_operations",
                "server_statistics"],
-    "client": ["network_connectivity", "server_connectivity", "http_tensor_transfer",
-               "remote_lazytensor_execution", "performance_comparison", "multi_operation_chain",
-               "error_handling", "large_tensor_handling"],
+    "client": ["network_connectivity", "network_throughput", "server_connectivity",
+               "http_tensor_transfer", "remote_lazytensor_execution", "performance_comparison",
+               "multi_operation_chain", "error_handling", "large_tensor_handling"],
 }
 #: From the guide's week-2 list ("LLM Decode Co-location"), after its 13.
 WEEK_TWO = {"server": [], "client": ["llm_decode_colocation"]}

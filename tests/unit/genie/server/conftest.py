@@ -10,7 +10,6 @@ it uses by name.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import socket
 import subprocess
@@ -189,7 +188,8 @@ class ChildServer:
         deadline = time.monotonic() + 120
         while True:
             if self.proc.poll() is not None:
-                raise AssertionError(f"genie-server exited: {self.proc.stderr.read() if self.proc.stderr else ''}")
+                said = self.proc.stderr.read() if self.proc.stderr else ""
+                raise AssertionError(f"genie-server exited: {said}")
             try:
                 if httpx.get(f"{self.url}/health", timeout=2).status_code == 200:
                     break
