@@ -51,6 +51,10 @@ class FairSlots:
         self._waiting: OrderedDict[str, deque[anyio.Event]] = OrderedDict()
 
     async def acquire(self, client: str) -> None:
+        if (not self._waiting and self.busy < self.total
+                and self.running.get(client, 0) < self.per_client):  # nobody in line
+            self._grant(client)
+            return
         granted = anyio.Event()
         self._waiting.setdefault(client, deque()).append(granted)
         self._dispatch()
@@ -84,8 +88,11 @@ class FairSlots:
             queue.popleft().set()
             if queue:
                 self._waiting[client] = queue  # to the back of the line: round-robin
-            self.busy += 1
-            self.running[client] = self.running.get(client, 0) + 1
+            self._grant(client)
+
+    def _grant(self, client: str) -> None:
+        self.busy += 1
+        self.running[client] = self.running.get(client, 0) + 1
 
 
 class Watch:

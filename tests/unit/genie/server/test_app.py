@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 
 from genie.graph import GRAPH_METADATA_KEY
 from genie.ops import REGISTRY
+from genie.server.app import ROUTES
 from genie.server.config import ServerConfig
 from genie.server.runner import BackgroundServer
 from genie.wire import encode
@@ -52,6 +53,7 @@ STATUSES: dict[str, set[int]] = {
     "POST /execute": {200, 400, 404, 413, 415, 422, 503},
     "POST /graph": {200, 400, 404, 413, 415, 422, 503},
     "POST /echo": {200, 400, 413, 415, 422, 503},
+    "POST /probe": {200, 400, 413, 503}, "GET /probe": {200, 400, 413, 503},
     "POST /tensors": {201, 400, 413, 415, 422, 503},
     "GET /tensors": {200, 400, 404},
     "POST /tensors/release": {200, 400, 413, 503},
@@ -87,8 +89,20 @@ def _json_values() -> st.SearchStrategy[Any]:
     shallow = st.recursive(leaf | tagged, lambda inner: st.lists(inner, max_size=4)
                            | st.dictionaries(st.text(max_size=6), inner, max_size=3),
                            max_leaves=8)
-    deep = st.integers(20, 3000).map(lambda d: json.loads(_nested(min(d, 900))))
-    return shallow | deep
+    return shallow | st.sampled_from(DEEP)
+
+
+#: Stand-ins for values nested this deep, replaced in the JSON text by ``dumps``: around
+#: json's own recursion limit (1000) and far past it, and where walking them once failed.
+DEEP = [f"<deep {d}>" for d in (40, 300, 490, 510, 800, 990, 1100, 2500)]
+
+
+def dumps(value: Any) -> str:
+    """``json.dumps``, each ``DEEP`` stand-in replaced by lists nested that deep."""
+    text = json.dumps(value)
+    for marker in DEEP:
+        text = text.replace(json.dumps(marker), _nested(int(marker[6:-1])))
+    return text
 
 
 def _tensors() -> st.SearchStrategy[dict[str, torch.Tensor]]:
@@ -113,7 +127,7 @@ def _bodies(metadata: st.SearchStrategy[dict[str, str] | None] | None = None
         return bytes(b)
 
     crafted = st.builds(lambda v: (lambda h: struct.pack("<Q", len(h)) + h)(
-        json.dumps(v).encode()), _json_values())
+        dumps(v).encode()), _json_values())
     deep_header = st.integers(100, 200_000).map(
         lambda d: (lambda h: struct.pack("<Q", len(h)) + h)(
             (_nested(d, "") if d % 2 else '{"a":' + _nested(d, "") + "}").encode()))
@@ -140,7 +154,7 @@ def _graphs() -> st.SearchStrategy[str]:
         optional={"outputs": st.lists(ids, max_size=2) | _json_values(),
                   "keep": st.booleans() | st.lists(ids, max_size=2),
                   "release": st.lists(st.text(max_size=8), max_size=2) | _json_values()})
-    return graph.map(json.dumps) | st.text(max_size=40) | st.integers(10, 5000).map(
+    return graph.map(dumps) | st.text(max_size=40) | st.integers(10, 5000).map(
         lambda d: '{"nodes": ' + _nested(d) + "}")
 
 
@@ -162,7 +176,7 @@ def _forms() -> st.SearchStrategy[tuple[bytes, str]]:
 
     fields = st.dictionaries(st.sampled_from(["operation", "dim", "keepdim", "other", "x", "args"]),
                              st.sampled_from(["relu", "sum", "1", "true", "[1]", "nope"])
-                             | _json_values().map(json.dumps), max_size=3)
+                             | _json_values().map(dumps), max_size=3)
     return (st.builds(form, fields, st.none() | _bodies(), st.booleans())
             | st.tuples(st.binary(max_size=128),
                         st.sampled_from(["multipart/form-data", "multipart/form-data; boundary=",
@@ -182,20 +196,25 @@ def _request(route: str) -> st.SearchStrategy[dict[str, Any]]:
             lambda s: path % s)
     else:
         target = st.just(path)
-    query = st.dictionaries(st.sampled_from(["op", "args", "limit", "after", "x"]),
-                            st.sampled_from([*sorted(REGISTRY)[:40], "nope", "", "10", "0"])
-                            | _json_values().map(json.dumps) | st.text(max_size=12), max_size=3)
+    query = st.dictionaries(st.sampled_from(["op", "args", "limit", "after", "bytes", "x"]),
+                            st.sampled_from([*sorted(REGISTRY)[:40], "nope", "", "10", "0",
+                                             "1048577", "99999999999999999999", "²"])
+                            | _json_values().map(dumps) | st.text(max_size=12), max_size=3)
     if path == "/execute":  # mostly a real op, with arguments as the client sends them
-        query = st.builds(lambda op, args, q: {**q, "op": op, "args": json.dumps(args)},
+        query = st.builds(lambda op, args, q: {**q, "op": op, "args": dumps(args)},
                           st.sampled_from(sorted(REGISTRY)),
                           st.dictionaries(st.sampled_from(["input", "other", "dim", "dtype",
                                                            "size", "shape", "index", "p"]),
                                           _json_values(), max_size=3), query) | query
+    if route == "GET /probe":
+        query = st.builds(lambda n, q: {**q, "bytes": n},
+                          st.sampled_from(["0", "10", "1048576", "1048577", "8388608", "8388609",
+                                           "99999999999999999999", "-1", "1e3", "²"]), query)
     session = st.sampled_from([None] * 6 + ["fuzz", "fuzz-2", "bad session", "é" * 3])
     if path == "/graph":
         content = _bodies(st.builds(lambda g: {GRAPH_METADATA_KEY: g}, _graphs()))
     elif path == "/tensors/release":
-        content = _json_values().map(lambda v: json.dumps(v).encode()) | st.builds(
+        content = _json_values().map(lambda v: dumps(v).encode()) | st.builds(
             lambda ids: json.dumps({"ids": ids}).encode(), st.lists(st.text(max_size=8)))
     elif method == "POST":
         content = _bodies()
@@ -215,6 +234,10 @@ def _request(route: str) -> st.SearchStrategy[dict[str, Any]]:
 
 #: Handles the fuzzed requests may name: held by ``fuzz_server`` (of several dtypes).
 HELD: list[str] = []
+
+
+def test_the_fuzz_covers_every_route() -> None:
+    assert set(STATUSES) == {"GET /"} | {f"{m} {p}" for m, p, _, _ in ROUTES}
 
 
 @pytest.fixture(scope="module")
