@@ -201,6 +201,27 @@ def getitem(args: Mapping[str, Any], out: torch.Tensor) -> int:
         {"input": args["input"]})
 
 
+def setitem(args: Mapping[str, Any], out: torch.Tensor) -> int:
+    """``input[index] = value`` out of place: the copy is the result; a mask index's
+    int64 indices, and a value of another dtype converted, besides."""
+    value = args["value"]
+    converted = (logical_bytes(value, out.dtype) if isinstance(value, torch.Tensor)
+                 and value.dtype != out.dtype else 0)
+    return getitem(args, out) + converted
+
+
+def isin(args: Mapping[str, Any], out: torch.Tensor) -> int:
+    """torch compares every element with every test element when the test elements are
+    few (fewer than ``10 * n ** 0.145``): an ``n x m`` bool tensor; else it sorts both
+    together (values and int64 indices, a few copies)."""
+    e, t = args["elements"], args["test_elements"]
+    n, m = e.numel(), t.numel() if isinstance(t, torch.Tensor) else 1
+    if m < int(10.0 * max(n, 1) ** 0.145):
+        return n * m + _strided_copies(args)
+    itemsize = max(e.dtype.itemsize, t.dtype.itemsize if isinstance(t, torch.Tensor) else 8)
+    return (n + m) * (3 * itemsize + 16) + _strided_copies(args)
+
+
 def matmul(args: Mapping[str, Any], out: torch.Tensor) -> int:
     """Batched operands are expanded to the broadcast batch and copied to fold it into
     one ``bmm``; a 2-D operand against a batch is folded without copying."""
@@ -295,7 +316,9 @@ RULES: Mapping[str, WorkModel] = {
                                 else 0),
     "mse_loss": mse_loss, "cross_entropy": cross_entropy,
     "conv1d": convolution, "conv2d": convolution, "max_pool2d": max_pool,
-    "getitem": getitem, "matmul": matmul, "einsum": einsum,
+    "getitem": getitem, "setitem": setitem, "isin": isin, "matmul": matmul, "einsum": einsum,
+    "safe_softmax": lambda args, out: (dense_reduction(args, out) + args["input"].numel()
+                                       + logical_bytes(out)),
     **dict.fromkeys(("layer_norm", "group_norm", "batch_norm"), normalization),
     "rms_norm": lambda args, out: temporaries(2)(args, out) + normalization(args, out),
     "scaled_dot_product_attention": attention,
@@ -303,7 +326,7 @@ RULES: Mapping[str, WorkModel] = {
                     reduction),
     **dict.fromkeys(("cumsum", "softmax", "log_softmax"), dense_reduction),
     **dict.fromkeys(("max", "min", "argmax", "argmin"), indexed_reduction),
-    **dict.fromkeys(("mm", "bmm", "dot", "outer", "linear", "addmm", "avg_pool2d",
+    **dict.fromkeys(("mm", "bmm", "baddbmm", "dot", "outer", "linear", "addmm", "avg_pool2d",
                      "adaptive_avg_pool2d",
                      "embedding", "index_select", "gather", "roll", "pad", "cat", "stack",
                      "flip", "tril", "triu", "repeat"), dense_inputs),
