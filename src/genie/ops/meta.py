@@ -82,8 +82,8 @@ class MetaResult:
     nbytes: int
     allocates: int
     view_of: str | None
-    working: int = 0
-    broadcast: int = 0
+    working: int | None = 0  # None: not estimated (``infer(cost=False)``)
+    broadcast: int | None = 0
 
     @property
     def spec(self) -> Spec:
@@ -229,7 +229,10 @@ def _to_meta(value: Any, spec: SpecOf) -> Any:
     return value
 
 
-def _run_on_meta(op: Op, bound: Mapping[str, Any], spec: SpecOf) -> Outcome:
+# Never compiled: in a torch.compile region (a LazyTensor program), dynamo resuming
+# here after a graph break once built a broken graph of these meta ops.
+@torch.compiler.disable
+def _run_on_meta(op: Op, bound: Mapping[str, Any], spec: SpecOf, cost: bool) -> Outcome:
     metas = {k: _to_meta(v, spec) for k, v in bound.items()}
     if op.factory and metas.get("seed") is not None:
         metas["seed"] = None
@@ -249,7 +252,11 @@ def _run_on_meta(op: Op, bound: Mapping[str, Any], spec: SpecOf) -> Outcome:
             break
     nbytes = out.numel() * out.element_size()
     allocates = 0 if view_of is not None else out.untyped_storage().nbytes()
-    if view_of is not None:
+    working: int | None
+    broadcast: int | None
+    if not cost:
+        working = broadcast = None
+    elif view_of is not None:
         working = broadcast = 0  # a view runs no kernel
     else:
         try:
@@ -272,16 +279,21 @@ def _meta_tensors(metas: Mapping[str, Any]) -> list[torch.Tensor]:
 
 
 def infer(op: Op, bound: Mapping[str, Any], cache: Cache | None, *,
-          spec: SpecOf = tensor_spec) -> Outcome:
+          spec: SpecOf = tensor_spec, cost: bool = True) -> Outcome:
     """The outcome of ``op`` on ``bound`` (tensors described by ``spec``), inferred on
-    meta and cached in ``cache`` when the arguments make a key."""
+    meta and cached in ``cache`` when the arguments make a key.
+
+    ``cost``: also estimate its working memory and broadcast reads, what the allocation
+    cap needs (LazyTensor, which only wants shapes, asks without).
+    """
     keyed = meta_key(op, bound, spec) if cache is not None else None
     if keyed is not None:
         assert cache is not None
         hit = cache.get(keyed[0])
-        if hit is not None:
+        if hit is not None and not (cost and isinstance(hit, MetaResult)
+                                    and hit.working is None):
             return hit
-    outcome = _run_on_meta(op, bound, spec)
+    outcome = _run_on_meta(op, bound, spec, cost)
     if keyed is not None:
         assert cache is not None
         cache.put(keyed[0], outcome, _ENTRY_BYTES + _ITEM_BYTES * keyed[1])
@@ -343,17 +355,18 @@ def check_output(op: Op, bound: Mapping[str, Any], ctx: OpContext, cache: Cache 
             f"at most {MAX_RANK} dimensions travel on the wire")
     cost = outcome.nbytes if materialized else outcome.allocates
     limit = ctx.max_alloc_bytes
-    if cost + outcome.working + already > limit:
+    working, broadcast = outcome.working or 0, outcome.broadcast or 0
+    if cost + working + already > limit:
         held = f" with {already} bytes already live in this graph" if already else ""
-        working = (f" and about {outcome.working} bytes of working memory while it runs"
-                   if outcome.working else "")
+        note = (f" and about {working} bytes of working memory while it runs"
+                if working else "")
         raise InvalidArgumentError(
             f"op {op.name!r} would produce a {shape_text(outcome.shape)} "
-            f"{dtype_name(outcome.dtype)} tensor of {outcome.nbytes} bytes{working}{held}, "
+            f"{dtype_name(outcome.dtype)} tensor of {outcome.nbytes} bytes{note}{held}, "
             f"over the server's {limit}-byte allocation limit (--max-compute-mb)")
-    if outcome.broadcast > limit:
+    if broadcast > limit:
         raise InvalidArgumentError(
-            f"op {op.name!r} would read {outcome.broadcast} bytes through broadcast "
+            f"op {op.name!r} would read {broadcast} bytes through broadcast "
             f"(expanded) inputs, more than the server's {limit}-byte allocation limit "
             "(--max-compute-mb) allows an op to read or write")
     return outcome
