@@ -7,7 +7,7 @@ need to speak through httpx.
 """
 
 from genie.client.aio import AsyncClient
-from genie.client.calls import Exchange, GraphResult, RemoteTensor
+from genie.client.calls import Disturbances, Exchange, GraphResult, Progress, RemoteTensor
 from genie.client.sync import Client
 
-__all__ = ["AsyncClient", "Client", "Exchange", "GraphResult", "RemoteTensor"]
+__all__ = ["AsyncClient", "Client", "Disturbances", "Exchange", "GraphResult", "Progress", "RemoteTensor"]

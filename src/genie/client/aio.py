@@ -13,7 +13,16 @@ from typing import Any, TypeVar
 import httpx
 
 from genie.client import httpx_support as hx
-from genie.client.calls import DEFAULT_RETRIES, DEFAULT_TIMEOUT, AsyncClientBase, Call, Endpoints, Plan, Sink
+from genie.client.calls import (
+    DEFAULT_RETRIES,
+    DEFAULT_TIMEOUT,
+    AsyncClientBase,
+    Call,
+    Endpoints,
+    Plan,
+    ProgressCallback,
+    Sink,
+)
 from genie.errors import GenieError
 
 __all__ = ["AsyncClient"]
@@ -28,8 +37,9 @@ class AsyncClient(AsyncClientBase, Endpoints):
     """
 
     def __init__(self, url: str, *, token: str | None = None,
-                 timeout: float = DEFAULT_TIMEOUT, retries: int = DEFAULT_RETRIES) -> None:
-        super().__init__(url, token=token, timeout=timeout, retries=retries)
+                 timeout: float = DEFAULT_TIMEOUT, retries: int = DEFAULT_RETRIES,
+                 progress: ProgressCallback | None = None) -> None:
+        super().__init__(url, token=token, timeout=timeout, retries=retries, progress=progress)
         self._http = httpx.AsyncClient(base_url=self.url, limits=hx.LIMITS)
 
     async def perform(self, call: Call[T]) -> T:
@@ -50,9 +60,10 @@ class AsyncClient(AsyncClientBase, Endpoints):
             replied = False
             try:
                 async with self._http.stream(**hx.request_args(self, plan),
-                                             content=hx.async_content(plan)) as resp:
+                                             content=hx.async_content(self, plan)) as resp:
                     replied = True
-                    sink = Sink.for_length(resp.headers.get("content-length"))
+                    sink = Sink.for_length(resp.headers.get("content-length"),
+                                           lambda size: self.download_meter(plan, size))
                     async for chunk in resp.aiter_raw():
                         sink.write(chunk)
                     return self.finish(plan, resp.status_code, resp.headers, sink.body(),
@@ -60,6 +71,7 @@ class AsyncClient(AsyncClientBase, Endpoints):
             except httpx.HTTPError as exc:
                 if last_try or not hx.resend_now(plan, exc, replied):
                     raise hx.translate(self, plan, exc) from exc
+                self.note_reconnect()
         raise AssertionError("unreachable")
 
     async def aclose(self) -> None:

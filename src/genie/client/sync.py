@@ -8,6 +8,7 @@ through httpx, which handles TLS, proxies and ``NO_PROXY``.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from types import TracebackType
 from typing import Any, TypeVar
 from urllib.parse import quote, urlencode, urlsplit
@@ -16,7 +17,16 @@ from urllib.request import getproxies
 import httpx
 
 from genie.client import httpx_support as hx
-from genie.client.calls import DEFAULT_RETRIES, DEFAULT_TIMEOUT, Call, Endpoints, Plan, Sink, SyncClientBase
+from genie.client.calls import (
+    DEFAULT_RETRIES,
+    DEFAULT_TIMEOUT,
+    Call,
+    Endpoints,
+    Plan,
+    ProgressCallback,
+    Sink,
+    SyncClientBase,
+)
 from genie.client.http1 import Http1Pool
 from genie.errors import GenieError, TransportError
 
@@ -25,7 +35,7 @@ __all__ = ["Client"]
 T = TypeVar("T")
 
 
-def _plain_pool(url: str, timeout: float) -> Http1Pool | None:
+def _plain_pool(url: str, timeout: float, on_reconnect: Callable[[], None]) -> Http1Pool | None:
     """``genie.client.http1`` for plain ``http://`` with no proxy in the environment;
     ``None`` (httpx) otherwise."""
     parts = urlsplit(url)
@@ -33,7 +43,8 @@ def _plain_pool(url: str, timeout: float) -> Http1Pool | None:
     if parts.scheme != "http" or proxies.get("http") or proxies.get("all"):
         return None
     assert parts.hostname is not None and parts.port is not None  # normalize_url made sure
-    return Http1Pool(parts.hostname, parts.port, connect_timeout=min(timeout, 10.0))
+    return Http1Pool(parts.hostname, parts.port, connect_timeout=min(timeout, 10.0),
+                     on_reconnect=on_reconnect)
 
 
 class Client(SyncClientBase, Endpoints):
@@ -44,10 +55,11 @@ class Client(SyncClientBase, Endpoints):
     """
 
     def __init__(self, url: str, *, token: str | None = None,
-                 timeout: float = DEFAULT_TIMEOUT, retries: int = DEFAULT_RETRIES) -> None:
-        super().__init__(url, token=token, timeout=timeout, retries=retries)
+                 timeout: float = DEFAULT_TIMEOUT, retries: int = DEFAULT_RETRIES,
+                 progress: ProgressCallback | None = None) -> None:
+        super().__init__(url, token=token, timeout=timeout, retries=retries, progress=progress)
         self._http = httpx.Client(base_url=self.url, limits=hx.LIMITS)
-        self._plain = _plain_pool(self.url, self.timeout)
+        self._plain = _plain_pool(self.url, self.timeout, self.note_reconnect)
 
     def perform(self, call: Call[T]) -> T:
         attempt = 0
@@ -69,9 +81,10 @@ class Client(SyncClientBase, Endpoints):
             replied = False
             try:
                 with self._http.stream(**hx.request_args(self, plan),
-                                       content=hx.sync_content(plan)) as resp:
+                                       content=hx.sync_content(self, plan)) as resp:
                     replied = True
-                    sink = Sink.for_length(resp.headers.get("content-length"))
+                    sink = Sink.for_length(resp.headers.get("content-length"),
+                                           lambda size: self.download_meter(plan, size))
                     for chunk in resp.iter_raw():
                         sink.write(chunk)
                     return self.finish(plan, resp.status_code, resp.headers, sink.body(),
@@ -79,6 +92,7 @@ class Client(SyncClientBase, Endpoints):
             except httpx.HTTPError as exc:
                 if last_try or not hx.resend_now(plan, exc, replied):
                     raise hx.translate(self, plan, exc) from exc
+                self.note_reconnect()
         raise AssertionError("unreachable")
 
     def _send_plain(self, plan: Plan, pool: Http1Pool) -> Any:
@@ -87,10 +101,11 @@ class Client(SyncClientBase, Endpoints):
         started = time.perf_counter()
         target = f"{plan.path}?{urlencode(plan.params, quote_via=quote)}" if plan.params \
             else plan.path
-        chunks = plan.chunks if plan.method == "POST" else ()
+        chunks = self.upload_chunks(plan) if plan.method == "POST" else ()
         try:
             reply = pool.request(plan.method, target, self.headers(plan), chunks, plan.nbytes,
-                                 timeout=self.timeout_s(plan.nbytes))
+                                 timeout=self.timeout_s(plan.nbytes),
+                                 meter=lambda size: self.download_meter(plan, size))
         except TransportError as exc:
             raise self.transport_error(plan, exc.message, exc.kind, exc.retryable) from exc
         return self.finish(plan, reply.status, reply.headers, reply.body, started)
