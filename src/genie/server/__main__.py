@@ -46,6 +46,16 @@ def _positive_number(unit: str) -> Callable[[str], float]:
 
 
 _positive_mb = _positive_number("MiB")
+
+
+def _non_negative_ms(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of ms") from None
+    if not (value >= 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError("must be a finite number >= 0")
+    return value
 _positive_seconds = _positive_number("seconds")
 
 
@@ -84,6 +94,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-connections", type=_positive_int, default=DEFAULT_MAX_CONNECTIONS,
                    help="open connections (or running requests) past which new requests "
                         "are answered 503 (default: %(default)s)")
+    p.add_argument("--debug-delay-ms", type=_non_negative_ms, default=0.0,
+                   help="TEST ONLY: delay every request by this many ms, to stand up a "
+                        "deliberately slow server (e.g. to prove a regression gate fails); "
+                        "never use in service (default: 0)")
     p.add_argument("--log-level", default="info",
                    choices=["critical", "error", "warning", "info", "debug"])
     return p
@@ -98,7 +112,8 @@ def main(argv: list[str] | None = None) -> int:
                               max_body_mb=args.max_body_mb, max_held_mb=args.max_held_mb,
                               max_inflight_body_mb=args.max_inflight_body_mb,
                               body_timeout_s=args.body_timeout_s,
-                              max_connections=args.max_connections)
+                              max_connections=args.max_connections,
+                              debug_delay_ms=args.debug_delay_ms)
         app = create_app(config)
     except (ConfigurationError, ValueError) as exc:
         print(f"genie-server: {exc}", file=sys.stderr)

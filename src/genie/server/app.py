@@ -22,7 +22,7 @@ from genie.server.config import ServerConfig
 from genie.server.device import describe, resolve_device
 from genie.server.executor import Executor
 from genie.server.failures import EXCEPTION_HANDLERS
-from genie.server.middleware import AccountingMiddleware, authorized
+from genie.server.middleware import AccountingMiddleware, DebugDelayMiddleware, authorized
 from genie.server.state import ServerState
 from genie.server.stats import Stats, StatsCollector
 from genie.server.store import TensorStore
@@ -71,10 +71,13 @@ def create_app(config: ServerConfig | None = None) -> Starlette:
         Route("/tensors/{handle}", authorized(ep.get_tensor), methods=["GET"]),
         Route("/tensors/{handle}", authorized(ep.delete_tensor), methods=["DELETE"]),
     ]
+    middleware = [Middleware(AccountingMiddleware),
+                  Middleware(ReleaseBodyBudget, budget=state.bodies)]
+    if config.debug_delay_ms > 0:  # test-only: a deliberately slow server
+        middleware.insert(1, Middleware(DebugDelayMiddleware, delay_s=config.debug_delay_ms / 1000))
     app = Starlette(
         routes=routes,
-        middleware=[Middleware(AccountingMiddleware),
-                    Middleware(ReleaseBodyBudget, budget=state.bodies)],
+        middleware=middleware,
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,
     )

@@ -35,6 +35,10 @@ class ServerConfig:
     request is refused (400) and its share of that budget returned.
     ``max_connections`` is uvicorn's ``limit_concurrency``: past that many open
     connections (or running requests) uvicorn answers 503 itself.
+
+    ``debug_delay_ms`` is for tests only: every request waits this long (without holding
+    a compute slot) before it is handled, so a test can stand up a deliberately slow server
+    and prove that a performance regression gate fails on it.  Never set it in service.
     """
 
     device: str = "auto"
@@ -46,6 +50,7 @@ class ServerConfig:
     max_inflight_body_mb: float | None = None  # None: 2 * max_body_mb
     body_timeout_s: float = DEFAULT_BODY_TIMEOUT_S
     max_connections: int = DEFAULT_MAX_CONNECTIONS
+    debug_delay_ms: float = 0.0
 
     def __post_init__(self) -> None:
         if self.max_body_mb <= 0 or self.max_held_mb < 0:
@@ -60,6 +65,8 @@ class ServerConfig:
             raise ValueError("body_timeout_s must be > 0")
         if self.max_connections < 1:
             raise ValueError("max_connections must be >= 1")
+        if not (0 <= self.debug_delay_ms < float("inf")):
+            raise ValueError("debug_delay_ms must be a finite number >= 0")
 
     @property
     def max_body_bytes(self) -> int:
