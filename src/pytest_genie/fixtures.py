@@ -5,23 +5,34 @@
 server`` on a GPU node or ``pytest -m client --genie-server=...`` on a client never
 start one they do not need.  Without ``--genie-server``, ``genie_server_url`` is that
 local server, so plain ``pytest`` on one machine runs everything.
+
+The clients these fixtures hand out (``genie_client``, ``genie_make_client``) are watched:
+when one retried, reconnected or timed out during the test, the record's details get
+``Key.DISTURBED`` with the counters that moved, and the report marks the check's figures
+as measured under disturbance.  In a terminal they also draw a progress line for large
+transfers (``progress.py``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from pytest_genie.checks import Key
+from pytest_genie.levels import Level
 from pytest_genie.options import GenieOptions
+from pytest_genie.progress import terminal_progress
 from pytest_genie.state import DETAILS_KEY, SERVER_URL_KEY, get_state
 
 if TYPE_CHECKING:
     import genie
+    from genie.client import Disturbances
     from genie.server.runner import BackgroundServer
 
-__all__ = ["genie_client", "genie_local_server", "genie_options", "genie_record", "genie_server_url"]
+__all__ = ["genie_client", "genie_level", "genie_local_server", "genie_make_client", "genie_options",
+           "genie_record", "genie_server_url", "note_disturbances"]
 
 #: Bounded readiness wait of the embedded server: a server that cannot start in this
 #: time fails the tests that need it instead of hanging the session.
@@ -48,7 +59,7 @@ def genie_local_server(genie_options: GenieOptions) -> Iterator[BackgroundServer
     from genie.server.config import DEFAULT_MAX_BODY_MB, ServerConfig
     from genie.server.runner import BackgroundServer
 
-    max_body = max(DEFAULT_MAX_BODY_MB, 2 * genie_options.large_mb + BODY_HEADROOM_MB)
+    max_body = max(DEFAULT_MAX_BODY_MB, 2 * genie_options.large_tensor_mb + BODY_HEADROOM_MB)
     config = ServerConfig(device="auto", token=genie_options.token, max_body_mb=max_body)
     server = BackgroundServer(config, host="127.0.0.1", port=0, startup_timeout=STARTUP_TIMEOUT_S,
                               shutdown_timeout=SHUTDOWN_TIMEOUT_S)
@@ -73,16 +84,53 @@ def genie_server_url(request: pytest.FixtureRequest, genie_options: GenieOptions
     return url
 
 
+@pytest.fixture(scope="session")
+def genie_level(genie_options: GenieOptions) -> Level:
+    """The ``--genie-level`` in force: the sizes and repeats the client checks use."""
+    return genie_options.level_settings
+
+
+def note_disturbances(node: pytest.Item, moved: Disturbances) -> None:
+    """Add what ``moved`` during a test to its record's ``Key.DISTURBED`` (nothing if quiet)."""
+    if not moved:
+        return
+    details = node.stash.setdefault(DETAILS_KEY, {})
+    seen = details.setdefault(Key.DISTURBED, {})
+    names = {"retries": Key.RETRIES, "reconnects": Key.RECONNECTS, "timeouts": Key.TIMEOUTS,
+             "transport_errors": Key.TRANSPORT_ERRORS}
+    for name, count in moved.as_dict().items():
+        if count:
+            seen[names[name]] = seen.get(names[name], 0) + count
+
+
 @pytest.fixture
-def genie_client(genie_server_url: str, genie_options: GenieOptions) -> Iterator[genie.Client]:
-    """A ``genie.Client`` for the server under test, closed after the test."""
+def genie_make_client(request: pytest.FixtureRequest, genie_server_url: str,
+                      genie_options: GenieOptions) -> Iterator[Callable[[], genie.Client]]:
+    """``make()``: another ``genie.Client`` for the server under test (one per thread of a
+    concurrency check); all are closed after the test, their disturbances noted."""
     from genie import Client
 
-    client = Client(genie_server_url, token=genie_options.token)
+    made: list[Client] = []
+    progress = terminal_progress(request.config, request.node.name)
+
+    def make() -> Client:
+        made.append(Client(genie_server_url, token=genie_options.token, progress=progress))
+        return made[-1]
+
     try:
-        yield client
+        yield make
     finally:
-        client.close()
+        if progress is not None:
+            progress.close()
+        for client in made:
+            note_disturbances(request.node, client.disturbances)
+            client.close()
+
+
+@pytest.fixture
+def genie_client(genie_make_client: Callable[[], genie.Client]) -> genie.Client:
+    """A ``genie.Client`` for the server under test, closed after the test."""
+    return genie_make_client()
 
 
 @pytest.fixture
@@ -92,6 +140,5 @@ def genie_record(request: pytest.FixtureRequest) -> dict[str, Any]:
     Filled values may be any type: the plugin copies them to JSON-safe values when
     the test ends (numbers stay numbers, other objects become their ``str``).
     """
-    details: dict[str, Any] = {}
-    request.node.stash[DETAILS_KEY] = details
+    details: dict[str, Any] = request.node.stash.setdefault(DETAILS_KEY, {})
     return details
