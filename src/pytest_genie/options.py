@@ -276,7 +276,8 @@ def resolve_options(config: pytest.Config) -> GenieOptions:
         raise pytest.UsageError(f"--genie-results-dir: {results_dir} exists and is not a folder; "
                                 "name a folder (it is created when missing).")
     compare = _resolve(config, by_name["genie_compare"], _parse_compare, None)
-    thresholds = _resolve(config, by_name["genie_compare_fail"], _parse_thresholds, ())
+    no_thresholds: tuple[Threshold, ...] = ()
+    thresholds = _resolve(config, by_name["genie_compare_fail"], _parse_thresholds, no_thresholds)
     if thresholds and compare is None:
         raise pytest.UsageError("--genie-compare-fail needs a baseline: add --genie-compare=DIR or "
                                 f"--genie-compare={COMPARE_LATEST}.")

@@ -23,7 +23,7 @@ from pytest_genie.checks import Key
 from pytest_genie.report.analysis import gpu_info, session_info, side_analysis, summarize
 from pytest_genie.report.charts import MISSING_HINT, chart_file, render_charts
 from pytest_genie.report.claims import performance_claims
-from pytest_genie.report.figures import Figure
+from pytest_genie.report.figures import rows_with
 from pytest_genie.report.html import HTML_NAME, render_html
 from pytest_genie.report.inputs import (
     CLIENT_GLOB,
@@ -47,9 +47,8 @@ MARKDOWN_NAME = "test_analysis_report.md"
 def _server_row(perf: dict[str, Any], claims: list[dict[str, str]]) -> dict[str, Any]:
     """One server's headline figures, for the per-server table."""
     conc = perf.get("concurrency") or {}
-    rates = [Figure.from_dict(r[Key.THROUGHPUT_RPS])
-             for rows in conc.get("curves", {}).values() for r in rows]
-    peak = max((f for f in rates if f is not None), key=lambda f: f.value, default=None)
+    rates = [f for rows in conc.get("curves", {}).values() for _, f in rows_with(rows, Key.THROUGHPUT_RPS)]
+    peak = max(rates, key=lambda f: f.value, default=None)
     be = perf["break_even"]
     verdict = (f"n={be[Key.BREAK_EVEN_N]}" if be.get(Key.BREAK_EVEN_N) is not None
                else (f"none up to n={be['largest_swept_n']}" if be.get("points") else "not measured"))
@@ -95,7 +94,7 @@ def build_report(result_files: list[Path], history_dirs: list[Path],
     label = " + ".join(sorted({d.name for d in own_dirs}))
     current = session_entry(files, label, None)
     earlier = [d for d in history_dirs if Path(d).resolve() not in own_dirs]
-    report = {
+    report: dict[str, Any] = {
         "report_info": {
             "generator": f"genie-report {installed_version() or 'unknown'}",
             "generated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),

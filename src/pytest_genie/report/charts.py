@@ -21,7 +21,7 @@ from collections.abc import Callable
 from typing import Any
 
 from pytest_genie.checks import HTTP_TENSOR_TRANSFER, LARGE_TENSOR_HANDLING, NETWORK_THROUGHPUT, Key
-from pytest_genie.report.figures import Figure
+from pytest_genie.report.figures import Figure, rows_with
 
 __all__ = ["CHARTS", "MISSING_HINT", "chart_file", "charts_available", "inline_svg", "render_charts",
            "trend_series"]
@@ -52,10 +52,6 @@ def charts_available() -> bool:
     return True
 
 
-def _figs(data: list[Any]) -> list[Figure]:
-    return [f for f in (Figure.from_dict(d) for d in data) if f is not None]
-
-
 def _errorbar(ax: Any, xs: list[float], figs: list[Figure], marker: str = "o", **style: Any) -> None:
     values = [f.value for f in figs]
     low = [f.value - f.low for f in figs]
@@ -69,10 +65,9 @@ def _latency(report: dict[str, Any], ax: Any) -> bool:
     if not rows:
         return False
     for side in ("local", "compute", "remote"):
-        pairs = [(r[Key.N], Figure.from_dict(r[side])) for r in rows]
-        pairs = [(n, f) for n, f in pairs if f is not None]
+        pairs = rows_with(rows, side)
         if pairs:
-            _errorbar(ax, [float(n) for n, _ in pairs], [f for _, f in pairs], color=COLORS[side],
+            _errorbar(ax, [float(r[Key.N]) for r, _ in pairs], [f for _, f in pairs], color=COLORS[side],
                       label=LABELS[side])
     ax.set_xscale("log")
     ax.set_yscale("log")
@@ -99,12 +94,11 @@ def _throughput(report: dict[str, Any], ax: Any) -> bool:
             continue
         _errorbar(ax, [float(t[Key.BYTES])], [rate], marker=marker, linestyle="none", label=check.name)
         drawn = True
-    rows = [r for r in perf["break_even"]["rows"] if r.get(Key.BYTES) and Figure.from_dict(r["remote"])]
+    rows = [(r, f) for r, f in rows_with(perf["break_even"]["rows"], "remote") if r.get(Key.BYTES)]
     if rows:
         # A matmul request moves its two inputs out and one output back (1.5x the inputs' bytes).
-        xs = [float(r[Key.BYTES]) for r in rows]
-        rates = [1.5 * r[Key.BYTES] / 2**20 / (Figure.from_dict(r["remote"]).value / 1000)  # type: ignore[union-attr]
-                 for r in rows]
+        xs = [float(r[Key.BYTES]) for r, _ in rows]
+        rates = [1.5 * r[Key.BYTES] / 2**20 / (f.value / 1000) for r, f in rows]
         ax.plot(xs, rates, marker=".", color=COLORS["remote"], label="matmul requests (compute included)")
         drawn = True
     if not drawn:
@@ -128,8 +122,7 @@ def _concurrency(report: dict[str, Any], ax: Any) -> bool:
         return False
     drawn = False
     for payload, rows in conc["curves"].items():
-        points = [(r, Figure.from_dict(r[Key.THROUGHPUT_RPS])) for r in rows]
-        points = [(r, f) for r, f in points if f is not None and r.get(Key.P50_MS) is not None]
+        points = [(r, f) for r, f in rows_with(rows, Key.THROUGHPUT_RPS) if r.get(Key.P50_MS) is not None]
         if not points:
             continue
         xs = [f.value for _, f in points]
@@ -168,7 +161,7 @@ def _trend(report: dict[str, Any], fig: Any) -> bool:
         return False
     axes = fig.subplots(len(series), 1, squeeze=False)
     for ax, one in zip((a[0] for a in axes), series, strict=True):
-        figs = _figs([p["figure"] for p in one["points"]])
+        figs = [f for _, f in rows_with(one["points"], "figure")]
         xs = list(range(len(figs)))
         _errorbar(ax, [float(x) for x in xs], figs, color="#444444")
         current = [i for i, p in enumerate(one["points"]) if p["current"]]

@@ -31,6 +31,7 @@ from pytest_genie.report.figures import (
     REMOTE_FASTER,
     Figure,
     disturbance_text,
+    rows_with,
 )
 from pytest_genie.report.formatting import format_bytes, format_ms, format_spread, format_value
 
@@ -130,8 +131,7 @@ def _concurrency(conc: dict[str, Any] | None) -> list[str]:
         return []
     out = []
     for payload, rows in conc["curves"].items():
-        rated = [(r, Figure.from_dict(r[Key.THROUGHPUT_RPS])) for r in rows]
-        rated = [(r, f) for r, f in rated if f is not None]
+        rated = rows_with(rows, Key.THROUGHPUT_RPS)
         if not rated:
             continue
         first, first_fig = rated[0]

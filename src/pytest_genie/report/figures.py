@@ -20,7 +20,7 @@ from pytest_genie.report.inputs import number
 from pytest_genie.stats import LOCAL_FASTER, NO_CLEAR_DIFFERENCE, REMOTE_FASTER, Spread, which_faster
 
 __all__ = ["LOCAL_FASTER", "NO_CLEAR_DIFFERENCE", "REMOTE_FASTER", "Figure", "disturbance_text", "figure",
-           "verdict"]
+           "rows_with", "verdict"]
 
 
 @dataclass(frozen=True)
@@ -81,6 +81,16 @@ def figure(details: dict[str, Any], key: str, *, server: str | None = None,
     if spread is not None and not spread.q1 <= value <= spread.q3:
         spread = None  # a hand edit changed the number: the spread no longer describes it
     return Figure(value=value, spread=spread, disturbed=disturbed or None, server=server)
+
+
+def rows_with(rows: list[dict[str, Any]], key: str) -> list[tuple[dict[str, Any], Figure]]:
+    """The rows whose ``key`` holds a figure (a ``Figure.to_dict``), each with that figure."""
+    out = []
+    for row in rows:
+        fig = Figure.from_dict(row.get(key))
+        if fig is not None:
+            out.append((row, fig))
+    return out
 
 
 def verdict(local: Figure, remote: Figure) -> str:
