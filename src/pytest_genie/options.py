@@ -119,7 +119,7 @@ OPTIONS: tuple[_Option, ...] = (
             f"compare this session's figures with a baseline: a genie_test_results_* folder, or "
             f"'{COMPARE_LATEST}' for the newest earlier session in the results dir."),
     _Option("genie_compare_fail", "--genie-compare-fail", "genie_compare_fail", "GENIE_COMPARE_FAIL",
-            "METRIC:PCT, repeatable (e.g. remote_ms:10%): with --genie-compare, exit non-zero when "
+            "METRIC:PCT, repeatable (e.g. remote_ms:10%%): with --genie-compare, exit non-zero when "
             "METRIC is worse than the baseline by more than PCT and by more than both runs' noise.",
             repeatable=True),
 )

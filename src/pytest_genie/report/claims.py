@@ -120,7 +120,7 @@ def _break_even(be: dict[str, Any]) -> str | None:
 
 def _transfer(label: str, t: dict[str, Any]) -> str | None:
     if t.get(Key.MB_PER_S) is None:
-        return None
+        return f"{label}: not measured."
     moved = format_bytes(t[Key.BYTES]) if t.get(Key.BYTES) is not None else "size not recorded"
     return (f"{label}: {figure_text(t[Key.MB_PER_S], 'MB/s')}, {moved} each way, round trip "
             f"{figure_text(t.get(Key.ROUND_TRIP_MS))}.{disturbed_note(t.get('disturbed'))}")

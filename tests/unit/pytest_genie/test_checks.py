@@ -1,5 +1,5 @@
-"""The documented checks (``checks.py``): the guide's 13 names, and exactly one test function
-``test_<name>`` for each in ``tests/server`` or ``tests/client``, under its marker.
+"""The documented checks (``checks.py``): the guide's 13 names (then the suite's own), and exactly
+one test function ``test_<name>`` for each in ``tests/server`` or ``tests/client``, under its marker.
 
 The test functions are read with ``ast``, not collected: collecting them would import torch
 and genie, and what is asserted here is the source's shape.
@@ -10,7 +10,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-from pytest_genie.checks import CHECKS, KINDS
+from pytest_genie.checks import CHECKS, CONCURRENCY_SWEEP, GUIDE_CHECKS, KINDS, Key
 
 #: The testing guide's checks by side.  A rename here is a rename in every result file and
 #: every report that reads old ones, so the list is spelled out, not derived.
@@ -59,8 +59,15 @@ def _test_functions(folders: list[Path]) -> dict[str, list[tuple[Path, set[str]]
     return found
 
 
-def test_checks_are_the_guides_thirteen_in_its_order() -> None:
-    assert [(c.name, c.kind) for c in CHECKS] == [(name, kind) for kind in KINDS for name in GUIDE[kind]]
+def test_checks_are_the_guides_thirteen_in_its_order_then_the_suites_own() -> None:
+    assert [(c.name, c.kind) for c in GUIDE_CHECKS] == [(n, kind) for kind in KINDS for n in GUIDE[kind]]
+    assert CHECKS == (*GUIDE_CHECKS, CONCURRENCY_SWEEP)
+
+
+def test_every_headline_figure_is_a_details_key() -> None:
+    keys = {v for k, v in vars(Key).items() if k.isupper()}
+    for check in CHECKS:
+        assert set(check.figures) <= keys, check
 
 
 def test_every_check_has_exactly_one_test_function_with_its_marker() -> None:
