@@ -61,7 +61,7 @@ def _test_functions(folders: list[Path]) -> dict[str, list[tuple[Path, set[str]]
 
 def test_checks_are_the_guides_thirteen_in_its_order_then_the_suites_own() -> None:
     assert [(c.name, c.kind) for c in GUIDE_CHECKS] == [(n, kind) for kind in KINDS for n in GUIDE[kind]]
-    assert CHECKS == (*GUIDE_CHECKS, CONCURRENCY_SWEEP)
+    assert (*GUIDE_CHECKS, CONCURRENCY_SWEEP) == CHECKS
 
 
 def test_every_headline_figure_is_a_details_key() -> None:
