@@ -29,4 +29,5 @@ from pytest_genie.report.build import HTML_NAME, JSON_NAME, MARKDOWN_NAME, build
 from pytest_genie.report.cli import main
 from pytest_genie.report.inputs import ReportInputError
 
-__all__ = ["HTML_NAME", "JSON_NAME", "MARKDOWN_NAME", "ReportInputError", "build_report", "main", "write_report"]
+__all__ = ["HTML_NAME", "JSON_NAME", "MARKDOWN_NAME", "ReportInputError", "build_report", "main",
+           "write_report"]

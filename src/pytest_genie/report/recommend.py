@@ -97,11 +97,12 @@ def recommend(
 
     ratio = perf["network_overhead_ratio"]
     if ratio is not None and ratio > DOMINATES_RATIO:
+        at = f" at n={int(perf[Key.N])}" if perf.get(Key.N) else ""
         add(
             "network",
-            f"Network and serialisation cost {ratio:.3g}x the server compute (above {DOMINATES_RATIO:g}x) at "
-            f"n={int(perf[Key.N])}: batch ops into one /graph request and keep intermediate tensors on the "
-            "server as handles instead of fetching each result.",
+            f"Network and serialisation cost {ratio:.3g}x the server compute (above "
+            f"{DOMINATES_RATIO:g}x){at}: batch ops into one /graph request and keep intermediate "
+            "tensors on the server as handles instead of fetching each result.",
         )
     chain = perf.get("chain_requests")
     if chain is not None and chain > 1:
