@@ -170,7 +170,8 @@ def _trend(report: dict[str, Any], fig: Any) -> bool:
         where = f" at {one['where']}" if one["where"] else ""
         ax.set_title(f"{one['label']}{where} [{one['context']}]", fontsize=8)
         ax.set_ylabel(one["unit"])
-        ax.set_xticks(xs, [str(p["started"] or p["session"])[:10] for p in one["points"]], fontsize=7)
+        ax.set_xticks(xs, [str(p["started"] or p["session"])[5:16].replace("T", " ") for p in one["points"]],
+                      fontsize=7)
     return True
 
 

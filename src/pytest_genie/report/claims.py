@@ -66,7 +66,12 @@ def disturbed_note(disturbed: dict[str, Any] | None) -> str:
 
 
 def device_label(device: Any, on_gpu: bool) -> str:
-    return "GPU time" if on_gpu else f"CPU time: the server computes on {device or 'its CPU'}, not a GPU"
+    """What the server's compute time is: GPU time, CPU time, or unknown device time."""
+    if on_gpu:
+        return "GPU time"
+    if device is None:
+        return "device time: the server's device was not recorded"
+    return f"CPU time: the server computes on {device}, not a GPU"
 
 
 def _headline(perf: dict[str, Any], on_gpu: bool) -> list[str]:

@@ -196,11 +196,12 @@ def _guide_lines(report: dict[str, Any]) -> list[str]:
     perf = report["performance"]
     gpu = on_gpu(report)
     device = str(perf.get("server_device") or "")
-    kind = "GPU" if gpu else "CPU"
+    kind = "GPU" if gpu else ("CPU" if device else "Device")
     where = "" if gpu or not device else f" ({device})"
     overhead = format_ms(perf[Key.NETWORK_OVERHEAD_MS])
     if perf["network_overhead_pct_of_server"] is not None:
-        overhead += f" ({format_pct(perf['network_overhead_pct_of_server'])} of {kind} time)"
+        basis = kind if kind != "Device" else "device"
+        overhead += f" ({format_pct(perf['network_overhead_pct_of_server'])} of {basis} time)"
     total = format_ms(perf["total_overhead_ms"])
     verdict = perf["headline"][Key.VERDICT]
     if verdict == NO_CLEAR_DIFFERENCE:
@@ -213,9 +214,11 @@ def _guide_lines(report: dict[str, Any]) -> list[str]:
     if perf.get(Key.N):
         n = int(perf[Key.N])
         lines.append(f"Measured on {n}×{n} fp32 `{perf.get(Key.OP) or 'op'}` (medians).")
-    if not gpu:
-        lines.append(f"The server ran on {device or 'an unknown device'}, not a GPU: its figures are "
-                     "CPU time.")
+    if not gpu and device:
+        lines.append(f"The server ran on {device}, not a GPU: its figures are CPU time.")
+    elif not gpu:
+        lines.append("The server's device was not recorded (run server_connectivity or the server "
+                     "checks): its figures are device time.")
     lines += [
         f"- **Server {kind} Time{where}**: {format_ms(perf['server_time_ms'])}",
         f"- **Client Remote Time**: {format_ms(perf['client_remote_ms'])}",

@@ -241,7 +241,7 @@ class Claims:
                   "/health response": perf["health_response_ms"], "Server startup": perf["server_startup_ms"],
                   "Server op round trip (median)": perf["server_op_median_round_trip_ms"],
                   "Multi-op chain round trip": perf["chain_round_trip_ms"]}
-        if label.startswith(("Server GPU Time", "Server CPU Time")):
+        if label.startswith(("Server GPU Time", "Server CPU Time", "Server Device Time")):
             _close(_ms(rest), compute, s)
         elif label.startswith("Remote ") and label.split(" (")[0].endswith("Execution"):
             _close(_ms(rest), remote, s)
