@@ -5,7 +5,8 @@ always killed (by its own pid) when the benchmark ends, even on error, and by th
 kernel (``PR_SET_PDEATHSIG``) should the benchmark itself be killed.  Memory is
 read from ``/proc/<pid>/status``: ``VmRSS`` now and ``VmHWM`` the peak, which
 writing ``5`` to ``/proc/<pid>/clear_refs`` resets (allowed for our own children).
-Where that reset is refused, a thread samples ``VmRSS`` instead.
+Where that reset is refused, a thread samples ``VmRSS`` instead.  Page faults and CPU
+time come from ``/proc/<pid>/stat``.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from pathlib import Path
 import httpx
 
 MB = 1024 * 1024
+_TICK_S = 1.0 / os.sysconf("SC_CLK_TCK")
 
 
 def free_port() -> int:
@@ -64,9 +66,11 @@ class Children:
     def __init__(self) -> None:
         self.procs: list[subprocess.Popen[str]] = []
 
-    def spawn(self, args: Sequence[str], *, stdin: bool = False) -> subprocess.Popen[str]:
+    def spawn(self, args: Sequence[str], *, stdin: bool = False,
+              wrapper: Sequence[str] = ()) -> subprocess.Popen[str]:
+        """``python ARGS`` as a child; ``wrapper`` (a profiler's command line) goes first."""
         proc = subprocess.Popen(
-            [sys.executable, *args], stdout=subprocess.PIPE,
+            [*wrapper, sys.executable, *args], stdout=subprocess.PIPE,
             stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
             stderr=None, text=True, bufsize=1, preexec_fn=_die_with_parent)
         self.procs.append(proc)
@@ -90,12 +94,15 @@ class Children:
 
 
 def start_genie(children: Children, *, max_body_mb: float, max_held_mb: float,
-                timeout: float = 60.0) -> tuple[subprocess.Popen[str], str]:
-    """The real ``genie-server`` command line on a fresh port; waits for /health."""
+                timeout: float = 60.0, wrapper: Sequence[str] = ()
+                ) -> tuple[subprocess.Popen[str], str]:
+    """The real ``genie-server`` command line on a fresh port; waits for /health.
+    With a ``wrapper`` the process returned is the wrapper (see ``child_pid``)."""
     port = free_port()
     proc = children.spawn(["-m", "genie.runtime.simple_server", "--host", "127.0.0.1",
                            "--port", str(port), "--device", "cpu", "--log-level", "warning",
-                           "--max-body-mb", str(max_body_mb), "--max-held-mb", str(max_held_mb)])
+                           "--max-body-mb", str(max_body_mb), "--max-held-mb", str(max_held_mb)],
+                          wrapper=wrapper)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + timeout
     while True:
@@ -111,6 +118,17 @@ def start_genie(children: Children, *, max_body_mb: float, max_held_mb: float,
         time.sleep(0.1)
 
 
+def child_pid(pid: int, timeout: float = 30.0) -> int:
+    """The first child of ``pid`` (the program a profiler runs), once it exists."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        kids = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        if kids:
+            return int(kids[0])
+        time.sleep(0.05)
+    raise TimeoutError(f"process {pid} started no child within {timeout} s")
+
+
 def status(pid: int) -> dict[str, int]:
     """``VmRSS`` and ``VmHWM`` of ``pid`` in bytes."""
     out: dict[str, int] = {}
@@ -119,6 +137,16 @@ def status(pid: int) -> dict[str, int]:
         if key in ("VmRSS", "VmHWM"):
             out[key] = int(value.split()[0]) * 1024
     return out
+
+
+def counters(pid: int) -> tuple[int, int, float]:
+    """Minor faults, major faults and CPU seconds (user + system) of ``pid`` so far.
+
+    CPU time ticks at ``SC_CLK_TCK`` (10 ms here): read it over many requests.
+    """
+    text = Path(f"/proc/{pid}/stat").read_text()
+    fields = text[text.rindex(")") + 2:].split()  # from field 3 (state) on
+    return int(fields[7]), int(fields[9]), (int(fields[11]) + int(fields[12])) * _TICK_S
 
 
 def reset_peak(pid: int) -> bool:

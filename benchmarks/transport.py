@@ -1,27 +1,39 @@
-"""How close Genie's transport comes to a raw socket, side by side in one run.
+"""How close Genie's transport comes to the real limit, side by side in one run.
 
 ``python benchmarks/transport.py [--sizes 10,100,1000,4096,8192] [--repeats 7]
-[--json out.json] [--markdown out.md] [--big] [--no-rpc] [--quick]`` starts its own
-servers on 127.0.0.1 (each its own process), then times the round trip of relu on
-an fp32 n x n tensor, with the timed calls of all paths taken round robin, through:
+[--levels 1,4,16,64] [--window 3] [--json out.json] [--markdown out.md] [--big]
+[--no-rpc] [--no-concurrency] [--quick]`` starts its own servers on 127.0.0.1, each
+its own process, then times the round trip of relu on an fp32 n x n tensor, with
+the timed calls of all paths taken round robin, through:
 
-    execute  Genie client -> POST /execute
-    graph    Genie client -> POST /graph on a handle uploaded once (reply only)
-    echo     Genie client -> POST /echo (transfer, no compute)
-    raw      a raw Python TCP socket echo+relu with the same tensor bytes: the limit
-    rpc      torch.distributed.rpc.rpc_sync over TensorPipe (TCP transport)
+    execute      genie.Client -> POST /execute
+    async        genie.AsyncClient -> POST /execute, one call at a time
+    graph        genie.Client -> POST /graph on a handle uploaded once (reply only)
+    echo         genie.Client -> POST /echo (transfer, no compute)
+    floor        the HTTP floor: a bare ASGI echo under uvicorn (floor.py), the same
+                 body, a lean client (load.py); no relu
+    raw_tight    the limit: a raw socket, buffers reused on both sides (warm pages),
+                 relu in place, the same bytes back (peers.py raw-tight)
+    raw_naive    a raw socket with a fresh buffer and a fresh relu output per message
+    rpc          torch.distributed.rpc.rpc_sync over TensorPipe (TCP transport)
 
-It prints the medians with every ratio to ``raw``, the peak RSS of the Genie
-server and of this client at the largest size, and each target met or missed;
-``--json`` writes the same as JSON, ``--markdown`` the table for docs/performance.md.
-``--big`` adds one > 2 GiB round trip through /execute, checked bit-exact.  Timings
-are medians after warm-up; the machine may be shared, so ratios measured in the same
-run are what to compare.
+Every ratio is to ``raw_tight``.  Then the concurrency section (``concurrency.py``):
+a small and a 4 MB /execute, and the floor, AsyncClient and torch.rpc beside them,
+with 1, 4, 16 and 64 clients for a fixed window each: requests/s, p50, p99.
+
+It prints the tables, minor page faults per call of each path's server and client,
+the peak RSS of the Genie server and of this client at the largest size, each of the
+issue's targets met or missed, and the load average at the start and the end;
+``--json`` writes all of it as JSON, ``--markdown`` the tables for
+docs/performance.md.  ``--big`` adds one > 2 GiB round trip through /execute, checked
+bit-exact.  Timings are medians after warm-up; the machine may be shared, so ratios
+measured in the same run are what to compare.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import datetime as dt
 import json
 import os
@@ -31,6 +43,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,15 +51,23 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import concurrency  # noqa: E402
 import peers  # noqa: E402
-from procs import MB, Children, PeakWatch, free_port, read_line, start_genie  # noqa: E402
+import report as show  # noqa: E402
+from concurrency import floor_request  # noqa: E402
+from drivers import FLOOR, PEERS, PortServer, ReplayPool, RpcGroup  # noqa: E402
+from load import LeanHttp  # noqa: E402
+from procs import MB, Children, PeakWatch, counters, start_genie  # noqa: E402
 
 import genie  # noqa: E402
+from genie.server.config import DEFAULT_MAX_CONNECTIONS  # noqa: E402
+from genie.wire import encode  # noqa: E402
 
-PATHS = ("execute", "graph", "echo", "raw", "rpc")
+BASELINE = show.BASELINE
 DEFAULT_SIZES = (10, 100, 1000, 4096, 8192)
 SMALL_BYTES = 1 * MB  # below this, more repeats cost nothing and steady the median
 BIG_BYTES = int(2.5 * 1024 * MB)
+RPC_CLIENTS = 4  # processes for torch.rpc's load windows (see drivers.RpcGroup)
 
 
 def time_calls(fn: Callable[[], Any], warmup: int, repeats: int) -> list[float]:
@@ -67,41 +88,20 @@ def plan_repeats(n: int, repeats: int) -> tuple[int, int]:
     return (1 if nbytes >= 64 * MB else 2), repeats
 
 
-class RpcPath:
-    """The rpc client process, driven one size at a time over its stdin."""
+@dataclass
+class SizePeers:
+    """What the sequential table talks to besides the Genie client."""
 
-    def __init__(self, children: Children) -> None:
-        port = free_port()
-        script = str(Path(peers.__file__))
-        self.peer = children.spawn([script, "rpc-peer", "--port", str(port)])
-        self.client = children.spawn([script, "rpc-client", "--port", str(port)], stdin=True)
-        read_line(self.client, 120)
-
-    def _ask(self, line: str, timeout: float) -> dict[str, Any]:
-        assert self.client.stdin is not None
-        self.client.stdin.write(line + "\n")
-        self.client.stdin.flush()
-        result: dict[str, Any] = json.loads(read_line(self.client, timeout))
-        return result
-
-    def prepare(self, n: int) -> bool:
-        """Make the n x n input in the rpc client; True when its relu came back exact."""
-        return bool(self._ask(f"prepare {n}", 120 + n * n * 4 / MB)["exact"])
-
-    def time(self, warmup: int, repeats: int, nbytes: int) -> list[float]:
-        got: list[float] = self._ask(f"time {warmup} {repeats}",
-                                     60 + (warmup + repeats) * nbytes / MB)["times_ms"]
-        return got
-
-    def close(self) -> None:
-        if self.client.poll() is None and self.client.stdin is not None:
-            self.client.stdin.write("quit\n")
-            self.client.stdin.flush()
-            try:
-                self.client.wait(30)
-                self.peer.wait(30)
-            except Exception:  # the caller's Children.close kills what is left
-                pass
+    genie_pid: int
+    floor: LeanHttp
+    floor_host: str
+    floor_pid: int
+    tight: peers.TightRawClient
+    tight_pid: int
+    naive: peers.RawClient
+    naive_pid: int
+    async_client: tuple[asyncio.AbstractEventLoop, genie.AsyncClient]
+    rpc: RpcGroup | None
 
 
 def graph_relu(handle: genie.RemoteTensor) -> dict[str, Any]:
@@ -109,49 +109,76 @@ def graph_relu(handle: genie.RemoteTensor) -> dict[str, Any]:
             "outputs": ["y"], "keep": []}
 
 
-def measure_size(n: int, args: argparse.Namespace, client: genie.Client, raw: peers.RawClient,
-                 rpc: RpcPath | None, server_pid: int, largest: bool) -> dict[str, Any]:
+def floor_call(lean: LeanHttp, x: torch.Tensor, host: str) -> Callable[[], memoryview]:
+    request = floor_request(host, x)
+    return lambda: lean.exchange(request)[1]
+
+
+def measure_size(n: int, args: argparse.Namespace, client: genie.Client, sp: SizePeers,
+                 largest: bool) -> dict[str, Any]:
     """All paths at one size.  Each path is warmed up, then the timed calls go round
     robin (one call per path per round), so load that comes and goes on a shared
-    machine falls on every path alike."""
+    machine falls on every path alike.  Around each timed call (outside its time) the
+    minor page faults of its server and client processes are read."""
     warmup, repeats = plan_repeats(n, args.repeats)
     x = torch.randn(n, n)
     expected = torch.relu(x)
     handle = client.put(x)
     graph = graph_relu(handle)
+    body = encode({"_positional": x}).to_bytes()
+    loop, aclient = sp.async_client
     calls: dict[str, Callable[[], Any]] = {
         "execute": lambda: client.execute("relu", x),
+        "async": lambda: loop.run_until_complete(aclient.execute("relu", x)),
         "graph": lambda: client.run_graph(graph).outputs["y"],
         "echo": lambda: client.echo(x),
-        "raw": lambda: raw.relu(x),
+        "floor": floor_call(sp.floor, x, sp.floor_host),
+        "raw_tight": lambda: sp.tight.relu(x),
+        "raw_naive": lambda: sp.naive.relu(x),
     }
-    exact = {name: torch.equal(fn(), x if name == "echo" else expected)
+    checks: dict[str, Callable[[Any], bool]] = {
+        "echo": lambda got: torch.equal(got, x), "floor": lambda got: bytes(got) == body}
+    exact = {name: checks.get(name, lambda got: torch.equal(got, expected))(fn())
              for name, fn in calls.items()}
+    me = os.getpid()
+    pids = {"execute": (sp.genie_pid, me), "async": (sp.genie_pid, me),
+            "graph": (sp.genie_pid, me), "echo": (sp.genie_pid, me),
+            "floor": (sp.floor_pid, me), "raw_tight": (sp.tight_pid, me),
+            "raw_naive": (sp.naive_pid, me)}
     memory: dict[str, Any] = {}
     if largest:
-        with PeakWatch(server_pid) as srv, PeakWatch(os.getpid()) as me:
+        with PeakWatch(sp.genie_pid) as srv, PeakWatch(me) as mine:
             calls["execute"]()
         memory = {"n": n, "request_mb": round(x.nbytes / MB, 1), "server": srv.as_json(),
-                  "client": me.as_json()}
-    if rpc is not None:
+                  "client": mine.as_json()}
+    if sp.rpc is not None:
+        rpc = sp.rpc
         exact["rpc"] = rpc.prepare(n)
         calls["rpc"] = lambda: rpc.time(0, 1, x.nbytes)
+        pids["rpc"] = (rpc.peer.pid, rpc.clients[0].pid)
     times: dict[str, list[float]] = {name: [] for name in calls}
+    faults = {name: [0, 0] for name in calls}
     for fn in calls.values():
         time_calls(fn, warmup, 0)
     for _ in range(repeats):
         for name, fn in calls.items():
+            server, own = pids[name]
+            before = counters(server)[0], counters(own)[0]
             if name == "rpc":
                 times[name] += fn()  # timed inside the rpc client, around rpc_sync only
             else:
                 times[name] += time_calls(fn, 0, 1)
+            faults[name][0] += counters(server)[0] - before[0]
+            faults[name][1] += counters(own)[0] - before[1]
     client.delete(handle)
     row: dict[str, dict[str, Any]] = {
-        name: {"median_ms": statistics.median(t), "times_ms": t, "exact": exact[name]}
+        name: {"median_ms": statistics.median(t), "times_ms": t, "exact": exact[name],
+               "server_minflt": faults[name][0] / repeats,
+               "client_minflt": faults[name][1] / repeats}
         for name, t in times.items()}
-    base = row["raw"]["median_ms"]
+    base = row[BASELINE]["median_ms"]
     for cell in row.values():
-        cell["ratio_to_raw"] = cell["median_ms"] / base
+        cell["ratio_to_tight"] = cell["median_ms"] / base
     return {"n": n, "bytes": x.nbytes, "paths": row, "memory": memory}
 
 
@@ -167,73 +194,21 @@ def big_round_trip(client: genie.Client) -> dict[str, Any]:
             "server_timing_ms": client.last.server_timing}
 
 
-def targets(sizes: list[dict[str, Any]], big: dict[str, Any] | None) -> list[dict[str, Any]]:
-    by_n = {s["n"]: s for s in sizes}
-    out: list[dict[str, Any]] = []
-
-    def add(name: str, ok: bool, detail: str) -> None:
-        out.append({"target": name, "met": bool(ok), "detail": detail})
-
-    if 10 in by_n:
-        ms = by_n[10]["paths"]["execute"]["median_ms"]
-        add("n=10 execute <= 1 ms", ms <= 1.0, f"{ms:.3f} ms")
-    for n in (1000, 8192):
-        if n in by_n:
-            r = by_n[n]["paths"]["execute"]["ratio_to_raw"]
-            add(f"n={n} execute <= 3x raw", r <= 3.0, f"{r:.2f}x")
-    for n in (4096, 8192):
-        if n in by_n and "rpc" in by_n[n]["paths"]:
-            p = by_n[n]["paths"]
-            g, r = p["execute"]["median_ms"], p["rpc"]["median_ms"]
-            add(f"n={n} execute <= torch.rpc", g <= r, f"{g:.1f} ms vs {r:.1f} ms")
-    mem = next((s["memory"] for s in reversed(sizes) if s["memory"]), None)
-    if mem and mem["request_mb"] >= 64:  # below that, the allocator's noise dominates
-        srv = mem["server"]
-        limit = srv["idle_mb"] + 3 * mem["request_mb"]
-        add(f"n={mem['n']} server peak RSS <= idle + 3 x request", srv["peak_mb"] <= limit,
-            f"peak {srv['peak_mb']} MB, limit {limit:.0f} MB")
-    if big is not None:
-        add("> 2 GiB round trip exact", big["exact"],
-            f"{big['bytes'] / 2**30:.2f} GiB in {big['seconds']:.1f} s")
-    if all("exact" in c for s in sizes for c in s["paths"].values()):
-        bad = [f"{k}@{s['n']}" for s in sizes for k, c in s["paths"].items() if not c["exact"]]
-        add("every path returned the exact result", not bad, ", ".join(bad) or "all exact")
-    return out
-
-
-def print_table(sizes: list[dict[str, Any]], paths: list[str]) -> None:
-    head = f"{'n':>6} {'MB':>8} " + " ".join(f"{p:>18}" for p in paths)
-    print(head)
-    print("-" * len(head))
-    for s in sizes:
-        cells = []
-        for p in paths:
-            c = s["paths"].get(p)
-            cells.append(f"{c['median_ms']:9.3f} ({c['ratio_to_raw']:5.2f}x)" if c else f"{'-':>18}")
-        print(f"{s['n']:>6} {s['bytes'] / MB:8.2f} " + " ".join(f"{c:>18}" for c in cells))
-    print("medians in ms, (ratio to raw socket)")
-
-
-def markdown(report: dict[str, Any], paths: list[str]) -> str:
-    """The table as Markdown, for docs/performance.md."""
-    lines = ["| n | MB | " + " | ".join(paths) + " |", "|---:|---:|" + "---:|" * len(paths)]
-    for s in report["sizes"]:
-        cells = [f"{c['median_ms']:.3f} ({c['ratio_to_raw']:.2f}x)" if (c := s["paths"].get(p))
-                 else "-" for p in paths]
-        lines.append(f"| {s['n']} | {s['bytes'] / MB:.2f} | " + " | ".join(cells) + " |")
-    lines += ["", "Medians in ms (ratio to the raw socket, same run).", ""]
-    lines += [f"- {'met' if t['met'] else '**missed**'}: {t['target']} ({t['detail']})"
-              for t in report["targets"]]
-    return "\n".join(lines) + "\n"
-
-
 def environment(argv: list[str]) -> dict[str, Any]:
     return {"date_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             "command": " ".join(["python", "benchmarks/transport.py", *argv]),
             "machine": platform.machine(), "cpus": os.cpu_count(), "python": platform.python_version(),
             "torch": torch.__version__, "genie": genie.__version__,
             "genie_source": str(Path(genie.__file__).parent),
-            "load_avg_start": os.getloadavg()}
+            "load_avg_start": load_average()}
+
+
+def load_average() -> list[float]:
+    return [round(v, 2) for v in os.getloadavg()]
+
+
+def _int_list(text: str) -> list[int]:
+    return [int(s) for s in text.split(",") if s.strip()]
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -243,69 +218,91 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--repeats", type=int, default=7,
                    help="timed round trips per path and size after warm-up; sizes under 1 MB "
                         "take at least 50 (default: %(default)s)")
+    p.add_argument("--levels", default=",".join(map(str, concurrency.LEVELS)),
+                   help="clients at once in the concurrency section (default: %(default)s)")
+    p.add_argument("--window", type=float, default=3.0,
+                   help="seconds each concurrency window lasts (default: %(default)s)")
     p.add_argument("--json", type=Path, help="write the results here as JSON")
-    p.add_argument("--markdown", type=Path, help="write the table and targets here as Markdown")
+    p.add_argument("--markdown", type=Path, help="write the tables and targets here as Markdown")
     p.add_argument("--big", action="store_true", help="also run a 2.5 GiB round trip, bit-exact")
     p.add_argument("--no-rpc", action="store_true", help="skip torch.distributed.rpc")
+    p.add_argument("--no-concurrency", action="store_true", help="skip the concurrency section")
     p.add_argument("--quick", action="store_true",
-                   help="smoke run for CI: sizes 10,100, 1 repeat (figures meaningless)")
+                   help="smoke run for CI: sizes 10,100, 1 repeat, 1 and 2 clients for "
+                        "0.3 s (figures meaningless)")
     args = p.parse_args(argv)
     if args.quick:
-        args.sizes, args.repeats = "10,100", 1
+        args.sizes, args.repeats, args.levels, args.window = "10,100", 1, "1,2", 0.3
     elif args.repeats < 5:
         p.error("--repeats must be >= 5 (use --quick for a smoke run)")
-    args.size_list = [int(s) for s in args.sizes.split(",") if s.strip()]
+    args.size_list = _int_list(args.sizes)
+    args.level_list = [] if args.no_concurrency else _int_list(args.levels)
+    if not args.size_list or min(args.size_list) < 1 or any(v < 1 for v in args.level_list):
+        p.error("--sizes and --levels take whole numbers >= 1")
+    if not args.window > 0:
+        p.error("--window must be > 0")
     return args
+
+
+STARTED = time.monotonic()
+
+
+def log(message: str) -> None:
+    print(f"[{time.monotonic() - STARTED:6.1f} s] {message}", file=sys.stderr, flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so that `finally` kills children
-    report: dict[str, Any] = {"environment": environment(argv), "sizes": [], "targets": []}
+    report: dict[str, Any] = {"environment": environment(argv), "sizes": [], "concurrency": []}
     largest = max(args.size_list)
     body_mb = max(4096.0, BIG_BYTES / MB * 1.1 if args.big else 0.0, largest**2 * 8 / MB)
     children = Children()
+    loop = asyncio.new_event_loop()
     try:
+        # Everything starts side by side; each is waited for only when first needed.
+        floor = PortServer(children, [FLOOR, "--limit-concurrency", str(DEFAULT_MAX_CONNECTIONS)])
+        tight = PortServer(children, [PEERS, "raw-tight"])
+        naive = PortServer(children, [PEERS, "raw-naive"])
+        rpc_clients = min(RPC_CLIENTS, max(args.level_list, default=1))
+        rpc = None if args.no_rpc else RpcGroup(children, rpc_clients)
+        pool = ReplayPool(children, max(args.level_list, default=0))
         server, url = start_genie(children, max_body_mb=body_mb, max_held_mb=body_mb)
-        raw_proc = children.spawn([str(Path(peers.__file__)), "raw-server"])
-        raw = peers.RawClient(int(read_line(raw_proc, 60)))
-        rpc = None if args.no_rpc else RpcPath(children)
+        floor_port = floor.port
+        aclient = genie.AsyncClient(url, timeout=120)
+        sp = SizePeers(genie_pid=server.pid, floor=LeanHttp("127.0.0.1", floor_port),
+                       floor_host=f"127.0.0.1:{floor_port}", floor_pid=floor.pid,
+                       tight=peers.TightRawClient(tight.port), tight_pid=tight.pid,
+                       naive=peers.RawClient(naive.port), naive_pid=naive.pid,
+                       async_client=(loop, aclient), rpc=rpc and rpc.wait_ready())
+        log("servers up")
         with genie.Client(url, timeout=120) as client:
             for n in args.size_list:
-                result = measure_size(n, args, client, raw, rpc, server.pid, n == largest)
-                report["sizes"].append(result)
-                print(f"n={n} done", file=sys.stderr, flush=True)
-            big = big_round_trip(client) if args.big else None
-        report["big"] = big
-        raw.close()
+                report["sizes"].append(measure_size(n, args, client, sp, n == largest))
+                log(f"n={n} done")
+            loop.run_until_complete(aclient.aclose())
+            for c in (sp.floor, sp.tight, sp.naive):
+                c.close()
+            if args.level_list:
+                report["concurrency"] = concurrency.measure(
+                    genie_url=url, genie_pid=server.pid, floor_port=floor_port,
+                    floor_pid=floor.pid, pool=pool, rpc=rpc, levels=args.level_list,
+                    seconds=args.window, log=log)
+            report["big"] = big_round_trip(client) if args.big else None
+        pool.close()
         if rpc is not None:
             rpc.close()
     finally:
+        loop.close()
         children.close()
-    report["environment"]["load_avg_end"] = os.getloadavg()
-    report["targets"] = targets(report["sizes"], report.get("big"))
-    paths = [p for p in PATHS if any(p in s["paths"] for s in report["sizes"])]
-    print_table(report["sizes"], paths)
-    for s in report["sizes"]:
-        if s["memory"]:
-            m = s["memory"]
-            print(f"RSS at n={m['n']} ({m['request_mb']} MB request): "
-                  f"server idle {m['server']['idle_mb']} MB -> peak {m['server']['peak_mb']} MB; "
-                  f"client idle {m['client']['idle_mb']} MB -> peak {m['client']['peak_mb']} MB "
-                  f"({m['server']['method']})")
-    if report.get("big"):
-        b = report["big"]
-        print(f"big: {b['bytes'] / 2**30:.2f} GiB /execute relu in {b['seconds']:.1f} s, "
-              f"exact={b['exact']}")
-    for t in report["targets"]:
-        print(f"[{'met' if t['met'] else 'MISSED':>6}] {t['target']}: {t['detail']}")
-    print(f"load average start {report['environment']['load_avg_start']}, "
-          f"end {report['environment']['load_avg_end']}")
+    report["environment"]["load_avg_end"] = load_average()
+    report["targets"] = show.targets(report)
+    show.print_report(report)
     if args.json:
         args.json.write_text(json.dumps(report, indent=2))
     if args.markdown:
-        args.markdown.write_text(markdown(report, paths))
+        args.markdown.write_text(show.markdown(report))
     return 0
 
 

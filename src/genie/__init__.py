@@ -34,6 +34,7 @@ from genie.errors import (
     ServerError,
     TransportError,
     UnsupportedDTypeError,
+    UnsupportedMediaTypeError,
     UnsupportedOpError,
     WireFormatError,
 )
@@ -100,6 +101,7 @@ __all__ = [
     "ServerError",
     "TransportError",
     "UnsupportedDTypeError",
+    "UnsupportedMediaTypeError",
     "UnsupportedOpError",
     "WireFormatError",
     "__version__",

@@ -16,6 +16,7 @@ either side catches one tree::
         ├── MethodNotAllowedError   405 method_not_allowed
         ├── PayloadTooLargeError    413 payload_too_large
         │   └── BudgetExceededError 413 budget_exceeded: held tensors would pass --max-held-mb
+        ├── UnsupportedMediaTypeError 415 unsupported_media_type: a pickle / torch.save upload
         ├── InvalidArgumentError    422 invalid_arguments: bad op arguments or shapes
         │   ├── UnsupportedOpError  422 unsupported_op (also raised locally at capture)
         │   └── UnsupportedDTypeError 422 unsupported_dtype
@@ -45,6 +46,7 @@ __all__ = [
     "ServerError",
     "TransportError",
     "UnsupportedDTypeError",
+    "UnsupportedMediaTypeError",
     "UnsupportedOpError",
     "WireFormatError",
     "error_class_for",
@@ -159,6 +161,18 @@ class BudgetExceededError(PayloadTooLargeError):
     error_type = "budget_exceeded"
 
 
+class UnsupportedMediaTypeError(RemoteError):
+    """415: the body is a pickle or a ``torch.save`` file, which Genie never loads.
+
+    Unpickling runs whatever code the bytes name, so a server that loaded uploads that
+    way would run any client's code.  The message shows the one-line conversion to
+    safetensors, the format every Genie body uses.
+    """
+
+    status = 415
+    error_type = "unsupported_media_type"
+
+
 class InvalidArgumentError(RemoteError):
     """422: the op exists but its arguments do not fit (types, shapes, values)."""
 
@@ -205,14 +219,15 @@ _BY_TYPE: dict[str, type[RemoteError]] = {
     cls.error_type: cls
     for cls in (
         MalformedRequestError, AuthError, NotFoundError, MethodNotAllowedError,
-        PayloadTooLargeError, BudgetExceededError, InvalidArgumentError,
+        PayloadTooLargeError, BudgetExceededError, UnsupportedMediaTypeError, InvalidArgumentError,
         UnsupportedOpError, UnsupportedDTypeError, ServerBusyError, OutOfMemoryError,
         ServerError,
     )
 }
 _BY_STATUS: dict[int, type[RemoteError]] = {
     400: MalformedRequestError, 401: AuthError, 403: AuthError, 404: NotFoundError,
-    405: MethodNotAllowedError, 413: PayloadTooLargeError, 422: InvalidArgumentError,
+    405: MethodNotAllowedError, 413: PayloadTooLargeError, 415: UnsupportedMediaTypeError,
+    422: InvalidArgumentError,
     503: ServerBusyError,
 }
 

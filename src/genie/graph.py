@@ -7,7 +7,8 @@ the body's tensors are its inline inputs::
                {"id": "b", "op": "add", "args": [{"node": "a"}, {"handle": "h1"}],
                 "kwargs": {"alpha": 2}}],
      "outputs": ["b"],          # node ids to hand back
-     "keep": []}                # of those, ids to keep on the server as handles
+     "keep": [],                # of those, ids to keep on the server as handles
+     "release": ["9f1c..."]}    # handles to free once the graph has run
 
 Argument values are JSON, with tagged objects for what JSON lacks:
 ``{"input": NAME}`` a tensor of the request body, ``{"handle": ID}`` a tensor held
@@ -15,6 +16,12 @@ on the server, ``{"node": ID}`` an earlier node's result, ``{"dtype": "float32"}
 ``{"slice": [start, stop, step]}`` and ``{"ellipsis": true}``.  A node can refer only
 to nodes listed before it, so a graph is a DAG by construction and runs in list
 order.  How the server parses and runs one is ``genie.server.executor``.
+
+``"release"`` lists handles to free *after* the graph ran and its reply was laid
+out: a decode step reads last step's KV cache, keeps the new one and frees the old
+in one request.  A graph that fails frees nothing, so the step can be retried.  Ids
+that are not held are reported missing, not refused: a release is idempotent.  The
+reply says what was freed under ``genie.released``.
 """
 
 from __future__ import annotations
@@ -28,13 +35,18 @@ import torch
 from genie.errors import InvalidArgumentError, MalformedRequestError
 from genie.wire import dtype_from_name, dtype_name
 
-__all__ = ["GRAPH_METADATA_KEY", "HANDLES_METADATA_KEY", "REF_KINDS", "Ref", "from_wire",
-           "refs_in", "to_wire"]
+__all__ = ["GRAPH_METADATA_KEY", "HANDLES_METADATA_KEY", "MAX_RELEASE", "REF_KINDS",
+           "RELEASED_METADATA_KEY", "Ref", "from_wire", "handle_ids", "refs_in", "to_wire"]
 
 #: The safetensors metadata key holding the graph JSON.
 GRAPH_METADATA_KEY = "genie.graph"
 #: The metadata key a /graph reply uses to describe kept handles.
 HANDLES_METADATA_KEY = "genie.handles"
+#: The metadata key a /graph reply uses to say which ``"release"`` handles it freed.
+RELEASED_METADATA_KEY = "genie.released"
+#: The most handle ids one release (a graph's ``"release"``, ``POST /tensors/release``)
+#: may name.
+MAX_RELEASE = 100_000
 #: The tags that refer to a tensor.
 REF_KINDS = ("input", "handle", "node")
 
@@ -107,3 +119,13 @@ def refs_in(value: Any) -> list[Ref]:
                     continue
             stack.extend(v.values())
     return found
+
+
+def handle_ids(value: Any, where: str) -> list[str]:
+    """``value`` checked as a list of handle ids to release (at most ``MAX_RELEASE``)."""
+    if not (isinstance(value, list) and all(isinstance(i, str) for i in value)):
+        raise MalformedRequestError(f"{where} must be a list of handle id strings")
+    if len(value) > MAX_RELEASE:
+        raise MalformedRequestError(f"{where} names {len(value)} handles; at most "
+                                    f"{MAX_RELEASE} per request")
+    return value

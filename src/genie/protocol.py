@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-__all__ = ["DEFAULT_PORT", "PROTOCOL_VERSION", "SAFETENSORS_MEDIA_TYPE"]
+from collections.abc import Mapping
+from typing import Any
+
+__all__ = ["DEFAULT_PORT", "HEALTHY", "PROTOCOL_VERSION", "SAFETENSORS_MEDIA_TYPE",
+           "SESSION_HEADER", "SESSION_ID_CHARS", "SESSION_ID_MAX", "is_healthy",
+           "is_session_id", "normalize_url"]
 
 #: Bumped when a request or reply changes incompatibly; /health reports it and the
 #: client refuses a server whose major version differs.
@@ -11,6 +16,30 @@ PROTOCOL_VERSION = "1.0"
 #: browsers and proxies handle without surprises.
 SAFETENSORS_MEDIA_TYPE = "application/octet-stream"
 DEFAULT_PORT = 8888
+#: ``/health``'s ``status`` when the server is serving: the original server's word, which
+#: users' scripts grep for (``grep -q '"status":"healthy"'``).
+HEALTHY = "healthy"
+#: What earlier Genie servers answered instead; still accepted from them.
+_OLDER_HEALTHY = "ok"
+
+
+def is_healthy(health: Mapping[str, Any]) -> bool:
+    """Whether a ``/health`` reply says the server is serving (this version's word or
+    the one older Genie servers used)."""
+    return health.get("status") in (HEALTHY, _OLDER_HEALTHY)
+
+
+#: The request header naming the client session a request belongs to; the handles a
+#: request creates belong to that session (docs/protocol.md, "Sessions").
+SESSION_HEADER = "x-genie-session"
+#: A session id is 1 to ``SESSION_ID_MAX`` of these characters (safe in a URL path and a header).
+SESSION_ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_")
+SESSION_ID_MAX = 128
+
+
+def is_session_id(text: str) -> bool:
+    """Whether ``text`` may name a session (``SESSION_ID_CHARS``, at most ``SESSION_ID_MAX``)."""
+    return 0 < len(text) <= SESSION_ID_MAX and set(text) <= SESSION_ID_CHARS
 
 
 def normalize_url(target: str, *, default_port: int = DEFAULT_PORT) -> str:
@@ -22,10 +51,15 @@ def normalize_url(target: str, *, default_port: int = DEFAULT_PORT) -> str:
     """
     from urllib.parse import urlsplit
 
-    text = target.strip().rstrip("/")
     forms = "expected HOST, HOST:PORT or http(s)://HOST:PORT"
+    text = target.strip()
+    scheme, sep, rest = text.partition("://")
+    # Strip trailing slashes after the scheme only: "http://" must not become "http:".
+    text = f"{scheme}{sep}{rest.rstrip('/')}" if sep else text.rstrip("/")
     if not text:
         raise ValueError(f"empty server address; {forms}")
+    if sep and not rest.strip("/"):
+        raise ValueError(f"{target!r}: no host; {forms}")
     if "://" not in text:
         if text.count(":") > 1 and not text.startswith("["):
             text = f"[{text}]"  # a bare IPv6 literal such as ::1

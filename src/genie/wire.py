@@ -20,6 +20,9 @@ The reader is defensive: a header length cap, JSON shape checks, dtype/shape/off
 consistency with overflow-free integer math, offsets that must tile the data part
 exactly, and bool bytes restricted to 0/1.  Each failure raises ``WireFormatError``
 (HTTP 400) naming what is wrong; an unknown dtype raises ``UnsupportedDTypeError``.
+Bytes that are not safetensors but a pickle or a ``torch.save`` file (what the
+original server took) raise ``UnsupportedMediaTypeError`` (415) with the one-line
+conversion; they are recognised by their first bytes and never loaded.
 """
 
 from __future__ import annotations
@@ -33,9 +36,10 @@ from dataclasses import dataclass, field
 
 import torch
 
-from genie.errors import UnsupportedDTypeError, WireFormatError
+from genie.errors import UnsupportedDTypeError, UnsupportedMediaTypeError, WireFormatError
 
 __all__ = [
+    "CONVERSION",
     "DTYPE_NAMES",
     "MAX_HEADER_BYTES",
     "Decoded",
@@ -44,6 +48,7 @@ __all__ = [
     "dtype_from_name",
     "dtype_name",
     "encode",
+    "foreign_format",
     "receive_buffer",
     "slices",
 ]
@@ -315,6 +320,28 @@ def _entries(header: dict[str, object], data_len: int
     return [(name, dtype, shape, begin, end) for begin, end, name, dtype, shape in spans]
 
 
+#: The one line that turns a tensor ``t`` into a body Genie accepts.
+CONVERSION = 'safetensors.torch.save_file({"x": t}, "x.safetensors")'
+_ZIP_MAGIC = b"PK\x03\x04"
+_PICKLE_PROTO = 0x80  # the PROTO opcode that starts every pickle of protocol 2 and later
+
+
+def foreign_format(buf: bytes | bytearray | memoryview | mmap.mmap) -> str | None:
+    """What a body that is not safetensors is instead, when its first bytes say so.
+
+    ``torch.save`` writes a zip archive (``PK\\x03\\x04``) since torch 1.6 and a bare
+    pickle before; ``pickle.dumps`` writes ``\\x80`` and the protocol number (2 to 5).
+    Only asked once a body has failed to parse as safetensors: a valid safetensors
+    header length may begin with the same bytes.
+    """
+    head = bytes(memoryview(buf).cast("B")[:4])
+    if head == _ZIP_MAGIC:
+        return "a torch.save file (a zip archive holding a pickle)"
+    if len(head) >= 2 and head[0] == _PICKLE_PROTO and 2 <= head[1] <= 5:
+        return "a pickle (what pickle.dumps and torch.save before torch 1.6 write)"
+    return None
+
+
 def decode(buf: bytes | bytearray | memoryview | mmap.mmap) -> Decoded:
     """Parse a safetensors body into CPU tensors.
 
@@ -323,7 +350,16 @@ def decode(buf: bytes | bytearray | memoryview | mmap.mmap) -> Decoded:
     per tensor, because torch must not alias memory it cannot write.
     """
     view = memoryview(buf).cast("B")
-    start, header = parse_header(view)
+    try:
+        start, header = parse_header(view)
+    except WireFormatError:
+        what = foreign_format(view)
+        if what is None:
+            raise
+        raise UnsupportedMediaTypeError(
+            f"the tensor data sent is {what}, not safetensors: pickle is refused for safety "
+            f"(loading it runs whatever code the bytes name). Convert the tensor t once with "
+            f"{CONVERSION} and send that file") from None
     out = Decoded()
     meta = header.get("__metadata__", {})
     if not (isinstance(meta, dict)

@@ -1,9 +1,11 @@
 """The documented checks: their names, their kinds, and the keys of the details they record.
 
-The testing guide names 13 checks (:data:`GUIDE_CHECKS`); the suite adds a few beyond it
-(:data:`CHECKS` holds them all).  Each is one test function ``test_<name>`` marked ``server``
-or ``client`` (in ``tests/server`` and ``tests/client``), recorded under ``<name>``, and its
-``details`` are read back by the report (``pytest_genie.report``).  Both sides spell every name and
+The testing guide names 13 checks (:data:`GUIDE_CHECKS`), and one more from its week-2 list
+(``llm_decode_colocation``: "Compare KV cache transfer vs co-location"); the suite adds
+``concurrency_sweep`` beyond it (:data:`CHECKS` holds them all).  Each is one test function
+``test_<name>`` marked ``server`` or ``client`` (in ``tests/server`` and ``tests/client``),
+recorded under ``<name>``, and its ``details`` are read back by the report
+(``pytest_genie.report``).  Both sides spell every name and
 key through this module, so a check and its reader cannot drift apart: a misspelt key is an
 ``AttributeError`` and a mypy error, not a figure the report quietly shows as "not measured".
 
@@ -34,6 +36,7 @@ __all__ = [
     "HTTP_TENSOR_TRANSFER",
     "KINDS",
     "LARGE_TENSOR_HANDLING",
+    "LLM_DECODE_COLOCATION",
     "MULTI_OPERATION_CHAIN",
     "NETWORK_CONNECTIVITY",
     "NETWORK_THROUGHPUT",
@@ -216,6 +219,31 @@ class Key:
     #: The clients ran in the server's own process (the embedded server): one interpreter lock.
     SAME_PROCESS: Final = "same_process"
 
+    # ---- llm_decode_colocation: a small GPT-2-style decoder, greedy, two ways
+    MODEL: Final = "model"  # its configuration: layers, d_model, heads, vocab, parameters
+    PROMPT_TOKENS: Final = "prompt_tokens"
+    STEPS: Final = "steps"  # decode steps after the prompt
+    TOKENS_MATCH_EAGER: Final = "tokens_match_eager"
+    KV_CACHE_BYTES: Final = "kv_cache_bytes"  # the cache after the last step
+    #: The two ways, each a dict of the keys below: the cache kept on the server as handles
+    #: (last step's released in each step's request), and the cache sent and fetched each step.
+    KV_KEPT: Final = "kv_kept"
+    KV_SHIPPED: Final = "kv_shipped"
+    # each way (and REQUESTS_MADE: the client's requests over the decode steps)
+    REQUESTS_PER_STEP: Final = "requests_per_step"
+    SERVER_REQUESTS: Final = "server_requests"  # the same requests, as the server counted them
+    BYTES_SENT: Final = "bytes_sent"  # also each step row
+    BYTES_RECEIVED: Final = "bytes_received"  # also each step row
+    TOTAL_MS: Final = "total_ms"
+    STEP_MS_MEDIAN: Final = "step_ms_median"
+    PREFILL: Final = "prefill"  # the prompt's request: BYTES_SENT, BYTES_RECEIVED, ROUND_TRIP_MS
+    PER_STEP: Final = "per_step"  # rows: STEP, BYTES_SENT, BYTES_RECEIVED, ROUND_TRIP_MS
+    STEP: Final = "step"
+    # what co-location saves: shipped over kept (bytes both ways; the median step's time)
+    BYTES_RATIO: Final = "bytes_ratio"
+    BYTES_SAVED_PCT: Final = "bytes_saved_pct"
+    TIME_RATIO: Final = "time_ratio"
+
 
 ENVIRONMENT_SETUP: Final = Check("environment_setup", "server",
                                  (Key.PYTHON_VERSION, Key.TORCH_VERSION, Key.GENIE_VERSION))
@@ -243,6 +271,9 @@ MULTI_OPERATION_CHAIN: Final = Check("multi_operation_chain", "client",
 ERROR_HANDLING: Final = Check("error_handling", "client", (Key.SERVER_HEALTHY_AFTER,))
 LARGE_TENSOR_HANDLING: Final = Check("large_tensor_handling", "client",
                                      (Key.SIZE_MB, Key.ROUND_TRIP_MS, Key.MB_PER_S, Key.BIT_EXACT))
+#: The guide's week-2 "LLM decode co-location": a KV cache kept on the server vs shipped.
+LLM_DECODE_COLOCATION: Final = Check("llm_decode_colocation", "client",
+                                     (Key.STEPS, Key.BYTES_RATIO, Key.TIME_RATIO, Key.TOKENS_MATCH_EAGER))
 #: Beyond the guide: requests at 1, 2, 4, 8 concurrent clients (throughput and latency per level).
 CONCURRENCY_SWEEP: Final = Check("concurrency_sweep", "client",
                                  (Key.PEAK_THROUGHPUT_RPS, Key.P50_MS_AT_1))
@@ -256,5 +287,5 @@ GUIDE_CHECKS: Final[tuple[Check, ...]] = (
     NETWORK_CONNECTIVITY, SERVER_CONNECTIVITY, HTTP_TENSOR_TRANSFER, REMOTE_LAZYTENSOR_EXECUTION,
     PERFORMANCE_COMPARISON, MULTI_OPERATION_CHAIN, ERROR_HANDLING, LARGE_TENSOR_HANDLING,
 )
-#: Every check the suite runs: the guide's, then the ones added beyond it.
-CHECKS: Final[tuple[Check, ...]] = (*GUIDE_CHECKS, CONCURRENCY_SWEEP)
+#: Every check the suite runs: the guide's, its week-2 decode check, then the suite's own.
+CHECKS: Final[tuple[Check, ...]] = (*GUIDE_CHECKS, LLM_DECODE_COLOCATION, CONCURRENCY_SWEEP)

@@ -12,6 +12,10 @@ How a record is made and travels:
   test filled through ``genie_record``) and puts it on the teardown report as the
   plain-JSON attribute ``genie_record``.  Reports are serialized with their extra
   attributes, so under pytest-xdist the record reaches the controller.
+* ``pytest_collection_finish`` writes each kind's result file with ``"tests": []``
+  as soon as the session knows which kinds it will run, so even a run killed during
+  its first test leaves valid files (under xdist the controller collects nothing, and
+  the files appear with the first record).
 * ``pytest_runtest_logreport`` on the writing process (never an xdist worker)
   adds the record to the session and rewrites the result file atomically.
 * A test interrupted by Ctrl-C gets no teardown report; the session end records it
@@ -27,8 +31,10 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import re
 import time
 from collections.abc import Generator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -48,7 +54,7 @@ from pytest_genie.state import (
     OnWorker,
     Pending,
 )
-from pytest_genie.terminal import write_summary
+from pytest_genie.terminal import no_checks_hint, write_summary
 
 __all__ = ["GeniePlugin"]
 
@@ -102,6 +108,13 @@ def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(GeniePlugin(config, state), PLUGIN_NAME)
     if not config.pluginmanager.is_registered(fixtures):
         config.pluginmanager.register(fixtures, "genie-fixtures")
+
+
+def _checks_dir() -> Path | None:
+    """The documented checks' folder (``tests/``), when this plugin runs from a checkout
+    of the repository (an editable install); a wheel does not carry them."""
+    tests = Path(__file__).resolve().parents[2] / "tests"
+    return tests if all((tests / kind).is_dir() for kind in KINDS) else None
 
 
 def _kinds(item: pytest.Item) -> list[str]:
@@ -227,6 +240,17 @@ class GeniePlugin:
 
     # ---- results (on the process that writes: never an xdist worker) --------------
 
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        results = self.state.results
+        if results is None or self.config.option.collectonly:
+            return
+        kinds = [kind for kind in KINDS if any(kind in _kinds(item) for item in session.items)]
+        try:
+            results.start(kinds)
+        except OSError as exc:  # keep testing; the summary and the exit status say it
+            if self.state.write_error is None:
+                self.state.write_error = f"{type(exc).__name__}: {exc}"
+
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         if self.state.results is None:
             return
@@ -339,11 +363,18 @@ class GeniePlugin:
 
     # ---- output ---------------------------------------------------------------
 
-    def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
-        if self.state.results is not None:
-            write_summary(terminalreporter, self.state.results, self.state.report_files,
-                          self.state.report_error, self.state.write_error)
-            write_gate(terminalreporter, self.state.comparison, self.state.compare_error)
+    def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter,
+                                exitstatus: int) -> None:
+        if self.state.results is None:
+            return
+        write_summary(terminalreporter, self.state.results, self.state.report_files,
+                      self.state.report_error, self.state.write_error)
+        write_gate(terminalreporter, self.state.comparison, self.state.compare_error)
+        markexpr = str(self.config.option.markexpr or "")
+        asked = bool(re.search(r"\b(server|client)\b", markexpr)) or self.state.options.server_url is not None
+        if exitstatus == pytest.ExitCode.NO_TESTS_COLLECTED and asked:
+            for line in no_checks_hint(markexpr, _checks_dir()):
+                terminalreporter.write_line(line, yellow=True)
 
     def pytest_genie_test_info(self, config: pytest.Config, test_info: dict[str, Any]) -> None:
         """Every result file says at which ``--genie-level`` its checks ran."""

@@ -4,12 +4,19 @@ One session writes ``<results_dir>/genie_test_results_YYYYMMDD_HHMMSS/`` holding
 ``server_test_results_<ts>.json`` and/or ``client_test_results_<ts>.json`` in the
 guide's schema (``{"test_info": {...}, "tests": [...]}``).  The folder is created
 with ``mkdir`` (atomic: two sessions in the same second get ``_2``, ``_3``... and
-never share or overwrite a folder), lazily, when the first record arrives, so a run
-without documented tests leaves nothing behind.
+never share or overwrite a folder), once the session knows it will run documented
+tests (:meth:`ResultsSession.start`, at the end of collection, writes each kind's file
+with ``"tests": []``), so a run without documented tests leaves nothing behind and a
+run killed before its first test ends still leaves valid files.
 
 Each file is rewritten after every recorded test through a temporary file and
 ``os.replace``: a reader, or a run killed by Ctrl-C or a crashing test, only ever
-sees a complete JSON document holding every test recorded so far.
+sees a complete JSON document holding every test recorded so far.  Files and folders
+get the user's umask, like any file the user writes: a CI step that collects them as
+another user can read them.
+
+``test_info`` also carries the original scripts' ``server_info`` / ``client_info``
+(hostname, IP addresses; the client's adds the server it tested), which the report reads.
 """
 
 from __future__ import annotations
@@ -20,14 +27,15 @@ import math
 import numbers
 import os
 import platform
-import socket
-import tempfile
-from collections.abc import Callable, Mapping
+import secrets
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
+from pytest_genie import host
 from pytest_genie.checks import Key
 
 __all__ = ["DISTRIBUTION", "FOLDER_PREFIX", "STATUSES", "STATUS_SYMBOLS", "TEST_TYPES", "ResultsSession",
@@ -156,8 +164,14 @@ def _write_json_atomic(path: Path, payload: Any) -> None:
 
 def write_text_atomic(path: Path, text: str) -> None:
     """Temp file + fsync + rename in the same folder: a reader (or a crash) never sees
-    half a file."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
+    half a file.
+
+    The temporary file is opened with mode 0666, which the kernel narrows by the umask
+    (``mkstemp`` would make it 0600 whatever the umask: unreadable to a CI artifact step
+    running as another user); ``O_EXCL`` and a random name keep it private to this call.
+    """
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
@@ -210,6 +224,12 @@ class ResultsSession:
             self.folder = _make_folder(self.results_dir, self.stamp)
         return self.folder
 
+    def start(self, kinds: Iterable[str]) -> None:
+        """Write each kind's file with ``"tests": []`` now, before any test has run."""
+        for kind in kinds:
+            if kind in TEST_TYPES and kind not in self.files:
+                self.write(kind)
+
     def add(self, record: TestRecord) -> None:
         """Keep ``record`` and rewrite the file(s) of its kind(s) at once."""
         self.records.append(record)
@@ -224,15 +244,20 @@ class ResultsSession:
         if info is None:
             if self._env is None:
                 self._env = environment_info()
-            info = {"hostname": socket.gethostname(), "timestamp": iso_utc(self.started),
+            name = host.hostname()
+            info = {"hostname": name, "timestamp": iso_utc(self.started),
                     "test_type": TEST_TYPES[kind], Key.SERVER_URL: self.server_url,
-                    **json_safe(self._env)}
+                    **json_safe(self._env),
+                    f"{kind}_info": {"hostname": name, "ip_addresses": host.ip_addresses()}}
             if self.extend_info is not None:
                 self.extend_info(info)
             info = json_safe(info)
             self._infos[kind] = info
         if info.get(Key.SERVER_URL) is None:
             info[Key.SERVER_URL] = self.server_url
+        client_info = info.get("client_info")
+        if kind == "client" and self.server_url and isinstance(client_info, dict):
+            client_info["server_ip"] = urlsplit(self.server_url).hostname  # as the original did
         return info
 
     def write(self, kind: str) -> Path:

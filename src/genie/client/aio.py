@@ -1,6 +1,9 @@
 """``genie.AsyncClient``: the ``asyncio`` twin of ``genie.Client``, over httpx.
 
 Every API method is the same ``Endpoints`` method as on ``Client``, awaited.
+``aclose()`` ends the session as ``Client.close()`` does; one left open at
+interpreter exit is ended by ``genie.client.sync.ExitRelease`` with a blocking
+request, since no event loop runs by then.
 """
 
 from __future__ import annotations
@@ -16,13 +19,16 @@ from genie.client import httpx_support as hx
 from genie.client.calls import (
     DEFAULT_RETRIES,
     DEFAULT_TIMEOUT,
+    NEW_SESSION,
     AsyncClientBase,
     Call,
     Endpoints,
+    NewSession,
     Plan,
     ProgressCallback,
     Sink,
 )
+from genie.client.sync import ExitRelease
 from genie.errors import GenieError
 
 __all__ = ["AsyncClient"]
@@ -38,11 +44,18 @@ class AsyncClient(AsyncClientBase, Endpoints):
 
     def __init__(self, url: str, *, token: str | None = None,
                  timeout: float = DEFAULT_TIMEOUT, retries: int = DEFAULT_RETRIES,
+                 session: str | NewSession | None = NEW_SESSION,
                  progress: ProgressCallback | None = None) -> None:
-        super().__init__(url, token=token, timeout=timeout, retries=retries, progress=progress)
+        super().__init__(url, token=token, timeout=timeout, retries=retries, session=session,
+                         progress=progress)
         self._http = httpx.AsyncClient(base_url=self.url, limits=hx.LIMITS)
 
+    def watch_exit(self) -> None:
+        self.exit_hook = ExitRelease(self)
+
     async def perform(self, call: Call[T]) -> T:
+        if call.plan is None:
+            return call.parse(None)
         attempt = 0
         while True:
             try:
@@ -75,7 +88,20 @@ class AsyncClient(AsyncClientBase, Endpoints):
         raise AssertionError("unreachable")
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        """End the session (as ``Client.close``), then close the connections."""
+        if self.closed:
+            return
+        call = self.close_call()
+        try:
+            if call is not None:
+                assert call.plan is not None
+                try:
+                    call.parse(await self._send(call.plan))
+                except GenieError as exc:
+                    self.close_failed(exc)
+        finally:
+            self.mark_closed()
+            await self._http.aclose()
 
     async def __aenter__(self) -> AsyncClient:
         return self

@@ -16,6 +16,13 @@ Only connection failures and 503 are retried, with exponential backoff; any othe
 error would fail the same way again, or might repeat a request the server already
 acted on.
 
+Each client is a *session* on the server: a random id, sent as ``X-Genie-Session``
+with every request, owns the handles the client makes, so closing the client frees
+them in one request (``end_session``) and the server frees them by itself when the
+session goes idle past its lease (a client killed before it could close).  Releases
+can wait (``defer_release``): they travel with the next ``run_graph``, which frees
+them after the graph ran, so a decode loop frees last step's KV cache in the same
+request that computes the next step.
 Two things are kept beside the exchanges for callers that time them (the pytest
 checks): ``Disturbances`` counts retries, reconnects, timeouts and transport errors, so
 a figure measured while they happened can be marked as such; and a ``progress``
@@ -25,11 +32,14 @@ callback hears how far a large body has gone, in either direction.
 from __future__ import annotations
 
 import json
+import logging
 import mmap
+import threading
 import time
+import uuid
 from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, fields
-from typing import Any, Concatenate, Generic, Literal, ParamSpec, TypeVar, overload
+from typing import Any, Concatenate, Generic, Literal, ParamSpec, Protocol, TypeVar, overload
 from urllib.parse import quote
 
 import torch
@@ -43,14 +53,27 @@ from genie.errors import (
     TransportError,
     error_class_for,
 )
-from genie.graph import GRAPH_METADATA_KEY, HANDLES_METADATA_KEY, Ref, to_wire
-from genie.protocol import PROTOCOL_VERSION, SAFETENSORS_MEDIA_TYPE, normalize_url
+from genie.graph import (
+    GRAPH_METADATA_KEY,
+    HANDLES_METADATA_KEY,
+    RELEASED_METADATA_KEY,
+    Ref,
+    to_wire,
+)
+from genie.protocol import (
+    PROTOCOL_VERSION,
+    SAFETENSORS_MEDIA_TYPE,
+    SESSION_HEADER,
+    is_session_id,
+    normalize_url,
+)
 from genie.wire import Decoded, decode, dtype_from_name, encode, receive_buffer, slices
 
-__all__ = ["BACKOFF_BASE", "DEFAULT_RETRIES", "DEFAULT_TIMEOUT", "MIN_THROUGHPUT",
-           "PROGRESS_MIN_BYTES", "UPLOAD_CHUNK", "AsyncClientBase", "BaseClient", "Call",
-           "Disturbances", "Endpoints", "Exchange", "GraphResult", "Plan", "Progress",
-           "ProgressCallback", "RemoteTensor", "Sink", "SyncClientBase", "endpoint"]
+__all__ = ["BACKOFF_BASE", "CLOSE_TIMEOUT_S", "DEFAULT_RETRIES", "DEFAULT_TIMEOUT",
+           "MIN_THROUGHPUT", "NEW_SESSION", "PROGRESS_MIN_BYTES", "UPLOAD_CHUNK", "AsyncClientBase",
+           "BaseClient", "Call", "Cancellable", "Disturbances", "Endpoints", "Exchange", "GraphResult",
+           "NewSession", "Plan", "Progress", "ProgressCallback", "RemoteTensor", "Sink", "SyncClientBase",
+           "endpoint", "handle_id"]
 
 DEFAULT_TIMEOUT = 30.0
 #: Timeouts grow with the payload as if the link moved at least this many bytes/s.
@@ -60,9 +83,27 @@ DEFAULT_RETRIES = 3
 BACKOFF_BASE = 0.1
 #: Bodies from this size on report their progress (smaller ones are over too soon to matter).
 PROGRESS_MIN_BYTES = 8 * 1024 * 1024
+#: The longest ``close()`` waits for the server to end the session (it never raises).
+CLOSE_TIMEOUT_S = 5.0
+
+
+class NewSession:
+    """The type of ``NEW_SESSION``."""
+
+    def __repr__(self) -> str:
+        return "NEW_SESSION"
+
+
+#: ``session=`` default: a fresh random session id (uuid4 hex) for each client.
+NEW_SESSION = NewSession()
 
 P = ParamSpec("P")
 T = TypeVar("T")
+log = logging.getLogger("genie.client")
+
+
+class Cancellable(Protocol):
+    def cancel(self) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -82,10 +123,13 @@ class RemoteTensor:
 
 @dataclass
 class GraphResult:
-    """What ``run_graph`` returns: fetched outputs and kept handles, by node id."""
+    """What ``run_graph`` returns: fetched outputs and kept handles, by node id, and
+    which of the handles it was asked to release it freed (``missing``: not held)."""
 
     outputs: dict[str, torch.Tensor] = field(default_factory=dict)
     handles: dict[str, RemoteTensor] = field(default_factory=dict)
+    released: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -171,7 +215,10 @@ class Metered:
 
 @dataclass
 class Plan:
-    """One request, ready to send: the reply is a safetensors body when ``tensors_back``."""
+    """One request, ready to send: the reply is a safetensors body when ``tensors_back``.
+
+    ``timeout`` (seconds) replaces the one the client derives from the payload size.
+    """
 
     method: str
     path: str
@@ -179,14 +226,19 @@ class Plan:
     chunks: Sequence[bytes | memoryview] = ()
     nbytes: int = 0
     tensors_back: bool = False
+    content_type: str = SAFETENSORS_MEDIA_TYPE
+    timeout: float | None = None
 
 
 class Call(Generic[T]):
-    """A plan and the function that turns its (decoded) reply into the caller's result."""
+    """A plan and the function that turns its (decoded) reply into the caller's result.
+
+    A call without a plan needs no request: ``parse(None)`` is its result.
+    """
 
     __slots__ = ("parse", "plan")
 
-    def __init__(self, plan: Plan, parse: Callable[[Any], T]) -> None:
+    def __init__(self, plan: Plan | None, parse: Callable[[Any], T]) -> None:
         self.plan = plan
         self.parse = parse
 
@@ -199,8 +251,7 @@ def handle_path(handle: RemoteTensor | str) -> str:
     ``%``, ``..`` or a line break must name a handle, not another route or query.
     ``quote`` leaves dots alone, and httpx resolves a ``.`` or ``..`` segment
     (RFC 3986 dot-segment removal), so those two ids have their dots encoded too."""
-    handle_id = handle.id if isinstance(handle, RemoteTensor) else handle
-    quoted = quote(handle_id, safe="")
+    quoted = quote(handle_id(handle), safe="")
     if quoted in (".", ".."):
         quoted = quoted.replace(".", "%2E")
     return f"/tensors/{quoted}"
@@ -255,8 +306,15 @@ def only_tensor(decoded: Decoded) -> torch.Tensor:
 
 def graph_result(decoded: Decoded) -> GraphResult:
     kept = json.loads(decoded.metadata.get(HANDLES_METADATA_KEY, "{}"))
+    released = json.loads(decoded.metadata.get(RELEASED_METADATA_KEY, "{}"))
     return GraphResult(outputs=decoded.tensors,
-                       handles={k: RemoteTensor.from_json(v) for k, v in kept.items()})
+                       handles={k: RemoteTensor.from_json(v) for k, v in kept.items()},
+                       released=list(released.get("released", [])),
+                       missing=list(released.get("missing", [])))
+
+
+def handle_id(handle: RemoteTensor | str) -> str:
+    return handle.id if isinstance(handle, RemoteTensor) else handle
 
 
 def as_dict(reply: Any) -> dict[str, Any]:
@@ -358,11 +416,26 @@ class BaseClient:
 
     def __init__(self, url: str, *, token: str | None = None,
                  timeout: float = DEFAULT_TIMEOUT, retries: int = DEFAULT_RETRIES,
+                 session: str | NewSession | None = NEW_SESSION,
                  progress: ProgressCallback | None = None) -> None:
         try:
             self.url = normalize_url(url)
         except ValueError as exc:
             raise ConfigurationError(str(exc)) from exc
+        if isinstance(session, NewSession):
+            session = uuid.uuid4().hex
+        elif session is not None and not is_session_id(session):
+            raise ConfigurationError("session must be 1 to 128 letters, digits, '-' or '_' "
+                                     "(or None: no session)")
+        #: The server-side session this client's handles belong to (None: anonymous).
+        self.session = session
+        #: Whether the session may hold handles this client made (so closing ends it).
+        self.may_hold = False
+        self.closed = False
+        #: What ends the session at interpreter exit, once the client may hold handles.
+        self.exit_hook: Cancellable | None = None
+        self._pending: dict[str, None] = {}  # deferred releases, in order
+        self._lock = threading.Lock()
         if token is not None and not (token.isascii() and token.isprintable()
                                       and " " not in token):
             # It travels in an HTTP header: non-ASCII would fail at every request with
@@ -411,14 +484,91 @@ class BaseClient:
         headers = {"accept": f"{SAFETENSORS_MEDIA_TYPE}, application/json"}
         if self.token:
             headers["authorization"] = f"Bearer {self.token}"
+        if self.session is not None:
+            headers[SESSION_HEADER] = self.session
         if plan.method == "POST":
-            headers["content-type"] = SAFETENSORS_MEDIA_TYPE
+            headers["content-type"] = plan.content_type
             headers["content-length"] = str(plan.nbytes)
         return headers
 
     def timeout_s(self, nbytes: int) -> float:
         """The base timeout, grown as if the link moved at least MIN_THROUGHPUT."""
         return self.timeout + nbytes / MIN_THROUGHPUT
+
+    def plan_timeout(self, plan: Plan) -> float:
+        """The timeout of ``plan``: its own, else ``timeout_s`` of its payload."""
+        return plan.timeout if plan.timeout is not None else self.timeout_s(plan.nbytes)
+
+    # --- the session ------------------------------------------------------------
+
+    def holding(self) -> None:
+        """Note that the session may now hold handles of this client: closing it, or
+        the interpreter's exit, ends the session."""
+        with self._lock:
+            if self.may_hold:
+                return
+            self.may_hold = True
+        self.watch_exit()
+
+    def watch_exit(self) -> None:
+        """Arrange for the session to end at interpreter exit (each client's own way)."""
+
+    def needs_release(self) -> bool:
+        """Whether closing must tell the server: the session may hold this client's
+        handles, or releases are still deferred."""
+        return not self.closed and self.session is not None and bool(
+            self.may_hold or self._pending)
+
+    def defer_release(self, *handles: RemoteTensor | str) -> None:
+        """Release ``handles`` with the next ``run_graph`` (after the graph has run, in the
+        same request) or the next ``release()``; ``close()`` frees them too."""
+        with self._lock:
+            self._pending.update(dict.fromkeys(handle_id(h) for h in handles))
+
+    @property
+    def pending_releases(self) -> tuple[str, ...]:
+        """Handle ids whose deferred release has not reached the server yet."""
+        with self._lock:
+            return tuple(self._pending)
+
+    def _take_pending(self, ids: Sequence[str]) -> list[str]:
+        """``ids`` plus the deferred releases, without duplicates, in order."""
+        with self._lock:
+            return list(dict.fromkeys([*ids, *self._pending]))
+
+    def _sent(self, ids: Sequence[str]) -> None:
+        """The server acted on the release of ``ids``: no longer deferred."""
+        with self._lock:
+            for i in ids:
+                self._pending.pop(i, None)
+
+    def close_call(self) -> Call[dict[str, Any]] | None:
+        """The request ``close()`` sends (None: nothing to tell the server)."""
+        if not self.needs_release():
+            return None
+        return self._end_session_call(min(self.timeout, CLOSE_TIMEOUT_S))
+
+    def close_failed(self, exc: GenieError) -> None:
+        """``close()`` could not end the session: not an error (the server may be gone;
+        if not, its lease frees the handles)."""
+        log.debug("ending session %s on %s: %s", self.session, self.url, exc)
+
+    def mark_closed(self) -> None:
+        self.closed = True
+        if self.exit_hook is not None:
+            self.exit_hook.cancel()
+
+    def _end_session_call(self, timeout: float | None) -> Call[dict[str, Any]]:
+        if self.session is None:
+            raise ConfigurationError("this client has no session (session=None)")
+
+        def ended(reply: Any) -> dict[str, Any]:
+            with self._lock:
+                self.may_hold = False
+                self._pending.clear()
+            return as_dict(reply)
+
+        return Call(Plan("DELETE", f"/sessions/{self.session}", timeout=timeout), ended)
 
     def transport_error(self, plan: Plan, detail: str, kind: str, retryable: bool
                         ) -> TransportError:
@@ -545,15 +695,31 @@ class Endpoints:
         return Call(execute_plan(op, [] if tensor is None else [tensor], kwargs), only_tensor)
 
     @endpoint
-    def run_graph(self, graph: Mapping[str, Any],
-                  inputs: Mapping[str, torch.Tensor] | None = None) -> Call[GraphResult]:
-        """Run a captured graph (see ``genie.graph``) in one request."""
+    def run_graph(self: BaseClient, graph: Mapping[str, Any],
+                  inputs: Mapping[str, torch.Tensor] | None = None, *,
+                  release: Sequence[RemoteTensor | str] = ()) -> Call[GraphResult]:
+        """Run a captured graph (see ``genie.graph``) in one request.
+
+        ``release`` (and every deferred release, ``defer_release``) is freed after the
+        graph has run, in the same request; a graph that fails frees nothing.
+        """
+        if graph.get("keep"):
+            self.holding()
+        ids = self._take_pending([*map(handle_id, graph.get("release", ())),
+                                  *map(handle_id, release)])
+        wire = {**graph, "release": ids} if ids else graph
+
+        def parse(decoded: Decoded) -> GraphResult:
+            self._sent(ids)
+            return graph_result(decoded)
+
         return Call(tensor_plan("POST", "/graph", inputs or {},
-                                {GRAPH_METADATA_KEY: json.dumps(graph)}), graph_result)
+                                {GRAPH_METADATA_KEY: json.dumps(wire)}), parse)
 
     @endpoint
-    def put(self, tensor: torch.Tensor) -> Call[RemoteTensor]:
+    def put(self: BaseClient, tensor: torch.Tensor) -> Call[RemoteTensor]:
         """Upload once; refer to it later by handle (in graphs, or ``get``)."""
+        self.holding()
         return Call(tensor_plan("POST", "/tensors", {"tensor": tensor}, tensors_back=False),
                     RemoteTensor.from_json)
 
@@ -566,6 +732,38 @@ class Endpoints:
     def delete(self, handle: RemoteTensor | str) -> Call[dict[str, Any]]:
         """``DELETE /tensors/{id}``: free a held tensor."""
         return Call(Plan("DELETE", handle_path(handle)), as_dict)
+
+    @endpoint
+    def release(self: BaseClient, *handles: RemoteTensor | str) -> Call[dict[str, Any]]:
+        """``POST /tensors/release``: free ``handles`` and every deferred release in ONE
+        request (none at all when there is nothing to free).  Returns ``{"released":
+        [ids], "missing": [ids not held], "count", "bytes"}``."""
+        ids = self._take_pending([handle_id(h) for h in handles])
+        if not ids:
+            return Call(None, lambda _: {"released": [], "missing": [], "count": 0, "bytes": 0})
+        body = json.dumps({"ids": ids}).encode()
+
+        def parse(reply: Any) -> dict[str, Any]:
+            self._sent(ids)
+            return as_dict(reply)
+
+        return Call(Plan("POST", "/tensors/release", chunks=[body], nbytes=len(body),
+                         content_type="application/json"), parse)
+
+    @endpoint
+    def session_info(self: BaseClient, session: str | None = None) -> Call[dict[str, Any]]:
+        """``GET /sessions/{id}`` (this client's session by default): the handles and
+        bytes it holds, its request count and idle time."""
+        name = session or self.session
+        if name is None or not is_session_id(name):
+            raise ConfigurationError(f"no valid session to look up: {name!r}")
+        return _get(f"/sessions/{name}", as_dict)
+
+    @endpoint
+    def end_session(self: BaseClient) -> Call[dict[str, Any]]:
+        """``DELETE /sessions/{id}``: free every handle this client's session holds, in
+        one request (what ``close()`` does).  The client stays usable."""
+        return self._end_session_call(None)
 
     @endpoint
     def echo(self, tensor: torch.Tensor) -> Call[torch.Tensor]:

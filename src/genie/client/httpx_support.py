@@ -63,7 +63,7 @@ def request_args(client: BaseClient, plan: Plan) -> dict[str, Any]:
     """The keyword arguments of ``httpx.Client.stream`` for ``plan`` (but the content)."""
     return {"method": plan.method, "url": plan.path, "params": plan.params,
             "headers": client.headers(plan),
-            "timeout": httpx.Timeout(client.timeout_s(plan.nbytes),
+            "timeout": httpx.Timeout(client.plan_timeout(plan),
                                      connect=min(client.timeout, 10.0))}
 
 

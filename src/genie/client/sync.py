@@ -3,11 +3,18 @@
 Plain ``http://`` goes through ``genie.client.http1`` (a fraction of httpx's
 per-request cost, and ``recv_into`` the reply buffer); https and proxied URLs go
 through httpx, which handles TLS, proxies and ``NO_PROXY``.
+
+``close()`` ends the client's server session (its handles are freed in one request);
+a client still open when the interpreter exits is closed by ``ExitRelease``, for
+``AsyncClient`` too.
 """
 
 from __future__ import annotations
 
+import atexit
+import os
 import time
+import weakref
 from collections.abc import Callable
 from types import TracebackType
 from typing import Any, TypeVar
@@ -20,8 +27,11 @@ from genie.client import httpx_support as hx
 from genie.client.calls import (
     DEFAULT_RETRIES,
     DEFAULT_TIMEOUT,
+    NEW_SESSION,
+    BaseClient,
     Call,
     Endpoints,
+    NewSession,
     Plan,
     ProgressCallback,
     Sink,
@@ -30,9 +40,13 @@ from genie.client.calls import (
 from genie.client.http1 import Http1Pool
 from genie.errors import GenieError, TransportError
 
-__all__ = ["Client"]
+__all__ = ["EXIT_TIMEOUT_S", "Client", "ExitRelease"]
 
 T = TypeVar("T")
+
+#: At interpreter exit, the longest ending a still-open client's session may take to
+#: connect, and then to send or read (the server may be gone, or unreachable).
+EXIT_TIMEOUT_S = 2.0
 
 
 def _plain_pool(url: str, timeout: float, on_reconnect: Callable[[], None]) -> Http1Pool | None:
@@ -56,12 +70,19 @@ class Client(SyncClientBase, Endpoints):
 
     def __init__(self, url: str, *, token: str | None = None,
                  timeout: float = DEFAULT_TIMEOUT, retries: int = DEFAULT_RETRIES,
+                 session: str | NewSession | None = NEW_SESSION,
                  progress: ProgressCallback | None = None) -> None:
-        super().__init__(url, token=token, timeout=timeout, retries=retries, progress=progress)
+        super().__init__(url, token=token, timeout=timeout, retries=retries, session=session,
+                         progress=progress)
         self._http = httpx.Client(base_url=self.url, limits=hx.LIMITS)
         self._plain = _plain_pool(self.url, self.timeout, self.note_reconnect)
 
+    def watch_exit(self) -> None:
+        self.exit_hook = ExitRelease(self)
+
     def perform(self, call: Call[T]) -> T:
+        if call.plan is None:
+            return call.parse(None)
         attempt = 0
         while True:
             try:
@@ -104,16 +125,31 @@ class Client(SyncClientBase, Endpoints):
         chunks = self.upload_chunks(plan) if plan.method == "POST" else ()
         try:
             reply = pool.request(plan.method, target, self.headers(plan), chunks, plan.nbytes,
-                                 timeout=self.timeout_s(plan.nbytes),
+                                 timeout=self.plan_timeout(plan),
                                  meter=lambda size: self.download_meter(plan, size))
         except TransportError as exc:
             raise self.transport_error(plan, exc.message, exc.kind, exc.retryable) from exc
         return self.finish(plan, reply.status, reply.headers, reply.body, started)
 
     def close(self) -> None:
-        if self._plain is not None:
-            self._plain.close()
-        self._http.close()
+        """End the session (its handles are freed, in one request, bounded by
+        ``CLOSE_TIMEOUT_S``; a server that is gone is not an error), then close the
+        connections.  Closing twice does nothing."""
+        if self.closed:
+            return
+        call = self.close_call()
+        try:
+            if call is not None:
+                assert call.plan is not None
+                try:
+                    call.parse(self._send(call.plan))
+                except GenieError as exc:
+                    self.close_failed(exc)
+        finally:
+            self.mark_closed()
+            if self._plain is not None:
+                self._plain.close()
+            self._http.close()
 
     def __enter__(self) -> Client:
         return self
@@ -121,3 +157,40 @@ class Client(SyncClientBase, Endpoints):
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.close()
+
+
+class ExitRelease:
+    """Ends an open client's session when the interpreter exits (``atexit``).
+
+    Registered when a client first may hold handles, cancelled by ``close()``.  It
+    holds the client weakly: a client collected unclosed is left to the server's lease
+    (a request made from the garbage collector could block any thread, an event loop
+    included).  At exit it sends one ``DELETE /sessions/{id}`` from a fresh blocking
+    client with short timeouts (``EXIT_TIMEOUT_S``), also for an ``AsyncClient``,
+    whose event loop is gone by then; it never raises, and a forked child (which
+    inherits the registration) does nothing.
+    """
+
+    def __init__(self, client: BaseClient) -> None:
+        self._client = weakref.ref(client)
+        self._pid = os.getpid()
+        atexit.register(self)
+        # Collected unclosed: unregister.  Not at exit itself, where it would unregister
+        # this very hook before it runs.
+        self._collected = weakref.finalize(client, atexit.unregister, self)
+        self._collected.atexit = False
+
+    def cancel(self) -> None:
+        atexit.unregister(self)
+        self._collected.detach()
+
+    def __call__(self) -> None:
+        client = self._client()
+        if client is None or os.getpid() != self._pid or not client.needs_release():
+            return
+        try:
+            with Client(client.url, token=client.token, timeout=EXIT_TIMEOUT_S, retries=0,
+                        session=client.session) as ender:
+                ender.end_session()
+        except Exception:  # noqa: S110 - at exit: the server may be gone; its lease frees them
+            pass

@@ -6,10 +6,17 @@ their defaults left out); ``run_nodes`` picks the client (see
 ``genie.lazy.session``), sends it, and caches what comes back on the nodes, which
 become leaves.  The cached value is private: what users get is a copy
 (``genie.lazy.tensor.materialize``), since later graphs send the cached value.
+
+``release_nodes`` frees handles in one request per server, or, deferred, in none:
+the client carries them in its next graph, which frees them after it ran.  So a
+decode step that reads last step's KV cache, keeps the new one and releases the
+old costs one request.  A deferred node keeps its handle, usable until the release
+reaches the server (``settle_releases`` notices that after each graph).
 """
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -19,9 +26,9 @@ from genie.client import Client
 from genie.errors import ConfigurationError, GenieError
 from genie.graph import to_wire
 from genie.lazy.node import LazyNode
-from genie.lazy.session import resolve_client
+from genie.lazy.session import SESSION, resolve_client
 
-__all__ = ["build_graph", "release_nodes", "run_nodes", "value_of"]
+__all__ = ["build_graph", "release_nodes", "run_nodes", "settle_releases", "value_of"]
 
 
 def _walk(roots: Iterable[LazyNode]) -> tuple[list[LazyNode], list[LazyNode]]:
@@ -140,9 +147,11 @@ def run_nodes(fetch: Sequence[LazyNode], keep: Sequence[LazyNode], client: Clien
     keep = [n for n in dict.fromkeys(keep) if n.handle is None]
     if not fetch and not keep:
         return
+    settle_releases()
     graph, inputs, ids, leaves = build_graph(fetch, keep)
     chosen, named = _pick_client([*leaves, *ids.values()], client)
-    result = chosen.run_graph(graph, inputs)
+    result = chosen.run_graph(graph, inputs)  # carries the client's deferred releases
+    settle_releases()
     for nid, tensor in result.outputs.items():
         node = ids[nid]
         node.value = tensor
@@ -157,17 +166,46 @@ def run_nodes(fetch: Sequence[LazyNode], keep: Sequence[LazyNode], client: Clien
             node.value = None
 
 
-def release_nodes(nodes: Iterable[LazyNode]) -> None:
-    """Delete the server handles behind ``nodes``, keeping any fetched value.
+def release_nodes(nodes: Iterable[LazyNode], *, defer: bool = False) -> None:
+    """Free the server handles behind ``nodes`` (one request per server), keeping any
+    fetched value; ``defer``: no request now, the client's next graph carries them.
 
     A node released before its value was fetched cannot be used again.
     """
+    groups: dict[int, tuple[Client, list[LazyNode]]] = {}
     for node in nodes:
-        if node.handle is None:
+        if node.handle is not None:
+            client = resolve_client(node.client)
+            groups.setdefault(id(client), (client, []))[1].append(node)
+    for client, group in groups.values():
+        handles = [n.handle for n in group if n.handle is not None]
+        if defer:
+            client.defer_release(*handles)
+            SESSION.deferred.extend((client, weakref.ref(n)) for n in group)
             continue
-        client = resolve_client(node.client)
-        client.delete(node.handle)
-        node.handle = None
+        client.release(*handles)
+        for node in group:
+            node.handle = None
+    if not defer:
+        settle_releases()  # release() also sent what was deferred
+
+
+def settle_releases() -> None:
+    """Nodes whose deferred release reached the server lose their handle."""
+    still = []
+    pending: dict[int, set[str]] = {}  # per client, read once
+    for client, ref in SESSION.deferred:
+        node = ref()
+        if node is None or node.handle is None:
+            continue
+        ids = pending.get(id(client))
+        if ids is None:
+            ids = pending[id(client)] = set(client.pending_releases)
+        if node.handle.id in ids:
+            still.append((client, ref))
+        else:
+            node.handle = None
+    SESSION.deferred = still
 
 
 def value_of(node: LazyNode) -> torch.Tensor:

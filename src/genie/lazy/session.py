@@ -8,8 +8,9 @@ an error that names all of them, raised when a value is needed, never at capture
 Capture is process-wide by nature (torch dispatches every call through the same
 ``__torch_function__``), so its state has one owner per process, ``SESSION``: the
 clients, the meta-inference cache (bounded, see ``genie.ops.meta``), the table that
-gives each local tensor one inline leaf, and the functions already logged as run
-locally.  What is scoped to a ``with`` block lives in context variables.
+gives each local tensor one inline leaf, the functions already logged as run
+locally, and the nodes whose handle release is deferred.  What is scoped to a
+``with`` block lives in context variables.
 """
 
 from __future__ import annotations
@@ -58,6 +59,9 @@ class Session:
         #: this table nor a forgotten graph keeps a user's tensor alive.
         self.local_leaves: dict[int, tuple[weakref.ref[torch.Tensor], weakref.ref[LazyNode]]] = {}
         self.logged_fallbacks: set[str] = set()
+        #: (client, node) whose handle release waits for that client's next graph
+        #: (``genie.release(..., defer=True)``); weak: a dropped tensor needs no update.
+        self.deferred: list[tuple[Client, weakref.ref[LazyNode]]] = []
 
     def resolve_client(self, explicit: Client | None = None) -> Client:
         """The client a materialization uses; ``ConfigurationError`` names the three ways."""

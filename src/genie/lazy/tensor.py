@@ -122,9 +122,10 @@ class LazyTensor(torch.Tensor):
         persist(self, client=client)
         return self
 
-    def release(self) -> None:
-        """Free the server handle ``persist``/``keep=True`` made (it is not freed on GC)."""
-        release(self)
+    def release(self, *, defer: bool = False) -> None:
+        """Free the server handle ``persist``/``keep=True`` made (it is not freed on GC;
+        closing the client frees all of them).  ``defer``: see ``genie.release``."""
+        release(self, defer=defer)
 
     @property
     def remote_handle(self) -> RemoteTensor | None:
@@ -386,12 +387,16 @@ def persist(*tensors: torch.Tensor, client: Client | None = None) -> None:
     run_nodes([], _nodes(tensors), client)
 
 
-def release(*tensors: torch.Tensor) -> None:
-    """Delete the server handles behind ``tensors``, keeping any fetched value.
+def release(*tensors: torch.Tensor, defer: bool = False) -> None:
+    """Free the server handles behind ``tensors`` in one request, keeping any fetched value.
 
-    A tensor released before its value was fetched cannot be used again.
+    ``defer=True`` sends nothing now: the release travels with the next graph sent
+    to that server, which frees the handles after it has run (so that graph may still
+    read them).  A decode loop thus frees last step's KV cache in the request that
+    computes the next step.  A tensor released before its value was fetched cannot be
+    used again (once a deferred release has gone out).
     """
-    release_nodes(_nodes(tensors))
+    release_nodes(_nodes(tensors), defer=defer)
 
 
 def fetch(*tensors: LazyTensor) -> None:

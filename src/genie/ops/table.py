@@ -8,6 +8,7 @@ slices and Ellipsis, which is also what the graph wire format can express.
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Callable, Mapping
 
 import torch
@@ -383,8 +384,17 @@ def op_names() -> list[str]:
 
 
 def get_op(name: object) -> Op:
-    """The allowlisted op called ``name``, or ``UnsupportedOpError`` naming the choices."""
+    """The allowlisted op called ``name``, or ``UnsupportedOpError`` naming the choices.
+
+    The closest names come first (a typo or ``RELU`` is the usual cause), then all of
+    them, so the fix is in the first words of the message.
+    """
     if isinstance(name, str) and name in REGISTRY:
         return REGISTRY[name]
+    names = op_names()
+    close = (difflib.get_close_matches(name.lower(), names, n=3, cutoff=0.6)
+             if isinstance(name, str) else [])
+    hint = f"did you mean {', '.join(close)}? " if close else ""
     raise UnsupportedOpError(
-        f"unsupported op {name!r}; supported ops: {', '.join(op_names())}")
+        f"unsupported op {name!r}; {hint}supported ops ({len(names)}, with signatures at "
+        f"GET /ops): {', '.join(names)}")

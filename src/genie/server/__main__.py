@@ -20,6 +20,7 @@ from genie.errors import ConfigurationError
 from genie.server.app import create_app
 from genie.server.config import (
     DEFAULT_BODY_TIMEOUT_S,
+    DEFAULT_HANDLE_LEASE_S,
     DEFAULT_MAX_BODY_MB,
     DEFAULT_MAX_CONNECTIONS,
     DEFAULT_MAX_HELD_MB,
@@ -69,6 +70,31 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _port(text: str) -> int:
+    """A TCP port to listen on.  uvicorn would take 70000 and listen on 70000 % 65536."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{value} is not a TCP port: use 1-65535 "
+                                         f"(default {DEFAULT_PORT})")
+    return value
+
+
+def _lease_seconds(text: str) -> float | None:
+    """``--handle-lease-s``: seconds >= 0, where 0 or ``off`` turns the lease off (None)."""
+    if text.strip().lower() == "off":
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds or 'off'") from None
+    if not (value >= 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError("must be a finite number of seconds >= 0, or 'off'")
+    return value or None
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="genie-server",
@@ -76,7 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1",
                    help="interface to bind; 0.0.0.0 to accept clients from the network "
                         "(default: %(default)s)")
-    p.add_argument("--port", type=int, default=DEFAULT_PORT, help="default: %(default)s")
+    p.add_argument("--port", type=_port, default=DEFAULT_PORT,
+                   help="TCP port to listen on, 1-65535 (default: %(default)s)")
     p.add_argument("--device", default="auto",
                    help="auto | cpu | cuda | cuda:N; auto picks cuda:0 when present")
     p.add_argument("--token", default=os.environ.get("GENIE_TOKEN"),
@@ -98,6 +125,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="TEST ONLY: delay every request by this many ms, to stand up a "
                         "deliberately slow server (e.g. to prove a regression gate fails); "
                         "never use in service (default: 0)")
+    p.add_argument("--handle-lease-s", type=_lease_seconds, default=DEFAULT_HANDLE_LEASE_S,
+                   help="free the handles of a client session that sent no request for this "
+                        "long, seconds; 0 or 'off' never frees them (default: %(default)s)")
     p.add_argument("--log-level", default="info",
                    choices=["critical", "error", "warning", "info", "debug"])
     return p
@@ -113,7 +143,8 @@ def main(argv: list[str] | None = None) -> int:
                               max_inflight_body_mb=args.max_inflight_body_mb,
                               body_timeout_s=args.body_timeout_s,
                               max_connections=args.max_connections,
-                              debug_delay_ms=args.debug_delay_ms)
+                              debug_delay_ms=args.debug_delay_ms,
+                              handle_lease_s=args.handle_lease_s)
         app = create_app(config)
     except (ConfigurationError, ValueError) as exc:
         print(f"genie-server: {exc}", file=sys.stderr)

@@ -22,7 +22,14 @@ from genie.server.config import ServerConfig
 from genie.server.device import describe, resolve_device
 from genie.server.executor import Executor
 from genie.server.failures import EXCEPTION_HANDLERS
-from genie.server.middleware import AccountingMiddleware, DebugDelayMiddleware, authorized
+from genie.server.middleware import AccountingMiddleware, DebugDelayMiddleware, Endpoint, authorized
+from genie.server.sessions import (
+    SessionsCollector,
+    end_session,
+    get_session,
+    release_tensors,
+    sweep_idle,
+)
 from genie.server.state import ServerState
 from genie.server.stats import Stats, StatsCollector
 from genie.server.store import TensorStore
@@ -31,16 +38,37 @@ __all__ = ["create_app"]
 
 log = logging.getLogger("genie.server")
 
+#: Every route: method, path, endpoint, and the line ``GET /`` shows for it.
+ROUTES: list[tuple[str, str, Endpoint, str]] = [
+    ("GET", "/health", ep.health, "status, device, GPU, versions, uptime, request counters"),
+    ("GET", "/ops", ep.ops, "every supported op with its signature"),
+    ("GET", "/stats", ep.stats, "counters per endpoint, errors by type, latency percentiles"),
+    ("GET", "/metrics", ep.metrics, "the same counters in Prometheus text format"),
+    ("GET", "/device", ep.device, "GPU detection and a 1000x1000 matmul benchmark"),
+    ("POST", "/execute", ep.execute, "one op (?op=NAME) on a safetensors body, or the form "
+                                     "operation=NAME, tensor_file=@x.safetensors"),
+    ("POST", "/graph", ep.graph, "a captured graph of ops in one request"),
+    ("POST", "/echo", ep.echo, "the body's tensors sent back: transfer cost only"),
+    ("POST", "/tensors", ep.put_tensor, "keep a tensor on the server; answers its handle"),
+    ("GET", "/tensors", ep.list_tensors, "the tensors held, and the budget"),
+    ("POST", "/tensors/release", release_tensors, "free many held tensors in one request"),
+    ("GET", "/tensors/{handle}", ep.get_tensor, "a held tensor"),
+    ("DELETE", "/tensors/{handle}", ep.delete_tensor, "free a held tensor"),
+    ("GET", "/sessions/{session}", get_session, "one client session: its handles and idle time"),
+    ("DELETE", "/sessions/{session}", end_session, "end a client session, freeing its handles"),
+]
+
 
 def create_app(config: ServerConfig | None = None) -> Starlette:
     """Build a Genie app.  Resolving the device happens here, so a bad ``--device``
     fails at start-up rather than on the first request."""
     config = config or ServerConfig()
     dev = resolve_device(config.device)
-    store = TensorStore(config.max_held_bytes)
+    store = TensorStore(config.max_held_bytes, lease_s=config.lease_s)
     counters = Stats(store.usage)
     registry = CollectorRegistry(auto_describe=True)
     registry.register(StatsCollector(counters))
+    registry.register(SessionsCollector(store))
     executor = Executor(dev, max_alloc_bytes=config.max_held_bytes or config.max_body_bytes,
                         compute_threads=config.compute_threads, max_inflight=config.max_inflight)
     state = ServerState(config=config, executor=executor, store=store, stats=counters,
@@ -54,23 +82,17 @@ def create_app(config: ServerConfig | None = None) -> Starlette:
         # Before serving: the first meta inference (allocation cap) costs ~1.5 s once per
         # process.  Not in a daemon thread: one still inside torch at exit aborts it.
         await anyio.to_thread.run_sync(warm_up)
-        yield
+        async with anyio.create_task_group() as tasks:
+            if config.lease_s is not None:
+                tasks.start_soon(sweep_idle, store, config.lease_s)
+            yield
+            tasks.cancel_scope.cancel()
         store.clear()
 
-    routes = [
-        Route("/health", authorized(ep.health), methods=["GET"]),
-        Route("/ops", authorized(ep.ops), methods=["GET"]),
-        Route("/stats", authorized(ep.stats), methods=["GET"]),
-        Route("/metrics", authorized(ep.metrics), methods=["GET"]),
-        Route("/device", authorized(ep.device), methods=["GET"]),
-        Route("/execute", authorized(ep.execute), methods=["POST"]),
-        Route("/graph", authorized(ep.graph), methods=["POST"]),
-        Route("/echo", authorized(ep.echo), methods=["POST"]),
-        Route("/tensors", authorized(ep.put_tensor), methods=["POST"]),
-        Route("/tensors", authorized(ep.list_tensors), methods=["GET"]),
-        Route("/tensors/{handle}", authorized(ep.get_tensor), methods=["GET"]),
-        Route("/tensors/{handle}", authorized(ep.delete_tensor), methods=["DELETE"]),
-    ]
+    routes = [Route(path, authorized(endpoint), methods=[method])
+              for method, path, endpoint, _ in ROUTES]
+    listing = [("GET", "/", "this list of routes"), *((m, p, d) for m, p, _, d in ROUTES)]
+    routes.append(Route("/", authorized(ep.index(listing)), methods=["GET"]))
     middleware = [Middleware(AccountingMiddleware),
                   Middleware(ReleaseBodyBudget, budget=state.bodies)]
     if config.debug_delay_ms > 0:  # test-only: a deliberately slow server

@@ -27,14 +27,14 @@ STREAM_CHUNK = 1024 * 1024
 OFF_LOOP_BYTES = 1024 * 1024
 
 
-def _decode(body: bytearray | mmap.mmap, timing: Timing) -> Decoded:
+def _decode(body: bytearray | mmap.mmap | memoryview, timing: Timing) -> Decoded:
     start = time.perf_counter()
     decoded = decode(body) if body else Decoded()
     timing.decode_ms = (time.perf_counter() - start) * 1000
     return decoded
 
 
-async def decode_request(body: bytearray | mmap.mmap, timing: Timing) -> Decoded:
+async def decode_request(body: bytearray | mmap.mmap | memoryview, timing: Timing) -> Decoded:
     """Decode a safetensors body, on a worker thread when it is over ``OFF_LOOP_BYTES``.
 
     A large body can carry a large header (JSON to parse, shapes to check, bool bytes

@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 from genie.protocol import DEFAULT_PORT
 
-__all__ = ["DEFAULT_BODY_TIMEOUT_S", "DEFAULT_MAX_BODY_MB", "DEFAULT_MAX_CONNECTIONS",
-           "DEFAULT_MAX_HELD_MB", "DEFAULT_PORT", "ServerConfig"]
+__all__ = ["DEFAULT_BODY_TIMEOUT_S", "DEFAULT_HANDLE_LEASE_S", "DEFAULT_MAX_BODY_MB",
+           "DEFAULT_MAX_CONNECTIONS", "DEFAULT_MAX_HELD_MB", "DEFAULT_PORT", "ServerConfig"]
 
 DEFAULT_MAX_BODY_MB = 4096.0
 DEFAULT_MAX_HELD_MB = 8192.0
@@ -15,6 +15,11 @@ DEFAULT_MAX_INFLIGHT = 64
 DEFAULT_COMPUTE_THREADS = 4
 DEFAULT_BODY_TIMEOUT_S = 60.0
 DEFAULT_MAX_CONNECTIONS = 1024
+#: Ten minutes: far longer than any pause a working client takes between requests (a
+#: decode step, a training step, a batch of a benchmark), short enough that memory
+#: held by clients killed before they could close comes back well within the hour.
+#: Clients that close (or exit normally) release at once and never wait for it.
+DEFAULT_HANDLE_LEASE_S = 600.0
 MB = 1024 * 1024
 
 
@@ -39,6 +44,10 @@ class ServerConfig:
     ``debug_delay_ms`` is for tests only: every request waits this long (without holding
     a compute slot) before it is handled, so a test can stand up a deliberately slow server
     and prove that a performance regression gate fails on it.  Never set it in service.
+    ``handle_lease_s`` is how long a client session may go without a request before
+    the handles it holds are freed (``genie.server.store``); ``None`` or 0 turns the
+    lease off (handles are then held until deleted or their session is closed).
+    Handles made without a session (no ``X-Genie-Session`` header) never lapse.
     """
 
     device: str = "auto"
@@ -51,6 +60,7 @@ class ServerConfig:
     body_timeout_s: float = DEFAULT_BODY_TIMEOUT_S
     max_connections: int = DEFAULT_MAX_CONNECTIONS
     debug_delay_ms: float = 0.0
+    handle_lease_s: float | None = DEFAULT_HANDLE_LEASE_S
 
     def __post_init__(self) -> None:
         if self.max_body_mb <= 0 or self.max_held_mb < 0:
@@ -67,6 +77,14 @@ class ServerConfig:
             raise ValueError("max_connections must be >= 1")
         if not (0 <= self.debug_delay_ms < float("inf")):
             raise ValueError("debug_delay_ms must be a finite number >= 0")
+        lease = self.handle_lease_s
+        if lease is not None and not (0 <= lease < float("inf")):
+            raise ValueError("handle_lease_s must be a finite number of seconds >= 0, or None")
+
+    @property
+    def lease_s(self) -> float | None:
+        """The handle lease in seconds, None when off."""
+        return self.handle_lease_s or None
 
     @property
     def max_body_bytes(self) -> int:

@@ -4,6 +4,10 @@ Endpoints read and write safetensors bodies (``genie.server.codec``), run comput
 the app's executor (``genie.server.executor``) and raise ``genie.errors`` to refuse a
 request; the app's handlers turn those into the one error shape.  Every computing
 reply carries ``Server-Timing``.
+
+What the original server answered is kept beside Genie's own fields, for the scripts
+written against it: ``/health``'s ``"status":"healthy"``, ``uptime`` and ``stats``,
+``/execute``'s multipart form (``genie.server.forms``), and ``GET /`` listing the routes.
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import json
 import mmap
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar, overload
 
 import anyio
@@ -22,22 +26,29 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from genie._version import __version__
-from genie.errors import MalformedRequestError, NotFoundError
-from genie.graph import GRAPH_METADATA_KEY, HANDLES_METADATA_KEY, from_wire
-from genie.ops import REGISTRY, get_op, op_names
-from genie.protocol import PROTOCOL_VERSION
+from genie.errors import MalformedRequestError, NotFoundError, UnsupportedOpError
+from genie.graph import GRAPH_METADATA_KEY, HANDLES_METADATA_KEY, RELEASED_METADATA_KEY, from_wire
+from genie.ops import REGISTRY, Op, get_op, op_names
+from genie.protocol import HEALTHY, PROTOCOL_VERSION
 from genie.server.bodies import receive_body
 from genie.server.codec import OFF_LOOP_BYTES, decode_request, encode_outputs, tensor_response
 from genie.server.device import describe, matmul_benchmark
 from genie.server.executor import Graph
-from genie.server.middleware import COMPUTE_MS_KEY
+from genie.server.forms import OP_FIELD, ExecuteForm, is_form, parse_execute_form
+from genie.server.middleware import COMPUTE_MS_KEY, Endpoint
+from genie.server.sessions import session_of
 from genie.server.state import state_of
 from genie.server.store import TensorStore
 from genie.server.timing import Timing
 from genie.wire import Decoded, Encoded
 
-__all__ = ["delete_tensor", "device", "echo", "execute", "get_tensor", "graph", "health",
-           "list_tensors", "metrics", "ops", "put_tensor", "stats"]
+__all__ = ["NO_OP", "RouteInfo", "delete_tensor", "device", "echo", "execute", "get_tensor", "graph",
+           "health", "index", "list_tensors", "metrics", "ops", "put_tensor", "stats"]
+
+#: The answer to an ``/execute`` that names no op (no list of 161 names: nothing was misspelt).
+NO_OP = f"no op given (use ?op=NAME or the form field {OP_FIELD})"
+#: One line of ``GET /``: method, path, what the route does.
+RouteInfo = tuple[str, str, str]
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -86,17 +97,37 @@ async def health(request: Request) -> Response:
     info = dict(state.device_info)
     if state.device.type == "cuda":
         info = describe(state.device)  # memory figures change; read them fresh
+    totals = state.stats.totals()
+    uptime = state.stats.uptime_s()
+    # Starlette writes JSON compactly ({"status":"healthy",...}), which the original
+    # scripts' grep and cut pipelines rely on.
     return JSONResponse({
-        "status": "ok",
+        "status": HEALTHY,
         **info,
         "torch_version": torch.__version__,
         "genie_version": __version__,
         "protocol_version": PROTOCOL_VERSION,
-        "uptime_s": state.stats.uptime_s(),
-        "requests": state.stats.totals(),
+        "uptime_s": uptime,
         "ops": len(REGISTRY),
         "auth": state.config.token is not None,
+        # The original server's names.  The request counters appear once, as "stats":
+        # the original scripts grep '"failed":[0-9]*' and must find one match.
+        "uptime": uptime,
+        "stats": {"total_requests": totals["total"], "successful": totals["succeeded"],
+                  "failed": totals["failed"]},
     })
+
+
+def index(routes: Sequence[RouteInfo]) -> Endpoint:
+    """``GET /``: the routes this server answers, one line each, as the original did."""
+    listing = {"service": "genie", "genie_version": __version__,
+               "protocol_version": PROTOCOL_VERSION, "docs": "docs/protocol.md",
+               "endpoints": [{"method": m, "path": p, "description": d} for m, p, d in routes]}
+
+    async def index(request: Request) -> Response:
+        return JSONResponse(listing)
+
+    return index
 
 
 async def ops(request: Request) -> Response:
@@ -105,7 +136,8 @@ async def ops(request: Request) -> Response:
 
 
 async def stats(request: Request) -> Response:
-    return JSONResponse(state_of(request).stats.snapshot())
+    state = state_of(request)
+    return JSONResponse({**state.stats.snapshot(), "sessions": state.store.sessions_report()})
 
 
 async def metrics(request: Request) -> Response:
@@ -122,15 +154,36 @@ async def device(request: Request) -> Response:
 
 async def execute(request: Request) -> Response:
     """One op: body tensors bind by parameter name (a lone tensor binds to the first
-    parameter); ``?args=`` carries the other arguments as a JSON object."""
+    parameter); ``?args=`` carries the other arguments as a JSON object.
+
+    The body is safetensors, or the original server's form (``operation``, the file
+    ``tensor_file`` and one field per other argument).  An op named in the query is
+    checked before the body is read, so an unknown one costs no upload.
+    """
     state = state_of(request)
-    op = get_op(request.query_params.get("op"))
+    content_type = request.headers.get("content-type")
+    form_request = is_form(content_type)
+    name = request.query_params.get("op")
+    if name is None and not form_request:
+        raise UnsupportedOpError(NO_OP)
+    op = None if name is None else get_op(name)
     timing = Timing()
     body = await read_body(request)
-    decoded = await decode_request(body, timing)
     kwargs = _json_query(request, "args", {})
     if not isinstance(kwargs, dict):
         raise MalformedRequestError("query parameter 'args' must be a JSON object")
+    tensor_bytes: bytearray | mmap.mmap | memoryview = body
+    if form_request:
+        form = await _read_form(body, content_type)
+        op = _form_op(op, form)
+        for key, value in form.args.items():
+            if key in kwargs:
+                raise MalformedRequestError(f"argument {key!r} given in both the form and args")
+            kwargs[key] = value
+        tensor_bytes = form.tensors
+    if op is None:
+        raise UnsupportedOpError(NO_OP)
+    decoded = await decode_request(tensor_bytes, timing)
     used: set[str] = set()  # body tensors that args refer to (possibly more than once)
     kwargs = {k: from_wire(v, lambda ref: _execute_ref(decoded, ref.kind, ref.name, used))
               for k, v in kwargs.items()}
@@ -158,6 +211,21 @@ async def execute(request: Request) -> Response:
     encoded = await compute(request, timing, work,
                                 lambda result: encode_outputs({"output": result}, timing))
     return tensor_response(encoded, timing)
+
+
+async def _read_form(body: bytearray | mmap.mmap, content_type: str | None) -> ExecuteForm:
+    if len(body) <= OFF_LOOP_BYTES:
+        return parse_execute_form(body, content_type)
+    return await anyio.to_thread.run_sync(parse_execute_form, body, content_type)
+
+
+def _form_op(queried: Op | None, form: ExecuteForm) -> Op | None:
+    if form.op is None:
+        return queried
+    if queried is not None and queried.name != form.op:
+        raise MalformedRequestError(f"two ops given: ?op={queried.name} and the form field "
+                                    f"{OP_FIELD}={form.op}")
+    return get_op(form.op)
 
 
 def _execute_ref(decoded: Decoded, kind: str, name: str, used: set[str]) -> torch.Tensor:
@@ -192,6 +260,7 @@ async def graph(request: Request) -> Response:
     if missing:
         raise MalformedRequestError(f"graph refers to inputs {missing} that the body lacks")
     handles = {h: state.store.get(h) for h in sorted(g.refs_of_kind("handle"))}
+    owner = session_of(request)
 
     kept: dict[str, dict[str, Any]] = {}
 
@@ -206,10 +275,16 @@ async def graph(request: Request) -> Response:
                          if t.numel()}
         kept.update(state.store.put_many({
             k: outputs[k].clone() if outputs[k].untyped_storage().data_ptr() in body_storages
-            else outputs[k] for k in g.keep}))
+            else outputs[k] for k in g.keep}, owner=owner, freeing=g.release))
         returned = {k: v for k, v in outputs.items() if k not in kept}
-        meta = {HANDLES_METADATA_KEY: json.dumps(kept)} if kept else None
-        return encode_outputs(returned, timing, meta)
+        meta = {HANDLES_METADATA_KEY: json.dumps(kept)} if kept else {}
+        if g.release:  # freed once the reply is laid out: a failed graph frees nothing
+            held, missing = state.store.split_held(g.release)
+            meta[RELEASED_METADATA_KEY] = json.dumps({"released": held, "missing": missing})
+        encoded = encode_outputs(returned, timing, meta or None)
+        if g.release:
+            state.store.release_many(g.release)
+        return encoded
 
     try:
         return tensor_response(await compute(request, timing, work, reply), timing)
@@ -234,8 +309,10 @@ async def put_tensor(request: Request) -> Response:
                                     f"{len(decoded.tensors)}")
     (tensor,) = decoded.tensors.values()
     # Held on the worker too: the store copies a tensor that aliases the body.
+    owner = session_of(request)
     (info,) = (await compute(request, timing, lambda: tensor.to(state.device),
-                                 lambda moved: state.store.put_many({"t": moved}))).values()
+                             lambda moved: state.store.put_many({"t": moved}, owner=owner))
+               ).values()
     return JSONResponse(info, status_code=201, headers={"server-timing": timing.header()})
 
 

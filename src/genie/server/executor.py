@@ -23,7 +23,7 @@ import anyio
 import torch
 
 from genie.errors import InvalidArgumentError, MalformedRequestError, ServerBusyError
-from genie.graph import Ref, from_wire, refs_in
+from genie.graph import Ref, from_wire, handle_ids, refs_in
 from genie.ops import MetaCache, Op, OpContext, StagedCache, get_op
 from genie.ops.meta import check_output
 from genie.server.device import timed
@@ -56,6 +56,8 @@ class Graph:
     steps: list[Step]
     outputs: list[str]
     keep: list[str] = field(default_factory=list)
+    #: Handles to free after the graph ran (``genie.graph``).
+    release: list[str] = field(default_factory=list)
 
     @classmethod
     def from_json(cls, text: str) -> Graph:
@@ -98,7 +100,9 @@ class Graph:
                 raise MalformedRequestError(f"graph {name!r} names unknown nodes {missing}")
         if not set(keep) <= set(outputs):
             outputs = outputs + [k for k in keep if k not in outputs]
-        return cls(steps=steps, outputs=list(dict.fromkeys(outputs)), keep=list(keep))
+        release = handle_ids(spec.get("release", []), "graph 'release'")
+        return cls(steps=steps, outputs=list(dict.fromkeys(outputs)), keep=list(keep),
+                   release=list(dict.fromkeys(release)))
 
     def refs_of_kind(self, kind: str) -> set[str]:
         """The names of the graph's references of ``kind`` (``input`` or ``handle``)."""

@@ -46,8 +46,8 @@ async def on_http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     err: GenieError
     if exc.status_code == 404:
-        err = NotFoundError(f"no route {request.method} {request.url.path}; see GET /health "
-                            "and docs/protocol.md")
+        err = NotFoundError(f"no route {request.method} {request.url.path}; GET / lists the "
+                            "routes (docs/protocol.md describes them)")
     elif exc.status_code == 405:
         err = MethodNotAllowedError(f"{request.method} is not allowed on {request.url.path}")
     else:

@@ -22,6 +22,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from genie.errors import AuthError, GenieError
 from genie.server.failures import ERROR_TYPE_KEY, on_unexpected
+from genie.server.sessions import session_of
 from genie.server.state import ServerState, state_of
 
 __all__ = ["COMPUTE_MS_KEY", "AccountingMiddleware", "DebugDelayMiddleware", "Endpoint", "authorized"]
@@ -33,10 +34,12 @@ Endpoint = Callable[[Request], Awaitable[Response]]
 
 
 def authorized(endpoint: Endpoint) -> Endpoint:
-    """Require ``Authorization: Bearer <token>`` when the server has a token."""
+    """Require ``Authorization: Bearer <token>`` when the server has a token; then the
+    request counts as activity of its session (``X-Genie-Session``) while it runs."""
 
     async def guarded(request: Request) -> Response:
-        token = state_of(request).config.token
+        state = state_of(request)
+        token = state.config.token
         if token is not None:
             given = request.headers.get("authorization", "")
             scheme, _, value = given.partition(" ")
@@ -45,7 +48,8 @@ def authorized(endpoint: Endpoint) -> Endpoint:
                 raise AuthError("missing or wrong bearer token: send "
                                 "'Authorization: Bearer <token>' (--token / GENIE_TOKEN)")
         try:
-            return await endpoint(request)
+            with state.store.active(session_of(request)):
+                return await endpoint(request)
         except (GenieError, HTTPException, torch.OutOfMemoryError):
             raise  # their handlers answer them
         except Exception as exc:

@@ -16,12 +16,12 @@ from collections.abc import Iterable
 from datetime import datetime, timezone
 from typing import Any
 
-from pytest_genie.checks import GPU_DETECTION, KINDS, SERVER_CONNECTIVITY, Check, Key
+from pytest_genie.checks import GPU_DETECTION, KINDS, LLM_DECODE_COLOCATION, SERVER_CONNECTIVITY, Check, Key
 from pytest_genie.report.inputs import ResultFile, number, parse_time
 from pytest_genie.results import STATUSES
 
-__all__ = ["base_name", "detail", "failure_message", "gpu_info", "pick", "round_to", "session_info",
-           "side_analysis", "summarize"]
+__all__ = ["base_name", "decode_colocation", "detail", "failure_message", "gpu_info", "pick", "round_to",
+           "session_info", "side_analysis", "summarize"]
 
 
 def round_to(value: float | None, digits: int = 4) -> float | None:
@@ -187,3 +187,50 @@ def side_analysis(tests: list[dict[str, Any]], files: list[str]) -> dict[str, An
         "total_time_ms": round_to(sum(timings)) if timings else None,
         "tests": [{**t, "message": failure_message(t)} for t in tests],
     }
+
+
+#: What the report shows of each way of the decode check (the cache kept, the cache shipped).
+_DECODE_FIGURES = (Key.REQUESTS_PER_STEP, Key.SERVER_REQUESTS, Key.BYTES_SENT, Key.BYTES_RECEIVED,
+                   Key.TOTAL_MS, Key.STEP_MS_MEDIAN)
+
+
+def decode_colocation(client_tests: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The decode check's figures: each way's totals, and what keeping the KV cache on the server
+    saves, recomputed from those totals (bytes both ways; the median step's time).  None when no
+    test recorded it."""
+    record = pick(client_tests, LLM_DECODE_COLOCATION)
+    if record is None:
+        return None
+    details = record["details"]
+
+    def way(key: str) -> dict[str, float | None]:
+        values = details.get(key)
+        return {k: number(values.get(k)) if isinstance(values, dict) else None for k in _DECODE_FIGURES}
+
+    kept, shipped = way(Key.KV_KEPT), way(Key.KV_SHIPPED)
+    steps = number(details.get(Key.STEPS))
+    for figures in (kept, shipped):
+        sent, received = figures[Key.BYTES_SENT], figures[Key.BYTES_RECEIVED]
+        both = sent + received if sent is not None and received is not None else None
+        figures["bytes_per_step"] = round_to(both / steps, 1) if both is not None and steps else None
+    kept_bytes, shipped_bytes = kept["bytes_per_step"], shipped["bytes_per_step"]
+    model = details.get(Key.MODEL)
+    return {
+        "status": record["status"],
+        Key.STEPS: steps,
+        Key.PROMPT_TOKENS: number(details.get(Key.PROMPT_TOKENS)),
+        "layers": number(model.get("layers")) if isinstance(model, dict) else None,
+        Key.TOKENS_MATCH_EAGER: details.get(Key.TOKENS_MATCH_EAGER),
+        Key.KV_CACHE_BYTES: number(details.get(Key.KV_CACHE_BYTES)),
+        Key.KV_KEPT: kept,
+        Key.KV_SHIPPED: shipped,
+        Key.BYTES_RATIO: _ratio(shipped_bytes, kept_bytes),
+        Key.BYTES_SAVED_PCT: _ratio(
+            100.0 * (shipped_bytes - kept_bytes) if shipped_bytes is not None and kept_bytes is not None
+            else None, shipped_bytes, 1),
+        Key.TIME_RATIO: _ratio(shipped[Key.STEP_MS_MEDIAN], kept[Key.STEP_MS_MEDIAN]),
+    }
+
+
+def _ratio(num: float | None, den: float | None, digits: int = 2) -> float | None:
+    return round_to(num / den, digits) if num is not None and den else None

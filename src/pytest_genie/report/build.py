@@ -23,6 +23,7 @@ from pytest_genie.checks import Key
 from pytest_genie.report.analysis import gpu_info, session_info, side_analysis, summarize
 from pytest_genie.report.charts import MISSING_HINT, chart_file, render_charts
 from pytest_genie.report.claims import performance_claims
+from pytest_genie.report.compat import original_layout
 from pytest_genie.report.figures import rows_with
 from pytest_genie.report.html import HTML_NAME, render_html
 from pytest_genie.report.inputs import (
@@ -94,10 +95,11 @@ def build_report(result_files: list[Path], history_dirs: list[Path],
     label = " + ".join(sorted({d.name for d in own_dirs}))
     current = session_entry(files, label, None)
     earlier = [d for d in history_dirs if Path(d).resolve() not in own_dirs]
+    generated_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
     report: dict[str, Any] = {
         "report_info": {
             "generator": f"genie-report {installed_version() or 'unknown'}",
-            "generated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "generated_at": generated_at,
             "sources": [str(f.path) for f in files],
         },
         "session_info": info,
@@ -111,6 +113,8 @@ def build_report(result_files: list[Path], history_dirs: list[Path],
         "recommendations": recommend(server, client, gpu, perf, summary),
         "trend": build_trend(current, earlier),
         "charts": {"files": {}, "missing": None},
+        # The original report's keys, for parsers written against it (compat.py).
+        **original_layout(files, perf, info[Key.SERVER_URL], info["started"], generated_at),
     }
     return report
 

@@ -2,10 +2,12 @@
 
 Result files follow the plugin contract (``test_info`` + ``tests[]``). ``details`` is normally an
 object, but the original guide stored JSON *strings* there, so strings are parsed when they hold a
-JSON object and otherwise kept as text (under ``Key.TEXT``). Anything a hand edit or another tool
-may leave (NaN, an unknown status, a timing that is not a number) is read as "not measured" or
-ERROR rather than stopping the report; only a file that is not a result file at all raises
-:class:`ReportInputError`, naming the file.
+JSON object and otherwise kept as text (under ``Key.TEXT``). The original scripts wrote no
+``test_info`` but a top-level ``server_info`` / ``client_info`` (hostname, timestamp, test_type):
+that is read as the test_info, and kept in it under its own name, as the plugin writes it.
+Anything a hand edit or another tool may leave (NaN, an unknown status, a timing that is not a
+number) is read as "not measured" or ERROR rather than stopping the report; only a file that is
+not a result file at all raises :class:`ReportInputError`, naming the file.
 """
 
 from __future__ import annotations
@@ -20,9 +22,11 @@ from typing import Any
 from pytest_genie.checks import Key
 from pytest_genie.results import STATUSES, json_safe, result_file_name
 
-__all__ = ["CLIENT_GLOB", "SERVER_GLOB", "ReportInputError", "ResultFile", "find_result_files",
-           "load_result_file", "normalize_details", "number", "parse_time"]
+__all__ = ["CLIENT_GLOB", "ORIGINAL_INFO_KEYS", "SERVER_GLOB", "ReportInputError", "ResultFile",
+           "find_result_files", "load_result_file", "normalize_details", "number", "parse_time"]
 
+#: Where the original scripts kept what test_info holds (and where the plugin copies it).
+ORIGINAL_INFO_KEYS = ("server_info", "client_info")
 SERVER_GLOB = result_file_name("server", "*")
 CLIENT_GLOB = result_file_name("client", "*")
 
@@ -90,7 +94,14 @@ def load_result_file(path: Path) -> ResultFile:
     if not isinstance(data, dict) or not isinstance(data.get("tests"), list):
         raise ReportInputError(f"{path} is not a Genie result file: expected an object with a 'tests' list")
     raw_info = data.get("test_info")
-    info: dict[str, Any] = raw_info if isinstance(raw_info, dict) else {}
+    info: dict[str, Any] = dict(raw_info) if isinstance(raw_info, dict) else {}
+    for key in ORIGINAL_INFO_KEYS:
+        side_info = info.get(key, data.get(key))
+        if isinstance(side_info, dict):
+            info[key] = side_info
+            for name in ("hostname", "timestamp", "test_type"):
+                if info.get(name) is None and side_info.get(name) is not None:
+                    info[name] = side_info[name]
     tests = []
     for index, entry in enumerate(data["tests"]):
         if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):

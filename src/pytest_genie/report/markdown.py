@@ -12,7 +12,14 @@ from datetime import timezone
 from pathlib import Path
 from typing import Any
 
-from pytest_genie.checks import CHECKS, ERROR_HANDLING, GPU_DETECTION, NETWORK_THROUGHPUT, Key
+from pytest_genie.checks import (
+    CHECKS,
+    ERROR_HANDLING,
+    GPU_DETECTION,
+    LLM_DECODE_COLOCATION,
+    NETWORK_THROUGHPUT,
+    Key,
+)
 from pytest_genie.report.analysis import base_name
 from pytest_genie.report.charts import CHARTS
 from pytest_genie.report.figures import LOCAL_FASTER, NO_CLEAR_DIFFERENCE, disturbance_text
@@ -335,9 +342,46 @@ def render_markdown(report: dict[str, Any]) -> str:
         "Client-Side Results", report["client_side"], "run `pytest -m client --genie-server=HOST` on a client"
     )
     lines += _performance_section(report)
+    lines += _decode_section(report["performance"].get(LLM_DECODE_COLOCATION.name))
     lines += _comparison_section(report.get("comparison"))
     lines += ["## Recommendations", ""]
     lines += [f"{i}. {rec['text']}" for i, rec in enumerate(report["recommendations"], 1)] or ["None."]
     lines += [""]
     lines += _trend_section(report)
     return "\n".join(lines)
+
+
+def _decode_section(decode: dict[str, Any] | None) -> list[str]:
+    """The decode check: a KV cache kept on the server as handles vs shipped every step."""
+    lines = ["### LLM Decode Co-location"]
+    if decode is None:
+        return [*lines, f"- **KV cache kept vs shipped**: {NOT_MEASURED}", ""]
+    steps, match = decode[Key.STEPS], decode[Key.TOKENS_MATCH_EAGER]
+    lines += [
+        f"{int(steps) if steps else NOT_MEASURED} greedy decode steps of a "
+        f"{int(decode['layers']) if decode['layers'] else '?'}-layer GPT-2-style model after a "
+        f"{int(decode[Key.PROMPT_TOKENS]) if decode[Key.PROMPT_TOKENS] else '?'}-token prompt "
+        f"({decode['status']}; tokens equal eager: {'yes' if match else 'no' if match is False else '?'}); "
+        f"final KV cache {format_bytes(decode[Key.KV_CACHE_BYTES])}.",
+        "",
+        "| KV cache | requests per step | sent | received | per step, both ways | median step | total |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for label, key in (("kept on the server", Key.KV_KEPT), ("shipped each step", Key.KV_SHIPPED)):
+        w = decode[key]
+        per = w[Key.REQUESTS_PER_STEP]
+        lines.append(
+            f"| {label} | {f'{per:g}' if per is not None else NOT_MEASURED} "
+            f"| {format_bytes(w[Key.BYTES_SENT])} | {format_bytes(w[Key.BYTES_RECEIVED])} "
+            f"| {format_bytes(w['bytes_per_step'])} "
+            f"| {format_ms(w[Key.STEP_MS_MEDIAN])} | {format_ms(w[Key.TOTAL_MS])} |"
+        )
+    ratio, saved, faster = decode[Key.BYTES_RATIO], decode[Key.BYTES_SAVED_PCT], decode[Key.TIME_RATIO]
+    lines += [
+        "",
+        "- **Co-location saves**: "
+        + (f"{format_pct(saved)} of the bytes ({ratio:.2f}× fewer)" if ratio is not None else NOT_MEASURED)
+        + (f"; shipping the cache makes the median step {faster:.2f}× as long" if faster is not None else ""),
+        "",
+    ]
+    return lines

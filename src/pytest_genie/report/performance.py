@@ -18,6 +18,7 @@ from pytest_genie.checks import (
     GPU_DETECTION,
     HTTP_TENSOR_TRANSFER,
     LARGE_TENSOR_HANDLING,
+    LLM_DECODE_COLOCATION,
     MULTI_OPERATION_CHAIN,
     NETWORK_CONNECTIVITY,
     NETWORK_THROUGHPUT,
@@ -29,7 +30,7 @@ from pytest_genie.checks import (
     Check,
     Key,
 )
-from pytest_genie.report.analysis import detail, pick, round_to
+from pytest_genie.report.analysis import decode_colocation, detail, pick, round_to
 from pytest_genie.report.figures import Figure, figure, verdict
 from pytest_genie.report.inputs import number
 from pytest_genie.stats import break_even_start
@@ -179,4 +180,5 @@ def performance(server_tests: list[dict[str, Any]], client_tests: list[dict[str,
         "server_op_median_round_trip_ms": detail(server_tests, SERVER_OPERATIONS, Key.MEDIAN_ROUND_TRIP_MS),
         "chain_round_trip_ms": detail(client_tests, MULTI_OPERATION_CHAIN, Key.ROUND_TRIP_MS),
         "chain_requests": detail(client_tests, MULTI_OPERATION_CHAIN, Key.REQUESTS_MADE),
+        LLM_DECODE_COLOCATION.name: decode_colocation(client_tests),
     }

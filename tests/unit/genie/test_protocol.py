@@ -12,6 +12,7 @@ import torch
 import genie
 from genie.client import AsyncClient, Client
 from genie.errors import ConfigurationError
+from genie.protocol import is_healthy
 from genie.server.runner import BackgroundServer
 
 
@@ -36,7 +37,7 @@ def test_url_forms(given: str, url: str) -> None:
 @pytest.mark.parametrize("bad", ["", "   ", "ftp://127.0.0.1:21", "127.0.0.1:notaport",
                                  "127.0.0.1:99999", "127.0.0.1:0", "http://127.0.0.1:80/api",
                                  "http://user:pw@127.0.0.1:80", "http://127.0.0.1:80?x=1",
-                                 "http://:8080"])
+                                 "http://:8080", "http://", "https:///", "http:///"])
 def test_bad_urls_are_configuration_errors(bad: str) -> None:
     with pytest.raises(ConfigurationError) as info:
         Client(bad)
@@ -49,7 +50,7 @@ def test_every_url_form_reaches_the_server(server: BackgroundServer) -> None:
     for form in (f"127.0.0.1:{server.port}", f"http://127.0.0.1:{server.port}",
                  f"http://127.0.0.1:{server.port}/", server.url):
         with Client(form) as c:
-            assert c.health()["status"] == "ok"
+            assert c.health()["status"] == "healthy"
 
 
 def test_ipv6_loopback(x: torch.Tensor) -> None:
@@ -64,3 +65,8 @@ def test_ipv6_loopback(x: torch.Tensor) -> None:
             assert torch.equal(c.execute("relu", x), torch.relu(x))
     finally:
         srv.stop()
+
+
+def test_healthy_in_this_and_the_older_word() -> None:
+    assert is_healthy({"status": "healthy"}) and is_healthy({"status": "ok"})
+    assert not is_healthy({"status": "error"}) and not is_healthy({})

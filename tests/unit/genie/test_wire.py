@@ -4,7 +4,9 @@ malformed body with the documented error instead of crashing or guessing."""
 
 from __future__ import annotations
 
+import io
 import json
+import pickle
 import struct
 from pathlib import Path
 from typing import Any
@@ -16,8 +18,22 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from genie.errors import MalformedRequestError, UnsupportedDTypeError, WireFormatError
-from genie.wire import MAX_HEADER_BYTES, decode, dtype_from_name, dtype_name, encode
+from genie.errors import (
+    MalformedRequestError,
+    UnsupportedDTypeError,
+    UnsupportedMediaTypeError,
+    WireFormatError,
+    error_class_for,
+)
+from genie.wire import (
+    CONVERSION,
+    MAX_HEADER_BYTES,
+    decode,
+    dtype_from_name,
+    dtype_name,
+    encode,
+    foreign_format,
+)
 
 #: Every dtype the wire carries, by its safetensors code.
 WIRE_DTYPES: dict[str, torch.dtype] = {
@@ -424,3 +440,35 @@ def test_near_valid_headers_never_escape_the_error_tree(entries: dict[str, Any],
         return
     for name, t in out.tensors.items():  # accepted: then it is exactly what the header says
         assert list(t.shape) == entries[name]["shape"]
+
+
+def _saved(obj: Any, **kwargs: Any) -> bytes:
+    buf = io.BytesIO()
+    torch.save(obj, buf, **kwargs)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize(("make", "what"), [
+    (lambda: _saved(torch.ones(2)), "torch.save file"),
+    (lambda: _saved(torch.ones(2), _use_new_zipfile_serialization=False), "pickle"),
+    *((lambda p=p: pickle.dumps([1, 2], protocol=p), "pickle") for p in (2, 3, 4, 5)),
+])
+def test_pickles_are_recognised_and_refused_with_the_conversion(make: Any, what: str) -> None:
+    raw = make()
+    assert what in (foreign_format(raw) or "")
+    for buf in (raw, bytearray(raw)):
+        with pytest.raises(UnsupportedMediaTypeError) as info:
+            decode(buf)
+        assert info.value.status == 415 and info.value.error_type == "unsupported_media_type"
+        assert "pickle is refused for safety" in info.value.message
+        assert CONVERSION in info.value.message
+    assert error_class_for(415, "unsupported_media_type") is UnsupportedMediaTypeError
+    assert error_class_for(415, None) is UnsupportedMediaTypeError
+
+
+def test_what_is_not_a_pickle_stays_a_wire_format_error() -> None:
+    for raw in (b"hello there", b"\x80", b"\x80\x07" + b"\0" * 20, b"PK\x05\x06" + b"\0" * 18):
+        assert foreign_format(raw) is None
+        with pytest.raises(WireFormatError):
+            decode(raw)
+    assert foreign_format(encode({"x": torch.ones(3)}).to_bytes()) is None

@@ -1,5 +1,6 @@
-"""The documented checks (``checks.py``): the guide's 13 names (then the suite's own), and exactly
-one test function ``test_<name>`` for each in ``tests/server`` or ``tests/client``, under its marker.
+"""The documented checks (``checks.py``): the guide's 13 names and its week-2 decode check, then the
+suite's own, and exactly one test function ``test_<name>`` for each in ``tests/server`` or
+``tests/client``, under its marker.
 
 The test functions are read with ``ast``, not collected: collecting them would import torch
 and genie, and what is asserted here is the source's shape.
@@ -10,7 +11,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-from pytest_genie.checks import CHECKS, CONCURRENCY_SWEEP, GUIDE_CHECKS, KINDS, Key
+from pytest_genie.checks import CHECKS, CONCURRENCY_SWEEP, GUIDE_CHECKS, KINDS, LLM_DECODE_COLOCATION, Key
 
 #: The testing guide's checks by side.  A rename here is a rename in every result file and
 #: every report that reads old ones, so the list is spelled out, not derived.
@@ -21,6 +22,8 @@ GUIDE = {
                "remote_lazytensor_execution", "performance_comparison", "multi_operation_chain",
                "error_handling", "large_tensor_handling"],
 }
+#: From the guide's week-2 list ("LLM Decode Co-location"), after its 13.
+WEEK_TWO = {"server": [], "client": ["llm_decode_colocation"]}
 TESTS = Path(__file__).resolve().parents[2]  # tests/
 CHECK_FOLDERS = [TESTS / kind for kind in KINDS]
 
@@ -59,9 +62,12 @@ def _test_functions(folders: list[Path]) -> dict[str, list[tuple[Path, set[str]]
     return found
 
 
-def test_checks_are_the_guides_thirteen_in_its_order_then_the_suites_own() -> None:
-    assert [(c.name, c.kind) for c in GUIDE_CHECKS] == [(n, kind) for kind in KINDS for n in GUIDE[kind]]
-    assert (*GUIDE_CHECKS, CONCURRENCY_SWEEP) == CHECKS
+def test_checks_are_the_guides_in_its_order_then_the_suites_own() -> None:
+    guide = [(name, kind) for kind in KINDS for name in GUIDE[kind]]
+    assert [(c.name, c.kind) for c in GUIDE_CHECKS] == guide
+    assert (*GUIDE_CHECKS, LLM_DECODE_COLOCATION, CONCURRENCY_SWEEP) == CHECKS
+    assert [(c.name, c.kind) for c in CHECKS[len(GUIDE_CHECKS):-1]] == [
+        (name, kind) for kind in KINDS for name in WEEK_TWO[kind]]
 
 
 def test_every_headline_figure_is_a_details_key() -> None:

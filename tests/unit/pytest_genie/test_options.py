@@ -68,6 +68,8 @@ def test_results_dir_from_cli_is_relative_to_the_invocation_dir(pytester: pytest
     (["--genie-server=ftp://host"], {}, "*scheme must be http or https*"),
     (["--genie-server=host:0"], {}, "*port 0*"),
     ([], {"GENIE_SERVER": "http://h/path"}, "environment variable GENIE_SERVER=*no path*"),
+    (["--genie-server=http://"], {}, "--genie-server=http://: 'http://': no host*"),
+    (["--genie-server=https:///"], {}, "--genie-server=https:///: *no host*"),
     ([], {"GENIE_REPORT": "maybe"}, "environment variable GENIE_REPORT=*expected a boolean*"),
     ([], {"GENIE_LARGE_MB": "-5"}, "environment variable GENIE_LARGE_MB=*> 0*"),
     (["-o", "genie_require_gpu=sometimes"], {}, "ini option genie_require_gpu*expected a boolean*"),

@@ -135,11 +135,56 @@ def test_marker_selection_writes_only_that_file(
     assert list(_by_name(load_results(folder, "server"))) == ["alpha", "marked_skip"]
 
 
-def test_no_documented_tests_leave_no_folder(pytester: pytest.Pytester) -> None:
-    pytester.makepyfile("def test_plain(): pass")
+def test_no_documented_tests_leave_no_folder(pytester: pytest.Pytester, mixed_tests: None) -> None:
+    pytester.makepyfile(test_plain="def test_plain(): pass")
     results = pytester.path / "results"
-    pytester.runpytest(f"--genie-results-dir={results}").assert_outcomes(passed=1)
+    pytester.runpytest("test_plain.py", f"--genie-results-dir={results}").assert_outcomes(passed=1)
     assert not results.exists()
+    # Nor does collecting documented tests without running them.
+    pytester.runpytest("--collect-only", f"--genie-results-dir={results}")
+    assert not results.exists()
+
+
+def test_a_run_killed_in_its_first_test_leaves_each_kinds_file(
+        pytester: pytest.Pytester, session_folders: Folders, load_results: Load) -> None:
+    pytester.makepyfile("""
+        import os, signal, pytest
+
+        @pytest.mark.server
+        def test_killed():
+            os.kill(os.getpid(), signal.SIGKILL)
+
+        @pytest.mark.client
+        def test_never_run():
+            pass
+    """)
+    results = pytester.path / "results"
+    result = pytester.runpytest_subprocess(f"--genie-results-dir={results}")
+    assert result.ret == -signal.SIGKILL
+    (folder,) = session_folders(results)
+    for kind, test_type in (("server", "server_side"), ("client", "client_side")):
+        doc = load_results(folder, kind)
+        assert doc["tests"] == [] and doc["test_info"]["test_type"] == test_type
+
+
+def test_a_check_selection_that_collects_nothing_says_where_the_checks_live(
+        pytester: pytest.Pytester) -> None:
+    """``pytest -m client --genie-server=...`` run outside the repository."""
+    pytester.makepyfile("def test_plain(): pass")
+    result = pytester.runpytest("-m", "client", "--genie-server=127.0.0.1:9",
+                                f"--genie-results-dir={pytester.path / 'r'}")
+    assert result.ret == pytest.ExitCode.NO_TESTS_COLLECTED
+    checks = Path(__file__).resolve().parents[2]  # this checkout's tests/
+    result.stdout.fnmatch_lines([
+        "Genie: -m client collected no documented check (pytest exit status 5).",
+        f"The checks live in {checks}/server and {checks}/client. Run from the repository: "
+        f"cd {checks.parent} && pytest -m client ...",
+        f"or name the folder: pytest -m client {checks / 'client'} ...",
+    ])
+    # A run that selects no check kind says nothing of the kind.
+    plain = pytester.runpytest("-k", "nothing_matches", f"--genie-results-dir={pytester.path / 'r'}")
+    assert plain.ret == pytest.ExitCode.NO_TESTS_COLLECTED
+    assert "Genie:" not in plain.stdout.str()
 
 
 def test_test_info_hook_extends_the_envelope(

@@ -1,12 +1,15 @@
 """The record model, JSON coercion and session folder (``results.py``), mostly without a
-pytest run around them.
+pytest run around them: files made with the user's umask, each kind's file there before
+any test has run, and the original scripts' server_info / client_info in test_info.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
+import socket
+import stat
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from decimal import Decimal
 from fractions import Fraction
@@ -14,7 +17,14 @@ from pathlib import Path
 
 import pytest
 
-from pytest_genie.results import ResultsSession, TestRecord, environment_info, json_safe
+from pytest_genie.host import ip_addresses
+from pytest_genie.results import (
+    ResultsSession,
+    TestRecord,
+    environment_info,
+    json_safe,
+    write_text_atomic,
+)
 
 pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 
@@ -138,3 +148,55 @@ def test_sessions_never_overwrite_each_other(pytester: pytest.Pytester, session_
     pytester.runpytest(f"--genie-results-dir={results}").assert_outcomes(passed=1)
     assert len(session_folders(results)) == 4
     assert {p.name: p.read_bytes() for p in first.iterdir()} == before
+
+
+@pytest.fixture
+def umask_027() -> Iterator[None]:
+    """The process umask set to 027 for the test (a CI runner's may be anything)."""
+    old = os.umask(0o027)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_files_and_folders_get_the_users_umask(tmp_path: Path, make_record: Callable[..., TestRecord],
+                                               umask_027: None) -> None:
+    session = ResultsSession(results_dir=tmp_path / "reports", started=STARTED)
+    session.add(make_record())
+    assert session.folder is not None
+    assert _mode(session.folder) == 0o750 and _mode(session.files["server"]) == 0o640
+    write_text_atomic(tmp_path / "report.md", "# report\n")
+    assert _mode(tmp_path / "report.md") == 0o640
+    os.umask(0o022)
+    write_text_atomic(tmp_path / "report.md", "# again\n")  # replaced, with the new umask
+    assert _mode(tmp_path / "report.md") == 0o644
+    assert not [p for p in os.listdir(tmp_path) if p.endswith(".tmp")]
+
+
+def test_start_writes_each_kinds_file_before_any_test(tmp_path: Path,
+                                                      make_record: Callable[..., TestRecord]) -> None:
+    session = ResultsSession(results_dir=tmp_path, started=STARTED,
+                             server_url="http://127.0.0.1:8888")
+    session.start(["server", "client"])
+    docs = {kind: json.loads(path.read_text(encoding="utf-8")) for kind, path in session.files.items()}
+    assert {kind: doc["tests"] for kind, doc in docs.items()} == {"server": [], "client": []}
+    session.add(make_record())
+    assert len(json.loads(session.files["server"].read_text(encoding="utf-8"))["tests"]) == 1
+
+
+def test_test_info_names_the_nodes_as_the_original_scripts_did(
+        tmp_path: Path, make_record: Callable[..., TestRecord]) -> None:
+    session = ResultsSession(results_dir=tmp_path, started=STARTED)
+    session.add(make_record(kinds=["server"]))
+    session.add(make_record("server_connectivity", kinds=["client"], server_url="http://10.0.0.7:8888"))
+    server = json.loads(session.files["server"].read_text(encoding="utf-8"))["test_info"]
+    client = json.loads(session.files["client"].read_text(encoding="utf-8"))["test_info"]
+    here = {"hostname": socket.gethostname(), "ip_addresses": ip_addresses()}
+    assert server["server_info"] == here and "client_info" not in server
+    assert client["client_info"] == {**here, "server_ip": "10.0.0.7"}
+    assert all(isinstance(a, str) and not a.startswith("127.") for a in here["ip_addresses"])

@@ -1,8 +1,8 @@
 """``genie.AsyncClient`` (genie.client.aio), the asyncio twin: every operation against
 a real server, concurrent requests on one client, the same error tree (no raw httpx
-exception escapes, timeouts are TransportErrors), and a POST whose connection closed
-without a reply is never resent; retries are counted and large bodies report progress
-through the same code as the sync client's."""
+exception escapes, timeouts are TransportErrors), a POST whose connection closed
+without a reply is never resent, and ``aclose`` ends the session in one request; retries
+are counted and large bodies report progress through the same code as the sync client's."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import torch
 
-from genie.client import AsyncClient, Progress
+from genie.client import AsyncClient, Client, Progress
 from genie.errors import AuthError, NotFoundError, ServerError, TransportError, UnsupportedOpError
 from genie.server.runner import BackgroundServer
 
@@ -24,7 +24,7 @@ def test_async_client_does_the_same(server: BackgroundServer, make_server: Calla
 
     async def main() -> None:
         async with AsyncClient(f"127.0.0.1:{server.port}", retries=0) as c:
-            assert (await c.check_compatible())["status"] == "ok"
+            assert (await c.check_compatible())["status"] == "healthy"
             assert (await c.stats())["requests"]["total"] >= 1
             assert "matmul" in await c.ops()
             assert (await c.device())["benchmark"]["median_ms"] > 0
@@ -90,7 +90,8 @@ def test_async_client_never_resends_a_post(canned: Callable[..., Any],
     srv = canned(lambda head: None if head.startswith(b"POST") else fixed(b'{"status": "ok"}'))
 
     async def main() -> None:
-        async with AsyncClient(f"127.0.0.1:{srv.port}", retries=3) as c:
+        # No session: closing then sends nothing (ending a session: test_aclose_ends_...).
+        async with AsyncClient(f"127.0.0.1:{srv.port}", retries=3, session=None) as c:
             assert await c.health() == {"status": "ok"}
             with pytest.raises(TransportError) as info:
                 await c.put(torch.ones(3))
@@ -115,3 +116,22 @@ def test_async_client_reports_progress_of_large_bodies(server: BackgroundServer)
         done = [p.done for p in seen if p.phase == phase]
         assert len(done) >= 2 and done == sorted(done), phase
         assert done[-1] == [p.total for p in seen if p.phase == phase][-1], phase
+def test_aclose_ends_the_session_in_one_request(server: BackgroundServer) -> None:
+    async def main() -> None:
+        c = AsyncClient(server.url, retries=0)
+        handles = [await c.put(torch.ones(4)) for _ in range(3)]
+        with Client(server.url, session=None) as probe:
+            assert probe.session_info(c.session)["handles"] == 3
+            await c.aclose()
+            await c.aclose()  # twice: nothing more
+            with pytest.raises(NotFoundError):
+                probe.session_info(c.session)
+            for handle in handles:
+                with pytest.raises(NotFoundError):
+                    probe.get(handle)
+            async with AsyncClient(server.url) as d:
+                await d.put(torch.ones(2))
+            with pytest.raises(NotFoundError):
+                probe.session_info(d.session)
+
+    asyncio.run(main())

@@ -1,7 +1,9 @@
 """What both clients share (genie.client.calls): the token's form, handle ids that
 reach the server verbatim, the error tree an error reply maps to (status and class,
-401 never retried, 413s told apart), and the retry policy: only connection failures
-and 503 are retried, with growing delays."""
+401 never retried, 413s told apart), the retry policy: only connection failures
+and 503 are retried, with growing delays; and the session: every request names the
+client's own, one request releases many handles, and deferred releases travel with
+the next graph, freed only if it succeeds."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ import pytest
 import torch
 
 from genie.client import AsyncClient, Client
+from genie.client.calls import Plan
 from genie.errors import (
     AuthError,
     BudgetExceededError,
@@ -83,7 +86,7 @@ def test_remote_errors_map_to_their_classes(client: Client, x: torch.Tensor) -> 
         assert isinstance(info.value, GenieError)
     with pytest.raises(InvalidArgumentError, match=r"\[2, 3\]"):
         client.execute("matmul", x, other=x)
-    assert client.health()["status"] == "ok"
+    assert client.health()["status"] == "healthy"
 
 
 def test_auth(make_server: Callable[..., BackgroundServer], transport: str, x: torch.Tensor) -> None:
@@ -123,3 +126,67 @@ def test_retry_policy() -> None:
             assert c.retry_delay(err, 0) is None
         delays = [c.retry_delay(ServerBusyError("busy"), a) for a in range(3)]
         assert delays == sorted(delays) and delays[0] > 0  # type: ignore[type-var,operator]
+
+
+def test_every_request_names_the_clients_own_session(client: Client,
+                                                     server: BackgroundServer) -> None:
+    assert len(client.session or "") == 32 and set(client.session or "") <= set("0123456789abcdef")
+    assert Client(server.url).session != Client(server.url).session
+    client.health()
+    client.ops()
+    with Client(server.url, session=None) as probe:  # no session: not counted as client's
+        assert probe.session_info(client.session)["requests"] == 2
+
+
+def test_release_frees_many_handles_in_one_request(client: Client) -> None:
+    handles = [client.put(torch.full((4,), float(i))) for i in range(10)]
+    client.defer_release(handles[0])
+    before = client.requests
+    out = client.release(*handles[1:])
+    assert client.requests - before == 1
+    assert out == {"released": [h.id for h in handles[1:]] + [handles[0].id], "missing": [],
+                   "count": 10, "bytes": 160}
+    assert client.pending_releases == ()
+    assert client.release()["count"] == 0 and client.requests - before == 1  # nothing: no request
+    assert client.release(handles[0])["missing"] == [handles[0].id]  # idempotent
+    with pytest.raises(NotFoundError):
+        client.get(handles[3])
+
+
+def test_deferred_releases_travel_with_the_next_graph_that_succeeds(client: Client) -> None:
+    a, b, c = (client.put(torch.full((3,), float(i))) for i in range(3))
+    client.defer_release(a, b.id)
+    assert client.pending_releases == (a.id, b.id)
+    assert torch.equal(client.get(a), torch.zeros(3))  # held until the next graph
+    before = client.requests
+    failing = {"nodes": [{"id": "r", "op": "reshape", "args": [{"handle": a.id}, [7]]}]}
+    with pytest.raises(InvalidArgumentError):
+        client.run_graph(failing)
+    assert client.pending_releases == (a.id, b.id)  # a failed graph frees nothing
+    graph = {"nodes": [{"id": "s", "op": "add", "args": [{"handle": a.id}, {"handle": b.id}]}]}
+    result = client.run_graph(graph, release=[c])  # reads a and b, then frees all three
+    assert client.requests - before == 2
+    assert torch.equal(result.outputs["s"], torch.ones(3))
+    assert result.released == [c.id, a.id, b.id] and result.missing == []
+    assert client.pending_releases == ()
+    for handle in (a, b, c):
+        with pytest.raises(NotFoundError):
+            client.get(handle)
+
+
+def test_no_session_and_named_sessions(server: BackgroundServer) -> None:
+    with Client(server.url, session=None) as anonymous:
+        assert "x-genie-session" not in anonymous.headers(Plan("GET", "/health"))
+        held = anonymous.put(torch.ones(2))
+    with Client(server.url, session=None) as probe:  # closing freed nothing: no session
+        assert torch.equal(probe.get(held), torch.ones(2))
+        probe.delete(held)
+    # Clients given the same id share one session: closing either ends it.
+    with Client(server.url, session="run-7") as one, Client(server.url, session="run-7") as two:
+        one.put(torch.ones(2))
+        two.put(torch.ones(2))
+        assert one.session_info()["handles"] == 2
+    for bad in ("", "a b", "x" * 129, "../x", "é"):
+        for cls in (Client, AsyncClient):
+            with pytest.raises(ConfigurationError, match="session"):
+                cls(server.url, session=bad)

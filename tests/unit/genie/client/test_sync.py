@@ -5,13 +5,20 @@ might send are read, closed keep-alive connections are replaced, timeouts and re
 connections are TransportErrors, a busy server is retried until it answers, and
 httpx (so the environment's proxy) is used exactly when the environment names one.
 Retries, reconnects and timeouts are counted; large bodies report their progress.
+Closing ends the client's session in one request, bounded and quiet when the server
+is gone or stuck; so does the interpreter's exit for clients still open (both twins).
 """
 
 from __future__ import annotations
 
 import contextlib
+import socket
+import subprocess
+import sys
 import threading
+import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -19,6 +26,7 @@ import pytest
 import torch
 
 from genie.client import Client, Progress, RemoteTensor
+from genie.client.sync import EXIT_TIMEOUT_S
 from genie.errors import (
     NotFoundError,
     RemoteError,
@@ -32,7 +40,7 @@ from genie.server.runner import BackgroundServer
 
 def test_health_stats_ops_device(client: Client) -> None:
     info = client.check_compatible()
-    assert info["status"] == "ok" and info["protocol_version"] == PROTOCOL_VERSION
+    assert info["status"] == "healthy" and info["protocol_version"] == PROTOCOL_VERSION
     assert client.stats()["requests"]["total"] >= 1
     assert "relu" in client.ops() and len(client.ops()) == info["ops"]
     assert client.device()["benchmark"]["median_ms"] > 0
@@ -334,3 +342,94 @@ def test_progress_of_a_large_body_both_ways(server: BackgroundServer, transport:
         assert done == sorted(done) and done[-1] == steps[-1].total, phase
         assert steps[-1].total is not None and steps[-1].total > x.numel() * 4, phase
         assert len(steps) >= 2 and done[0] < done[-1], f"{phase}: {done}"
+def _session_ends(probe: Client) -> int:
+    return int(probe.stats()["endpoints"].get("DELETE /sessions/{session}", {}).get("count", 0))
+
+
+def test_close_ends_the_session_in_one_request(server: BackgroundServer, transport: str) -> None:
+    with Client(server.url, session=None) as probe:
+        start = _session_ends(probe)
+        c = Client(server.url, retries=0)
+        handles = [c.put(torch.ones(8)) for _ in range(3)]
+        c.run_graph({"nodes": [{"id": "z", "op": "zeros", "args": [4]}], "keep": True})
+        assert probe.session_info(c.session)["handles"] == 4
+        c.close()
+        assert _session_ends(probe) - start == 1
+        with pytest.raises(NotFoundError):
+            probe.session_info(c.session)
+        for handle in handles:
+            with pytest.raises(NotFoundError, match="its session was closed"):
+                probe.get(handle)
+        c.close()  # twice: nothing more
+        with Client(server.url) as d:  # leaving the block closes it
+            d.put(torch.ones(2))
+            ended = d.session
+        assert _session_ends(probe) - start == 2
+        with pytest.raises(NotFoundError):
+            probe.session_info(ended)
+        with Client(server.url) as e:  # never held a handle: closing tells the server nothing
+            e.health()
+        assert _session_ends(probe) - start == 2
+
+
+def test_close_is_bounded_and_quiet_when_the_server_is_gone_or_stuck(
+        make_server: Callable[..., BackgroundServer], transport: str) -> None:
+    srv = make_server()
+    gone = Client(srv.url, retries=0)
+    gone.put(torch.ones(2))
+    srv.stop()
+    started = time.monotonic()
+    gone.close()  # connection refused: not an error, the lease would free them
+    assert time.monotonic() - started < 5
+    with socket.create_server(("127.0.0.1", 0)) as stuck:  # accepts, never answers
+        c = Client(f"127.0.0.1:{stuck.getsockname()[1]}", timeout=0.5, retries=0)
+        with pytest.raises(TransportError):
+            c.put(torch.ones(2))
+        started = time.monotonic()
+        c.close()
+        assert time.monotonic() - started < 5  # bounded by its timeout, not forever
+
+
+_EXIT_SCRIPT = """
+import asyncio, sys, torch, genie
+url, stuck_url = sys.argv[1:]
+sync = genie.Client(url)
+sync.put(torch.ones(4))
+async def main():
+    c = genie.AsyncClient(url)
+    await c.put(torch.ones(4))
+    return c
+kept = asyncio.run(main())  # its event loop is gone by the time the interpreter exits
+stuck = genie.Client(stuck_url, timeout=0.3, retries=0)  # a server that never answers
+try:
+    stuck.put(torch.ones(4))
+except genie.TransportError:
+    pass
+print(sync.session, kept.session, flush=True)
+"""  # ...and exits with all three clients still open
+
+
+def test_interpreter_exit_ends_open_sessions_bounded_and_quietly(
+        make_server: Callable[..., BackgroundServer], tmp_path: Path) -> None:
+    srv = make_server(handle_lease_s=0)  # no lease: only the clients' exit can free them
+    script = tmp_path / "exits.py"
+    script.write_text(_EXIT_SCRIPT)
+    with socket.create_server(("127.0.0.1", 0)) as stuck:  # accepts, never answers
+        proc = subprocess.Popen(
+            [sys.executable, str(script), srv.url, f"127.0.0.1:{stuck.getsockname()[1]}"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        assert proc.stdout is not None
+        sessions = proc.stdout.readline().split()
+        started = time.monotonic()
+        _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0 and err == "", err  # nothing raised or printed at exit
+    # The stuck server costs at most connect + send + read, each EXIT_TIMEOUT_S, on top
+    # of the interpreter's own teardown (about 2 s with torch loaded, on a busy machine).
+    assert time.monotonic() - started < 3 * EXIT_TIMEOUT_S + 10
+    with Client(srv.url, session=None) as probe:
+        for session in sessions:
+            with pytest.raises(NotFoundError):
+                probe.session_info(session)
+        stats = probe.stats()
+        assert stats["held"] == {"tensors": 0, "bytes": 0}
+        assert stats["sessions"]["freed"]["closed"] == {"sessions": 2, "handles": 2, "bytes": 32}

@@ -1,7 +1,8 @@
 """Materialization (genie.lazy.run): one request per materialization with a shared
 subgraph sent once and results cached, each local tensor sent once and not kept alive,
-and a decode loop whose kept cache grows on the server so each step sends only its new
-data."""
+a decode loop whose kept cache grows on the server so each step sends only its new
+data, and costs one request per step with last step's cache released in it; releases
+that do not wait are one request for many tensors."""
 
 from __future__ import annotations
 
@@ -10,12 +11,15 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 import torch
 import torch.nn.functional as F
 from torch.testing import assert_close
 
 import genie
+from genie.errors import GenieError
 from genie.lazy.run import build_graph
+from genie.server.runner import BackgroundServer
 
 
 def test_one_request_per_materialization_shared_subgraph_once(
@@ -90,3 +94,57 @@ def test_decode_loop_sends_only_new_data_per_step(client: genie.Client,
     per_step = sent[1:]  # step 0 has no cache to concatenate
     assert max(per_step) - min(per_step) <= 16, sent  # flat: the cache grows on the server
     assert max(sent) < weight_bytes / 20, (sent, weight_bytes)
+
+
+def test_decode_step_with_deferred_release_is_one_request(
+        client: genie.Client, server: BackgroundServer, graph_requests: Callable[[], int],
+        randn: Callable[..., torch.Tensor]) -> None:
+    d, steps = 8, 6
+    wq, wk = randn(d, d, seed=1), randn(d, d, seed=2)
+    tokens = [randn(1, d, seed=10 + s) for s in range(steps)]
+
+    def step(x: Any, wq: Any, wk: Any, cache: Any) -> tuple[Any, Any]:
+        k = x @ wk if cache is None else torch.cat([cache, x @ wk])
+        return torch.softmax((x @ wq) @ k.t(), dim=-1) @ k, k
+
+    eager, want = None, []
+    for x in tokens:
+        out, eager = step(x, wq, wk, eager)
+        want.append(out)
+    remote_wq, remote_wk = genie.remote(wq, keep=True), genie.remote(wk, keep=True)
+    with genie.Client(server.url, session=None) as probe:
+        def requests() -> int:
+            return int(probe.session_info(client.session)["requests"])
+
+        start, graphs, cache = requests(), graph_requests(), None
+        old_caches = []
+        for s, x in enumerate(tokens):
+            out, new_cache = step(genie.remote(x), remote_wq, remote_wk, cache)
+            if cache is not None:
+                genie.release(cache, defer=True)  # travels with this step's graph
+                old_caches.append(cache)
+            assert_close(genie.materialize(out, keep=[new_cache]), want[s])
+            cache = new_cache
+            assert requests() - start == s + 1  # every request the client made, counted
+        assert graph_requests() - graphs == steps  # ...and each was the step's one graph
+        held = probe.session_info(client.session)["handles"]
+        assert held == 3  # the two weights and the last cache: every older cache was freed
+    with pytest.raises(GenieError, match="released"):
+        (old_caches[0] + 1).materialize()  # its release went out with the next step
+
+
+def test_release_without_defer_is_one_request_for_many(
+        client: genie.Client, server: BackgroundServer, randn: Callable[..., torch.Tensor]) -> None:
+    kept = [genie.remote(randn(2, 2, seed=i), keep=True) for i in range(4)]
+    kept[0].materialize()  # a fetched value survives the release of its handle
+    with genie.Client(server.url, session=None) as probe:
+        def releases() -> int:
+            eps = probe.stats()["endpoints"]
+            return int(eps.get("POST /tensors/release", {}).get("count", 0))
+
+        before = releases()
+        genie.release(*kept)
+        assert releases() - before == 1
+        assert probe.session_info(client.session)["handles"] == 0
+    assert all(t.remote_handle is None for t in kept)
+    assert_close((kept[0] * 2).materialize(), randn(2, 2, seed=0) * 2)

@@ -70,6 +70,15 @@ def test_unknown_op_is_unsupported_and_lists_the_ops(name: str) -> None:
     assert repr(name) in info.value.message
 
 
+@pytest.mark.parametrize(("name", "first"), [("RELU", "relu"), ("relux", "relu"),
+                                             ("softmx", "softmax"), ("matmull", "matmul")])
+def test_unknown_op_names_the_closest_first(name: str, first: str) -> None:
+    with pytest.raises(UnsupportedOpError) as info:
+        get_op(name)
+    assert info.value.message.startswith(f"unsupported op {name!r}; did you mean {first}")
+    assert f"supported ops ({len(op_names())}" in info.value.message
+
+
 def test_non_string_op_names_are_unsupported() -> None:
     for name in (None, 3, ["relu"]):
         with pytest.raises(UnsupportedOpError):

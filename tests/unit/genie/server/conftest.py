@@ -126,7 +126,7 @@ def assert_serving(x: torch.Tensor) -> Callable[..., None]:
     """``assert_serving(http_or_server, headers=None)``: /health answers and a good
     request computes the right tensor."""
     def check(http: httpx.Client, headers: dict[str, str] | None) -> None:
-        assert http.get("/health", headers=headers).json()["status"] == "ok"
+        assert http.get("/health", headers=headers).json()["status"] == "healthy"
         out = _tensors_of(http.post("/execute?op=relu", content=_st_body({"x": x}),
                                     headers=headers))
         assert torch.equal(out["output"], torch.relu(x))

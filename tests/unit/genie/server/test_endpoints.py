@@ -1,14 +1,17 @@
 """The HTTP endpoints (genie.server.endpoints) over real HTTP: what each route reads,
-computes and answers: /health, /ops, /execute (body tensors bound by name, arguments
-from the query, tagged arguments, factories without a body, dtypes kept, in place over
-the received body), /echo, and /graph's kept outputs, which are handles only once the
-reply is sent, and never views of the request body; no /execute request a client can
-send makes the server answer a 500.
+computes and answers: /health (also in the original server's words, read by the original
+scripts' own grep and cut pipelines), GET / (the routes), /ops, /execute (body tensors
+bound by name, arguments from the query, tagged arguments, factories without a body,
+dtypes kept, in place over the received body), /echo, and /graph's kept outputs, which
+are handles only once the reply is sent, and never views of the request body; no
+/execute request a client can send makes the server answer a 500.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 from collections.abc import Callable
 from typing import Any
 
@@ -22,13 +25,14 @@ from hypothesis import strategies as st
 from genie.graph import HANDLES_METADATA_KEY
 from genie.ops import REGISTRY
 from genie.protocol import PROTOCOL_VERSION
+from genie.server.app import ROUTES
 from genie.server.runner import BackgroundServer
 from genie.wire import decode
 
 
 def test_health_reports_device_versions_and_counters(http: httpx.Client) -> None:
     info = http.get("/health").json()
-    assert info["status"] == "ok"
+    assert info["status"] == "healthy"
     assert info["device"] == "cpu" and info["device_type"] == "cpu"
     assert info["cuda_available"] is torch.cuda.is_available()
     for key in ("gpu_name", "gpu_count", "gpu_memory_total_bytes", "gpu_memory_free_bytes"):
@@ -38,7 +42,62 @@ def test_health_reports_device_versions_and_counters(http: httpx.Client) -> None
     assert info["ops"] == len(REGISTRY)
     assert info["auth"] is False
     assert info["uptime_s"] >= 0
-    assert set(info["requests"]) == {"total", "succeeded", "failed"}
+    assert set(info["stats"]) == {"total_requests", "successful", "failed"}
+
+
+def test_health_in_the_original_servers_words(server: BackgroundServer) -> None:
+    with httpx.Client(base_url=server.url, timeout=30) as http:
+        http.post("/execute?op=nope", content=b"")  # one failed request to count
+        info = http.get("/health").json()
+    assert info["status"] == "healthy"
+    assert info["uptime"] == info["uptime_s"] >= 0
+    stats = info["stats"]
+    assert stats["total_requests"] == stats["successful"] + stats["failed"]
+    assert stats["failed"] >= 1
+    assert "requests" not in info  # the counters appear once (the scripts grep "failed")
+
+
+#: The original scripts' reading of /health, verbatim (server_test_commands.sh and
+#: client_test_commands.sh): grep and cut over compact JSON, no JSON parser.
+ORIGINAL_PIPELINES = {
+    "healthy": """echo "$HEALTH_RESPONSE" | grep -q '"status":"healthy"' && echo yes""",
+    "device": """echo "$HEALTH_RESPONSE" | grep -o '"device":"[^"]*"' | cut -d'"' -f4""",
+    "cuda_available": ("""echo "$HEALTH_RESPONSE" | grep -o '"cuda_available":[^,]*' """
+                       """| cut -d':' -f2 | tr -d ' '"""),
+    "has_stats": """echo "$HEALTH_RESPONSE" | grep -q '"stats"' && echo yes""",
+    "total_requests": """echo "$HEALTH_RESPONSE" | grep -o '"total_requests":[0-9]*' | cut -d':' -f2""",
+    "successful": """echo "$HEALTH_RESPONSE" | grep -o '"successful":[0-9]*' | cut -d':' -f2""",
+    "failed": """echo "$HEALTH_RESPONSE" | grep -o '"failed":[0-9]*' | cut -d':' -f2""",
+}
+
+
+def test_the_original_scripts_grep_and_cut_health(server: BackgroundServer) -> None:
+    bash = shutil.which("bash")
+    assert bash, "bash runs the guide's scripts"
+    curl = shutil.which("curl")
+    fetch = (f"HEALTH_RESPONSE=$({curl} -s {server.url}/health)" if curl  # as the scripts do
+             else f"HEALTH_RESPONSE={json.dumps(httpx.get(f'{server.url}/health').text)}")
+    info = httpx.get(f"{server.url}/health").json()
+    got = {name: subprocess.run([bash, "-c", f"{fetch}\n{pipeline}"], capture_output=True,
+                                text=True, timeout=30).stdout.strip()
+           for name, pipeline in ORIGINAL_PIPELINES.items()}
+    assert got["healthy"] == "yes" and got["has_stats"] == "yes"
+    assert got["device"] == info["device"] == "cpu"
+    assert got["cuda_available"] == json.dumps(info["cuda_available"])
+    # Counters move between the requests; each is one whole number, read once.
+    assert int(got["total_requests"]) >= 1 and int(got["successful"]) >= 1
+    assert got["failed"].isdigit()  # exactly one match: one whole number, not two lines
+
+
+def test_index_lists_every_route(http: httpx.Client, server: BackgroundServer) -> None:
+    listing = http.get("/").json()
+    assert listing["service"] == "genie" and listing["protocol_version"] == PROTOCOL_VERSION
+    listed = {(e["method"], e["path"]) for e in listing["endpoints"]}
+    assert listed == {("GET", "/"), *((m, p) for m, p, _, _ in ROUTES)}
+    served = {(m, route.path) for route in server.app.routes for m in getattr(route, "methods", ())
+              if m != "HEAD"}
+    assert listed == served
+    assert all(e["description"] and "\n" not in e["description"] for e in listing["endpoints"])
 
 
 def test_ops_lists_every_op_with_its_signature(http: httpx.Client) -> None:

@@ -1,12 +1,15 @@
 """Errors as replies (genie.server.failures): every bad request is refused with its
 documented status and ``{"error": {"type", "message"}}``, counted once by type, and
 leaves the server healthy and serving; messages name what went wrong (both shapes of a
-mismatch, the supported ops), and running out of memory is a 503 the server survives.
+mismatch, the supported ops and the closest ones, how to convert a pickle, how to name
+an op), and running out of memory is a 503 the server survives.
 """
 
 from __future__ import annotations
 
+import io
 import json
+import pickle
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,7 +21,9 @@ import pytest
 import torch
 
 from genie.graph import GRAPH_METADATA_KEY
+from genie.server.endpoints import NO_OP
 from genie.server.runner import BackgroundServer
+from genie.wire import CONVERSION
 
 
 def raw_body(header: dict[str, Any] | bytes, data: bytes = b"") -> bytes:
@@ -39,6 +44,23 @@ class Bodies:
 
 
 GOOD = attrgetter("good")
+
+
+def _torch_save(b: Bodies, **kwargs: Any) -> bytes:
+    """What the original guide's clients uploaded: ``torch.save`` of the tensor."""
+    buf = io.BytesIO()
+    torch.save(b.x, buf, **kwargs)
+    return buf.getvalue()
+
+
+#: Every flavour of pickle a client may send: torch.save's zip, the pre-1.6 torch.save
+#: (a bare pickle), and pickle.dumps at its newest and oldest binary protocols.
+PICKLES = {
+    "torch-save-zip": _torch_save,
+    "torch-save-legacy": lambda b: _torch_save(b, _use_new_zipfile_serialization=False),
+    "pickle-5": lambda b: pickle.dumps(b.x, protocol=5),
+    "pickle-2": lambda b: pickle.dumps({"x": [1.0, 2.0]}, protocol=2),
+}
 
 
 def _lying(b: Bodies) -> bytes:
@@ -149,6 +171,11 @@ BAD_REQUESTS: list[tuple[str, str, str, dict[str, Any], int, str]] = [
      422, "invalid_arguments"),
     ("eye-of-1000-digits", "POST", "/execute?op=eye&args=" + '{"n":' + "7" * 1000 + "}", {},
      422, "invalid_arguments"),
+    # A pickle is never loaded, on any endpoint that takes a body.
+    *((f"{kind}-{path.split('?')[0].strip('/')}", "POST", path, {"content": make}, 415,
+       "unsupported_media_type")
+      for kind, make in PICKLES.items()
+      for path in ("/execute?op=relu", "/graph", "/tensors", "/echo")),
 ]
 
 
@@ -187,6 +214,34 @@ def test_unsupported_op_lists_supported_ops(http: httpx.Client, good_body: bytes
                                             assert_error: Callable[..., str]) -> None:
     message = assert_error(http.post("/execute?op=__import__", content=good_body), 422, "unsupported_op")
     assert "'__import__'" in message and "relu" in message and "matmul" in message
+    message = assert_error(http.post("/execute?op=RELU", content=good_body), 422, "unsupported_op")
+    assert message.startswith("unsupported op 'RELU'; did you mean relu")
+
+
+def test_no_op_says_how_to_name_one(http: httpx.Client, good_body: bytes,
+                                    assert_error: Callable[..., str]) -> None:
+    # Before the body is read: the answer does not wait for an upload.
+    assert assert_error(http.post("/execute", content=good_body), 422, "unsupported_op") == NO_OP
+    assert NO_OP == "no op given (use ?op=NAME or the form field operation)"
+
+
+def test_a_pickle_is_refused_saying_why_and_how_to_convert(
+        http: httpx.Client, x: torch.Tensor, st_body: Callable[..., bytes],
+        assert_error: Callable[..., str]) -> None:
+    bodies = Bodies(x, b"", st_body, lambda *a: b"")
+    for kind, make in PICKLES.items():
+        message = assert_error(http.post("/echo", content=make(bodies)), 415, "unsupported_media_type")
+        assert "pickle is refused for safety" in message and CONVERSION in message, kind
+        said = "a torch.save file" if kind == "torch-save-zip" else "a pickle"
+        assert message.startswith(f"the tensor data sent is {said}"), (kind, message)
+    # A valid safetensors body whose header length begins with the same bytes as a
+    # pickle (0x80, then protocol 2) is not mistaken for one.
+    head = json.dumps({"x": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}}).encode()
+    head += b" " * (0x0280 - len(head))
+    body = struct.pack("<Q", len(head)) + head + struct.pack("<2f", 1.5, -2.0)
+    assert body[:2] == b"\x80\x02"
+    echoed = http.post("/echo", content=body)
+    assert echoed.status_code == 200, echoed.text
 
 
 def test_out_of_memory_is_503_and_the_server_carries_on(make_server: Callable[..., BackgroundServer],

@@ -78,7 +78,8 @@ def assert_clean_exit(code: int, output: str, sig: int) -> None:
 
 @pytest.fixture
 def tokened_server(free_port: Callable[[], int]) -> Iterator[ServerProcess]:
-    srv = ServerProcess(free_port(), "--max-body-mb", "1", env={"GENIE_TOKEN": "from-env"})
+    srv = ServerProcess(free_port(), "--max-body-mb", "1", "--handle-lease-s", "0.5",
+                        env={"GENIE_TOKEN": "from-env"})
     yield srv
     srv.stop(signal.SIGKILL)
 
@@ -86,7 +87,7 @@ def tokened_server(free_port: Callable[[], int]) -> Iterator[ServerProcess]:
 def test_cli_serves_curl_style_requests(tokened_server: ServerProcess, tmp_path: Path) -> None:
     srv = tokened_server
     auth = {"Authorization": "Bearer from-env"}
-    assert srv.wait_healthy(auth)["status"] == "ok"
+    assert srv.wait_healthy(auth)["status"] == "healthy"
     # A file made by the safetensors library, posted as raw bytes like curl --data-binary.
     x = torch.tensor([[-1.5, 0.0, 2.25], [3.0, -4.0, 5.5]])
     path = tmp_path / "x.safetensors"
@@ -103,8 +104,9 @@ def test_cli_serves_curl_style_requests(tokened_server: ServerProcess, tmp_path:
     # --max-body-mb 1 is enforced.
     big = safetensors.torch.save({"x": torch.zeros(300_000)})
     assert httpx.post(f"{srv.url}/echo", content=big, headers=auth).status_code == 413
-    assert httpx.get(f"{srv.url}/stats", headers=auth).json()["errors_by_type"] == {
-        "unauthorized": 2, "payload_too_large": 1}
+    stats = httpx.get(f"{srv.url}/stats", headers=auth).json()
+    assert stats["errors_by_type"] == {"unauthorized": 2, "payload_too_large": 1}
+    assert stats["sessions"]["lease_s"] == 0.5  # --handle-lease-s
     code, output = srv.stop(signal.SIGTERM)
     assert_clean_exit(code, output, signal.SIGTERM)
 
@@ -113,7 +115,7 @@ def test_cli_token_flag_and_sigint(tmp_path: Path, free_port: Callable[[], int])
     srv = ServerProcess(free_port(), "--token", "flag-token")
     try:
         health = srv.wait_healthy({"Authorization": "Bearer flag-token"})
-        assert health["status"] == "ok" and health["auth"] is True
+        assert health["status"] == "healthy" and health["auth"] is True
         assert httpx.get(f"{srv.url}/health").status_code == 401
     finally:
         code, output = srv.stop(signal.SIGINT)
@@ -148,7 +150,8 @@ def test_cli_rejects_bad_flags(free_port: Callable[[], int]) -> None:
            # A budget for bodies in flight smaller than the largest body could never
            # let that body in; refused at start-up, not on the first big request.
            ["--max-body-mb", "2", "--max-inflight-body-mb", "1"],
-           ["--body-timeout-s", "0"], ["--max-connections", "0"], ["--debug-delay-ms", "-5"])
+           ["--body-timeout-s", "0"], ["--max-connections", "0"], ["--debug-delay-ms", "-5"],
+           ["--handle-lease-s", "-1"], ["--handle-lease-s", "forever"])
     procs = [subprocess.Popen([sys.executable, "-m", "genie.runtime.simple_server",
                                "--port", str(free_port()), *args],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -160,6 +163,19 @@ def test_cli_rejects_bad_flags(free_port: Callable[[], int]) -> None:
         assert "Traceback" not in err
 
 
+@pytest.mark.parametrize("port", ["70000", "65536", "0", "-1", "eighty"])
+def test_cli_refuses_a_port_that_is_not_one(port: str, capsys: pytest.CaptureFixture[str]) -> None:
+    # uvicorn would take 70000 and listen on 70000 % 65536 = 4464, logging 70000.
+    from genie.server.__main__ import main
+
+    with pytest.raises(SystemExit) as info:
+        main(["--port", port])
+    assert info.value.code == 2
+    said = ("'eighty' is not a port number" if port == "eighty"
+            else f"{port} is not a TCP port: use 1-65535 (default 8888)")
+    assert f"genie-server: error: argument --port: {said}" in capsys.readouterr().err
+
+
 def test_console_script_help() -> None:
     script = shutil.which("genie-server") or str(Path(sys.executable).parent / "genie-server")
     if not Path(script).exists():
@@ -168,6 +184,6 @@ def test_console_script_help() -> None:
     assert result.returncode == 0
     for flag in ("--host", "--port", "--device", "--token", "--max-body-mb", "--max-held-mb",
                  "--max-inflight-body-mb", "--body-timeout-s", "--max-connections",
-                 "--debug-delay-ms", "--log-level"):
+                 "--handle-lease-s", "--debug-delay-ms", "--log-level"):
         assert flag in result.stdout
     assert "TEST ONLY" in result.stdout  # the delay flag says what it is for

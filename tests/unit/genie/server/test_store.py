@@ -1,10 +1,13 @@
 """Server-resident tensors (genie.server.store): handles are put, listed, fetched and
 deleted; a handle that is a view holds only its own bytes; an upload past the held
-budget is refused (413 ``budget_exceeded``) and nothing is evicted to make room."""
+budget is refused (413 ``budget_exceeded``) and nothing is evicted to make room, but
+the handles of sessions idle past the lease are freed first; the sessions the store
+tracks stay bounded.  (Sessions over HTTP: test_sessions.py.)"""
 
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 
 import httpx
@@ -12,6 +15,7 @@ import torch
 
 from genie.graph import HANDLES_METADATA_KEY
 from genie.server.runner import BackgroundServer
+from genie.server.store import MAX_TRACKED_SESSIONS, TensorStore
 from genie.wire import decode
 
 
@@ -78,3 +82,33 @@ def test_held_budget_refuses_without_evicting(
         http.delete(f"/tensors/{first.json()['id']}")
         assert http.post("/tensors", content=st_body({"c": torch.ones(200)})).status_code == 201
         assert_serving(http)
+
+
+def test_an_upload_past_the_budget_first_frees_sessions_idle_past_the_lease() -> None:
+    # The store alone, without the app's sweeper: only the budget check can free them.
+    store = TensorStore(100_000, lease_s=0.05)
+    with store.active("gone"):
+        store.put_many({"a": torch.ones(20_000)}, owner="gone")  # 80,000 of 100,000 bytes
+    with store.active("live"):
+        (b,) = store.put_many({"b": torch.ones(100)}, owner="live").values()
+    time.sleep(0.1)  # both idle past the lease now; "live" speaks again, so it is live
+    with store.active("live"):
+        (c,) = store.put_many({"c": torch.ones(20_000)}, owner="live").values()
+    assert store.usage() == (2, 80_400)
+    assert torch.equal(store.get(b["id"]), torch.ones(100))
+    assert torch.equal(store.get(c["id"]), torch.ones(20_000))
+    assert store.sessions_report()["freed"]["lease"] == {"sessions": 1, "handles": 1,
+                                                         "bytes": 80_000}
+
+
+def test_sessions_that_hold_nothing_are_forgotten_past_the_bound() -> None:
+    store = TensorStore(1000)
+    with store.active("holder"):
+        store.put_many({"a": torch.ones(1)}, owner="holder")
+    for i in range(MAX_TRACKED_SESSIONS + 50):
+        with store.active(f"s{i}"):
+            pass
+    report = store.sessions_report()
+    assert report["count"] == MAX_TRACKED_SESSIONS
+    assert store.session("holder") is not None  # the oldest, but it holds a handle
+    assert store.session("s0") is None and store.session(f"s{MAX_TRACKED_SESSIONS + 49}")

@@ -250,6 +250,26 @@ def cpu_client_tests() -> list[dict[str, Any]]:
     return tests
 
 
+def decode_colocation_record(status: str = "PASS") -> dict[str, Any]:
+    """llm_decode_colocation as the check records it (two steps shown of 24)."""
+
+    def way(sent: int, received: int, median_ms: float, total_ms: float) -> dict[str, Any]:
+        rows = [{"step": 1, "bytes_sent": sent // 24, "bytes_received": received // 24,
+                 "round_trip_ms": 20.0}]
+        return {"requests_made": 24, "requests_per_step": 1, "server_requests": 24, "bytes_sent": sent,
+                "bytes_received": received, "total_ms": total_ms, "step_ms_median": median_ms,
+                "prefill": {"bytes_sent": 14184, "bytes_received": 1120, "round_trip_ms": 50.0},
+                "per_step": rows}
+
+    return record(
+        "llm_decode_colocation", status, 1800.0,
+        model={"layers": 4, "d_model": 64, "heads": 4, "vocab": 256, "parameters": 241024},
+        prompt_tokens=16, steps=24, tokens_match_eager=True, kv_cache_bytes=81920,
+        kv_kept=way(368640, 35360, 19.3, 617.0), kv_shipped=way(1718368, 1416168, 21.8, 542.0),
+        bytes_ratio=7.76, bytes_saved_pct=87.1, time_ratio=1.13,
+    )
+
+
 def session(
     root: Path,
     stamp: str,
@@ -281,6 +301,7 @@ class Samples:
     gpu_client_tests = staticmethod(gpu_client_tests)
     cpu_server_tests = staticmethod(cpu_server_tests)
     cpu_client_tests = staticmethod(cpu_client_tests)
+    decode_colocation_record = staticmethod(decode_colocation_record)
     session = staticmethod(session)
     report_of = staticmethod(report_of)
 

@@ -97,3 +97,24 @@ def test_break_even_comes_from_the_sweep(tmp_path: Path, samples: Samples) -> No
     assert perf["break_even"]["break_even_n"] == 2048
     assert perf["break_even"]["break_even_bytes"] == 16 * samples.MB
     assert perf["total_overhead_ms"] == pytest.approx(-10.0)  # remote faster than local here
+
+
+def test_decode_colocation_figures_come_from_each_ways_totals(tmp_path: Path, samples: Samples) -> None:
+    client = [*samples.gpu_client_tests(), samples.decode_colocation_record()]
+    client[-1]["details"].update(bytes_ratio=99.0, time_ratio=99.0)  # recomputed, not read back
+    decode = samples.report_of(samples.session(tmp_path, "20260109_143000", None, client))["performance"][
+        "llm_decode_colocation"
+    ]
+    kept, shipped = decode["kv_kept"], decode["kv_shipped"]
+    assert kept["bytes_per_step"] == pytest.approx((368640 + 35360) / 24, abs=0.1)
+    assert shipped["bytes_per_step"] == pytest.approx((1718368 + 1416168) / 24, abs=0.1)
+    assert decode["bytes_ratio"] == pytest.approx(3134536 / 404000, abs=0.01)
+    assert decode["bytes_saved_pct"] == pytest.approx(100 * (1 - 404000 / 3134536), abs=0.1)
+    assert decode["time_ratio"] == pytest.approx(21.8 / 19.3, abs=0.01)
+    assert (kept["requests_per_step"], kept["server_requests"]) == (1, 24)
+    assert (decode["steps"], decode["layers"], decode["tokens_match_eager"]) == (24, 4, True)
+
+
+def test_decode_colocation_absent_is_none(tmp_path: Path, samples: Samples) -> None:
+    report = samples.report_of(samples.session(tmp_path, "20260109_143000", None, samples.gpu_client_tests()))
+    assert report["performance"]["llm_decode_colocation"] is None

@@ -84,6 +84,7 @@ def _client_tests(samples: Samples, sweep: list[dict[str, Any]], disturbed: bool
             d["disturbed"] = {"timeouts": 1}
         if t["name"] == "remote_lazytensor_execution":
             d.update(first_call_ms=697.0, round_trip_ms=4.8, spread={"round_trip_ms": _spread(4.8, 0.1)})
+    tests.append(samples.decode_colocation_record())
     tests.append(samples.record("concurrency_sweep", window_s=1.5, same_process=True, levels=[
         {"payload": "small", "bytes": 16384, "concurrency": c, "requests": 900 * c, "errors": 0,
          "throughput_rps": rps, "p50_ms": p50, "p95_ms": p50 * 2,
@@ -294,6 +295,20 @@ class Claims:
         _close(float(m.group(4)), peak["throughput_rps"], s)
         return True
 
+    def decode(self, s: str) -> bool:
+        m = re.match(rf"\*\*Co-location saves\*\*: {NUMBER}% of the bytes \({NUMBER}× fewer\); shipping the "
+                     rf"cache makes the median step {NUMBER}× as long", s)
+        if not m:
+            return False
+        d = self.inputs["llm_decode_colocation"]["details"]
+        kept, shipped = d["kv_kept"], d["kv_shipped"]
+        per_kept = kept["bytes_sent"] + kept["bytes_received"]
+        per_shipped = shipped["bytes_sent"] + shipped["bytes_received"]
+        _close(float(m.group(1)), 100 * (per_shipped - per_kept) / per_shipped, s)
+        _close(float(m.group(2)), per_shipped / per_kept, s)
+        _close(float(m.group(3)), shipped["step_ms_median"] / kept["step_ms_median"], s)
+        return True
+
     def advice(self, s: str) -> bool:
         offload = re.match(r"Offload work on tensors from n=(\d+) \([^)]*\) upward: .* up to n=(\d+);", s)
         if offload:
@@ -359,7 +374,8 @@ def test_every_claim_matches_the_reports_own_tables(
         assert row["verdict"] == _verdict(row["local"], row["remote"]), (n, row)
     claims = Claims(rows, report, inputs)
     verifiers = [claims.figure_of_sweep, claims.overhead, claims.remote_vs_local, claims.break_even,
-                 claims.guide_lines, claims.transfer, claims.lazy, claims.concurrency, claims.advice]
+                 claims.guide_lines, claims.transfer, claims.lazy, claims.concurrency, claims.decode,
+                 claims.advice]
     unchecked = []
     sentences = _sentences(md)
     for sentence in sentences:

@@ -66,3 +66,19 @@ def test_missing_figures_read_not_measured(tmp_path: Path, samples: Samples) -> 
     assert "No results for this side in this report" in md.split("## Server-Side Results")[1].split("##")[0]
     texts = " ".join(r["text"] for r in report["recommendations"])
     assert "No server-side results" in texts and "not measured" in texts
+
+
+def test_markdown_shows_the_decode_check(tmp_path: Path, samples: Samples) -> None:
+    client = [*samples.gpu_client_tests(), samples.decode_colocation_record()]
+    md = render_markdown(samples.report_of(samples.session(tmp_path, "20260109_143000", None, client)))
+    section = md.split("### LLM Decode Co-location")[1].split("##")[0]
+    assert "24 greedy decode steps of a 4-layer GPT-2-style model after a 16-token prompt" in section
+    assert "tokens equal eager: yes" in section and "final KV cache 80.0 KiB" in section
+    assert "| kept on the server | 1 | 360.0 KiB | 34.5 KiB | 16.4 KiB | 19.3ms | 617.0ms |" in section
+    assert "| shipped each step | 1 | 1.6 MiB | 1.4 MiB | 127.5 KiB | 21.8ms | 542.0ms |" in section
+    assert ("- **Co-location saves**: 87% of the bytes (7.76× fewer); shipping the cache makes the "
+            "median step 1.13× as long") in section
+    assert "| llm_decode_colocation | ✅ PASS |" in md
+    bare = render_markdown(samples.report_of(samples.session(tmp_path / "b", "20260109_143000", None,
+                                                             samples.gpu_client_tests())))
+    assert "- **KV cache kept vs shipped**: not measured" in bare
