@@ -3,6 +3,7 @@
 Public API (everything else is private)::
 
     genie.Client(url, token=None)        blocking client; genie.AsyncClient its twin
+    genie.Timeout(base_s, min_rate_mib_s) how long a request may wait (Client(timeout=...))
     genie.RemoteTensor                   a tensor held on the server (a handle)
     genie.create_app / ServerConfig      build the server app (genie.server, loaded when used)
     genie.GenieError and subclasses      the one exception tree (see genie.errors)
@@ -17,7 +18,7 @@ them starlette, uvicorn and prometheus-client) are imported on first use.
 from typing import TYPE_CHECKING, Any
 
 from genie._version import __version__
-from genie.client import AsyncClient, Client, GraphResult, RemoteTensor
+from genie.client import AsyncClient, Client, GraphResult, RemoteTensor, Timeout
 from genie.errors import (
     AuthError,
     BudgetExceededError,
@@ -99,6 +100,7 @@ __all__ = [
     "ServerBusyError",
     "ServerConfig",
     "ServerError",
+    "Timeout",
     "TransportError",
     "UnsupportedDTypeError",
     "UnsupportedMediaTypeError",

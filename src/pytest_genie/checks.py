@@ -1,13 +1,14 @@
 """The documented checks: their names, their kinds, and the keys of the details they record.
 
 The testing guide names 13 checks (:data:`GUIDE_CHECKS`), and one more from its week-2 list
-(``llm_decode_colocation``: "Compare KV cache transfer vs co-location"); the suite adds
-``concurrency_sweep`` beyond it (:data:`CHECKS` holds them all).  Each is one test function
-``test_<name>`` marked ``server`` or ``client`` (in ``tests/server`` and ``tests/client``),
-recorded under ``<name>``, and its ``details`` are read back by the report
-(``pytest_genie.report``).  Both sides spell every name and
-key through this module, so a check and its reader cannot drift apart: a misspelt key is an
-``AttributeError`` and a mypy error, not a figure the report quietly shows as "not measured".
+(``llm_decode_colocation``: "Compare KV cache transfer vs co-location"); Genie adds
+``network_throughput`` (the network baseline that tensor transfers are compared with) and
+``concurrency_sweep`` (:data:`CHECKS` holds them all).  Each is one test function ``test_<name>``
+marked ``server`` or ``client`` (in ``tests/server`` and ``tests/client``), recorded under
+``<name>``, and its ``details`` are read back by the report (``pytest_genie.report``).  Both
+sides spell every name and key through this module, so a check and its reader cannot drift
+apart: a misspelt key is an ``AttributeError`` and a mypy error, not a figure the report
+quietly shows as "not measured".
 
 Why the keys are one flat vocabulary (:class:`Key`) rather than a class per check: a key means the
 same thing in every check that records it (``round_trip_ms`` is a round trip the client timed, in
@@ -156,9 +157,24 @@ class Key:
 
     # ---- network_connectivity
     HOST: Final = "host"
-    ATTEMPTS: Final = "attempts"
+    ATTEMPTS: Final = "attempts"  # network_throughput (timed transfers each way)
     CONNECT_MS_MEDIAN: Final = "connect_ms_median"
     CONNECT_MS_MIN: Final = "connect_ms_min"
+
+    # ---- network_throughput: /probe, no tensor work (MiB = 2**20 bytes)
+    #: The two probe sizes [S, 3 x S] in bytes; UPLOAD_MS / DOWNLOAD_MS: their best times.
+    PROBE_SIZES: Final = "probe_sizes"
+    UPLOAD_MS: Final = "upload_ms"
+    DOWNLOAD_MS: Final = "download_ms"
+    #: The streaming rate each way: the slope of time over size between the two probes.
+    UPLOAD_MIB_PER_S: Final = "upload_mib_per_s"
+    DOWNLOAD_MIB_PER_S: Final = "download_mib_per_s"
+    #: What a request costs whatever its size (round trip, the server's reply): the intercept.
+    UPLOAD_FIXED_MS: Final = "upload_fixed_ms"
+    DOWNLOAD_FIXED_MS: Final = "download_fixed_ms"
+    #: The client budget the later client checks get from this measurement (``Timeout``).
+    TIMEOUT_BASE_S: Final = "timeout_base_s"
+    TIMEOUT_MIN_RATE_MIB_S: Final = "timeout_min_rate_mib_s"
 
     # ---- server_connectivity
     SERVER_URL: Final = "server_url"
@@ -168,7 +184,10 @@ class Key:
     # ---- http_tensor_transfer and large_tensor_handling (the report reads both alike)
     HTTP_CODE: Final = "http_code"
     BYTES: Final = "bytes"  # each sweep row of performance_comparison
-    MB_PER_S: Final = "mb_per_s"
+    #: Bytes both ways over the round trip's time, in MiB (2**20) per second.
+    MIB_PER_S: Final = "mib_per_s"
+    #: The key earlier versions recorded ``MIB_PER_S`` under (MiB/s all along); the report still reads it.
+    LEGACY_MB_PER_S: Final = "mb_per_s"
     BIT_EXACT: Final = "bit_exact"
     SIZE_MB: Final = "size_mb"  # large_tensor_handling only
 
@@ -191,6 +210,9 @@ class Key:
     BREAK_EVEN_BYTES: Final = "break_even_bytes"
     #: Per sweep row: remote_faster, local_faster or no_clear_difference (interquartile ranges).
     VERDICT: Final = "verdict"
+    # the main case's request: BYTES_SENT and BYTES_RECEIVED (below), and all of the server's
+    # Server-Timing phases
+    SERVER_WORK_MS: Final = "server_work_ms"
 
     # ---- multi_operation_chain
     OPS: Final = "ops"
@@ -232,8 +254,8 @@ class Key:
     # each way (and REQUESTS_MADE: the client's requests over the decode steps)
     REQUESTS_PER_STEP: Final = "requests_per_step"
     SERVER_REQUESTS: Final = "server_requests"  # the same requests, as the server counted them
-    BYTES_SENT: Final = "bytes_sent"  # also each step row
-    BYTES_RECEIVED: Final = "bytes_received"  # also each step row
+    BYTES_SENT: Final = "bytes_sent"  # also each step row, and performance_comparison's request
+    BYTES_RECEIVED: Final = "bytes_received"  # also each step row, and performance_comparison's
     TOTAL_MS: Final = "total_ms"
     STEP_MS_MEDIAN: Final = "step_ms_median"
     PREFILL: Final = "prefill"  # the prompt's request: BYTES_SENT, BYTES_RECEIVED, ROUND_TRIP_MS
@@ -244,6 +266,8 @@ class Key:
     BYTES_SAVED_PCT: Final = "bytes_saved_pct"
     TIME_RATIO: Final = "time_ratio"
 
+    # ---- a result file's test_info: where its figures were measured (``pytest_genie.location``)
+    MEASURED: Final = "measured"
 
 ENVIRONMENT_SETUP: Final = Check("environment_setup", "server",
                                  (Key.PYTHON_VERSION, Key.TORCH_VERSION, Key.GENIE_VERSION))
@@ -255,10 +279,15 @@ SERVER_OPERATIONS: Final = Check("server_operations", "server", (Key.OPS_CHECKED
 SERVER_STATISTICS: Final = Check("server_statistics", "server", (Key.REQUESTS_MADE, Key.ERROR_RATE))
 NETWORK_CONNECTIVITY: Final = Check("network_connectivity", "client",
                                     (Key.HOST, Key.PORT, Key.CONNECT_MS_MEDIAN))
+#: Not in the guide: bytes up and down through ``/probe`` with no tensor work, the baseline the
+#: report compares tensor throughput with (and from which the client checks size their timeouts).
+NETWORK_THROUGHPUT: Final = Check("network_throughput", "client",
+                                  (Key.UPLOAD_MIB_PER_S, Key.DOWNLOAD_MIB_PER_S, Key.UPLOAD_FIXED_MS,
+                                   Key.DOWNLOAD_FIXED_MS))
 SERVER_CONNECTIVITY: Final = Check("server_connectivity", "client",
                                    (Key.DEVICE, Key.CUDA_AVAILABLE, Key.RESPONSE_MS, Key.PROTOCOL_VERSION))
 HTTP_TENSOR_TRANSFER: Final = Check("http_tensor_transfer", "client",
-                                    (Key.HTTP_CODE, Key.BYTES, Key.ROUND_TRIP_MS, Key.MB_PER_S,
+                                    (Key.HTTP_CODE, Key.BYTES, Key.ROUND_TRIP_MS, Key.MIB_PER_S,
                                      Key.BIT_EXACT))
 REMOTE_LAZYTENSOR_EXECUTION: Final = Check("remote_lazytensor_execution", "client",
                                            (Key.VIA, Key.FIRST_CALL_MS, Key.ROUND_TRIP_MS,
@@ -270,16 +299,13 @@ MULTI_OPERATION_CHAIN: Final = Check("multi_operation_chain", "client",
                                      (Key.REQUESTS_MADE, Key.ROUND_TRIP_MS, Key.MAX_ABS_ERROR))
 ERROR_HANDLING: Final = Check("error_handling", "client", (Key.SERVER_HEALTHY_AFTER,))
 LARGE_TENSOR_HANDLING: Final = Check("large_tensor_handling", "client",
-                                     (Key.SIZE_MB, Key.ROUND_TRIP_MS, Key.MB_PER_S, Key.BIT_EXACT))
+                                     (Key.SIZE_MB, Key.ROUND_TRIP_MS, Key.MIB_PER_S, Key.BIT_EXACT))
 #: The guide's week-2 "LLM decode co-location": a KV cache kept on the server vs shipped.
 LLM_DECODE_COLOCATION: Final = Check("llm_decode_colocation", "client",
                                      (Key.STEPS, Key.BYTES_RATIO, Key.TIME_RATIO, Key.TOKENS_MATCH_EAGER))
 #: Beyond the guide: requests at 1, 2, 4, 8 concurrent clients (throughput and latency per level).
 CONCURRENCY_SWEEP: Final = Check("concurrency_sweep", "client",
                                  (Key.PEAK_THROUGHPUT_RPS, Key.P50_MS_AT_1))
-#: The network baseline the multi-node suite measures (``mb_per_s`` of raw bytes over the link).
-#: Not in :data:`CHECKS` here: the report reads its record when a result file holds one.
-NETWORK_THROUGHPUT: Final = Check("network_throughput", "client", (Key.MB_PER_S,))
 
 #: The guide's checks in the guide's order: server side first, then client side.
 GUIDE_CHECKS: Final[tuple[Check, ...]] = (
@@ -287,5 +313,11 @@ GUIDE_CHECKS: Final[tuple[Check, ...]] = (
     NETWORK_CONNECTIVITY, SERVER_CONNECTIVITY, HTTP_TENSOR_TRANSFER, REMOTE_LAZYTENSOR_EXECUTION,
     PERFORMANCE_COMPARISON, MULTI_OPERATION_CHAIN, ERROR_HANDLING, LARGE_TENSOR_HANDLING,
 )
-#: Every check the suite runs: the guide's, its week-2 decode check, then the suite's own.
-CHECKS: Final[tuple[Check, ...]] = (*GUIDE_CHECKS, LLM_DECODE_COLOCATION, CONCURRENCY_SWEEP)
+#: Every check the suite runs, in its order: the guide's, with the network baseline right after
+#: the guide's connectivity check, then its week-2 decode check, then the concurrency sweep.
+CHECKS: Final[tuple[Check, ...]] = (
+    ENVIRONMENT_SETUP, SERVER_STARTUP, GPU_DETECTION, SERVER_OPERATIONS, SERVER_STATISTICS,
+    NETWORK_CONNECTIVITY, NETWORK_THROUGHPUT, SERVER_CONNECTIVITY, HTTP_TENSOR_TRANSFER,
+    REMOTE_LAZYTENSOR_EXECUTION, PERFORMANCE_COMPARISON, MULTI_OPERATION_CHAIN, ERROR_HANDLING,
+    LARGE_TENSOR_HANDLING, LLM_DECODE_COLOCATION, CONCURRENCY_SWEEP,
+)

@@ -11,11 +11,17 @@ when one retried, reconnected or timed out during the test, the record's details
 ``Key.DISTURBED`` with the counters that moved, and the report marks the check's figures
 as measured under disturbance.  In a terminal they also draw a progress line for large
 transfers (``progress.py``).
+
+``genie_client`` fits its timeouts to the link: once ``network_throughput`` has measured
+the link (``genie_link``), each request's budget grows by its bytes at the slower direction's
+rate divided by ``LINK_MARGIN`` (never faster than the client's default rate), on top of
+``--genie-timeout`` seconds.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -29,10 +35,11 @@ from pytest_genie.state import DETAILS_KEY, SERVER_URL_KEY, get_state
 if TYPE_CHECKING:
     import genie
     from genie.client import Disturbances
+    from genie.client.calls import Timeout
     from genie.server.runner import BackgroundServer
 
-__all__ = ["genie_client", "genie_level", "genie_local_server", "genie_make_client", "genie_options",
-           "genie_record", "genie_server_url", "note_disturbances"]
+__all__ = ["LINK_MARGIN", "MeasuredLink", "genie_client", "genie_level", "genie_link", "genie_local_server",
+           "genie_make_client", "genie_options", "genie_record", "genie_server_url", "note_disturbances"]
 
 #: Bounded readiness wait of the embedded server: a server that cannot start in this
 #: time fails the tests that need it instead of hanging the session.
@@ -40,6 +47,27 @@ STARTUP_TIMEOUT_S = 30.0
 SHUTDOWN_TIMEOUT_S = 10.0
 #: Body-size headroom over two large tensors (request and reply share the limit).
 BODY_HEADROOM_MB = 64.0
+#: A measured link rate is divided by this before it sizes timeouts: a link shared with other
+#: traffic, or a server busy with other requests, can run well below what its probe showed.
+LINK_MARGIN = 4.0
+
+
+@dataclass
+class MeasuredLink:
+    """The link to the server as ``network_throughput`` measured it (MiB/s; None until then)."""
+
+    upload_mib_s: float | None = None
+    download_mib_s: float | None = None
+
+    def timeout(self, base_s: float | None) -> Timeout:
+        """The client timeout for this link: ``base_s`` (None: the client's default) plus each
+        request's bytes at the slower measured direction / ``LINK_MARGIN``, or at the client's
+        default rate when that is slower or nothing was measured yet."""
+        from genie.client.calls import DEFAULT_MIN_RATE_MIB_S, DEFAULT_TIMEOUT, Timeout
+
+        measured = [r for r in (self.upload_mib_s, self.download_mib_s) if r]
+        rate = min([DEFAULT_MIN_RATE_MIB_S, *(r / LINK_MARGIN for r in measured)])
+        return Timeout(base_s=DEFAULT_TIMEOUT if base_s is None else base_s, min_rate_mib_s=rate)
 
 
 @pytest.fixture(scope="session")
@@ -90,6 +118,14 @@ def genie_level(genie_options: GenieOptions) -> Level:
     return genie_options.level_settings
 
 
+
+@pytest.fixture(scope="session")
+def genie_link() -> MeasuredLink:
+    """The link to the server under test, as ``network_throughput`` measured it (it fills
+    this in); until then, nothing is known and timeouts keep the client's defaults."""
+    return MeasuredLink()
+
+
 def note_disturbances(node: pytest.Item, moved: Disturbances) -> None:
     """Add what ``moved`` during a test to its record's ``Key.DISTURBED`` (nothing if quiet)."""
     if not moved:
@@ -104,17 +140,19 @@ def note_disturbances(node: pytest.Item, moved: Disturbances) -> None:
 
 
 @pytest.fixture
-def genie_make_client(request: pytest.FixtureRequest, genie_server_url: str,
-                      genie_options: GenieOptions) -> Iterator[Callable[[], genie.Client]]:
+def genie_make_client(request: pytest.FixtureRequest, genie_server_url: str, genie_options: GenieOptions,
+                      genie_link: MeasuredLink) -> Iterator[Callable[[], genie.Client]]:
     """``make()``: another ``genie.Client`` for the server under test (one per thread of a
-    concurrency check); all are closed after the test, their disturbances noted."""
+    concurrency check), with timeouts fitted to the link (``--genie-timeout`` and
+    ``genie_link``); all are closed after the test, their disturbances noted."""
     from genie import Client
 
     made: list[Client] = []
     progress = terminal_progress(request.config, request.node.name)
 
     def make() -> Client:
-        made.append(Client(genie_server_url, token=genie_options.token, progress=progress))
+        made.append(Client(genie_server_url, token=genie_options.token, progress=progress,
+                           timeout=genie_link.timeout(genie_options.timeout_s)))
         return made[-1]
 
     try:

@@ -59,6 +59,8 @@ class GenieOptions:
     #: A baseline session folder, ``COMPARE_LATEST``, or None (no comparison).
     compare: str | None = None
     compare_fail: tuple[Threshold, ...] = ()
+    #: Base seconds of every client request (``genie.Timeout.base_s``); None: the client's own.
+    timeout_s: float | None = None
 
     @property
     def level_settings(self) -> Level:
@@ -122,6 +124,10 @@ OPTIONS: tuple[_Option, ...] = (
             "METRIC:PCT, repeatable (e.g. remote_ms:10%%): with --genie-compare, exit non-zero when "
             "METRIC is worse than the baseline by more than PCT and by more than both runs' noise.",
             repeatable=True),
+    _Option("genie_timeout", "--genie-timeout", "genie_timeout", "GENIE_TIMEOUT",
+            "base timeout in seconds of each client request (default 30); each request's "
+            "budget adds its bytes at the link rate network_throughput measured (with margin), "
+            "or at 1 MiB/s before it has."),
 )
 
 
@@ -169,14 +175,23 @@ def _parse_bool(text: str) -> bool:
     raise ValueError("expected a boolean: 1/true/yes/on or 0/false/no/off")
 
 
-def _parse_large_mb(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise ValueError("expected a number of MiB, e.g. 256") from None
-    if not math.isfinite(value) or value <= 0:
-        raise ValueError("must be a finite number of MiB > 0, e.g. 256")
-    return value
+def _positive(unit: str, example: str) -> Callable[[str], float]:
+    """A parser of a finite number of ``unit`` > 0 (NaN, inf, 0 and text refused)."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise ValueError(f"expected a number of {unit}, e.g. {example}") from None
+        if not math.isfinite(value) or value <= 0:
+            raise ValueError(f"must be a finite number of {unit} > 0, e.g. {example}")
+        return value
+
+    return parse
+
+
+_parse_large_mb = _positive("MiB", "256")
+_parse_seconds = _positive("seconds", "120")
 
 
 def _parse_level(text: str) -> str:
@@ -291,4 +306,5 @@ def resolve_options(config: pytest.Config) -> GenieOptions:
         level=_resolve(config, by_name["genie_level"], _parse_level, DEFAULT_LEVEL),
         compare=compare,
         compare_fail=thresholds,
+        timeout_s=_resolve(config, by_name["genie_timeout"], _parse_seconds, None),
     )

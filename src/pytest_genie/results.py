@@ -37,6 +37,7 @@ from urllib.parse import urlsplit
 
 from pytest_genie import host
 from pytest_genie.checks import Key
+from pytest_genie.location import where_measured
 
 __all__ = ["DISTRIBUTION", "FOLDER_PREFIX", "STATUSES", "STATUS_SYMBOLS", "TEST_TYPES", "ResultsSession",
            "TestRecord", "installed_version",
@@ -258,6 +259,9 @@ class ResultsSession:
         client_info = info.get("client_info")
         if kind == "client" and self.server_url and isinstance(client_info, dict):
             client_info["server_ip"] = urlsplit(self.server_url).hostname  # as the original did
+        measured = info.get(Key.MEASURED)
+        if not isinstance(measured, dict) or measured.get(Key.SERVER_URL) != info[Key.SERVER_URL]:
+            info[Key.MEASURED] = where_measured(info[Key.SERVER_URL], info.get("hostname"))
         return info
 
     def write(self, kind: str) -> Path:

@@ -22,6 +22,7 @@ import torch
 import genie
 from genie.protocol import is_healthy
 from pytest_genie import Key
+from pytest_genie.fixtures import MeasuredLink
 from pytest_genie.levels import Level
 from pytest_genie.stats import (
     Spread,
@@ -33,6 +34,16 @@ from pytest_genie.stats import (
 )
 
 pytestmark = pytest.mark.client
+
+MIB = 2**20
+#: The network baseline times probes of two sizes, S and PROBE_SCALE x S: the slope between
+#: them is the link's streaming rate, free of what each request costs once (a round trip, the
+#: server's reply), which is the intercept.  S grows from PROBE_MIN_BYTES until it takes
+#: PROBE_TARGET_S, the larger probe staying within PROBE_MAX_BYTES and the large tensor's size.
+PROBE_TARGET_S = 0.15
+PROBE_SCALE = 3
+PROBE_MIN_BYTES, PROBE_MAX_BYTES = MIB // 4, 64 * MIB
+PROBE_REPEATS = 3
 
 
 def _timed(fn: Callable[[], object]) -> float:
@@ -65,6 +76,59 @@ def test_network_connectivity(genie_server_url: str, genie_level: Level,
     assert spread[Key.CONNECT_MS_MEDIAN].count >= genie_level.quick_timing.window
 
 
+def _rate(sizes: tuple[int, int], times_ms: list[float]) -> tuple[float, float]:
+    """MiB/s and fixed ms per request, from the best times of the two probe sizes: the
+    slope and intercept of time over size.  A link too fast to tell the sizes apart (the
+    larger not slower) gets the plain rate of the larger and no fixed cost."""
+    (small, large), (t_small, t_large) = sizes, times_ms
+    if t_large <= t_small:
+        return large / MIB / (t_large / 1000), 0.0
+    rate = (large - small) / MIB / ((t_large - t_small) / 1000)
+    return rate, t_small - small / MIB / rate * 1000
+
+
+def test_network_throughput(genie_client: genie.Client, genie_link: MeasuredLink, genie_options: Any,
+                            genie_record: dict[str, Any]) -> None:
+    """Bytes up and down through ``/probe`` with no tensor work: the link's own streaming rate
+    each way, which the report divides tensor throughput by and the later checks size their
+    timeouts from.  No probe is larger than the large tensor, so a server taking that one
+    takes these."""
+    most = min(PROBE_MAX_BYTES, int(genie_options.large_tensor_mb * MIB))
+    least = max(min(PROBE_MIN_BYTES, most // PROBE_SCALE), 1)
+    directions: dict[str, Callable[[int], object]] = {"up": genie_client.probe_upload,
+                                                     "down": genie_client.probe_download}
+    small, cap = least, max(most // PROBE_SCALE, least)
+    while True:  # grow the small size until it takes PROBE_TARGET_S (this also warms up)
+        seconds = 0.0
+        for send in directions.values():
+            send(small)
+            seconds = max(seconds, genie_client.last.round_trip_ms / 1000)
+        if seconds >= PROBE_TARGET_S or small >= cap:
+            break
+        small = int(min(cap, small * min(8.0, max(2.0, PROBE_TARGET_S / seconds))))
+    sizes = (small, PROBE_SCALE * small)
+    times: dict[str, dict[int, list[float]]] = {d: {n: [] for n in sizes} for d in directions}
+    for _ in range(PROBE_REPEATS):
+        for nbytes in sizes:
+            for direction, send in directions.items():
+                got = send(nbytes)
+                assert got == ({"bytes": nbytes} if direction == "up" else nbytes)
+                times[direction][nbytes].append(genie_client.last.round_trip_ms)
+    # The best of the repeats: other work on either host only ever adds time to a transfer.
+    best = {d: [min(times[d][n]) for n in sizes] for d in directions}
+    (up, up_fixed), (down, down_fixed) = (_rate(sizes, best[d]) for d in directions)
+    genie_link.upload_mib_s, genie_link.download_mib_s = up, down
+    timeout = genie_link.timeout(genie_options.timeout_s)
+    genie_record.update({Key.PROBE_SIZES: list(sizes), Key.ATTEMPTS: PROBE_REPEATS,
+                         Key.UPLOAD_MS: [round(t, 3) for t in best["up"]],
+                         Key.DOWNLOAD_MS: [round(t, 3) for t in best["down"]],
+                         Key.UPLOAD_MIB_PER_S: round(up, 2), Key.DOWNLOAD_MIB_PER_S: round(down, 2),
+                         Key.UPLOAD_FIXED_MS: round(up_fixed, 3), Key.DOWNLOAD_FIXED_MS: round(down_fixed, 3),
+                         Key.TIMEOUT_BASE_S: timeout.base_s,
+                         Key.TIMEOUT_MIN_RATE_MIB_S: round(timeout.min_rate_mib_s, 4)})
+    assert up > 0 and down > 0
+
+
 def test_server_connectivity(genie_client: genie.Client, genie_server_url: str, genie_level: Level,
                              genie_record: dict[str, Any]) -> None:
     """/health answers with the fields clients depend on, in a compatible protocol."""
@@ -91,7 +155,7 @@ def test_http_tensor_transfer(genie_client: genie.Client, genie_level: Level,
     def echo() -> dict[str, float]:
         backs[:] = [genie_client.echo(x)]
         rt = genie_client.last.round_trip_ms
-        return {Key.ROUND_TRIP_MS: rt, Key.MB_PER_S: 2 * nbytes / 2**20 / (rt / 1000)}
+        return {Key.ROUND_TRIP_MS: rt, Key.MIB_PER_S: 2 * nbytes / 2**20 / (rt / 1000)}
 
     spreads = measure({Key.ROUND_TRIP_MS: echo}, genie_level.quick_timing)
     back = backs[0]
@@ -139,14 +203,16 @@ def _compare(client: genie.Client, n: int, level: Level) -> dict[str, Any]:
 
     def remote() -> dict[str, float]:
         got[:] = [client.execute("matmul", a, other=b)]
-        return {Key.REMOTE_MS: client.last.round_trip_ms,
-                Key.SERVER_COMPUTE_MS: client.last.server_timing["compute"]}
+        timing = client.last.server_timing
+        return {Key.REMOTE_MS: client.last.round_trip_ms, Key.SERVER_COMPUTE_MS: timing["compute"],
+                Key.SERVER_WORK_MS: sum(timing.values())}  # decode + compute + encode
 
     spreads = measure({Key.LOCAL_CPU_MS: lambda: _timed(lambda: a @ b), Key.REMOTE_MS: remote},
                       level.timing)
     torch.testing.assert_close(got[0], want, rtol=1e-4, atol=1e-3)
     local, far = spreads[Key.LOCAL_CPU_MS], spreads[Key.REMOTE_MS]
     return {Key.N: n, Key.BYTES: 2 * a.numel() * a.element_size(), **spreads_to_details(spreads),
+            Key.BYTES_SENT: client.last.bytes_sent, Key.BYTES_RECEIVED: client.last.bytes_received,
             Key.VERDICT: which_faster((local.q1, local.q3), (far.q1, far.q3))}
 
 
@@ -170,6 +236,8 @@ def test_performance_comparison(genie_client: genie.Client, genie_level: Level,
         Key.N: genie_level.main_n, Key.OP: "matmul", Key.LEVEL: genie_level.name,
         Key.LOCAL_CPU_MS: local, Key.SERVER_COMPUTE_MS: compute, Key.REMOTE_MS: remote,
         Key.SPREAD: main[Key.SPREAD],
+        Key.SERVER_WORK_MS: main[Key.SERVER_WORK_MS], Key.BYTES_SENT: main[Key.BYTES_SENT],
+        Key.BYTES_RECEIVED: main[Key.BYTES_RECEIVED],
         Key.NETWORK_OVERHEAD_MS: round(overhead, 3),
         Key.NETWORK_OVERHEAD_PCT: round(100 * overhead / compute, 1),
         Key.SLOWDOWN_VS_LOCAL_PCT: round(100 * (remote - local) / local, 1),
@@ -265,7 +333,7 @@ def test_large_tensor_handling(genie_client: genie.Client, genie_options: Any, g
         back = genie_client.echo(x)
         seconds = time.perf_counter() - start
         exact.append(bool(torch.equal(back, x)))
-        return {Key.ROUND_TRIP_MS: seconds * 1000, Key.MB_PER_S: 2 * nbytes / 2**20 / seconds}
+        return {Key.ROUND_TRIP_MS: seconds * 1000, Key.MIB_PER_S: 2 * nbytes / 2**20 / seconds}
 
     spreads = measure({Key.ROUND_TRIP_MS: round_trip}, genie_level.large_timing)
     genie_record.update({Key.SIZE_MB: round(nbytes / 2**20, 3), Key.BYTES: nbytes,

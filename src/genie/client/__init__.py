@@ -7,7 +7,8 @@ need to speak through httpx.
 """
 
 from genie.client.aio import AsyncClient
-from genie.client.calls import Disturbances, Exchange, GraphResult, Progress, RemoteTensor
+from genie.client.calls import Disturbances, Exchange, GraphResult, Progress, RemoteTensor, Timeout
 from genie.client.sync import Client
 
-__all__ = ["AsyncClient", "Client", "Disturbances", "Exchange", "GraphResult", "Progress", "RemoteTensor"]
+__all__ = ["AsyncClient", "Client", "Disturbances", "Exchange", "GraphResult", "Progress", "RemoteTensor",
+           "Timeout"]

@@ -27,6 +27,7 @@ from genie.client.calls import (
     Plan,
     ProgressCallback,
     Sink,
+    Timeout,
 )
 from genie.client.sync import ExitRelease
 from genie.errors import GenieError
@@ -43,7 +44,7 @@ class AsyncClient(AsyncClientBase, Endpoints):
     """
 
     def __init__(self, url: str, *, token: str | None = None,
-                 timeout: float = DEFAULT_TIMEOUT, retries: int = DEFAULT_RETRIES,
+                 timeout: float | Timeout = DEFAULT_TIMEOUT, retries: int = DEFAULT_RETRIES,
                  session: str | NewSession | None = NEW_SESSION,
                  progress: ProgressCallback | None = None) -> None:
         super().__init__(url, token=token, timeout=timeout, retries=retries, session=session,

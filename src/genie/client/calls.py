@@ -23,10 +23,16 @@ session goes idle past its lease (a client killed before it could close).  Relea
 can wait (``defer_release``): they travel with the next ``run_graph``, which frees
 them after the graph ran, so a decode loop frees last step's KV cache in the same
 request that computes the next step.
+
 Two things are kept beside the exchanges for callers that time them (the pytest
 checks): ``Disturbances`` counts retries, reconnects, timeouts and transport errors, so
 a figure measured while they happened can be marked as such; and a ``progress``
 callback hears how far a large body has gone, in either direction.
+
+How long a request may take is a ``Timeout``: a base plus the request's bytes at the
+slowest rate the link is assumed to move.  The default assumes 1 MiB/s (about 8
+Mbit/s), so a healthy slow link is never taken for a dead one; a timeout error
+names the budget, how it was computed, and how to raise it.
 """
 
 from __future__ import annotations
@@ -69,15 +75,18 @@ from genie.protocol import (
 )
 from genie.wire import Decoded, decode, dtype_from_name, encode, receive_buffer, slices
 
-__all__ = ["BACKOFF_BASE", "CLOSE_TIMEOUT_S", "DEFAULT_RETRIES", "DEFAULT_TIMEOUT",
-           "MIN_THROUGHPUT", "NEW_SESSION", "PROGRESS_MIN_BYTES", "UPLOAD_CHUNK", "AsyncClientBase",
+__all__ = ["BACKOFF_BASE", "CLOSE_TIMEOUT_S", "DEFAULT_MIN_RATE_MIB_S", "DEFAULT_RETRIES",
+           "DEFAULT_TIMEOUT", "NEW_SESSION", "PROGRESS_MIN_BYTES", "UPLOAD_CHUNK", "AsyncClientBase",
            "BaseClient", "Call", "Cancellable", "Disturbances", "Endpoints", "Exchange", "GraphResult",
            "NewSession", "Plan", "Progress", "ProgressCallback", "RemoteTensor", "Sink", "SyncClientBase",
-           "endpoint", "handle_id"]
+           "Timeout", "endpoint", "handle_id"]
 
+MIB = 1024 * 1024
+#: Seconds every request may take before its payload is counted.
 DEFAULT_TIMEOUT = 30.0
-#: Timeouts grow with the payload as if the link moved at least this many bytes/s.
-MIN_THROUGHPUT = 10 * 1024 * 1024
+#: The slowest link (MiB/s) the default budget serves: 1 MiB/s is about 8.4 Mbit/s.  It was
+#: 10 MiB/s, which failed a healthy 20 Mbit/s link on a 256 MiB upload.
+DEFAULT_MIN_RATE_MIB_S = 1.0
 UPLOAD_CHUNK = 1024 * 1024
 DEFAULT_RETRIES = 3
 BACKOFF_BASE = 0.1
@@ -104,6 +113,37 @@ log = logging.getLogger("genie.client")
 
 class Cancellable(Protocol):
     def cancel(self) -> None: ...
+
+
+@dataclass(frozen=True, kw_only=True)
+class Timeout:
+    """How long a request may take: ``base_s`` plus its bytes at ``min_rate_mib_s``.
+
+    The budget is the longest wait for any one step of a request (connecting apart:
+    at most ``min(base_s, 10)`` seconds) and, on the plain-HTTP transport, for sending
+    a whole body.  A link slower than ``min_rate_mib_s`` needs a lower rate or a larger
+    base: ``Client(url, timeout=Timeout(base_s=60, min_rate_mib_s=0.25))``.
+    """
+
+    base_s: float = DEFAULT_TIMEOUT
+    min_rate_mib_s: float = DEFAULT_MIN_RATE_MIB_S
+
+    def __post_init__(self) -> None:
+        for name in ("base_s", "min_rate_mib_s"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) \
+                    or not 0 < value < float("inf"):
+                raise ConfigurationError(f"Timeout.{name} must be a finite number > 0, "
+                                         f"not {value!r}")
+
+    def budget_s(self, nbytes: int) -> float:
+        """Seconds allowed for a request that sends ``nbytes``."""
+        return self.base_s + nbytes / (self.min_rate_mib_s * MIB)
+
+    def explain(self, nbytes: int) -> str:
+        """The budget for ``nbytes`` and how it was computed, for an error message."""
+        return (f"{self.budget_s(nbytes):.3g} s budget = {self.base_s:g} s base + "
+                f"{nbytes / MIB:.1f} MiB at an assumed {self.min_rate_mib_s:g} MiB/s")
 
 
 @dataclass(frozen=True)
@@ -228,6 +268,8 @@ class Plan:
     tensors_back: bool = False
     content_type: str = SAFETENSORS_MEDIA_TYPE
     timeout: float | None = None
+    #: The reply body itself is the result (``GET /probe``), neither tensors nor JSON.
+    raw_back: bool = False
 
 
 class Call(Generic[T]):
@@ -292,6 +334,17 @@ def execute_plan(op: str, tensors: Sequence[torch.Tensor], kwargs: Mapping[str, 
     if args:
         params["args"] = json.dumps(args)
     return tensor_plan("POST", "/execute", body, params=params)
+
+
+def probe_upload_plan(nbytes: int) -> Plan:
+    """``POST /probe`` with ``nbytes`` of zeros: one zero chunk sent again and again, so the
+    client spends no memory on the payload."""
+    if nbytes < 0:
+        raise ConfigurationError(f"cannot send {nbytes} bytes")
+    zeros = memoryview(bytes(min(nbytes, UPLOAD_CHUNK)))
+    whole, rest = divmod(nbytes, UPLOAD_CHUNK)
+    chunks = [zeros] * whole + ([zeros[:rest]] if rest else [])
+    return Plan("POST", "/probe", chunks=chunks, nbytes=nbytes)
 
 
 # --- reading replies ----------------------------------------------------------------
@@ -415,7 +468,7 @@ class BaseClient:
     """Configuration and the handling of each exchange, shared by both clients."""
 
     def __init__(self, url: str, *, token: str | None = None,
-                 timeout: float = DEFAULT_TIMEOUT, retries: int = DEFAULT_RETRIES,
+                 timeout: float | Timeout = DEFAULT_TIMEOUT, retries: int = DEFAULT_RETRIES,
                  session: str | NewSession | None = NEW_SESSION,
                  progress: ProgressCallback | None = None) -> None:
         try:
@@ -442,7 +495,9 @@ class BaseClient:
             # an encoding error, and a line break would forge headers.
             raise ConfigurationError("token must be printable ASCII without spaces")
         self.token = token
-        self.timeout = timeout
+        #: The whole policy; a plain number is its base, at the default assumed rate.
+        self.timeouts = timeout if isinstance(timeout, Timeout) else Timeout(base_s=timeout)
+        self.timeout = self.timeouts.base_s
         self.retries = retries
         self.last = Exchange()
         self.bytes_sent = 0
@@ -492,8 +547,8 @@ class BaseClient:
         return headers
 
     def timeout_s(self, nbytes: int) -> float:
-        """The base timeout, grown as if the link moved at least MIN_THROUGHPUT."""
-        return self.timeout + nbytes / MIN_THROUGHPUT
+        """The budget of a request that sends ``nbytes`` (see ``Timeout``)."""
+        return self.timeouts.budget_s(nbytes)
 
     def plan_timeout(self, plan: Plan) -> float:
         """The timeout of ``plan``: its own, else ``timeout_s`` of its payload."""
@@ -572,9 +627,19 @@ class BaseClient:
 
     def transport_error(self, plan: Plan, detail: str, kind: str, retryable: bool
                         ) -> TransportError:
-        """A failed exchange, named by its request."""
-        return TransportError(f"{plan.method} {self.url}{plan.path} failed ({kind}): {detail}",
-                              kind=kind, retryable=retryable)
+        """A failed exchange, named by its request; a timeout also names its budget, how
+        it was computed, and how to raise it."""
+        message = f"{plan.method} {self.url}{plan.path} failed ({kind}): {detail}"
+        if kind in ("read_timeout", "write_timeout") and plan.timeout is not None:
+            message += f"; this request's own {plan.timeout:g} s budget"
+        elif kind in ("read_timeout", "write_timeout"):
+            message += (f"; {self.timeouts.explain(plan.nbytes)}. A link slower than that is "
+                        "not dead: raise the budget with Client(timeout=genie.Timeout(base_s=..., "
+                        "min_rate_mib_s=...)) or, for the pytest checks, --genie-timeout=SECONDS")
+        elif kind == "connect_timeout":
+            message += (f"; no connection within {min(self.timeout, 10.0):g} s "
+                        "(min(timeout base, 10 s)): is the server up and the port reachable?")
+        return TransportError(message, kind=kind, retryable=retryable)
 
     def finish(self, plan: Plan, status: int, headers: Mapping[str, str],
                body: bytearray | mmap.mmap, started: float) -> Any:
@@ -587,6 +652,8 @@ class BaseClient:
         self.requests += 1
         if status >= 400:  # never copy a successful (possibly huge) body
             raise_for_error(status, bytes(body))
+        if plan.raw_back:
+            return body
         if plan.tensors_back:
             return decode(body)
         try:
@@ -769,3 +836,15 @@ class Endpoints:
     def echo(self, tensor: torch.Tensor) -> Call[torch.Tensor]:
         """Round-trip a tensor with no compute: measures pure transfer."""
         return Call(tensor_plan("POST", "/echo", {"tensor": tensor}), only_tensor)
+
+    @endpoint
+    def probe_upload(self, nbytes: int) -> Call[dict[str, Any]]:
+        """``POST /probe``: send ``nbytes`` the server counts and drops (the network's
+        upload baseline: no tensor work on either side).  Returns ``{"bytes": N}``."""
+        return Call(probe_upload_plan(nbytes), as_dict)
+
+    @endpoint
+    def probe_download(self, nbytes: int) -> Call[int]:
+        """``GET /probe?bytes=N``: receive ``nbytes`` of filler (the download baseline).
+        Returns how many bytes arrived."""
+        return Call(Plan("GET", "/probe", {"bytes": str(int(nbytes))}, raw_back=True), len)

@@ -36,6 +36,7 @@ from genie.client.calls import (
     ProgressCallback,
     Sink,
     SyncClientBase,
+    Timeout,
 )
 from genie.client.http1 import Http1Pool
 from genie.errors import GenieError, TransportError
@@ -69,7 +70,7 @@ class Client(SyncClientBase, Endpoints):
     """
 
     def __init__(self, url: str, *, token: str | None = None,
-                 timeout: float = DEFAULT_TIMEOUT, retries: int = DEFAULT_RETRIES,
+                 timeout: float | Timeout = DEFAULT_TIMEOUT, retries: int = DEFAULT_RETRIES,
                  session: str | NewSession | None = NEW_SESSION,
                  progress: ProgressCallback | None = None) -> None:
         super().__init__(url, token=token, timeout=timeout, retries=retries, session=session,

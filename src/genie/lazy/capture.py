@@ -1,18 +1,21 @@
-"""Ways into the remote device: ``genie.capture()``, factories, ``remote_module``.
+"""Ways into the remote device: ``genie.capture()``, the genie factories, ``remote_module``.
 
-``with genie.capture():`` installs a torch function mode for the block, so that
-plain torch code that *names* the remote device is captured too:
-``torch.randn(2, 3, device="remote_accelerator:0")``, ``torch.tensor(data,
-device=...)``, ``cpu_tensor.to("remote_accelerator:0")`` and
-``model.to("remote_accelerator:0")``.  Outside a block those calls reach torch's
-dispatcher, which has no kernels for the device: use ``genie.randn(...)``,
-``genie.remote(t)`` and ``genie.remote_module(model)`` there.  The block also
-chooses the client (``client=``) and the policy for unsupported ops
-(``fallback="local"`` runs them on the CPU, logged once per op).
+The remote device is a torch device (``genie.lazy.device``, ``genie.lazy.backend``):
+``torch.randn(2, 3, device="remote_accelerator:0")``, ``t.to(remote)`` and
+``model.to(remote)`` give LazyTensors anywhere once Genie has claimed PrivateUse1.
+``with genie.capture():`` scopes the rest: which client a block's graphs run on
+(``client=``), and the policy for unsupported calls (``fallback="local"`` runs them
+on the CPU, logged once per function).  It also claims the device, and where another
+library owns PrivateUse1 (so torch cannot parse ``"remote_accelerator"``) it installs
+a torch function mode for the block that catches the factories and moves naming the
+remote device by that name, with the same factories as the kernels.  The block's
+settings are context variables and the mode is torch's thread-local mode stack, so
+both hold for the thread (or asyncio task) that entered the block; the device itself
+works in every thread.
 
 ``remote_module(model)`` swaps every parameter and buffer for a LazyTensor kept on
-the server (uploaded in one request), so ``model(x)`` captures and each forward
-sends only ``x``.
+the server (uploaded in one request now), so ``model(x)`` captures and each forward
+sends only ``x``; ``model.to(remote)`` does the same lazily, with the first forward.
 """
 
 from __future__ import annotations
@@ -26,60 +29,52 @@ import torch
 from torch.overrides import TorchFunctionMode
 
 from genie.client import Client
-from genie.errors import ConfigurationError
-from genie.lazy.device import is_remote_device, remote_device
+from genie.errors import ConfigurationError, UnsupportedOpError
+from genie.lazy.backend import factory
+from genie.lazy.device import claim, is_remote_device, owns_privateuse1
 from genie.lazy.session import FALLBACKS, fallback_mode, scoped_client
-from genie.lazy.tensor import LazyTensor, persist, record, remote
-from genie.ops import REGISTRY
+from genie.lazy.tensor import LazyTensor, leaf, persist, remote, snapshot
 
 __all__ = ["arange", "capture", "eye", "full", "ones", "rand", "randn", "remote_module",
            "zeros"]
 
 
-def _factory(op_name: str, args: Sequence[Any], kwargs: dict[str, Any],
-             client: Client | None) -> LazyTensor:
-    if kwargs.get("dtype") is None and op_name not in ("arange", "full"):
-        kwargs["dtype"] = torch.get_default_dtype()  # the client's default, not the server's
-    out = record(REGISTRY[op_name], args, kwargs)
-    out._node.client = client
-    return out
-
-
 def randn(*size: Any, dtype: torch.dtype | None = None, seed: int | None = None,
           client: Client | None = None) -> LazyTensor:
-    """Normal samples drawn on the server (``seed`` makes them repeatable there)."""
-    return _factory("randn", size, {"dtype": dtype, "seed": seed}, client)
+    """Normal samples drawn on the server; ``seed`` (else one from the device's generator,
+    which ``torch.manual_seed`` seeds) makes them repeatable."""
+    return factory("randn", size, {"dtype": dtype, "seed": seed}, client=client)
 
 
 def rand(*size: Any, dtype: torch.dtype | None = None, seed: int | None = None,
          client: Client | None = None) -> LazyTensor:
-    """Uniform [0, 1) samples drawn on the server."""
-    return _factory("rand", size, {"dtype": dtype, "seed": seed}, client)
+    """Uniform [0, 1) samples drawn on the server (seeded as ``randn``)."""
+    return factory("rand", size, {"dtype": dtype, "seed": seed}, client=client)
 
 
 def zeros(*size: Any, dtype: torch.dtype | None = None, client: Client | None = None
           ) -> LazyTensor:
-    return _factory("zeros", size, {"dtype": dtype}, client)
+    return factory("zeros", size, {"dtype": dtype}, client=client)
 
 
 def ones(*size: Any, dtype: torch.dtype | None = None, client: Client | None = None
          ) -> LazyTensor:
-    return _factory("ones", size, {"dtype": dtype}, client)
+    return factory("ones", size, {"dtype": dtype}, client=client)
 
 
 def full(size: Sequence[int], fill_value: float, *, dtype: torch.dtype | None = None,
          client: Client | None = None) -> LazyTensor:
-    return _factory("full", (list(size), fill_value), {"dtype": dtype}, client)
+    return factory("full", (list(size), fill_value), {"dtype": dtype}, client=client)
 
 
 def arange(start: float, end: float | None = None, step: float = 1, *,
            dtype: torch.dtype | None = None, client: Client | None = None) -> LazyTensor:
-    return _factory("arange", (start, end, step), {"dtype": dtype}, client)
+    return factory("arange", (start, end, step), {"dtype": dtype}, client=client)
 
 
 def eye(n: int, m: int | None = None, *, dtype: torch.dtype | None = None,
         client: Client | None = None) -> LazyTensor:
-    return _factory("eye", (n, m), {"dtype": dtype}, client)
+    return factory("eye", (n, m), {"dtype": dtype}, client=client)
 
 
 _TORCH_FACTORIES = {torch.randn: "randn", torch.rand: "rand", torch.zeros: "zeros",
@@ -87,11 +82,12 @@ _TORCH_FACTORIES = {torch.randn: "randn", torch.rand: "rand", torch.zeros: "zero
                     torch.arange: "arange", torch.eye: "eye"}
 #: torch factory keywords that carry no meaning remotely when left at their default.
 _FACTORY_DEFAULTS = {"requires_grad": False, "layout": torch.strided, "pin_memory": False,
-                     "generator": None, "out": None, "names": None}
+                     "out": None, "names": None}
 
 
 class _RemoteDeviceMode(TorchFunctionMode):
-    """Inside ``capture()``: torch calls naming the remote device become LazyTensors."""
+    """Inside ``capture()`` where another library owns PrivateUse1: torch calls naming
+    ``"remote_accelerator"`` (which torch cannot parse then) become LazyTensors."""
 
     def __init__(self, client: Client | None) -> None:
         super().__init__()
@@ -105,11 +101,14 @@ class _RemoteDeviceMode(TorchFunctionMode):
             kwargs.pop("device")
             for key, default in _FACTORY_DEFAULTS.items():
                 if key in kwargs and kwargs.pop(key) not in (default, None):
-                    raise ConfigurationError(f"torch.{op_name}({key}=...) is not supported on "
+                    raise UnsupportedOpError(f"torch.{op_name}({key}=...) is not supported on "
                                              "the remote device")
-            if op_name in ("randn", "rand"):
-                kwargs.setdefault("seed", None)
-            return _factory(op_name, args, kwargs, self.client)
+            generator = kwargs.pop("generator", None)
+            if op_name in ("full", "arange", "eye"):
+                return factory(op_name, args, kwargs, client=self.client)
+            size = list(args[0]) if len(args) == 1 and isinstance(args[0], (list, tuple)) \
+                else list(args)
+            return factory(op_name, (size,), kwargs, client=self.client, generator=generator)
         if func in (torch.tensor, torch.as_tensor) and is_remote_device(kwargs.get("device")):
             kwargs.pop("device")
             return remote(func(*args, **kwargs), client=self.client)
@@ -119,8 +118,8 @@ class _RemoteDeviceMode(TorchFunctionMode):
             if is_remote_device(target):
                 dtype = kwargs.get("dtype", next((a for a in args[1:]
                                                   if isinstance(a, torch.dtype)), None))
-                local = args[0] if dtype is None else args[0].to(dtype)
-                return remote(local, client=self.client)
+                return leaf(snapshot(args[0], dtype), client=self.client, resident=True,
+                            requires_grad=args[0].requires_grad)
         return func(*args, **kwargs)
 
 
@@ -138,18 +137,20 @@ class capture:  # noqa: N801 - used like a function: ``with genie.capture():``
         self._tokens: list[tuple[contextvars.ContextVar[Any], contextvars.Token[Any]]] = []
 
     def __enter__(self) -> capture:
-        remote_device()  # torch parses "remote_accelerator:0" only once PrivateUse1 is named
+        claim()  # torch parses "remote_accelerator:0" only once PrivateUse1 is named
         self._tokens = [(fallback_mode, fallback_mode.set(self.fallback))]
         if self.client is not None:
             self._tokens.append((scoped_client, scoped_client.set(self.client)))
-        self._mode = _RemoteDeviceMode(self.client)
-        self._mode.__enter__()
+        if not owns_privateuse1():
+            self._mode = _RemoteDeviceMode(self.client)
+            self._mode.__enter__()
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
-        assert self._mode is not None
-        self._mode.__exit__(exc_type, exc, tb)
+        if self._mode is not None:
+            self._mode.__exit__(exc_type, exc, tb)
+            self._mode = None
         for var, token in reversed(self._tokens):
             var.reset(token)
         self._tokens = []
@@ -174,7 +175,9 @@ def remote_module(module: torch.nn.Module, *, keep: bool = True,
                     continue
                 slots.append((table, name, is_param))
                 tensors.setdefault(id(t), t)
-    lazies = {key: remote(t.detach(), client=client) for key, t in tensors.items()}
+    # Kept: uploaded right now, before anyone can change them, so no snapshot is needed.
+    lazies = {key: leaf(t.detach(), client=client) if keep else remote(t.detach(), client=client)
+              for key, t in tensors.items()}
     if keep and lazies:
         persist(*lazies.values(), client=client)
     for table, name, is_param in slots:

@@ -19,21 +19,26 @@ import torch
 import torch.nn.functional as F
 
 from genie.errors import InvalidArgumentError, UnsupportedOpError
+from genie.lazy.backend import factory
 from genie.lazy.device import is_remote_device, remote_device
 from genie.lazy.node import contiguous_strides
 from genie.lazy.tensor import (
+    AUTOGRAD_MESSAGE,
     Handler,
     LazyTensor,
     alias,
     copy_of,
     lift,
     local_value,
-    rebind,
+    move_into,
     record,
+    refill,
+    refused,
 )
 from genie.ops import REGISTRY, Op
 
-__all__ = ["GETTERS", "OpCall", "func_name", "special_handlers"]
+__all__ = ["GETTERS", "OpCall", "func_name", "getitem", "pieces", "rsub",
+           "scaled_dot_product_attention", "special_handlers"]
 
 
 def func_name(func: Any) -> str:
@@ -78,8 +83,8 @@ class OpCall:
             pos: Sequence[Any] = args
         else:
             if len(args) > len(self.names):
-                raise InvalidArgumentError(f"{func_name(func)} takes at most "
-                                           f"{len(self.names)} positional arguments")
+                raise refused(InvalidArgumentError(f"{func_name(func)} takes at most "
+                                                   f"{len(self.names)} positional arguments"))
             kw = dict(self.prefill)
             kw.update(zip(self.names, args, strict=False))
             kw.update(kwargs)
@@ -91,9 +96,9 @@ class OpCall:
                 value = kw.pop(name)
                 if not (value is default or value == default
                         or (name == "device" and is_remote_device(value))):
-                    raise UnsupportedOpError(
+                    raise refused(UnsupportedOpError(
                         f"{func_name(func)}({name}={value!r}) is not supported remotely; "
-                        f"only {name}={default!r}")
+                        f"only {name}={default!r}"))
         return record(self.op, pos, kw, inplace=inplace)
 
 
@@ -191,7 +196,7 @@ def _binary_swapped(op_name: str) -> Handler:
     return handler
 
 
-def _rsub(func: Any, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Any:
+def rsub(func: Any, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Any:
     # other - alpha*self == (-self)*alpha + other, exactly (negation is exact).
     self, other = _first_lazy(args), args[1]
     alpha = kwargs.get("alpha", args[2] if len(args) > 2 else 1)
@@ -274,8 +279,9 @@ def _index_item(item: Any) -> Any:
     return item
 
 
-def _getitem(func: Any, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Any:
-    self, index = _first_lazy(args), args[1]
+def _index(index: Any) -> Any:
+    """A Python index as the ``getitem``/``setitem`` ops take it (lists and masks become
+    position tensors)."""
     items = list(index) if isinstance(index, tuple) else [index]
     flat: list[Any] = []
     for item in items:
@@ -284,28 +290,33 @@ def _getitem(func: Any, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Any:
             flat.extend(converted)
         else:
             flat.append(converted)
-    return record(REGISTRY["getitem"], (self, tuple(flat) if len(flat) != 1 or isinstance(
-        index, tuple) else flat[0]), {})
+    return tuple(flat) if len(flat) != 1 or isinstance(index, tuple) else flat[0]
 
 
-def _pieces(func: Any, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Any:
-    """chunk / split / unbind as ``narrow``/``select`` nodes; sizes from meta."""
+def getitem(func: Any, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Any:
+    return record(REGISTRY["getitem"], (_first_lazy(args), _index(args[1])), {})
+
+
+def pieces(func: Any, args: Sequence[Any], kwargs: Mapping[str, Any], *,
+           view: bool = True) -> Any:
+    """chunk / split / unbind (torch's or aten's) as ``narrow``/``select`` nodes; sizes
+    from meta.  ``view=False`` for aten's ``unsafe_split``: not tracked as views."""
     self = _first_lazy(args)
     shape, stride, dtype = self._spec
     meta = torch.empty_strided(shape, stride, dtype=dtype, device="meta")
     with torch._C.DisableTorchFunctionSubclass():
         parts = func(meta, *args[1:], **kwargs)
-    name = getattr(func, "__name__", "")
+    name = getattr(func, "__name__", "").split(".")[0]
     if name == "unbind":
         dim = args[1] if len(args) > 1 else kwargs.get("dim", 0)
-        return tuple(record(REGISTRY["select"], (self, dim, i), {})
+        return tuple(record(REGISTRY["select"], (self, dim, i), {}, view=view)
                      for i in range(len(parts)))
     dim = kwargs.get("dim", args[2] if len(args) > 2 else 0)
     dim = dim + len(shape) if dim < 0 else dim
     out, start = [], 0
     for part in parts:
         length = part.shape[dim]
-        out.append(record(REGISTRY["narrow"], (self, dim, start, length), {}))
+        out.append(record(REGISTRY["narrow"], (self, dim, start, length), {}, view=view))
         start += length
     return tuple(out)
 
@@ -323,25 +334,19 @@ def _fill(func: Any, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Any:
     self = args[0]
     value = args[1] if len(args) > 1 else kwargs["value"]
     if isinstance(value, torch.Tensor):
-        raise UnsupportedOpError("torch.Tensor.fill_ with a tensor value is not supported "
-                                 "remotely; pass a number")
-    return record(REGISTRY["full_like"], (self, value), {}, inplace=True)
+        raise refused(UnsupportedOpError("torch.Tensor.fill_ with a tensor value is not "
+                                         "supported remotely; pass a number"))
+    return refill(self, value)
 
 
 def _zero(func: Any, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Any:
-    return record(REGISTRY["zeros_like"], (args[0],), {}, inplace=True)
+    return refill(args[0], 0)
 
 
 def _copy(func: Any, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Any:
-    """``dst.copy_(src)``: src broadcast to dst's shape and cast to its dtype."""
-    dst, src = args[0], args[1]
-    if not isinstance(dst, LazyTensor):
-        raise UnsupportedOpError("copying into a local tensor from a LazyTensor: use "
-                                 "dst.copy_(src.materialize())")
-    src = src if isinstance(src, LazyTensor) else lift(src)
-    shape, _, dtype = dst._spec
-    value = _cast(record(REGISTRY["expand"], (src, list(shape)), {}), dtype)
-    return rebind("copy_", dst, value._node, value._spec)
+    """``dst.copy_(src)``: a local src is a resident snapshot (``load_state_dict`` into a
+    moved model uploads once)."""
+    return move_into(args[0], args[1])
 
 
 def _type(func: Any, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Any:
@@ -368,43 +373,115 @@ def _new_factory(op_name: str) -> Handler:
         if op_name == "full":
             size = rest.pop(0) if rest else kw.pop("size")
             value = rest.pop(0) if rest else kw.pop("fill_value")
-            return record(op, (list(size), value), kw)
+            return factory("full", (list(size), value), kw)
         if len(rest) == 1 and isinstance(rest[0], (list, tuple)):
-            rest = list(rest[0])
+            rest = list(rest[0])  # new_ones(()) is a 0-d size, not no size
         if "size" in kw:
             rest = list(kw.pop("size"))
-        return record(op, rest, kw)
+        return factory(op.name, (list(rest),), kw)
     return handler
 
 
+_LIKE_EXTRAS = {"layout": None, "device": None, "requires_grad": False,
+                "memory_format": torch.preserve_format, "pin_memory": False}
+
+
 def _like(op_name: str) -> Handler:
-    op = REGISTRY[op_name]
-    extras = {"layout": None, "device": None, "requires_grad": False,
-              "memory_format": torch.preserve_format, "pin_memory": False}
-    return OpCall(op, extras=extras)
+    return OpCall(REGISTRY[op_name], extras=_LIKE_EXTRAS)
+
+
+def _random_like(op_name: str) -> Handler:
+    """``randn_like``/``rand_like``/``empty_like``: a factory with ``t``'s shape and dtype
+    (seeded from the device's generator, like ``torch.randn(device=...)``)."""
+    def handler(func: Any, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Any:
+        self: LazyTensor = _first_lazy(args)
+        kw = dict(kwargs)
+        dtype = kw.pop("dtype", None) or self._spec[2]
+        for name, default in _LIKE_EXTRAS.items():
+            value = kw.pop(name, default)
+            if not (value is default or value == default
+                    or (name == "device" and is_remote_device(value))):
+                raise refused(UnsupportedOpError(f"{func_name(func)}({name}={value!r}) is not "
+                                                 "supported remotely"))
+        if kw:
+            raise refused(UnsupportedOpError(f"{func_name(func)}({', '.join(kw)}=...) is not "
+                                             "supported remotely"))
+        return factory(op_name, (list(self._spec[0]),), {"dtype": dtype})
+    return handler
+
+
+def scaled_dot_product_attention(func: Any, args: Sequence[Any],
+                                 kwargs: Mapping[str, Any]) -> Any:
+    """``F.scaled_dot_product_attention``; ``enable_gqa=True`` (grouped-query attention,
+    HF Llama's default) repeats each key/value head for its group of query heads, as
+    torch does, then runs the one op."""
+    names = ("query", "key", "value", "attn_mask", "dropout_p", "is_causal", "scale",
+             "enable_gqa")
+    if len(args) > len(names):
+        raise refused(InvalidArgumentError(f"{func_name(func)} takes at most {len(names)} "
+                                           "positional arguments"))
+    kw = dict(zip(names, args, strict=False))
+    kw.update(kwargs)
+    if kw.pop("enable_gqa", False):
+        query, key = _first_lazy([kw["query"]]), _first_lazy([kw["key"]])
+        heads, kv_heads = query._spec[0][-3], key._spec[0][-3]
+        if kv_heads != heads:
+            if kv_heads == 0 or heads % kv_heads:
+                raise InvalidArgumentError(f"enable_gqa: {heads} query heads are not a "
+                                           f"multiple of {kv_heads} key/value heads")
+            kw["key"], kw["value"] = (_repeat_heads(_first_lazy([kw[n]]), heads // kv_heads)
+                                      for n in ("key", "value"))
+    return record(REGISTRY["scaled_dot_product_attention"], (), kw)
+
+
+def _repeat_heads(t: LazyTensor, times: int) -> LazyTensor:
+    """``t.repeat_interleave(times, dim=-3)`` as expand + reshape (no copy until needed)."""
+    shape = list(t._spec[0])
+    grown = record(REGISTRY["unsqueeze"], (t, -3), {})
+    grown = record(REGISTRY["expand"], (grown, [*shape[:-2], times, *shape[-2:]]), {})
+    return record(REGISTRY["reshape"], (grown, [*shape[:-3], shape[-3] * times, *shape[-2:]]),
+                  {})
+
+
+def _setitem(func: Any, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Any:
+    """``x[idx] = v``, functionalized: ``x`` now names a copy with the slice replaced."""
+    self, index, value = args[0], args[1], args[2]
+    if not isinstance(self, LazyTensor):
+        raise UnsupportedOpError("assigning a LazyTensor into a local tensor: materialize it "
+                                 "first (x[idx] = v.materialize())")
+    record(REGISTRY["setitem"], (self, _index(index), value), {}, inplace=True)
+
+
+def _backward(func: Any, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Any:
+    raise UnsupportedOpError(AUTOGRAD_MESSAGE.format(what=f"{func_name(func)} was called: it")
+                             .replace(" requires grad and grad mode is on", " needs autograd"))
 
 
 def special_handlers() -> dict[Any, Handler]:
     """The calls that are not one registry op with torch's own arguments."""
     T = torch.Tensor  # noqa: N806
     specials: dict[Any, Handler] = {
-        T.__rmatmul__: _binary_swapped("matmul"), T.__rsub__: _rsub, torch.rsub: _rsub,
+        T.__rmatmul__: _binary_swapped("matmul"), T.__rsub__: rsub, torch.rsub: rsub,
         T.__rtruediv__: _rdiv, T.__rdiv__: _rdiv, T.__rpow__: _rpow,
         T.__pos__: _self, torch.positive: _self, T.positive: _self,
         T.to: _to, T.type_as: _type_as, T.detach: _detach, T.detach_: _self,
-        T.contiguous: _contiguous, T.__getitem__: _getitem,
+        T.contiguous: _contiguous, T.__getitem__: getitem,
         T.max: _max_min("max"), torch.max: _max_min("max"),
         T.min: _max_min("min"), torch.min: _max_min("min"),
         T.where: _where_method, torch.where: OpCall(REGISTRY["where"]),
         T.norm: _norm, torch.norm: _norm, torch.linalg.vector_norm: _norm,
-        T.chunk: _pieces, torch.chunk: _pieces, T.split: _pieces, torch.split: _pieces,
-        T.unbind: _pieces, torch.unbind: _pieces,
+        T.chunk: pieces, torch.chunk: pieces, T.split: pieces, torch.split: pieces,
+        T.unbind: pieces, torch.unbind: pieces,
         T.fill_: _fill, T.zero_: _zero, T.copy_: _copy, T.type: _type,
         T.__deepcopy__: lambda func, args, kwargs: copy_of(args[0]),
         T.new_zeros: _new_factory("zeros"), T.new_ones: _new_factory("ones"),
         T.new_empty: _new_factory("empty"), T.new_full: _new_factory("full"),
         torch.zeros_like: _like("zeros_like"), torch.ones_like: _like("ones_like"),
-        torch.full_like: _like("full_like"),
+        torch.full_like: _like("full_like"), torch.randn_like: _random_like("randn"),
+        torch.rand_like: _random_like("rand"), torch.empty_like: _random_like("empty"),
+        F.scaled_dot_product_attention: scaled_dot_product_attention,
+        T.__setitem__: _setitem, T.backward: _backward, torch.autograd.backward: _backward,
+        torch.autograd.grad: _backward,
         torch.concat: OpCall(REGISTRY["cat"]), torch.multiply: OpCall(REGISTRY["mul"]),
         T.multiply: OpCall(REGISTRY["mul"]), torch.subtract: OpCall(REGISTRY["sub"]),
         T.subtract: OpCall(REGISTRY["sub"]), torch.divide: OpCall(REGISTRY["div"]),

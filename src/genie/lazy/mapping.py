@@ -10,10 +10,15 @@ parameter torch has but the registry lacks (``inplace``, ``_stacklevel``,
 one op with the same arguments (``Tensor.to``, ``max(dim=...)``, ``__rsub__``,
 ``chunk``...) have small handlers in ``genie.lazy.handlers``.
 
-Anything else raises ``UnsupportedOpError`` naming the function, unless the
-caller opted in with ``genie.capture(fallback="local")``: then the inputs are
-materialized, the function runs locally, and its tensor results travel back as
-inline inputs; each such function is logged once.  It runs on copies of the
+Anything else is decomposed: it runs with subclass torch_function disabled, so a
+Python function (``F.multi_head_attention_forward``) runs its own code and a C++
+composite (``torch.lstm``, ``torch.gru``, ``Tensor.__contains__``) its own, down to
+aten ops, which ``genie.lazy.aten`` captures as registry ops.  A handled call whose
+arguments its handler refuses (``clone(memory_format=...)``) is decomposed the same
+way.  What still cannot be captured raises ``UnsupportedOpError`` naming the
+function, unless the caller opted in with ``genie.capture(fallback="local")``: then
+the inputs are materialized, the function runs locally, and its tensor results
+travel back as inline inputs; each such function is logged once.  It runs on copies of the
 fetched values; an input it changed in place is rebound to the new value, and a
 result that is a view of an input counts as one (see ``genie.lazy.tensor``: in-place ops
 on data a live view or alias shares are refused).
@@ -33,7 +38,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from genie.errors import UnsupportedOpError
+from genie.errors import InvalidArgumentError, UnsupportedOpError
+from genie.lazy.aten import register_aten
 from genie.lazy.handlers import GETTERS, OpCall, func_name, special_handlers
 from genie.lazy.node import LazyNode, contiguous_strides
 from genie.lazy.session import SESSION, fallback_mode, scoped_client
@@ -42,16 +48,19 @@ from genie.lazy.tensor import (
     VIEW_OPS,
     Handler,
     LazyTensor,
+    adopt,
     check_unshared,
     fetch,
+    is_refusal,
     local_value,
     make_lazy,
     rebind,
     record,
+    refused,
 )
 from genie.ops import REGISTRY, Op
 
-__all__ = ["supported_functions", "unhandled"]
+__all__ = ["refused_call", "supported_functions", "unhandled"]
 
 log = logging.getLogger("genie.lazy")
 
@@ -147,8 +156,36 @@ def _passthrough(func: Any, args: Sequence[Any], kwargs: Mapping[str, Any]) -> A
         return func(*args, **kwargs)
 
 
+def _decompose(func: Any, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Any:
+    """Run ``func`` down to aten ops, which ``genie.lazy.aten`` captures."""
+    try:
+        with torch._C.DisableTorchFunctionSubclass():
+            return func(*args, **kwargs)
+    except (RuntimeError, NotImplementedError) as exc:  # torch refused to decompose it
+        raise refused(UnsupportedOpError(f"{type(exc).__name__}: {exc}")) from exc
+
+
+def _cannot_capture(func: Any, args: Sequence[Any], kwargs: Mapping[str, Any],
+                    exc: Exception) -> Any:
+    """What a call neither handled nor decomposed gets: a local run, or the refusal."""
+    if fallback_mode.get() == "local":
+        return _local_fallback(func, args, kwargs)
+    raise exc
+
+
+def refused_call(func: Any, args: Sequence[Any], kwargs: Mapping[str, Any],
+                 exc: Exception) -> Any:
+    """A handled call whose handler refused an argument: decompose it instead."""
+    try:
+        return _decompose(func, args, kwargs)
+    except InvalidArgumentError as inner:
+        if not is_refusal(inner):
+            raise
+    return _cannot_capture(func, args, kwargs, exc)
+
+
 def unhandled(func: Any, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Any:
-    """No handler: metadata passes through, value getters map, anything else is refused."""
+    """No handler: metadata passes through, value getters map, anything else decomposes."""
     name = getattr(func, "__name__", "")
     if name == "__get__":
         attr = getattr(getattr(func, "__self__", None), "__name__", "")
@@ -158,14 +195,31 @@ def unhandled(func: Any, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Any:
         if attr in ("real", "imag"):
             return record(REGISTRY[attr], args, {})
         return _passthrough(func, args, kwargs)
-    if name == "__set__" or name in _PASSTHROUGH_NAMES:
+    if name == "__set__":
+        return _set_attribute(func, args, kwargs)
+    if name in _PASSTHROUGH_NAMES:
         return _passthrough(func, args, kwargs)
-    if fallback_mode.get() == "local":
-        return _local_fallback(func, args, kwargs)
-    raise UnsupportedOpError(
-        f"{func_name(func)} is not supported on LazyTensor (no allowlisted Genie op for it). "
-        "Use a supported op, materialize first (x.materialize()), or opt in to running it "
-        "locally with `with genie.capture(fallback='local'):`")
+    try:
+        return _decompose(func, args, kwargs)
+    except InvalidArgumentError as exc:
+        if not is_refusal(exc):
+            raise
+        message = (f"{func_name(func)} is not supported on LazyTensor (it decomposes to "
+                   f"{exc.message}). Use a supported op, materialize first (x.materialize()), "
+                   "or opt in to running it locally with "
+                   "`with genie.capture(fallback='local'):`")
+        return _cannot_capture(func, args, kwargs, UnsupportedOpError(message))
+
+
+def _set_attribute(func: Any, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Any:
+    """``t.data = other`` (``model.half()`` on a moved model) rebinds ``t`` to ``other``'s
+    node as well: torch swaps the wrapper's metadata, the node must follow it."""
+    attr = getattr(getattr(func, "__self__", None), "__name__", "")
+    target, value = (args[0], args[1]) if len(args) > 1 else (args[0], None)
+    result = _passthrough(func, args, kwargs)
+    if attr == "data" and isinstance(target, LazyTensor) and isinstance(value, LazyTensor):
+        adopt(target, value)
+    return result
 
 
 
@@ -273,6 +327,8 @@ def _build() -> None:
     for func, handler in specials.items():
         DISPATCH.register(func, handler, replace=True)
     DISPATCH.set_fallback(unhandled)
+    DISPATCH.on_refusal = refused_call
+    register_aten()
 
 
 _build()

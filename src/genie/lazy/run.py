@@ -12,6 +12,21 @@ the client carries them in its next graph, which frees them after it ran.  So a
 decode step that reads last step's KV cache, keeps the new one and releases the
 old costs one request.  A deferred node keeps its handle, usable until the release
 reaches the server (``settle_releases`` notices that after each graph).
+
+Resident leaves (tensors moved with ``.to(remote)``) that a graph sends inline are
+also kept by it (the graph's ``keep``), so the next graph refers to them by handle:
+a model moved to the device uploads its weights with its first forward, once.  When
+such a tensor is collected its handle is released the same deferred way: it travels
+with the client's next request, so dropping a model costs no request of its own.
+
+A value that Python itself asks for (``bool``, ``item``, a mask: ``value_of``) is
+computed here, with no request, when that is exact on any device and cheap: every
+input is a local integer or boolean value (a snapshot not yet sent, or a small
+resident tensor whose value Genie keeps beside its handle), every step stays integer
+or boolean, and the graph is small.  Libraries branch on such values inside a
+forward (HF transformers asks ``attention_mask.all()`` to skip the mask), and a
+device round trip for each would cost a request per check.  Floating-point work,
+random draws and anything larger always run on the server.
 """
 
 from __future__ import annotations
@@ -22,11 +37,12 @@ from typing import Any
 
 import torch
 
-from genie.client import Client
+from genie.client import Client, RemoteTensor
 from genie.errors import ConfigurationError, GenieError
 from genie.graph import to_wire
 from genie.lazy.node import LazyNode
 from genie.lazy.session import SESSION, resolve_client
+from genie.ops import OpContext
 
 __all__ = ["build_graph", "release_nodes", "run_nodes", "settle_releases", "value_of"]
 
@@ -100,6 +116,8 @@ def build_graph(fetch: Sequence[LazyNode], keep: Sequence[LazyNode]
                            list[LazyNode]]:
     """The wire graph for ``fetch`` + ``keep``: (graph, inputs, node id -> LazyNode, leaves)."""
     leaves, order = _walk([*fetch, *keep])
+    # Resident leaves still on this side are kept by this graph (sent once, ever).
+    keep = [*keep, *(n for n in leaves if n.resident and n.handle is None and n not in keep)]
     refs: dict[int, dict[str, str]] = {}
     inputs: dict[str, torch.Tensor] = {}
     for leaf in leaves:
@@ -142,6 +160,65 @@ def build_graph(fetch: Sequence[LazyNode], keep: Sequence[LazyNode]
     return graph, inputs, ids, leaves
 
 
+#: Resident leaves up to this size keep their value beside the handle, for ``value_of``.
+SHADOW_BYTES = 64 * 1024
+#: Bounds on a graph ``value_of`` computes here: steps, and bytes of inputs and results.
+LOCAL_STEPS = 256
+LOCAL_BYTES = 1 << 20
+_LOCAL_CTX = OpContext(max_alloc_bytes=LOCAL_BYTES)
+
+
+def _exact(t: Any) -> bool:
+    return isinstance(t, torch.Tensor) and not (t.is_floating_point() or t.is_complex())
+
+
+def _run_locally(node: LazyNode) -> bool:
+    """Compute ``node`` here when exact and cheap (see the module docstring)."""
+    try:
+        leaves, order = _walk([node])
+    except GenieError:
+        return False
+    if len(order) > LOCAL_STEPS or not all(_exact(leaf.value) for leaf in leaves):
+        return False
+    values: dict[int, torch.Tensor] = {id(leaf): leaf.value for leaf in leaves
+                                       if leaf.value is not None}
+    if sum(v.nbytes for v in values.values()) > LOCAL_BYTES:
+        return False
+
+    def resolve(v: Any) -> Any:
+        if isinstance(v, LazyNode):
+            return values[id(v)]
+        if isinstance(v, (list, tuple)):
+            return type(v)(resolve(x) for x in v)
+        return v
+
+    for step in order:
+        op = step.op
+        assert op is not None and step.kwargs is not None
+        if op.factory and any(p.name == "seed" for p in op.params):
+            return False  # random: the server's device generator draws it
+        try:
+            out = op({k: resolve(v) for k, v in step.kwargs.items()}, _LOCAL_CTX)
+        except Exception:  # noqa: BLE001 - the server then runs it and reports its error
+            return False
+        if not _exact(out) or out.nbytes > LOCAL_BYTES:
+            return False
+        values[id(step)] = out
+    result = values[id(node)]
+    node.value = result.clone() if result._base is not None else result
+    node.kwargs, node.deps = None, ()
+    return True
+
+
+def _keep_resident(node: LazyNode, client: Client, handle: RemoteTensor) -> None:
+    """Release ``handle`` once nothing references ``node``: deferred, so it travels
+    with the client's next request (a finalizer may run in any thread; the client's
+    deferred list is locked)."""
+    releaser = weakref.finalize(node, client.defer_release, handle)
+    releaser.atexit = False  # at exit the server's session ends anyway
+    node.releaser = releaser
+
+
 def run_nodes(fetch: Sequence[LazyNode], keep: Sequence[LazyNode], client: Client | None) -> None:
     fetch = [n for n in dict.fromkeys(fetch) if n.value is None]
     keep = [n for n in dict.fromkeys(keep) if n.handle is None]
@@ -163,7 +240,11 @@ def run_nodes(fetch: Sequence[LazyNode], keep: Sequence[LazyNode], client: Clien
         node.handle, node.client = handle, chosen
         node.kwargs, node.deps = None, ()
         if node.op is None:  # an uploaded input: the server copy is the value now
-            node.value = None
+            if node.resident:
+                _keep_resident(node, chosen, handle)
+            if not (node.resident and node.value is not None
+                    and node.value.nbytes <= SHADOW_BYTES):
+                node.value = None
 
 
 def release_nodes(nodes: Iterable[LazyNode], *, defer: bool = False) -> None:
@@ -185,6 +266,9 @@ def release_nodes(nodes: Iterable[LazyNode], *, defer: bool = False) -> None:
             continue
         client.release(*handles)
         for node in group:
+            if node.releaser is not None:
+                node.releaser.detach()
+                node.releaser = None
             node.handle = None
     if not defer:
         settle_releases()  # release() also sent what was deferred
@@ -209,9 +293,11 @@ def settle_releases() -> None:
 
 
 def value_of(node: LazyNode) -> torch.Tensor:
-    """The cached CPU value of ``node`` (materializing it when needed), NOT a copy: for
-    reading only (``item``, ``tolist``, a mask).  What users keep gets ``.clone()``."""
-    run_nodes([node], [], None)
+    """The cached CPU value of ``node`` (materializing it when needed, here when exact and
+    cheap), NOT a copy: for reading only (``item``, ``tolist``, a mask).  What users keep
+    gets ``.clone()``."""
+    if node.value is None and not _run_locally(node):
+        run_nodes([node], [], None)
     value = node.value
     assert value is not None
     return value

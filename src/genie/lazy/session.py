@@ -24,6 +24,7 @@ import torch
 
 from genie.client import Client
 from genie.errors import ConfigurationError
+from genie.lazy.device import claim
 from genie.lazy.node import LazyNode
 from genie.ops import MetaCache
 
@@ -55,13 +56,20 @@ class Session:
         #: Meta outcomes of captured ops: a model's layers repeat, and a hit costs ~1 µs
         #: where torch's meta kernels cost 20-200 µs.
         self.meta = MetaCache()
-        #: id(local tensor) -> (weak tensor, weak leaf node): weak both ways, so neither
-        #: this table nor a forgotten graph keeps a user's tensor alive.
-        self.local_leaves: dict[int, tuple[weakref.ref[torch.Tensor], weakref.ref[LazyNode]]] = {}
+        #: id(local tensor) -> (weak tensor, weak leaf node, the tensor's ``_version`` when
+        #: its snapshot was taken): weak both ways, so neither this table nor a forgotten
+        #: graph keeps a user's tensor alive, and a changed tensor gets a new snapshot.
+        self.local_leaves: dict[int, tuple[weakref.ref[torch.Tensor], weakref.ref[LazyNode],
+                                           int]] = {}
         self.logged_fallbacks: set[str] = set()
         #: (client, node) whose handle release waits for that client's next graph
         #: (``genie.release(..., defer=True)``); weak: a dropped tensor needs no update.
         self.deferred: list[tuple[Client, weakref.ref[LazyNode]]] = []
+
+    def configured(self) -> bool:
+        """Whether a materialization here would find a server (without connecting)."""
+        return (scoped_client.get() is not None or self.default_client is not None
+                or bool(os.environ.get("GENIE_SERVER_URL", "").strip()))
 
     def resolve_client(self, explicit: Client | None = None) -> Client:
         """The client a materialization uses; ``ConfigurationError`` names the three ways."""
@@ -94,6 +102,7 @@ def connect(url: str, token: str | None = None, **options: Any) -> Client:
     """Make ``Client(url, token=token, **options)`` the default for LazyTensor; return it."""
     client = Client(url, token=token, **options)
     SESSION.default_client = client
+    claim()  # the remote device works from now on, in every thread
     return client
 
 

@@ -20,8 +20,25 @@ would change both, and rebinding one would leave the other stale.  Which results
 views is what torch itself decides on meta (``t[0:2]`` is, ``t[idx]`` is not).
 Values handed out (``materialize()``, ``.cpu()``, ``.numpy()``) are fresh copies, as
 a CUDA tensor's ``.cpu()`` is; the cached value stays private, because later graphs
-send it.  Inline inputs (``genie.remote(t)``, local tensors mixed into an op) are
-read when the graph is sent, not when it is captured.
+send it.
+
+Local values are taken when captured, never later: ``genie.remote(t)``, a local
+tensor mixed into an op, and ``t.to(remote)`` each snapshot ``t`` (one memory copy,
+like a host-to-device copy), so ``y = genie.remote(x) + 1; x.add_(100)`` still gives
+eager's ``y``.  Detecting the change instead (``x._version`` at capture vs at send)
+would save the copy but cannot see writes that bypass the version counter (through
+``x.numpy()``, ``x.data``, DLPack), so it could still be silently wrong; the copy
+cannot.  A local tensor met again unchanged (same object, same ``_version``) reuses
+its snapshot, so a graph sends it once.  A tensor moved with ``.to(remote)`` (or made
+with ``torch.tensor(data, device=remote)``) is *resident*: sent inline by the first
+graph that needs it and kept there as a server handle, so later graphs send only
+the handle (``genie.lazy.run``), like ``.to("cuda")``.
+
+Autograd is not supported remotely: an op on a LazyTensor that requires grad, with
+grad mode on, is refused at once with ``UnsupportedOpError`` saying what works
+(``torch.no_grad()``, ``torch.inference_mode()``, ``requires_grad_(False)``).
+``genie.remote(t)`` keeps ``t.requires_grad``, so that refusal happens rather than a
+silent detach.
 """
 
 from __future__ import annotations
@@ -41,11 +58,24 @@ from genie.lazy.session import SESSION, scoped_client
 from genie.ops import REGISTRY, MetaFailure, Op, infer
 from genie.ops.meta import Spec
 
-__all__ = ["DISPATCH", "VIEW_OPS", "Dispatcher", "Handler", "LazyTensor", "alias",
-           "check_unshared", "copy_of", "fetch", "lift", "local_value", "make_lazy",
-           "materialize", "persist", "rebind", "record", "release", "remote"]
+__all__ = ["ATEN", "AUTOGRAD_MESSAGE", "DISPATCH", "VIEW_OPS", "Dispatcher", "Handler",
+           "LazyTensor", "adopt", "alias", "check_unshared", "is_refusal", "copy_of", "fetch", "leaf", "lift",
+           "local_value", "make_lazy", "materialize", "move_into", "persist", "rebind",
+           "record", "refill", "refused", "release", "remote", "snapshot"]
 
 Handler = Callable[[Any, Sequence[Any], Mapping[str, Any]], Any]
+
+
+def refused(exc: InvalidArgumentError) -> InvalidArgumentError:
+    """Mark ``exc`` as a refused *argument* of a handled call (not a shape error, not
+    autograd): such a call is decomposed instead, or run locally under
+    ``genie.capture(fallback="local")`` (see ``Dispatcher``)."""
+    exc.refused_argument = True  # type: ignore[attr-defined]
+    return exc
+
+
+def is_refusal(exc: BaseException) -> bool:
+    return bool(getattr(exc, "refused_argument", False))
 
 
 class Dispatcher:
@@ -53,12 +83,16 @@ class Dispatcher:
 
     Filled by ``genie.lazy.mapping`` when ``genie.lazy`` is imported (registration,
     like ``torch.library``): this module defines the tensor, that one what its calls
-    mean.
+    mean.  A handler that refuses an argument (``refused``) hands the call to
+    ``on_refusal`` (decompose it, or run it locally), which gets the refusal to raise
+    if neither works.
     """
 
     def __init__(self) -> None:
         self.handlers: dict[Any, Handler] = {}
         self.fallback: Handler = _no_handler
+        self.on_refusal: Callable[[Any, Sequence[Any], Mapping[str, Any], Exception], Any] | None
+        self.on_refusal = None
 
     def register(self, func: Any, handler: Handler, *, replace: bool = False) -> None:
         """Capture ``func`` with ``handler``; the first registration wins unless ``replace``."""
@@ -70,7 +104,15 @@ class Dispatcher:
         self.fallback = handler
 
     def __call__(self, func: Any, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Any:
-        return self.handlers.get(func, self.fallback)(func, args, kwargs)
+        handler = self.handlers.get(func)
+        if handler is None:
+            return self.fallback(func, args, kwargs)
+        try:
+            return handler(func, args, kwargs)
+        except InvalidArgumentError as exc:
+            if self.on_refusal is None or not is_refusal(exc):
+                raise
+            return self.on_refusal(func, args, kwargs, exc)
 
 
 def _no_handler(func: Any, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Any:
@@ -79,6 +121,8 @@ def _no_handler(func: Any, args: Sequence[Any], kwargs: Mapping[str, Any]) -> An
 
 #: How LazyTensor's torch calls are captured.
 DISPATCH = Dispatcher()
+#: How the aten ops a decomposed call reaches are captured (``genie.lazy.aten`` fills it).
+ATEN = Dispatcher()
 
 
 class LazyTensor(torch.Tensor):
@@ -107,10 +151,8 @@ class LazyTensor(torch.Tensor):
     @classmethod
     def __torch_dispatch__(cls, func: Any, types: Any, args: Sequence[Any] = (),  # type: ignore[override]
                            kwargs: Mapping[str, Any] | None = None) -> Any:
-        # Reached only by a call that slipped past __torch_function__ (autograd
-        # internals, a C++ path): there is no data here to run it on.
-        raise UnsupportedOpError(f"{func} reached a LazyTensor below torch_function; it has no "
-                                 "local data. Materialize first (x.materialize()).")
+        # An aten op: a composite torch function decomposed (see genie.lazy.aten).
+        return ATEN(func, args, kwargs or {})
 
     def materialize(self, *, client: Client | None = None) -> torch.Tensor:
         """The value as a CPU tensor; one request for everything it depends on, cached."""
@@ -164,10 +206,12 @@ class Sharers:
         return sum(1 for r in self.refs if (m := r()) is not None and m is not t)
 
 
-def make_lazy(node: LazyNode, spec: Spec, shares_with: LazyTensor | None = None) -> LazyTensor:
+def make_lazy(node: LazyNode, spec: Spec, shares_with: LazyTensor | None = None, *,
+              requires_grad: bool = False) -> LazyTensor:
     """A LazyTensor on ``node``; ``shares_with`` makes it a view/alias of that tensor."""
     t: LazyTensor = torch.Tensor._make_wrapper_subclass(  # type: ignore[attr-defined]
-        LazyTensor, spec[0], strides=spec[1], dtype=spec[2], device=remote_device())
+        LazyTensor, spec[0], strides=spec[1], dtype=spec[2], device=remote_device(),
+        requires_grad=requires_grad)
     t._node = node
     t._spec = spec
     if shares_with is None:
@@ -187,42 +231,57 @@ def _leaf_spec(tensor: torch.Tensor) -> Spec:
     return shape, contiguous_strides(shape), tensor.dtype
 
 
+def snapshot(tensor: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """A private contiguous copy of ``tensor``'s value now (cast to ``dtype``)."""
+    with torch.no_grad():
+        return tensor.detach().to(dtype=dtype or tensor.dtype, memory_format=torch.contiguous_format,
+                                  copy=True)
+
+
+def leaf(tensor: torch.Tensor, *, client: Client | None = None, resident: bool = False,
+         requires_grad: bool = False) -> LazyTensor:
+    """A LazyTensor whose value is ``tensor`` (already private to Genie: not copied)."""
+    node = LazyNode(None, None, (), value=tensor, client=client, resident=resident)
+    return make_lazy(node, _leaf_spec(tensor), requires_grad=requires_grad)
+
+
 def remote(tensor: torch.Tensor, *, keep: bool = False, client: Client | None = None
            ) -> LazyTensor:
-    """Wrap a local tensor as a LazyTensor.
+    """Wrap a local tensor as a LazyTensor holding its value now (a snapshot).
 
     Without ``keep`` it travels inline in the request that first needs it (and in
-    every later one: use ``keep=True`` for weights).  ``keep=True`` uploads it once
-    now and refers to it by handle from then on.
+    every later one: use ``keep=True``, or ``t.to(remote)``, for weights).
+    ``keep=True`` uploads it once now and refers to it by handle from then on.
+    A tensor that requires grad gives one that does too (see the module docstring).
     """
     if isinstance(tensor, LazyTensor):
         return tensor.persist(client=client) if keep else tensor
     if not isinstance(tensor, torch.Tensor):
         raise TypeError(f"genie.remote takes a torch.Tensor, got {type(tensor).__name__}")
-    if tensor.requires_grad:
-        tensor = tensor.detach()
     client = client or scoped_client.get()
-    lazy = make_lazy(LazyNode(None, None, (), value=tensor, client=client), _leaf_spec(tensor))
+    value = tensor.detach() if keep else snapshot(tensor)  # keep: sent before anyone can edit it
+    lazy = leaf(value, client=client, requires_grad=tensor.requires_grad)
     if keep:
         persist(lazy, client=client)
     return lazy
 
 
 def lift(tensor: torch.Tensor) -> LazyTensor:
-    """A local tensor met inside a captured op: one inline leaf per tensor object."""
+    """A local tensor met inside a captured op: one snapshot per tensor object and version."""
     table = SESSION.local_leaves  # bound now: the callback may run at interpreter shutdown
     key = id(tensor)
     hit = table.get(key)
-    if hit is not None and hit[0]() is tensor:
+    version = tensor._version
+    if hit is not None and hit[0]() is tensor and hit[2] == version:
         node = hit[1]()
         if node is not None:
-            return make_lazy(node, _leaf_spec(tensor))
+            return make_lazy(node, _leaf_spec(tensor), requires_grad=tensor.requires_grad)
     lazy = remote(tensor)
 
     def forget(_ref: weakref.ref[torch.Tensor]) -> None:
         table.pop(key, None)
 
-    table[key] = (weakref.ref(tensor, forget), weakref.ref(lazy._node))
+    table[key] = (weakref.ref(tensor, forget), weakref.ref(lazy._node), version)
     return lazy
 
 
@@ -285,9 +344,33 @@ VIEW_OPS = frozenset({"getitem", "view", "reshape", "expand", "permute", "transp
                       "real", "imag"})
 
 
+AUTOGRAD_MESSAGE = (
+    "autograd is not supported on the remote device: {what} requires grad and grad mode is "
+    "on. For inference run it under torch.no_grad() or torch.inference_mode(), or call "
+    "model.requires_grad_(False) / t.detach() first; to train, run the model locally")
+
+
+def _refuse_grad(op_name: str, values: Iterable[Any]) -> None:
+    """Refuse an op that autograd would record: an input requires grad, grad mode is on."""
+    with torch._C.DisableTorchFunctionSubclass():
+        for v in values:
+            if isinstance(v, (list, tuple)):
+                _refuse_grad(op_name, v)
+            elif isinstance(v, torch.Tensor) and v.requires_grad:
+                what = f"an input of {op_name!r}" + (" (a Parameter?)"
+                                                     if isinstance(v, torch.nn.Parameter) else "")
+                raise UnsupportedOpError(AUTOGRAD_MESSAGE.format(what=what))
+
+
 def record(op: Op, args: Sequence[Any], kwargs: Mapping[str, Any], *,
-           inplace: bool = False) -> LazyTensor:
-    """Record ``op(*args, **kwargs)``; checked with the server's own ``Op.bind``."""
+           inplace: bool = False, view: bool = True) -> LazyTensor:
+    """Record ``op(*args, **kwargs)``; checked with the server's own ``Op.bind``.
+
+    ``view=False``: the result is not tracked as a view even where meta makes one
+    (``unsafe_split``: its caller promises not to rely on the aliasing).
+    """
+    if torch.is_grad_enabled():
+        _refuse_grad(op.name, (*args, *kwargs.values()))
     if inplace and op.params:
         target = args[0] if args else kwargs.get(op.params[0].name)
         if not isinstance(target, LazyTensor):
@@ -297,7 +380,10 @@ def record(op: Op, args: Sequence[Any], kwargs: Mapping[str, Any], *,
     if kwargs:
         kwargs = {k: (v if isinstance(v, LazyTensor) else lift(v))
                   if isinstance(v, torch.Tensor) else v for k, v in kwargs.items()}
-    bound = op.bind(_lift_args(args), kwargs)
+    try:
+        bound = op.bind(_lift_args(args), kwargs)
+    except InvalidArgumentError as exc:
+        raise refused(exc) from None
     deps: list[LazyNode] = []
     node_kwargs = {name: _scan(value, deps) for name, value in bound.items()}
     spec, shares = _infer(op, bound)
@@ -309,7 +395,8 @@ def record(op: Op, args: Sequence[Any], kwargs: Mapping[str, Any], *,
     node = LazyNode(op, node_kwargs, tuple(deps), client=client)
     first = bound.get(op.params[0].name) if op.params else None
     if not inplace:
-        return make_lazy(node, spec, first if shares and isinstance(first, LazyTensor) else None)
+        return make_lazy(node, spec, first if view and shares and isinstance(first, LazyTensor)
+                         else None)
     return rebind(f"{op.name}_", first, node, spec)
 
 
@@ -346,9 +433,48 @@ def rebind(name: str, target: Any, node: LazyNode, spec: Spec) -> LazyTensor:
     return target
 
 
+def move_into(dst: torch.Tensor, src: torch.Tensor) -> torch.Tensor:
+    """``dst.copy_(src)`` (torch's ``copy_``, its C++ ``_copy_from``, ``load_state_dict``).
+
+    Into a LazyTensor: ``dst`` now names ``src`` broadcast to its shape and cast to its
+    dtype, and a local ``src`` becomes a resident snapshot (cast here, as a copy to a
+    device casts), sent once and kept on the server (see the module docstring).  Into
+    a local tensor: the LazyTensor's value is fetched and copied in.
+    """
+    if not isinstance(dst, LazyTensor):
+        dst.copy_(local_value(src) if isinstance(src, LazyTensor) else src)
+        return dst
+    shape, _, dtype = dst._spec
+    if not isinstance(src, LazyTensor):
+        src = leaf(snapshot(src, dtype), client=scoped_client.get(), resident=True)
+    if src._spec[0] != shape:
+        src = record(REGISTRY["expand"], (src, list(shape)), {})
+    if src._spec[2] != dtype:
+        src = record(REGISTRY["to"], (src, dtype), {})
+    return rebind("copy_", dst, src._node, src._spec)
+
+
+def refill(t: LazyTensor, value: Any) -> LazyTensor:
+    """``t.fill_(value)`` / ``t.zero_()``: ``t`` now names a new filled tensor (a factory
+    node: nothing of ``t``'s old value is needed, so none of it is computed)."""
+    shape, _, dtype = t._spec
+    node = record(REGISTRY["full"], (list(shape), value), {"dtype": dtype})
+    return rebind("fill_", t, node._node, node._spec)
+
+
 def alias(t: LazyTensor) -> LazyTensor:
     """A new LazyTensor sharing ``t``'s data (``detach``, ``.data``, ``nn.Parameter(t)``)."""
     return make_lazy(t._node, t._spec, t)
+
+
+def adopt(target: LazyTensor, value: LazyTensor) -> None:
+    """``target.data = value``: ``target`` now names ``value``'s data, as an alias of it."""
+    target._node, target._spec = value._node, value._spec
+    group = value._sharers
+    if group is None:
+        group = value._sharers = Sharers(value)
+    group.add(target)
+    target._sharers = group
 
 
 def copy_of(t: LazyTensor) -> LazyTensor:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Callable, Mapping
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -89,6 +90,23 @@ def _var_like(fn: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
             keepdim: bool) -> torch.Tensor:
         return fn(input, dim, correction=correction, keepdim=keepdim)
     return run
+
+
+def _setitem(input: torch.Tensor, index: Any, value: torch.Tensor | float) -> torch.Tensor:
+    """``input[index] = value`` out of place: a copy with the indexed part replaced."""
+    out = input.clone()
+    out[index] = value
+    return out
+
+
+def _safe_softmax(input: torch.Tensor, dim: int, dtype: torch.dtype | None) -> torch.Tensor:
+    """Softmax whose fully masked rows (all -inf) are 0, not NaN: what attention with a
+    padding mask computes (torch's ``_safe_softmax``; composed where torch lacks it)."""
+    fn = getattr(torch, "_safe_softmax", None)
+    if fn is not None:
+        return fn(input, dim, dtype)
+    out = torch.softmax(input, dim, dtype=dtype)
+    return out.masked_fill((input == float("-inf")).all(dim, keepdim=True), 0)
 
 
 def _squeeze(input: torch.Tensor, dim: list[int] | None) -> torch.Tensor:
@@ -200,6 +218,10 @@ def _build() -> dict[str, Op]:
             input, mat1, mat2, beta=beta, alpha=alpha),
            (_T, Param("mat1", TENSOR), Param("mat2", TENSOR), Param("beta", NUMBER, 1),
             Param("alpha", NUMBER, 1))),
+        Op("baddbmm", lambda input, batch1, batch2, beta, alpha: torch.baddbmm(
+            input, batch1, batch2, beta=beta, alpha=alpha),
+           (_T, Param("batch1", TENSOR), Param("batch2", TENSOR), Param("beta", NUMBER, 1),
+            Param("alpha", NUMBER, 1))),
         Op("einsum", lambda equation, operands: torch.einsum(equation, *operands),
            (Param("equation", STRING), Param("operands", TENSORS, variadic=True))),
         # reductions
@@ -239,6 +261,8 @@ def _build() -> dict[str, Op]:
            (_T, Param("dim", INT), Param("dtype", OPT_DTYPE, None))),
         Op("log_softmax", lambda input, dim, dtype: torch.log_softmax(input, dim, dtype=dtype),
            (_T, Param("dim", INT), Param("dtype", OPT_DTYPE, None))),
+        Op("safe_softmax", _safe_softmax,
+           (_T, Param("dim", INT), Param("dtype", OPT_DTYPE, None))),
         # shape and indexing
         Op("reshape", lambda input, shape: input.reshape(shape),
            (_T, Param("shape", INTS, variadic=True))),
@@ -268,6 +292,11 @@ def _build() -> dict[str, Op]:
         Op("select", lambda input, dim, index: input.select(dim, index),
            (_T, Param("dim", INT), Param("index", INT))),
         Op("getitem", lambda input, index: input[index], (_T, Param("index", INDEX))),
+        Op("setitem", _setitem, (_T, Param("index", INDEX), Param("value", TENSOR_OR_NUMBER))),
+        Op("isin", lambda elements, test_elements, assume_unique, invert: torch.isin(
+            elements, test_elements, assume_unique=assume_unique, invert=invert),
+           (Param("elements", TENSOR), Param("test_elements", TENSOR_OR_NUMBER),
+            Param("assume_unique", BOOL, False), Param("invert", BOOL, False))),
         Op("gather", lambda input, dim, index: torch.gather(input, dim, index),
            (_T, Param("dim", INT), Param("index", TENSOR))),
         Op("index_select", lambda input, dim, index: torch.index_select(input, dim, index),

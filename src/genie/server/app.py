@@ -49,6 +49,8 @@ ROUTES: list[tuple[str, str, Endpoint, str]] = [
                                      "operation=NAME, tensor_file=@x.safetensors"),
     ("POST", "/graph", ep.graph, "a captured graph of ops in one request"),
     ("POST", "/echo", ep.echo, "the body's tensors sent back: transfer cost only"),
+    ("POST", "/probe", ep.probe_upload, "any body, counted and dropped: the upload baseline"),
+    ("GET", "/probe", ep.probe_download, "?bytes=N zero bytes: the download baseline"),
     ("POST", "/tensors", ep.put_tensor, "keep a tensor on the server; answers its handle"),
     ("GET", "/tensors", ep.list_tensors, "the tensors held, and the budget"),
     ("POST", "/tensors/release", release_tensors, "free many held tensors in one request"),

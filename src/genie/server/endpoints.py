@@ -3,7 +3,8 @@
 Endpoints read and write safetensors bodies (``genie.server.codec``), run compute on
 the app's executor (``genie.server.executor``) and raise ``genie.errors`` to refuse a
 request; the app's handlers turn those into the one error shape.  Every computing
-reply carries ``Server-Timing``.
+reply carries ``Server-Timing``.  ``/probe`` moves bytes with no tensor work at all:
+the network baseline that tensor transfers are compared with.
 
 What the original server answered is kept beside Genie's own fields, for the scripts
 written against it: ``/health``'s ``"status":"healthy"``, ``uptime`` and ``stats``,
@@ -15,7 +16,8 @@ from __future__ import annotations
 import contextlib
 import json
 import mmap
-from collections.abc import Callable, Sequence
+import re
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any, TypeVar, overload
 
 import anyio
@@ -23,15 +25,21 @@ import torch
 from prometheus_client import generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from genie._version import __version__
-from genie.errors import MalformedRequestError, NotFoundError, UnsupportedOpError
+from genie.errors import MalformedRequestError, NotFoundError, PayloadTooLargeError, UnsupportedOpError
 from genie.graph import GRAPH_METADATA_KEY, HANDLES_METADATA_KEY, RELEASED_METADATA_KEY, from_wire
 from genie.ops import REGISTRY, Op, get_op, op_names
-from genie.protocol import HEALTHY, PROTOCOL_VERSION
+from genie.protocol import HEALTHY, PROTOCOL_VERSION, SAFETENSORS_MEDIA_TYPE
 from genie.server.bodies import receive_body
-from genie.server.codec import OFF_LOOP_BYTES, decode_request, encode_outputs, tensor_response
+from genie.server.codec import (
+    OFF_LOOP_BYTES,
+    STREAM_CHUNK,
+    decode_request,
+    encode_outputs,
+    tensor_response,
+)
 from genie.server.device import describe, matmul_benchmark
 from genie.server.executor import Graph
 from genie.server.forms import OP_FIELD, ExecuteForm, is_form, parse_execute_form
@@ -43,7 +51,8 @@ from genie.server.timing import Timing
 from genie.wire import Decoded, Encoded
 
 __all__ = ["NO_OP", "RouteInfo", "delete_tensor", "device", "echo", "execute", "get_tensor", "graph",
-           "health", "index", "list_tensors", "metrics", "ops", "put_tensor", "stats"]
+           "health", "index", "list_tensors", "metrics", "ops", "probe_download", "probe_upload",
+           "put_tensor", "stats"]
 
 #: The answer to an ``/execute`` that names no op (no list of 161 names: nothing was misspelt).
 NO_OP = f"no op given (use ?op=NAME or the form field {OP_FIELD})"
@@ -52,6 +61,9 @@ RouteInfo = tuple[str, str, str]
 
 T = TypeVar("T")
 R = TypeVar("R")
+
+#: ``GET /probe?bytes=N``: ASCII digits, few enough for any limit (and for ``int``).
+_WHOLE_BYTES = re.compile(r"[0-9]{1,19}")
 
 
 async def read_body(request: Request) -> bytearray | mmap.mmap:
@@ -349,3 +361,42 @@ async def echo(request: Request) -> Response:
     encoded = await anyio.to_thread.run_sync(encode_outputs, decoded.tensors, timing,
                                              decoded.metadata)
     return tensor_response(encoded, timing)
+
+
+async def probe_upload(request: Request) -> Response:
+    """Receive a body of any bytes and drop it: the upload half of the network baseline.
+
+    Received like every body (``read_body``), so the body limit, the budget for bodies in
+    flight and the idle timeout apply here too; nothing is decoded.
+    """
+    body = await read_body(request)
+    return JSONResponse({"bytes": len(body)})
+
+
+async def probe_download(request: Request) -> Response:
+    """``?bytes=N`` zero bytes, streamed from one reused chunk: the download half.
+
+    N is bounded by the body limit (``--max-body-mb``), as a request body would be, so a
+    probe can never ask the server for more than it would accept.
+    """
+    raw = request.query_params.get("bytes")
+    if raw is None or not _WHOLE_BYTES.fullmatch(raw):  # not isdigit(): "²" is a digit to it
+        raise MalformedRequestError(f"GET /probe needs ?bytes=N, a whole number of bytes >= 0; "
+                                    f"got {raw!r}")
+    nbytes, limit = int(raw), state_of(request).config.max_body_bytes
+    if nbytes > limit:
+        raise PayloadTooLargeError(f"a probe of {nbytes} bytes is over the server's "
+                                   f"{limit}-byte limit (--max-body-mb)")
+    headers = {"content-length": str(nbytes)}
+    if nbytes <= STREAM_CHUNK:
+        return Response(bytes(nbytes), media_type=SAFETENSORS_MEDIA_TYPE, headers=headers)
+    zeros = memoryview(bytes(STREAM_CHUNK))
+
+    async def chunks() -> AsyncIterator[memoryview]:
+        whole, rest = divmod(nbytes, STREAM_CHUNK)
+        for _ in range(whole):
+            yield zeros
+        if rest:
+            yield zeros[:rest]
+
+    return StreamingResponse(chunks(), media_type=SAFETENSORS_MEDIA_TYPE, headers=headers)

@@ -34,6 +34,7 @@ from pytest_genie.report.inputs import (
     load_result_file,
 )
 from pytest_genie.report.markdown import render_markdown
+from pytest_genie.report.network import network_baseline
 from pytest_genie.report.performance import performance
 from pytest_genie.report.recommend import recommend
 from pytest_genie.report.trend import build_trend, discover_sessions, session_entry
@@ -55,8 +56,8 @@ def _server_row(perf: dict[str, Any], claims: list[dict[str, str]]) -> dict[str,
                else (f"none up to n={be['largest_swept_n']}" if be.get("points") else "not measured"))
     return {"server": perf["server"], "device": perf["server_device"], "remote": perf["headline"]["remote"],
             "break_even": verdict,
-            "http_mb_per_s": perf["transfer"]["http_tensor_transfer"][Key.MB_PER_S],
-            "large_mb_per_s": perf["transfer"]["large_tensor_handling"][Key.MB_PER_S],
+            "http_mib_per_s": perf["transfer"]["http_tensor_transfer"][Key.MIB_PER_S],
+            "large_mib_per_s": perf["transfer"]["large_tensor_handling"][Key.MIB_PER_S],
             "peak_rps": peak.to_dict() if peak else None, "claims": claims}
 
 
@@ -110,6 +111,7 @@ def build_report(result_files: list[Path], history_dirs: list[Path],
         "claims": claims,
         "servers": [_server_row(p, c) for p, c in servers] if len(servers) > 1 else [],
         "comparison": comparison,
+        "network": network_baseline(client_tests),
         "recommendations": recommend(server, client, gpu, perf, summary),
         "trend": build_trend(current, earlier),
         "charts": {"files": {}, "missing": None},

@@ -89,7 +89,7 @@ def _throughput(report: dict[str, Any], ax: Any) -> bool:
     drawn = False
     for check, marker in ((HTTP_TENSOR_TRANSFER, "o"), (LARGE_TENSOR_HANDLING, "s")):
         t = perf["transfer"][check.name]
-        rate = Figure.from_dict(t[Key.MB_PER_S])
+        rate = Figure.from_dict(t[Key.MIB_PER_S])
         if rate is None or t.get(Key.BYTES) is None:
             continue
         _errorbar(ax, [float(t[Key.BYTES])], [rate], marker=marker, linestyle="none", label=check.name)
@@ -103,16 +103,19 @@ def _throughput(report: dict[str, Any], ax: Any) -> bool:
         drawn = True
     if not drawn:
         return False
-    baseline = Figure.from_dict(perf.get("network_baseline"))
-    if baseline is not None:
-        ax.axhline(baseline.value, color="black", linestyle="--",
-                   label=f"network baseline ({NETWORK_THROUGHPUT.name})")
+    probe = (report.get("network") or {}).get("probe") or {}
+    baseline = probe.get("round_trip_mib_per_s")
+    if baseline:
+        # An echo sends N bytes then receives N: the probe's comparable rate is the harmonic
+        # mean of its two directions (network.py).
+        ax.axhline(baseline, color="black", linestyle="--",
+                   label=f"network baseline: {NETWORK_THROUGHPUT.name} round trip")
     else:
         ax.text(0.02, 0.97, f"no network baseline measured ({NETWORK_THROUGHPUT.name} did not run)",
                 transform=ax.transAxes, va="top", fontsize=8)
     ax.set_xscale("log")
     ax.set_xlabel("bytes sent per request")
-    ax.set_ylabel("MB/s")
+    ax.set_ylabel("MiB/s")
     return True
 
 
@@ -139,7 +142,7 @@ def _concurrency(report: dict[str, Any], ax: Any) -> bool:
 
 
 #: The series the trend chart follows, when they have at least two sessions.
-_TREND_METRICS = ("remote_ms", "lazy_ms", "http_mb_per_s", "large_mb_per_s")
+_TREND_METRICS = ("remote_ms", "lazy_ms", "http_mib_per_s", "large_mib_per_s")
 
 
 def trend_series(report: dict[str, Any]) -> list[dict[str, Any]]:

@@ -22,7 +22,6 @@ from pytest_genie.checks import (
     CONCURRENCY_SWEEP,
     HTTP_TENSOR_TRANSFER,
     LARGE_TENSOR_HANDLING,
-    NETWORK_THROUGHPUT,
     Key,
 )
 from pytest_genie.report.figures import (
@@ -124,10 +123,10 @@ def _break_even(be: dict[str, Any]) -> str | None:
 
 
 def _transfer(label: str, t: dict[str, Any]) -> str | None:
-    if t.get(Key.MB_PER_S) is None:
+    if t.get(Key.MIB_PER_S) is None:
         return f"{label}: not measured."
     moved = format_bytes(t[Key.BYTES]) if t.get(Key.BYTES) is not None else "size not recorded"
-    return (f"{label}: {figure_text(t[Key.MB_PER_S], 'MB/s')}, {moved} each way, round trip "
+    return (f"{label}: {figure_text(t[Key.MIB_PER_S], 'MiB/s')}, {moved} each way, round trip "
             f"{figure_text(t.get(Key.ROUND_TRIP_MS))}.{disturbed_note(t.get('disturbed'))}")
 
 
@@ -172,9 +171,6 @@ def performance_claims(perf: dict[str, Any], on_gpu: bool) -> list[dict[str, str
     add("break_even", _break_even(perf["break_even"]))
     add("transfer", _transfer("HTTP tensor transfer", perf["transfer"][HTTP_TENSOR_TRANSFER.name]))
     add("transfer", _transfer("Large tensor transfer", perf["transfer"][LARGE_TENSOR_HANDLING.name]))
-    baseline = perf.get("network_baseline")
-    if baseline is not None:
-        add("network", f"Network baseline ({NETWORK_THROUGHPUT.name}): {figure_text(baseline, 'MB/s')}.")
     lazy = perf["lazy"]
     if lazy[Key.ROUND_TRIP_MS] is not None:
         first = lazy.get(Key.FIRST_CALL_MS)

@@ -108,13 +108,16 @@ def load_result_file(path: Path) -> ResultFile:
             raise ReportInputError(f"{path}: tests[{index}] has no 'name'")
         status = str(entry.get("status", "")).upper()
         timing = entry.get("timing_ms")
+        details = normalize_details(entry.get("details"))
+        if Key.LEGACY_MB_PER_S in details and Key.MIB_PER_S not in details:
+            details[Key.MIB_PER_S] = details[Key.LEGACY_MB_PER_S]  # renamed, same unit (MiB/s)
         tests.append(
             {
                 "name": entry["name"],
                 "status": status if status in STATUSES else "ERROR",
                 "timing_ms": float(timing) if isinstance(timing, (int, float)) else None,
                 "timestamp": entry.get("timestamp"),
-                "details": normalize_details(entry.get("details")),
+                "details": details,
             }
         )
     return ResultFile(path=path, test_info=info, tests=tests)

@@ -16,6 +16,7 @@ from pytest_genie.checks import (
     CHECKS,
     ERROR_HANDLING,
     GPU_DETECTION,
+    LARGE_TENSOR_HANDLING,
     LLM_DECODE_COLOCATION,
     NETWORK_THROUGHPUT,
     Key,
@@ -260,10 +261,7 @@ def _performance_section(report: dict[str, Any]) -> list[str]:
     lines += render_table(sweep_table(perf))
     lines += _chart(report, "latency")
     lines += ["### Transfer Throughput and Latency"]
-    lines += [f"- {c['text']}" for c in claims if c["topic"] in ("transfer", "network", "lazy")]
-    if perf.get("network_baseline") is None:
-        lines.append(f"- No network baseline was measured (`{NETWORK_THROUGHPUT.name}` did not run): the "
-                     "transfer rates stand without a raw-link figure to compare with.")
+    lines += [f"- {c['text']}" for c in claims if c["topic"] in ("transfer", "lazy")]
     lines += [
         f"- **TCP connect latency (median)**: {format_ms(perf[Key.CONNECT_MS_MEDIAN])}",
         f"- **/health response**: {format_ms(perf['health_response_ms'])}",
@@ -296,6 +294,38 @@ def _comparison_section(comparison: dict[str, Any] | None) -> list[str]:
     if comparison["regressions"]:
         lines.append("")
     return lines + render_table(comparison_table(comparison))
+
+
+def _network_section(network: dict[str, Any] | None) -> list[str]:
+    """The network baseline (``network.py``): the probe's rates, tensor transfer efficiency,
+    and the remote time split into network, server work and the rest."""
+    lines = ["### Network Baseline"]
+    probe = (network or {}).get("probe") or {}
+    up, down = probe.get(Key.UPLOAD_MIB_PER_S), probe.get(Key.DOWNLOAD_MIB_PER_S)
+    if network is None or up is None or down is None:
+        return [*lines, f"- **Probe throughput**: {NOT_MEASURED} ({NETWORK_THROUGHPUT.name} did not run)", ""]
+    sizes = " and ".join(format_bytes(n) for n in probe[Key.PROBE_SIZES]) or "sizes not recorded"
+    lines.append(
+        f"- **Probe throughput** (`/probe`, no tensor work, {sizes} each way): upload {up:.1f} MiB/s, "
+        f"download {down:.1f} MiB/s, round trip {probe['round_trip_mib_per_s']:.1f} MiB/s"
+    )
+    # The large tensor only: a bulk transfer like the probes.  A few-MiB one is not comparable
+    # (on a busy host it can beat a long stream's rate; across a WAN its round trip dominates).
+    large = network["efficiency"][LARGE_TENSOR_HANDLING.name]
+    efficiency = (f"{large['efficiency']:.2f} ({large[Key.MIB_PER_S]:.1f} MiB/s for the large tensor)"
+                  if large["efficiency"] is not None else NOT_MEASURED)
+    lines.append(f"- **Tensor transfer efficiency** (tensor MiB/s ÷ probe round trip): {efficiency}")
+    split = network["remote_split"]
+    if split["network_ms"] is not None:
+        n = int(split[Key.N]) if split[Key.N] is not None else "?"
+        lines.append(
+            f"- **Remote time split** ({n}×{n} `matmul`, {format_ms(split[Key.REMOTE_MS])}): network "
+            f"{format_ms(split['network_ms'])} (RTT {format_ms(network['rtt_ms'])}, "
+            f"{format_bytes(split[Key.BYTES_SENT])} up and {format_bytes(split[Key.BYTES_RECEIVED])} down "
+            f"at the probe's rates), server work {format_ms(split[Key.SERVER_WORK_MS])} (`Server-Timing`), "
+            f"client and HTTP {format_ms(split['client_and_http_ms'])}"
+        )
+    return [*lines, ""]
 
 
 def _trend_section(report: dict[str, Any]) -> list[str]:
@@ -342,6 +372,7 @@ def render_markdown(report: dict[str, Any]) -> str:
         "Client-Side Results", report["client_side"], "run `pytest -m client --genie-server=HOST` on a client"
     )
     lines += _performance_section(report)
+    lines += _network_section(report.get("network"))
     lines += _decode_section(report["performance"].get(LLM_DECODE_COLOCATION.name))
     lines += _comparison_section(report.get("comparison"))
     lines += ["## Recommendations", ""]

@@ -21,7 +21,6 @@ from pytest_genie.checks import (
     LLM_DECODE_COLOCATION,
     MULTI_OPERATION_CHAIN,
     NETWORK_CONNECTIVITY,
-    NETWORK_THROUGHPUT,
     PERFORMANCE_COMPARISON,
     REMOTE_LAZYTENSOR_EXECUTION,
     SERVER_CONNECTIVITY,
@@ -108,7 +107,7 @@ def _transfer(tests: list[dict[str, Any]], check: Check) -> dict[str, Any]:
     record = pick(tests, check)
     values = record["details"] if record else {}
     return {"status": record["status"] if record else None,
-            Key.MB_PER_S: _dict(_fig(record, Key.MB_PER_S)),
+            Key.MIB_PER_S: _dict(_fig(record, Key.MIB_PER_S)),
             Key.ROUND_TRIP_MS: _dict(_fig(record, Key.ROUND_TRIP_MS)),
             Key.BYTES: number(values.get(Key.BYTES)), Key.SIZE_MB: number(values.get(Key.SIZE_MB)),
             Key.BIT_EXACT: values.get(Key.BIT_EXACT), "disturbed": _disturbed(record)}
@@ -170,7 +169,6 @@ def performance(server_tests: list[dict[str, Any]], client_tests: list[dict[str,
                                           "compute": _dict(r["compute"])} for r in rows]},
         "transfer": {c.name: _transfer(client_tests, c)
                      for c in (HTTP_TENSOR_TRANSFER, LARGE_TENSOR_HANDLING)},
-        "network_baseline": _dict(_fig(pick(client_tests, NETWORK_THROUGHPUT), Key.MB_PER_S)),
         "lazy": {Key.FIRST_CALL_MS: number(lazy["details"].get(Key.FIRST_CALL_MS)) if lazy else None,
                  Key.ROUND_TRIP_MS: _dict(_fig(lazy, Key.ROUND_TRIP_MS)), "disturbed": _disturbed(lazy)},
         "concurrency": _concurrency(pick(client_tests, CONCURRENCY_SWEEP)),

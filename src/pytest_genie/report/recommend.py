@@ -111,12 +111,12 @@ def recommend(
             f"The multi-operation chain took {int(chain)} requests; it should be one /graph request.",
         )
     large = perf["transfer"][LARGE_TENSOR_HANDLING.name]
-    rate = Figure.from_dict(large[Key.MB_PER_S])
+    rate = Figure.from_dict(large[Key.MIB_PER_S])
     if rate is not None and rate.value > 0:
         add(
             "transfer",
-            f"Large tensors moved at {rate.value:.1f} MB/s ({format_bytes(large[Key.BYTES])} each way): send "
-            "big inputs once and reuse them as server-side handles."
+            f"Large tensors moved at {rate.value:.1f} MiB/s ({format_bytes(large[Key.BYTES])} each way): "
+            "send big inputs once and reuse them as server-side handles."
             + disturbed_note(large.get("disturbed")),
         )
     unstable = sorted({r["figure"] for r in _unstable(perf)})

@@ -117,8 +117,9 @@ def servers_table(servers: list[dict[str, Any]]) -> Table | None:
                                  "HTTP transfer", "large transfer", "peak throughput"], name="servers")
     for s in servers:
         table.rows.append([s["server"] or "unknown", str(s["device"] or NOT_MEASURED),
-                           figure_cell(s["remote"]), s["break_even"], figure_cell(s["http_mb_per_s"], "MB/s"),
-                           figure_cell(s["large_mb_per_s"], "MB/s"), figure_cell(s["peak_rps"], "req/s")])
+                           figure_cell(s["remote"]), s["break_even"],
+                           figure_cell(s["http_mib_per_s"], "MiB/s"),
+                           figure_cell(s["large_mib_per_s"], "MiB/s"), figure_cell(s["peak_rps"], "req/s")])
     return table
 
 

@@ -1,6 +1,6 @@
-"""The documented checks (``checks.py``): the guide's 13 names and its week-2 decode check, then the
-suite's own, and exactly one test function ``test_<name>`` for each in ``tests/server`` or
-``tests/client``, under its marker.
+"""The documented checks (``checks.py``): the guide's 13 names, Genie's network baseline, the
+guide's week-2 decode check and the concurrency sweep, and exactly one test function
+``test_<name>`` for each in ``tests/server`` or ``tests/client``, under its marker.
 
 The test functions are read with ``ast``, not collected: collecting them would import torch
 and genie, and what is asserted here is the source's shape.
@@ -11,16 +11,17 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-from pytest_genie.checks import CHECKS, CONCURRENCY_SWEEP, GUIDE_CHECKS, KINDS, LLM_DECODE_COLOCATION, Key
+from pytest_genie.checks import CHECKS, CONCURRENCY_SWEEP, GUIDE_CHECKS, KINDS, Key
 
-#: The testing guide's checks by side.  A rename here is a rename in every result file and
-#: every report that reads old ones, so the list is spelled out, not derived.
+#: The testing guide's checks by side, and Genie's network_throughput after network_connectivity.
+#: A rename here is a rename in every result file and every report that reads old ones, so the
+#: list is spelled out, not derived.
 GUIDE = {
     "server": ["environment_setup", "server_startup", "gpu_detection", "server_operations",
                "server_statistics"],
-    "client": ["network_connectivity", "server_connectivity", "http_tensor_transfer",
-               "remote_lazytensor_execution", "performance_comparison", "multi_operation_chain",
-               "error_handling", "large_tensor_handling"],
+    "client": ["network_connectivity", "network_throughput", "server_connectivity",
+               "http_tensor_transfer", "remote_lazytensor_execution", "performance_comparison",
+               "multi_operation_chain", "error_handling", "large_tensor_handling"],
 }
 #: From the guide's week-2 list ("LLM Decode Co-location"), after its 13.
 WEEK_TWO = {"server": [], "client": ["llm_decode_colocation"]}
@@ -63,11 +64,12 @@ def _test_functions(folders: list[Path]) -> dict[str, list[tuple[Path, set[str]]
 
 
 def test_checks_are_the_guides_in_its_order_then_the_suites_own() -> None:
-    guide = [(name, kind) for kind in KINDS for name in GUIDE[kind]]
-    assert [(c.name, c.kind) for c in GUIDE_CHECKS] == guide
-    assert (*GUIDE_CHECKS, LLM_DECODE_COLOCATION, CONCURRENCY_SWEEP) == CHECKS
-    assert [(c.name, c.kind) for c in CHECKS[len(GUIDE_CHECKS):-1]] == [
-        (name, kind) for kind in KINDS for name in WEEK_TWO[kind]]
+    in_order = [(name, kind) for kind in KINDS for name in GUIDE[kind]]
+    in_order += [(name, kind) for kind in KINDS for name in WEEK_TWO[kind]]
+    assert [(c.name, c.kind) for c in CHECKS] == [*in_order, (CONCURRENCY_SWEEP.name, "client")]
+    # the guide's own 13, without Genie's network baseline
+    assert [c.name for c in GUIDE_CHECKS] == [
+        n for kind in KINDS for n in GUIDE[kind] if n != "network_throughput"]
 
 
 def test_every_headline_figure_is_a_details_key() -> None:

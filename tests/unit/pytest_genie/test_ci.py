@@ -21,7 +21,7 @@ def test_performance_comparison(genie_record):
 
 @pytest.mark.client
 def test_http_tensor_transfer(genie_record):
-    genie_record.update(mb_per_s=37.2, bit_exact=True, disturbed={"retries": 1})
+    genie_record.update(mib_per_s=37.2, bit_exact=True, disturbed={"retries": 1})
 
 def test_not_a_check():
     pass
@@ -42,7 +42,7 @@ def test_each_checks_figures_are_junitxml_properties(pytester: pytest.Pytester) 
     assert perf["genie.break_even_n"] == "none"  # recorded as None: none in the measured range
     assert perf["genie.unstable"] == "remote_ms"
     transfer = cases["test_http_tensor_transfer"]
-    assert transfer["genie.mb_per_s"] == "37.2" and transfer["genie.disturbed"] == "retries=1"
+    assert transfer["genie.mib_per_s"] == "37.2" and transfer["genie.disturbed"] == "retries=1"
     assert cases["test_not_a_check"] == {}
 
 
@@ -54,4 +54,4 @@ def test_figures_fill_a_pytest_html_column(pytester: pytest.Pytester) -> None:
                        ).assert_outcomes(passed=3)
     html = page.read_text(encoding="utf-8")
     assert '<th class="col-genie">Genie figures</th>' in html
-    assert "remote_ms=105.3" in html and "mb_per_s=37.2" in html and "disturbed=retries=1" in html
+    assert "remote_ms=105.3" in html and "mib_per_s=37.2" in html and "disturbed=retries=1" in html

@@ -1,5 +1,6 @@
 """The fixtures the documented tests use (``fixtures.py``), driven through ``pytester``:
-``genie_client`` against the embedded server, and ``--genie-server`` that starts none.
+``genie_client`` against the embedded server, ``--genie-server`` that starts none, and the
+client's timeouts fitted to the link (``--genie-timeout``, ``genie_link``).
 """
 
 from __future__ import annotations
@@ -9,6 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from pytest_genie.fixtures import LINK_MARGIN, MeasuredLink
 
 pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 
@@ -44,6 +47,36 @@ def test_genie_server_option_is_used_without_starting_a_local_server(
     pytester.runpytest("--genie-server=127.0.0.1:9", f"--genie-results-dir={results}"
                        ).assert_outcomes(passed=1)
     assert load_results(session_folders(results)[0], "client")["test_info"]["server_url"] == "http://127.0.0.1:9"
+
+
+def test_a_measured_link_only_ever_widens_the_timeout() -> None:
+    unmeasured = MeasuredLink().timeout(None)
+    assert (unmeasured.base_s, unmeasured.min_rate_mib_s) == (30.0, 1.0)  # the client's defaults
+    slow = MeasuredLink(upload_mib_s=2.0, download_mib_s=8.0).timeout(5.0)
+    assert (slow.base_s, slow.min_rate_mib_s) == (5.0, 2.0 / LINK_MARGIN)  # the slower way, with margin
+    fast = MeasuredLink(upload_mib_s=1000.0, download_mib_s=1000.0).timeout(None)
+    assert fast.min_rate_mib_s == 1.0  # never tighter than the default
+
+
+def test_genie_client_takes_the_timeout_option_and_the_measured_link(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile("""
+        import pytest
+
+        @pytest.mark.client
+        def test_before(genie_client):
+            assert genie_client.timeouts.base_s == 7.5 and genie_client.timeouts.min_rate_mib_s == 1.0
+
+        @pytest.mark.client
+        def test_measure(genie_link):
+            genie_link.upload_mib_s, genie_link.download_mib_s = 2.0, 3.0
+
+        @pytest.mark.client
+        def test_after(genie_client):
+            assert genie_client.timeouts.min_rate_mib_s == 0.5  # 2 MiB/s / 4
+            assert genie_client.timeout_s(2**20) == 7.5 + 2
+    """)
+    pytester.runpytest("--genie-timeout=7.5", "--genie-server=127.0.0.1:9",
+                       f"--genie-results-dir={pytester.path / 'results'}").assert_outcomes(passed=3)
 
 
 def test_a_client_that_retried_marks_its_check_disturbed(

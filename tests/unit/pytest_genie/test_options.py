@@ -51,6 +51,16 @@ def test_option_precedence_cli_over_env_over_ini(
                                 require_gpu=True, large_mb=0.5, results_dir=pytester.path / "ini-out")
 
 
+def test_genie_timeout_from_cli_env_or_ini(pytester: pytest.Pytester,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    assert _options(pytester).timeout_s is None  # the client's own default
+    pytester.makeini("[pytest]\ngenie_timeout = 45\n")
+    assert _options(pytester).timeout_s == 45.0
+    monkeypatch.setenv("GENIE_TIMEOUT", "90")
+    assert _options(pytester).timeout_s == 90.0
+    assert _options(pytester, "--genie-timeout=600").timeout_s == 600.0
+
+
 def test_results_dir_from_cli_is_relative_to_the_invocation_dir(pytester: pytest.Pytester) -> None:
     pytester.makeini("[pytest]\n")
     sub = pytester.mkdir("sub")
@@ -64,6 +74,9 @@ def test_results_dir_from_cli_is_relative_to_the_invocation_dir(pytester: pytest
     (["--genie-large-mb=0"], {}, "--genie-large-mb=0: must be*> 0"),
     (["--genie-large-mb=nan"], {}, "*finite*"),
     (["--genie-large-mb=big"], {}, "--genie-large-mb=big: expected a number of MiB, e.g. 256"),
+    (["--genie-timeout=0"], {}, "--genie-timeout=0: must be a finite number of seconds > 0, e.g. 120"),
+    (["--genie-timeout=soon"], {}, "--genie-timeout=soon: expected a number of seconds, e.g. 120"),
+    ([], {"GENIE_TIMEOUT": "inf"}, "environment variable GENIE_TIMEOUT=*finite number of seconds*"),
     (["--genie-server=http://:x"], {}, "--genie-server=http://:x:*expected HOST, HOST:PORT*"),
     (["--genie-server=ftp://host"], {}, "*scheme must be http or https*"),
     (["--genie-server=host:0"], {}, "*port 0*"),
@@ -106,9 +119,9 @@ def test_compare_options_from_the_cli_and_the_environment(
         pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
     baseline = pytester.mkdir("genie_test_results_20260101_000000")
     opts = _options(pytester, f"--genie-compare={baseline}", "--genie-compare-fail=remote_ms:10%",
-                    "--genie-compare-fail=large_mb_per_s:15", "--genie-level=quick")
+                    "--genie-compare-fail=large_mib_per_s:15", "--genie-level=quick")
     assert opts.compare == str(baseline.resolve()) and opts.level == "quick"
-    assert [str(t) for t in opts.compare_fail] == ["remote_ms:10%", "large_mb_per_s:15%"]
+    assert [str(t) for t in opts.compare_fail] == ["remote_ms:10%", "large_mib_per_s:15%"]
     monkeypatch.setenv("GENIE_COMPARE", "latest")
     monkeypatch.setenv("GENIE_COMPARE_FAIL", "lazy_ms:5%, chain_ms:7.5%")
     opts = _options(pytester)

@@ -98,6 +98,18 @@ def test_session_folder_and_files(tmp_path: Path, make_record: Callable[..., Tes
     assert same_second.folder == folder.with_name(folder.name + "_2")
 
 
+def test_test_info_says_where_the_figures_were_measured(
+        tmp_path: Path, make_record: Callable[..., TestRecord]) -> None:
+    session = ResultsSession(results_dir=tmp_path, started=STARTED)
+    session.add(make_record())  # a server-side check without a server URL yet
+    info = json.loads(session.files["server"].read_text())["test_info"]
+    assert info["measured"]["path"] is None and info["measured"]["host"] == info["hostname"]
+    session.add(make_record("server_operations", server_url="http://127.0.0.1:1234"))
+    info = json.loads(session.files["server"].read_text())["test_info"]
+    assert info["measured"]["server_url"] == "http://127.0.0.1:1234"
+    assert info["measured"]["path"] == "loopback" and info["measured"]["same_host"] is True
+
+
 def test_result_file_is_strict_json_whatever_a_record_holds(
         tmp_path: Path, make_record: Callable[..., TestRecord]) -> None:
     """A record off the wire (another plugin's report attribute) may hold NaN/inf: the file

@@ -1,21 +1,25 @@
 """What both clients share (genie.client.calls): the token's form, handle ids that
 reach the server verbatim, the error tree an error reply maps to (status and class,
-401 never retried, 413s told apart), the retry policy: only connection failures
-and 503 are retried, with growing delays; and the session: every request names the
-client's own, one request releases many handles, and deferred releases travel with
-the next graph, freed only if it succeeds."""
+401 never retried, 413s told apart), the retry policy (only connection failures and
+503 are retried, with growing delays), the timeout policy (a budget that grows with
+the bytes, and a timeout error that says how it was computed and how to raise it), the
+network probe, and the session: every request names the client's own, one request
+releases many handles, and deferred releases travel with the next graph, freed only if
+it succeeds."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import socket
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 import torch
 
-from genie.client import AsyncClient, Client
-from genie.client.calls import Plan
+import genie
+from genie.client import AsyncClient, Client, Timeout
+from genie.client.calls import DEFAULT_MIN_RATE_MIB_S, DEFAULT_TIMEOUT, Plan
 from genie.errors import (
     AuthError,
     BudgetExceededError,
@@ -126,6 +130,83 @@ def test_retry_policy() -> None:
             assert c.retry_delay(err, 0) is None
         delays = [c.retry_delay(ServerBusyError("busy"), a) for a in range(3)]
         assert delays == sorted(delays) and delays[0] > 0  # type: ignore[type-var,operator]
+
+
+def test_the_timeout_budget_grows_with_the_bytes_at_the_assumed_rate() -> None:
+    policy = Timeout(base_s=2, min_rate_mib_s=0.5)
+    assert policy.budget_s(0) == 2 and policy.budget_s(3 * 2**20) == 8
+    assert policy.explain(3 * 2**20) == "8 s budget = 2 s base + 3.0 MiB at an assumed 0.5 MiB/s"
+    # The default serves a link of about 8 Mbit/s: 256 MiB get 30 s + 256 s, not 30 s + 25.6 s.
+    assert (DEFAULT_TIMEOUT, DEFAULT_MIN_RATE_MIB_S) == (30.0, 1.0)
+    for cls in (Client, AsyncClient):
+        plain = cls("127.0.0.1:1", timeout=60)
+        assert plain.timeouts == Timeout(base_s=60) and plain.timeout_s(256 * 2**20) == 60 + 256
+        assert cls("127.0.0.1:1", timeout=policy).timeout_s(2**20) == 4
+    for bad in (0, -1, float("inf"), float("nan"), True, "30"):
+        with pytest.raises(ConfigurationError, match="finite number > 0"):
+            Timeout(base_s=bad)  # type: ignore[arg-type]
+        with pytest.raises(ConfigurationError, match="min_rate_mib_s"):
+            Timeout(min_rate_mib_s=bad)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def deaf_server() -> Iterator[str]:
+    """A port that accepts connections (the kernel's backlog) and never reads a byte."""
+    sock = socket.create_server(("127.0.0.1", 0))
+    yield f"127.0.0.1:{sock.getsockname()[1]}"
+    sock.close()
+
+
+def _says_how_to_raise_it(exc: TransportError, budget: str) -> None:
+    assert budget in exc.message, exc.message
+    assert "Client(timeout=genie.Timeout(" in exc.message and "--genie-timeout" in exc.message
+
+
+def test_a_write_timeout_names_its_budget_and_how_to_raise_it(deaf_server: str, transport: str) -> None:
+    with Client(deaf_server, timeout=Timeout(base_s=0.2, min_rate_mib_s=10_000), retries=0) as c, \
+            pytest.raises(TransportError) as info:
+        c.probe_upload(64 * 2**20)  # more than the socket buffers hold
+    assert info.value.kind == "write_timeout" and not info.value.retryable
+    _says_how_to_raise_it(info.value, "0.206 s budget = 0.2 s base + 64.0 MiB at an assumed 10000 MiB/s")
+
+
+def test_a_read_timeout_names_its_budget_too(server: BackgroundServer, transport: str) -> None:
+    with Client(server.url, timeout=0.001, retries=0) as c, pytest.raises(TransportError) as info:
+        c.device()  # a 1000x1000 matmul benchmark cannot answer within 1 ms
+    assert info.value.kind == "read_timeout"
+    _says_how_to_raise_it(info.value, "0.001 s budget = 0.001 s base + 0.0 MiB at an assumed 1 MiB/s")
+
+
+def test_the_async_client_names_the_budget_alike(deaf_server: str) -> None:
+    async def main() -> None:
+        async with AsyncClient(deaf_server, timeout=Timeout(base_s=0.2, min_rate_mib_s=10_000),
+                               retries=0) as c:
+            with pytest.raises(TransportError) as info:
+                await c.probe_upload(64 * 2**20)
+        assert info.value.kind == "write_timeout"
+        _says_how_to_raise_it(info.value, "0.206 s budget")
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize("nbytes", [0, 5, 2**20, 3 * 2**20 + 1])
+def test_the_probe_moves_exactly_the_bytes_asked(client: Client, server: BackgroundServer,
+                                                 nbytes: int) -> None:
+    assert client.probe_upload(nbytes) == {"bytes": nbytes}
+    assert client.last.bytes_sent == nbytes
+    assert client.probe_download(nbytes) == nbytes
+    assert client.last.bytes_received == nbytes
+
+    async def main() -> None:
+        async with AsyncClient(server.url, retries=0) as c:
+            assert await c.probe_upload(nbytes) == {"bytes": nbytes}
+            assert await c.probe_download(nbytes) == nbytes
+
+    asyncio.run(main())
+
+
+def test_the_timeout_is_public_api() -> None:
+    assert genie.Timeout is Timeout and "Timeout" in genie.__all__
 
 
 def test_every_request_names_the_clients_own_session(client: Client,

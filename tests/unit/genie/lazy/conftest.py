@@ -1,6 +1,6 @@
 """What the LazyTensor tests share: a server of their own for each test module,
 the default LazyTensor client on it (``genie.connect``), the server's count of
-``POST /graph`` requests, and seeded random tensors.
+``POST /graph`` requests (and their bytes), and seeded random tensors.
 
 Every test compares with the same code run eagerly on local tensors.  Request counts
 come from the server's own ``/stats`` (``POST /graph`` count), bytes from the
@@ -44,6 +44,24 @@ def graph_requests(server: BackgroundServer) -> Iterator[Callable[[], int]]:
             return int(ep.get("count", 0))
         start = count()
         yield lambda: count() - start
+
+
+@pytest.fixture
+def graph_traffic(server: BackgroundServer) -> Iterator[Callable[[], tuple[int, int]]]:
+    """(``POST /graph`` requests, their body bytes) the server counted since the call
+    before: what one forward cost, measured where it arrived."""
+    with genie.Client(server.url, retries=0) as probe:
+        def totals() -> tuple[int, int]:
+            ep = probe.stats()["endpoints"].get("POST /graph", {})
+            return int(ep.get("count", 0)), int(ep.get("bytes_in", 0))
+        last = [totals()]
+
+        def delta() -> tuple[int, int]:
+            now = totals()
+            count, nbytes = now[0] - last[0][0], now[1] - last[0][1]
+            last[0] = now
+            return count, nbytes
+        yield delta
 
 
 def _gen(seed: int = 0) -> torch.Generator:

@@ -37,7 +37,7 @@ def test_module_to_remote_device_inside_capture(client: genie.Client,
     model = nn.Sequential(nn.Linear(6, 5), nn.GELU(), nn.LayerNorm(5)).eval()
     x = randn(3, 6)
     expected = model(x).detach()
-    with genie.capture():
+    with genie.capture(), torch.no_grad():
         model.to("remote_accelerator:0")
         out = model(x.to("remote_accelerator:0"))
     assert isinstance(model[0].weight, genie.LazyTensor)

@@ -101,8 +101,8 @@ def test_common_idioms_match_eager(client: genie.Client, randn: Callable[..., to
                 copy.deepcopy(t) * 2, t.type(torch.float64), nn.Dropout(0.3).eval()(t),
                 F.gelu(t, approximate="tanh"), t.where(t > 0, 0.0), x.masked_fill(t > 0.5, -1))
 
-    got = genie.materialize(*f(genie.remote(x), genie.remote(ids)))
-    with torch.no_grad():
+    with torch.no_grad():  # the modules' parameters require grad: autograd is local-only
+        got = genie.materialize(*f(genie.remote(x), genie.remote(ids)))
         for g, e in zip(got, f(x, ids), strict=True):
             assert_close(g, e)
 
@@ -122,3 +122,35 @@ def test_implicit_materialization(client: genie.Client,
     assert float(t[0, 0]) == 3.0 and int(t[1, 1]) == 8
     assert "8." in repr(t) and "remote_accelerator" in repr(t)
     assert f"{t[1, 0]:.1f}" == "6.0"
+
+
+def test_calls_libraries_make_match_eager(client: genie.Client,
+                                          randn: Callable[..., torch.Tensor]) -> None:
+    """The calls HF transformers and torch.nn make that used to be refused."""
+    x = randn(2, 3)
+    q, k, v = randn(1, 4, 3, 8, seed=1), randn(1, 2, 3, 8, seed=2), randn(1, 2, 3, 8, seed=3)
+
+    def f(t: Any, q: Any, k: Any, v: Any) -> tuple[Any, ...]:
+        u = t.clone()
+        u[0, 1:] = 9.0
+        u[:, 0] = t[:, 1]
+        u[t > 0.5] = -1.0
+        return (t.new_ones(()), t.new_zeros(()), t.new_full((), 2.0) + t,
+                F.scaled_dot_product_attention(q, k, v, enable_gqa=True),
+                F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True),
+                torch.isin(t.argmax(dim=1), torch.tensor([0, 2])),
+                t.t().clone(memory_format=torch.contiguous_format),
+                torch.clone(t, memory_format=torch.preserve_format), torch.empty_like(t) * 0, u)
+
+    with torch.no_grad():
+        got = genie.materialize(*f(genie.remote(x), genie.remote(q), genie.remote(k),
+                                   genie.remote(v)))
+    for g, e in zip(got, f(x, q, k, v), strict=True):
+        assert g.shape == e.shape and g.dtype == e.dtype
+        assert_close(g, e)
+    r = genie.remote(x)
+    assert (float(x[1, 2]) in r) and (123.0 not in r)  # Tensor.__contains__
+    assert r.t().clone(memory_format=torch.contiguous_format).is_contiguous()
+    like = torch.randn_like(r), torch.rand_like(r, dtype=torch.float64)
+    assert like[0].shape == (2, 3) and like[1].dtype == torch.float64
+    assert float(like[1].min()) >= 0.0 and float(like[1].max()) < 1.0

@@ -148,3 +148,49 @@ def test_release_without_defer_is_one_request_for_many(
         assert probe.session_info(client.session)["handles"] == 0
     assert all(t.remote_handle is None for t in kept)
     assert_close((kept[0] * 2).materialize(), randn(2, 2, seed=0) * 2)
+
+
+def test_moved_tensors_upload_once_stay_and_are_released_when_dropped(
+        server: BackgroundServer, client: genie.Client, graph_traffic: Any) -> None:
+    """model.to(remote) is like .to("cuda"): the first forward uploads the weights and
+    keeps them; later forwards send handles; dropping the model frees them."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(64, 64), torch.nn.ReLU(),
+                                torch.nn.Linear(64, 8)).eval()
+    weights = sum(p.numel() * 4 for p in model.parameters())
+    x = torch.randn(2, 64)
+    expected = model(x).detach()
+    with genie.Client(server.url) as probe:
+        held = probe.stats()["held"]["tensors"]
+        with genie.capture():  # the block no longer changes how weights travel
+            model.to("remote_accelerator:0")
+        graph_traffic()
+        sent = []
+        for _ in range(3):
+            with torch.no_grad():
+                assert_close(model(x.to("remote_accelerator")).materialize(), expected)
+            sent.append(graph_traffic())
+        assert [n for n, _ in sent] == [1, 1, 1]
+        assert sent[0][1] > weights and sent[1][1] < weights / 4 and sent[2][1] < weights / 4
+        assert probe.stats()["held"]["tensors"] >= held + 4
+        del model
+        gc.collect()
+        assert len(client.pending_releases) >= 4  # deferred: sent with the next request
+        client.release()  # (or the next graph): one request for all of them
+        assert probe.stats()["held"]["tensors"] <= held + 1  # (the last input, still queued)
+
+
+def test_integer_checks_on_local_values_need_no_request(
+        client: genie.Client, graph_requests: Callable[[], int]) -> None:
+    """A library's data-dependent branch on a mask or ids it just moved (HF asks
+    ``attention_mask.all()``) is answered here: exact, and no round trip."""
+    mask = torch.ones(2, 6, dtype=torch.long)
+    mask[1, :2] = 0
+    remote_mask = mask.to("remote_accelerator")
+    assert bool(remote_mask.bool().all()) is False
+    assert (remote_mask[:, 2:] == 1).all().item() is True
+    assert int(remote_mask.sum()) == 10
+    assert graph_requests() == 0
+    floats = genie.remote(torch.ones(3)).sum()  # floating point: the server computes it
+    assert floats.item() == 3.0
+    assert graph_requests() == 1

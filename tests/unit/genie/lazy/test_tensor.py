@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+import torch.nn as nn
 import torch.nn.functional as F
 from torch.testing import assert_close
 
@@ -163,3 +164,62 @@ def test_handles_are_reused_and_released(server: BackgroundServer, client: genie
     assert y.remote_handle is not None
     assert_close((y + 0).materialize(), randn(4, seed=2).exp())
     y.release()
+
+
+def test_a_local_value_is_the_value_at_capture(client: genie.Client) -> None:
+    """Mutating a local tensor after it was captured never changes the result (eager's
+    answer), whichever way it entered: genie.remote, an operand, .to(remote)."""
+    x = torch.ones(3)
+    y = genie.remote(x) + 1
+    x.add_(100)
+    assert y.tolist() == [2.0, 2.0, 2.0]
+    w = torch.ones(3)
+    z = genie.remote(torch.zeros(3)) + w
+    w.numpy()[:] = 7  # a write the version counter cannot see
+    assert z.tolist() == [1.0, 1.0, 1.0]
+    m = torch.ones(2)
+    moved = m.to("remote_accelerator")
+    m.mul_(5)
+    assert moved.tolist() == [1.0, 1.0]
+    v = torch.ones(2)
+    a = genie.remote(torch.zeros(2)) + v
+    v.add_(1)  # changed between two captures: the second sees the new value
+    b = genie.remote(torch.zeros(2)) + v
+    assert a.tolist() == [1.0, 1.0] and b.tolist() == [2.0, 2.0]
+
+
+def test_autograd_is_refused_clearly_and_inference_works(client: genie.Client) -> None:
+    p = torch.ones(3, requires_grad=True)
+    lp = genie.remote(p)
+    assert lp.requires_grad  # not silently detached
+    with pytest.raises(genie.UnsupportedOpError, match=r"autograd.*torch\.no_grad\(\).*inference_mode"):
+        lp * 2
+    with torch.no_grad():
+        assert (lp * 2).tolist() == [2.0] * 3
+    with torch.inference_mode():
+        assert (lp + 1).tolist() == [2.0] * 3
+    model = nn.Linear(3, 2)
+    expected = model(torch.ones(1, 3)).detach()
+    model.to("remote_accelerator:0")
+    assert model.weight.requires_grad and isinstance(model.weight, nn.Parameter)
+    with pytest.raises(genie.UnsupportedOpError, match="Parameter"):
+        model(torch.ones(1, 3).to("remote_accelerator"))
+    with torch.no_grad():
+        assert_close(model(torch.ones(1, 3).to("remote_accelerator")).materialize(), expected)
+    model.requires_grad_(False)
+    assert_close(model(torch.ones(1, 3).to("remote_accelerator")).materialize(), expected)
+    with pytest.raises(genie.UnsupportedOpError, match="autograd"):
+        genie.remote(torch.ones(2)).sum().backward()
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning", "ignore::DeprecationWarning")  # dynamo
+def test_torch_compile_of_a_lazy_program_runs_it(client: genie.Client) -> None:
+    """Dynamo cannot trace into a LazyTensor: it graph-breaks and the calls are captured
+    as usual, so the compiled function gives eager's answer (with no speed-up)."""
+    def f(t: Any) -> Any:
+        return (t.relu() * 2).sum(dim=0)
+
+    x = torch.randn(4, 3, generator=torch.Generator().manual_seed(0))
+    got = torch.compile(f)(genie.remote(x))
+    assert isinstance(got, genie.LazyTensor)
+    assert_close(got.materialize(), f(x))

@@ -98,7 +98,15 @@ _BINARY_INPUTS: dict[str, tuple[Any, Any, Callable[..., torch.Tensor]]] = {
 
 
 IDX = torch.tensor([2, 0])
+MASKED = X.masked_fill(torch.tensor([[True] * 4, [False, True, False, True], [False] * 4]),
+                       float("-inf"))  # a fully masked row: 0, not NaN
 TGT = torch.tensor([1, 0, 3])
+
+
+def _assigned(t: torch.Tensor, index: Any, value: Any) -> torch.Tensor:
+    out = t.clone()
+    out[index] = value
+    return out
 
 
 def _applied(f: Callable[..., torch.Tensor], *args: Any) -> Callable[[], torch.Tensor]:
@@ -138,6 +146,9 @@ CASES: dict[str, list[Case]] = {
                     expected=lambda: F.linear(X, W45, ROW[:1].expand(5)))],
     "addmm": [case(ROW[:1], X, M45, beta=0.5, alpha=2,
                    expected=lambda: torch.addmm(ROW[:1], X, M45, beta=0.5, alpha=2))],
+    "baddbmm": [case(ROW[:1], SEQ, SEQ.transpose(1, 2), beta=0.5, alpha=2,
+                     expected=lambda: torch.baddbmm(ROW[:1], SEQ, SEQ.transpose(1, 2),
+                                                    beta=0.5, alpha=2))],
     "einsum": [case("ij,jk->ik", X, M45, expected=lambda: X @ M45),
                case("bij->bji", [SEQ], expected=lambda: SEQ.transpose(1, 2))],
     "sum": [case(X, expected=lambda: X.sum()), case(X, 1, expected=lambda: X.sum(1)),
@@ -165,6 +176,8 @@ CASES: dict[str, list[Case]] = {
     "softmax": [case(X, -1, expected=lambda: X.softmax(-1)),
                 case(X.half(), 0, dtype="float32",
                      expected=lambda: X.half().softmax(0, dtype=torch.float32))],
+    "safe_softmax": [case(MASKED, -1, expected=lambda: torch._safe_softmax(MASKED, -1)),
+                     case(X, 0, dtype="float64", expected=lambda: X.softmax(0, dtype=torch.float64))],
     "log_softmax": [case(X, 1, expected=lambda: X.log_softmax(1))],
     "reshape": [case(X, 2, 6, expected=lambda: X.reshape(2, 6)),
                 case(X, [6, -1], expected=lambda: X.reshape(6, 2)),
@@ -192,6 +205,12 @@ CASES: dict[str, list[Case]] = {
                 case(SEQ, [Ellipsis, None, 0], expected=lambda: SEQ[..., None, 0]),
                 case(X, X > 0, expected=lambda: X[X > 0]),
                 case(X, IDX, expected=lambda: X[IDX])],
+    "setitem": [case(X, 1, 0.5, expected=lambda: _assigned(X, 1, 0.5)),
+                case(X, [slice(None), slice(1, 3)], Y[:, :2],
+                     expected=lambda: _assigned(X, (slice(None), slice(1, 3)), Y[:, :2])),
+                case(X, [IDX], ROW, expected=lambda: _assigned(X, (IDX,), ROW))],
+    "isin": [case(INTS, NONZERO, expected=lambda: torch.isin(INTS, NONZERO)),
+             case(INTS, 3, invert=True, expected=lambda: torch.isin(INTS, 3, invert=True))],
     "gather": [case(X, 1, torch.tensor([[0], [3], [1]]),
                     expected=lambda: X.gather(1, torch.tensor([[0], [3], [1]])))],
     "index_select": [case(X, 1, IDX, expected=lambda: X.index_select(1, IDX))],

@@ -2,9 +2,10 @@
 computes and answers: /health (also in the original server's words, read by the original
 scripts' own grep and cut pipelines), GET / (the routes), /ops, /execute (body tensors
 bound by name, arguments from the query, tagged arguments, factories without a body,
-dtypes kept, in place over the received body), /echo, and /graph's kept outputs, which
-are handles only once the reply is sent, and never views of the request body; no
-/execute request a client can send makes the server answer a 500.
+dtypes kept, in place over the received body), /echo, /probe (bytes counted and dropped,
+bytes made, within the body limit), and /graph's kept outputs, which are handles only
+once the reply is sent, and never views of the request body; no /execute request a
+client can send makes the server answer a 500.
 """
 
 from __future__ import annotations
@@ -311,3 +312,47 @@ def test_random_execute_requests_get_documented_answers(
     assert resp.status_code in (200, 400, 404, 413, 422), (op, args, names, resp.text)
     if resp.status_code != 200:
         assert_error(resp, resp.status_code, resp.json()["error"]["type"])
+
+
+@pytest.mark.parametrize("nbytes", [0, 1, 1024 * 1024, 3 * 1024 * 1024 + 7])
+def test_probe_counts_what_is_posted_and_sends_what_is_asked(http: httpx.Client, nbytes: int) -> None:
+    posted = http.post("/probe", content=bytes(range(256)) * (nbytes // 256) + b"x" * (nbytes % 256))
+    assert posted.status_code == 200 and posted.json() == {"bytes": nbytes}
+    got = http.get("/probe", params={"bytes": nbytes})
+    assert got.status_code == 200
+    assert got.headers["content-type"] == "application/octet-stream"
+    assert int(got.headers["content-length"]) == nbytes
+    assert got.content == bytes(nbytes)
+    endpoints = http.get("/stats").json()["endpoints"]
+    assert endpoints["GET /probe"]["bytes_out"] >= nbytes and endpoints["POST /probe"]["bytes_in"] >= nbytes
+
+
+@pytest.mark.parametrize("query", [{}, {"bytes": "-1"}, {"bytes": "1e3"}, {"bytes": "ten"}, {"bytes": ""},
+                                   {"bytes": "\u00b2"}, {"bytes": "\u0663"}, {"bytes": "9" * 5000}])
+def test_probe_without_a_whole_number_of_bytes_is_malformed(http: httpx.Client,
+                                                            query: dict[str, str]) -> None:
+    resp = http.get("/probe", params=query)
+    assert resp.status_code == 400
+    assert resp.json()["error"]["type"] == "malformed_request"
+    assert "?bytes=N" in resp.json()["error"]["message"]
+
+
+def test_probe_stays_within_the_body_limit_both_ways(make_server: Callable[..., BackgroundServer]) -> None:
+    srv = make_server(max_body_mb=1)
+    with httpx.Client(base_url=srv.url, timeout=30) as http:
+        assert http.get("/probe", params={"bytes": 2**20}).status_code == 200
+        for resp in (http.get("/probe", params={"bytes": 2**20 + 1}),
+                     http.post("/probe", content=bytes(2**20 + 1))):
+            assert resp.status_code == 413, resp.text
+            assert resp.json()["error"]["type"] == "payload_too_large"
+            assert "--max-body-mb" in resp.json()["error"]["message"]
+        assert http.get("/health").status_code == 200
+
+
+def test_probe_needs_the_token(make_server: Callable[..., BackgroundServer]) -> None:
+    srv = make_server(token="t0ken")
+    with httpx.Client(base_url=srv.url, timeout=30) as http:
+        assert http.get("/probe", params={"bytes": 1}).status_code == 401
+        assert http.post("/probe", content=b"x").status_code == 401
+        ok = http.get("/probe", params={"bytes": 1}, headers={"authorization": "Bearer t0ken"})
+        assert ok.content == b"\0"

@@ -147,7 +147,7 @@ def gpu_client_tests(
             http_code=200,
             bytes=4_000_000,
             round_trip_ms=107.5,
-            mb_per_s=37.2,
+            mib_per_s=37.2,
             bit_exact=True,
         ),
         record(
@@ -207,7 +207,7 @@ def gpu_client_tests(
             size_mb=256.0,
             bytes=256 * MB,
             round_trip_ms=13800.0,
-            mb_per_s=37.1,
+            mib_per_s=37.1,
             bit_exact=True,
         ),
     ]
@@ -329,7 +329,7 @@ def test_performance_comparison(genie_record):
 
 @pytest.mark.client
 def test_http_tensor_transfer(genie_record):
-    genie_record.update(http_code=200, bytes=4000000, mb_per_s=800.0)
+    genie_record.update(http_code=200, bytes=4000000, mib_per_s=800.0)
     assert genie_record["http_code"] == 500, "server answered 200"
 """
 

@@ -54,9 +54,9 @@ def test_performance_figures_are_recomputed_from_the_measurements(tmp_path: Path
     assert perf["client_cpu_baseline_ms"] == pytest.approx(1.5)
     assert perf["total_overhead_ms"] == pytest.approx(103.8)
     assert perf["total_overhead_pct_vs_local"] == pytest.approx(6920.0, abs=0.01)
-    assert perf["transfer"]["http_tensor_transfer"]["mb_per_s"]["value"] == 37.2
-    assert perf["transfer"]["large_tensor_handling"]["mb_per_s"]["value"] == 37.1  # parametrized name found
-    assert perf["transfer"]["http_tensor_transfer"]["mb_per_s"]["server"] == "http://127.0.0.1:8888"
+    assert perf["transfer"]["http_tensor_transfer"]["mib_per_s"]["value"] == 37.2
+    assert perf["transfer"]["large_tensor_handling"]["mib_per_s"]["value"] == 37.1  # parametrized name found
+    assert perf["transfer"]["http_tensor_transfer"]["mib_per_s"]["server"] == "http://127.0.0.1:8888"
     assert perf["connect_ms_median"] == 0.21
     be = perf["break_even"]
     assert (be["break_even_n"], be["largest_swept_n"], be["largest_swept_bytes"]) == (

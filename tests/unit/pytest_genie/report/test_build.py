@@ -32,7 +32,7 @@ def test_nan_and_infinity_in_result_files_become_null_not_invalid_json(
     client = samples.gpu_client_tests()
     for t in client:
         if t["name"] == "http_tensor_transfer":
-            t["details"].update(mb_per_s=float("nan"), round_trip_ms=float("inf"))
+            t["details"].update(mib_per_s=float("nan"), round_trip_ms=float("inf"))
         if t["name"] == "performance_comparison":
             t["details"]["sweep"] = [{**row, "remote_ms": float("-inf")} for row in t["details"]["sweep"]]
             t["timing_ms"] = float("nan")
@@ -44,11 +44,11 @@ def test_nan_and_infinity_in_result_files_become_null_not_invalid_json(
     report = _strict_json(folder / JSON_NAME)
     by_name = {t["name"]: t for t in report["client_side"]["tests"]}
     transfer = by_name["http_tensor_transfer"]
-    assert transfer["details"]["mb_per_s"] is None and transfer["details"]["round_trip_ms"] is None
+    assert transfer["details"]["mib_per_s"] is None and transfer["details"]["round_trip_ms"] is None
     assert transfer["details"]["bytes"] > 0  # the finite figures are kept
     assert by_name["performance_comparison"]["timing_ms"] is None
     assert report["performance"]["client_remote_ms"] is None
-    assert report["performance"]["transfer"]["http_tensor_transfer"]["mb_per_s"] is None
+    assert report["performance"]["transfer"]["http_tensor_transfer"]["mib_per_s"] is None
     assert report["performance"]["break_even"]["points"] == 0  # no remote figure, no verdict
 
     md = (folder / MARKDOWN_NAME).read_text(encoding="utf-8")

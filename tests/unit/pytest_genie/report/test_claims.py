@@ -79,7 +79,7 @@ def _client_tests(samples: Samples, sweep: list[dict[str, Any]], disturbed: bool
             if disturbed:
                 d["disturbed"] = {"retries": 2, "reconnects": 1}
         if t["name"] == "http_tensor_transfer":
-            d["spread"] = {"mb_per_s": _spread(37.2, 0.05), "round_trip_ms": _spread(107.5, 0.05)}
+            d["spread"] = {"mib_per_s": _spread(37.2, 0.05), "round_trip_ms": _spread(107.5, 0.05)}
         if t["name"].startswith("large_tensor_handling") and disturbed:
             d["disturbed"] = {"timeouts": 1}
         if t["name"] == "remote_lazytensor_execution":
@@ -262,13 +262,13 @@ class Claims:
         return True
 
     def transfer(self, s: str) -> bool:
-        m = re.match(rf"(HTTP tensor transfer|Large tensor transfer): {NUMBER} MB/s .*round trip {NUMBER}ms",
+        m = re.match(rf"(HTTP tensor transfer|Large tensor transfer): {NUMBER} MiB/s .*round trip {NUMBER}ms",
                      s)
         if not m:
             return False
         name = "http_tensor_transfer" if m.group(1).startswith("HTTP") else "large_tensor_handling[256]"
         details = self.inputs[name]["details"]
-        _close(float(m.group(2)), details["mb_per_s"], s)
+        _close(float(m.group(2)), details["mib_per_s"], s)
         _close(float(m.group(3)), details["round_trip_ms"], s)
         assert ("⚠ Disturbed" in s) == bool(details.get("disturbed")), s
         return True
@@ -326,10 +326,10 @@ class Claims:
             assert ratio > 2, s
             _close(float(batch.group(1)), ratio, s)
             return True
-        large = re.match(rf"Large tensors moved at {NUMBER} MB/s", s)
+        large = re.match(rf"Large tensors moved at {NUMBER} MiB/s", s)
         if large:
             details = self.inputs["large_tensor_handling[256]"]["details"]
-            _close(float(large.group(1)), details["mb_per_s"], s)
+            _close(float(large.group(1)), details["mib_per_s"], s)
             assert ("⚠ Disturbed" in s) == bool(details.get("disturbed")), s
             return True
         return s.startswith("Fix `")  # a failing test's own message, quoted

@@ -40,13 +40,14 @@ def test_a_regression_needs_the_threshold_and_the_noise(now: float, width: float
 
 
 def test_higher_is_better_for_rates_and_a_metric_without_threshold_never_fails() -> None:
-    base = [_point("large_mb_per_s", 400.0, 5.0, where=""), _point("remote_ms", 10.0, 0.1)]
-    now = [_point("large_mb_per_s", 200.0, 5.0, where=""), _point("remote_ms", 50.0, 0.1)]
-    result = compare_points(base, now, {"large_mb_per_s": 20.0}, "base")
+    base = [_point("large_mib_per_s", 400.0, 5.0, where=""), _point("remote_ms", 10.0, 0.1)]
+    now = [_point("large_mib_per_s", 200.0, 5.0, where=""), _point("remote_ms", 50.0, 0.1)]
+    result = compare_points(base, now, {"large_mib_per_s": 20.0}, "base")
     verdicts = {r["metric"]: r["verdict"] for r in result["rows"]}
-    assert verdicts == {"large_mb_per_s": REGRESSED, "remote_ms": WORSE}
+    assert verdicts == {"large_mib_per_s": REGRESSED, "remote_ms": WORSE}
     (line,) = result["regressions"]
-    assert line.startswith("large_mb_per_s: 200.0 MB/s vs baseline 400.0 MB/s (+50.0% worse, threshold 20%;")
+    assert line.startswith("large_mib_per_s: 200.0 MiB/s vs baseline 400.0 MiB/s (+50.0% worse, "
+                           "threshold 20%;")
 
 
 def test_only_like_is_compared_with_like() -> None:
