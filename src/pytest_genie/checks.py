@@ -313,11 +313,12 @@ GUIDE_CHECKS: Final[tuple[Check, ...]] = (
     NETWORK_CONNECTIVITY, SERVER_CONNECTIVITY, HTTP_TENSOR_TRANSFER, REMOTE_LAZYTENSOR_EXECUTION,
     PERFORMANCE_COMPARISON, MULTI_OPERATION_CHAIN, ERROR_HANDLING, LARGE_TENSOR_HANDLING,
 )
-#: Every check the suite runs, in its order: the guide's, with the network baseline right after
-#: the guide's connectivity check, then its week-2 decode check, then the concurrency sweep.
+#: Every check the suite runs, in the order it runs them: the guide's, with the network baseline
+#: right after the guide's connectivity check, the concurrency sweep (last in the client checks'
+#: module), then the guide's week-2 decode check (in its own module).
 CHECKS: Final[tuple[Check, ...]] = (
     ENVIRONMENT_SETUP, SERVER_STARTUP, GPU_DETECTION, SERVER_OPERATIONS, SERVER_STATISTICS,
     NETWORK_CONNECTIVITY, NETWORK_THROUGHPUT, SERVER_CONNECTIVITY, HTTP_TENSOR_TRANSFER,
     REMOTE_LAZYTENSOR_EXECUTION, PERFORMANCE_COMPARISON, MULTI_OPERATION_CHAIN, ERROR_HANDLING,
-    LARGE_TENSOR_HANDLING, LLM_DECODE_COLOCATION, CONCURRENCY_SWEEP,
+    LARGE_TENSOR_HANDLING, CONCURRENCY_SWEEP, LLM_DECODE_COLOCATION,
 )

@@ -349,10 +349,11 @@ SUB_WINDOWS = 5
 
 
 def _load_level(clients: list[genie.Client], x: torch.Tensor, window_s: float, warmup_s: float
-                ) -> tuple[list[float], list[float], int]:
+                ) -> tuple[list[float], list[float], list[BaseException]]:
     """``len(clients)`` threads send ``relu(x)`` back to back, one client each, for a warm-up
     and then a fixed window: the end times (s since the window opened) and latencies (ms) of the
-    requests completed in the window, and the errors."""
+    requests completed in the window, and what failed (a failure in the warm-up stops the level:
+    the window never opens)."""
     want = x.relu()
     opened = [0.0]
 
@@ -362,42 +363,49 @@ def _load_level(clients: list[genie.Client], x: torch.Tensor, window_s: float, w
     barrier = threading.Barrier(len(clients), action=open_window)
     ends: list[float] = []
     latencies: list[float] = []
-    errors = [0]
+    failures: list[BaseException] = []
     lock = threading.Lock()
 
     def worker(client: genie.Client) -> None:
-        warm_until = time.perf_counter() + warmup_s
-        while time.perf_counter() < warm_until:
-            client.execute("relu", x)
-        barrier.wait()
+        mine_end: list[float] = []
+        mine_lat: list[float] = []
+        mine_bad: list[BaseException] = []
+        try:
+            warm_until = time.perf_counter() + warmup_s
+            while time.perf_counter() < warm_until:
+                client.execute("relu", x)
+            barrier.wait()
+        except threading.BrokenBarrierError:  # another client failed its warm-up
+            return
+        except Exception as exc:
+            barrier.abort()
+            with lock:
+                failures.append(exc)
+            return
         close = opened[0] + window_s
-        mine_end, mine_lat, bad = [], [], 0
-        while True:
-            start = time.perf_counter()
-            if start >= close:
-                break
+        while (start := time.perf_counter()) < close:
             try:
                 got = client.execute("relu", x)
-            except genie.GenieError:
-                bad += 1
+            except genie.GenieError as exc:
+                mine_bad.append(exc)
                 continue
             end = time.perf_counter()
             if end <= close:
                 mine_end.append(end - opened[0])
                 mine_lat.append((end - start) * 1000)
                 if len(mine_end) == 1 and not torch.equal(got, want):
-                    bad += 1
+                    mine_bad.append(AssertionError(f"relu of a {tuple(x.shape)} tensor differs from local"))
         with lock:
             ends.extend(mine_end)
             latencies.extend(mine_lat)
-            errors[0] += bad
+            failures.extend(mine_bad)
 
     threads = [threading.Thread(target=worker, args=(c,), daemon=True) for c in clients]
     for t in threads:
         t.start()
     for t in threads:
         t.join(timeout=window_s + warmup_s + 60)
-    return ends, latencies, errors[0]
+    return ends, latencies, failures
 
 
 def test_concurrency_sweep(genie_make_client: Callable[[], genie.Client], genie_options: Any,
@@ -416,9 +424,12 @@ def test_concurrency_sweep(genie_make_client: Callable[[], genie.Client], genie_
     for payload, n in PAYLOADS.items():
         x = torch.randn(n, n, generator=torch.Generator().manual_seed(n))
         for level in genie_level.concurrency:
-            ends, latencies, errors = _load_level(clients[:level], x, genie_level.window_s,
-                                                  genie_level.warmup_s)
-            assert errors == 0, f"{errors} failed requests at {level} clients ({payload})"
+            ends, latencies, failures = _load_level(clients[:level], x, genie_level.window_s,
+                                                    genie_level.warmup_s)
+            errors = len(failures)
+            if failures:  # the first says why (a dead server: its TransportError)
+                raise AssertionError(f"{errors} failed requests at {level} clients ({payload}); the first: "
+                                     f"{type(failures[0]).__name__}: {failures[0]}") from failures[0]
             assert latencies, f"no request completed in {genie_level.window_s} s at {level} clients"
             width = genie_level.window_s / SUB_WINDOWS
             rates = [sum(1 for e in ends if i * width <= e < (i + 1) * width) / width
