@@ -31,16 +31,17 @@ from genie.server.config import (
 __all__ = ["build_parser", "main"]
 
 
-def _positive_number(unit: str) -> Callable[[str], float]:
-    """An argparse ``type=`` for a finite number > 0 of ``unit`` (NaN and inf refused)."""
+def _positive_number(unit: str, *, zero: bool = False) -> Callable[[str], float]:
+    """An argparse ``type=`` for a finite number > 0 of ``unit`` (>= 0 with ``zero``; NaN and
+    inf refused)."""
 
     def parse(text: str) -> float:
         try:
             value = float(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{text!r} is not a number of {unit}") from None
-        if not (value > 0 and math.isfinite(value)):
-            raise argparse.ArgumentTypeError("must be a finite number > 0")
+        if not ((value >= 0 if zero else value > 0) and math.isfinite(value)):
+            raise argparse.ArgumentTypeError(f"must be a finite number {'>=' if zero else '>'} 0")
         return value
 
     return parse
@@ -49,15 +50,8 @@ def _positive_number(unit: str) -> Callable[[str], float]:
 _positive_mb = _positive_number("MiB")
 
 
-def _non_negative_ms(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of ms") from None
-    if not (value >= 0 and math.isfinite(value)):
-        raise argparse.ArgumentTypeError("must be a finite number >= 0")
-    return value
 _positive_seconds = _positive_number("seconds")
+_non_negative_ms = _positive_number("ms", zero=True)
 
 
 def _positive_int(text: str) -> int:
