@@ -31,23 +31,27 @@ from genie.server.config import (
 __all__ = ["build_parser", "main"]
 
 
-def _positive_number(unit: str) -> Callable[[str], float]:
-    """An argparse ``type=`` for a finite number > 0 of ``unit`` (NaN and inf refused)."""
+def _positive_number(unit: str, *, zero: bool = False) -> Callable[[str], float]:
+    """An argparse ``type=`` for a finite number > 0 of ``unit`` (>= 0 with ``zero``; NaN and
+    inf refused)."""
 
     def parse(text: str) -> float:
         try:
             value = float(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{text!r} is not a number of {unit}") from None
-        if not (value > 0 and math.isfinite(value)):
-            raise argparse.ArgumentTypeError("must be a finite number > 0")
+        if not ((value >= 0 if zero else value > 0) and math.isfinite(value)):
+            raise argparse.ArgumentTypeError(f"must be a finite number {'>=' if zero else '>'} 0")
         return value
 
     return parse
 
 
 _positive_mb = _positive_number("MiB")
+
+
 _positive_seconds = _positive_number("seconds")
+_non_negative_ms = _positive_number("ms", zero=True)
 
 
 def _positive_int(text: str) -> int:
@@ -111,6 +115,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-connections", type=_positive_int, default=DEFAULT_MAX_CONNECTIONS,
                    help="open connections (or running requests) past which new requests "
                         "are answered 503 (default: %(default)s)")
+    p.add_argument("--debug-delay-ms", type=_non_negative_ms, default=0.0,
+                   help="TEST ONLY: delay every request by this many ms, to stand up a "
+                        "deliberately slow server (e.g. to prove a regression gate fails); "
+                        "never use in service (default: 0)")
     p.add_argument("--handle-lease-s", type=_lease_seconds, default=DEFAULT_HANDLE_LEASE_S,
                    help="free the handles of a client session that sent no request for this "
                         "long, seconds; 0 or 'off' never frees them (default: %(default)s)")
@@ -129,6 +137,7 @@ def main(argv: list[str] | None = None) -> int:
                               max_inflight_body_mb=args.max_inflight_body_mb,
                               body_timeout_s=args.body_timeout_s,
                               max_connections=args.max_connections,
+                              debug_delay_ms=args.debug_delay_ms,
                               handle_lease_s=args.handle_lease_s)
         app = create_app(config)
     except (ConfigurationError, ValueError) as exc:

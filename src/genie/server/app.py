@@ -22,7 +22,7 @@ from genie.server.config import ServerConfig
 from genie.server.device import describe, resolve_device
 from genie.server.executor import Executor
 from genie.server.failures import EXCEPTION_HANDLERS
-from genie.server.middleware import AccountingMiddleware, Endpoint, authorized
+from genie.server.middleware import AccountingMiddleware, DebugDelayMiddleware, Endpoint, authorized
 from genie.server.sessions import (
     SessionsCollector,
     end_session,
@@ -95,10 +95,13 @@ def create_app(config: ServerConfig | None = None) -> Starlette:
               for method, path, endpoint, _ in ROUTES]
     listing = [("GET", "/", "this list of routes"), *((m, p, d) for m, p, _, d in ROUTES)]
     routes.append(Route("/", authorized(ep.index(listing)), methods=["GET"]))
+    middleware = [Middleware(AccountingMiddleware),
+                  Middleware(ReleaseBodyBudget, budget=state.bodies)]
+    if config.debug_delay_ms > 0:  # test-only: a deliberately slow server
+        middleware.insert(1, Middleware(DebugDelayMiddleware, delay_s=config.debug_delay_ms / 1000))
     app = Starlette(
         routes=routes,
-        middleware=[Middleware(AccountingMiddleware),
-                    Middleware(ReleaseBodyBudget, budget=state.bodies)],
+        middleware=middleware,
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,
     )

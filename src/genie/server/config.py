@@ -41,6 +41,9 @@ class ServerConfig:
     ``max_connections`` is uvicorn's ``limit_concurrency``: past that many open
     connections (or running requests) uvicorn answers 503 itself.
 
+    ``debug_delay_ms`` is for tests only: every request waits this long (without holding
+    a compute slot) before it is handled, so a test can stand up a deliberately slow server
+    and prove that a performance regression gate fails on it.  Never set it in service.
     ``handle_lease_s`` is how long a client session may go without a request before
     the handles it holds are freed (``genie.server.store``); ``None`` or 0 turns the
     lease off (handles are then held until deleted or their session is closed).
@@ -56,6 +59,7 @@ class ServerConfig:
     max_inflight_body_mb: float | None = None  # None: 2 * max_body_mb
     body_timeout_s: float = DEFAULT_BODY_TIMEOUT_S
     max_connections: int = DEFAULT_MAX_CONNECTIONS
+    debug_delay_ms: float = 0.0
     handle_lease_s: float | None = DEFAULT_HANDLE_LEASE_S
 
     def __post_init__(self) -> None:
@@ -71,6 +75,8 @@ class ServerConfig:
             raise ValueError("body_timeout_s must be > 0")
         if self.max_connections < 1:
             raise ValueError("max_connections must be >= 1")
+        if not (0 <= self.debug_delay_ms < float("inf")):
+            raise ValueError("debug_delay_ms must be a finite number >= 0")
         lease = self.handle_lease_s
         if lease is not None and not (0 <= lease < float("inf")):
             raise ValueError("handle_lease_s must be a finite number of seconds >= 0, or None")

@@ -150,7 +150,7 @@ def test_cli_rejects_bad_flags(free_port: Callable[[], int]) -> None:
            # A budget for bodies in flight smaller than the largest body could never
            # let that body in; refused at start-up, not on the first big request.
            ["--max-body-mb", "2", "--max-inflight-body-mb", "1"],
-           ["--body-timeout-s", "0"], ["--max-connections", "0"],
+           ["--body-timeout-s", "0"], ["--max-connections", "0"], ["--debug-delay-ms", "-5"],
            ["--handle-lease-s", "-1"], ["--handle-lease-s", "forever"])
     procs = [subprocess.Popen([sys.executable, "-m", "genie.runtime.simple_server",
                                "--port", str(free_port()), *args],
@@ -184,5 +184,6 @@ def test_console_script_help() -> None:
     assert result.returncode == 0
     for flag in ("--host", "--port", "--device", "--token", "--max-body-mb", "--max-held-mb",
                  "--max-inflight-body-mb", "--body-timeout-s", "--max-connections",
-                 "--handle-lease-s", "--log-level"):
+                 "--handle-lease-s", "--debug-delay-ms", "--log-level"):
         assert flag in result.stdout
+    assert "TEST ONLY" in result.stdout  # the delay flag says what it is for

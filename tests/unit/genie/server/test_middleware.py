@@ -1,9 +1,12 @@
 """What wraps every request (genie.server.middleware): with a token configured, every
 route needs ``Authorization: Bearer <token>`` and anything else is a counted 401; with
-none, no header is needed and a stray one is ignored."""
+none, no header is needed and a stray one is ignored.  The test-only delay slows every
+request by what it says, without serialising them."""
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable
 
 import httpx
@@ -40,3 +43,28 @@ def test_no_token_means_no_header_needed(http: httpx.Client) -> None:
     assert http.get("/health").status_code == 200
     # A stray Authorization header is ignored when the server has no token.
     assert http.get("/health", headers={"authorization": "Bearer whatever"}).status_code == 200
+
+
+def test_debug_delay_slows_every_request_without_serialising_them(
+        make_server: Callable[..., BackgroundServer]) -> None:
+    slow = make_server(debug_delay_ms=300)
+    with httpx.Client(base_url=slow.url, timeout=30) as c:
+        c.get("/health")  # the connection is open: what follows is the delay, not a connect
+        start = time.perf_counter()
+        assert c.get("/health").status_code == 200
+        assert time.perf_counter() - start >= 0.3
+    elapsed: list[float] = []
+
+    def one() -> None:
+        began = time.perf_counter()
+        httpx.post(f"{slow.url}/execute", params={"op": "relu"}, content=b"", timeout=30)
+        elapsed.append(time.perf_counter() - began)
+
+    threads = [threading.Thread(target=one) for _ in range(4)]
+    start = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert min(elapsed) >= 0.3
+    assert time.perf_counter() - start < 4 * 0.3, "the delays ran one after another"
