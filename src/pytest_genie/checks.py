@@ -1,8 +1,9 @@
 """The documented checks: their names, their kinds, and the keys of the details they record.
 
-The testing guide names 13 checks, and one more from its week-2 list (``llm_decode_colocation``:
-"Compare KV cache transfer vs co-location"); Genie adds ``network_throughput`` (the network
-baseline that tensor transfers are compared with).  Each is one test function ``test_<name>``
+The testing guide names 13 checks (:data:`GUIDE_CHECKS`), and one more from its week-2 list
+(``llm_decode_colocation``: "Compare KV cache transfer vs co-location"); Genie adds
+``network_throughput`` (the network baseline that tensor transfers are compared with) and
+``concurrency_sweep`` (:data:`CHECKS` holds them all).  Each is one test function ``test_<name>``
 marked ``server`` or ``client`` (in ``tests/server`` and ``tests/client``), recorded under
 ``<name>``, and its ``details`` are read back by the report (``pytest_genie.report``).  Both
 sides spell every name and key through this module, so a check and its reader cannot drift
@@ -28,9 +29,11 @@ from typing import Final, Literal
 
 __all__ = [
     "CHECKS",
+    "CONCURRENCY_SWEEP",
     "ENVIRONMENT_SETUP",
     "ERROR_HANDLING",
     "GPU_DETECTION",
+    "GUIDE_CHECKS",
     "HTTP_TENSOR_TRANSFER",
     "KINDS",
     "LARGE_TENSOR_HANDLING",
@@ -56,44 +59,20 @@ KINDS: tuple[Kind, ...] = ("server", "client")
 
 @dataclass(frozen=True)
 class Check:
-    """One documented check: recorded under ``name``, marked and filed by ``kind``."""
+    """One documented check: recorded under ``name``, marked and filed by ``kind``.
+
+    ``figures`` are its headline details: the report's "key details" cell, and the junitxml
+    properties / pytest-html column the plugin writes for it.
+    """
 
     name: str
     kind: Kind
+    figures: tuple[str, ...] = ()
 
     @property
     def test_name(self) -> str:
         """The test function that runs it; the plugin records it under ``name``."""
         return f"test_{self.name}"
-
-
-ENVIRONMENT_SETUP: Final = Check("environment_setup", "server")
-SERVER_STARTUP: Final = Check("server_startup", "server")
-GPU_DETECTION: Final = Check("gpu_detection", "server")
-SERVER_OPERATIONS: Final = Check("server_operations", "server")
-SERVER_STATISTICS: Final = Check("server_statistics", "server")
-NETWORK_CONNECTIVITY: Final = Check("network_connectivity", "client")
-#: Not in the guide: bytes up and down through ``/probe`` with no tensor work, the baseline the
-#: report compares tensor throughput with (and from which the client checks size their timeouts).
-NETWORK_THROUGHPUT: Final = Check("network_throughput", "client")
-SERVER_CONNECTIVITY: Final = Check("server_connectivity", "client")
-HTTP_TENSOR_TRANSFER: Final = Check("http_tensor_transfer", "client")
-REMOTE_LAZYTENSOR_EXECUTION: Final = Check("remote_lazytensor_execution", "client")
-PERFORMANCE_COMPARISON: Final = Check("performance_comparison", "client")
-MULTI_OPERATION_CHAIN: Final = Check("multi_operation_chain", "client")
-ERROR_HANDLING: Final = Check("error_handling", "client")
-LARGE_TENSOR_HANDLING: Final = Check("large_tensor_handling", "client")
-#: The guide's week-2 "LLM decode co-location": a KV cache kept on the server vs shipped.
-LLM_DECODE_COLOCATION: Final = Check("llm_decode_colocation", "client")
-
-#: The guide's checks in the guide's order: server side first, then client side, the network
-#: baseline right after the guide's connectivity check; its week-2 decode check last.
-CHECKS: Final[tuple[Check, ...]] = (
-    ENVIRONMENT_SETUP, SERVER_STARTUP, GPU_DETECTION, SERVER_OPERATIONS, SERVER_STATISTICS,
-    NETWORK_CONNECTIVITY, NETWORK_THROUGHPUT, SERVER_CONNECTIVITY, HTTP_TENSOR_TRANSFER,
-    REMOTE_LAZYTENSOR_EXECUTION, PERFORMANCE_COMPARISON, MULTI_OPERATION_CHAIN, ERROR_HANDLING,
-    LARGE_TENSOR_HANDLING, LLM_DECODE_COLOCATION,
-)
 
 
 class Key:
@@ -112,6 +91,28 @@ class Key:
     TIMING_NOTE: Final = "timing_note"
     #: Set by the report's reader for details that are not a JSON object (the guide wrote text).
     TEXT: Final = "text"
+    #: The client retried, reconnected or timed out during the check: its figures are suspect.
+    #: A dict of the counters that moved (RETRIES, RECONNECTS, TIMEOUTS, TRANSPORT_ERRORS).
+    DISTURBED: Final = "disturbed"
+    RETRIES: Final = "retries"
+    RECONNECTS: Final = "reconnects"
+    TIMEOUTS: Final = "timeouts"
+    TRANSPORT_ERRORS: Final = "transport_errors"
+    #: The --genie-level the check ran at (quick, standard, long).
+    LEVEL: Final = "level"
+
+    # ---- a measured figure's spread (``pytest_genie.stats.Spread``): any timed figure ``F`` is
+    # recorded as its median under ``F`` and as ``SPREAD: {F: {MEDIAN, Q1, ...}}`` beside it
+    SPREAD: Final = "spread"
+    MEDIAN: Final = "median"
+    Q1: Final = "q1"
+    Q3: Final = "q3"
+    MIN: Final = "min"
+    MAX: Final = "max"
+    COUNT: Final = "count"
+    #: Whether the stabilisation loop settled (False: a cap stopped it).
+    STABLE: Final = "stable"
+    WINDOWS: Final = "windows"
 
     # ---- environment_setup
     PYTHON_VERSION: Final = "python_version"
@@ -192,6 +193,8 @@ class Key:
 
     # ---- remote_lazytensor_execution
     VIA: Final = "via"
+    #: The first call of the check (LazyTensor set-up included), apart from the steady state.
+    FIRST_CALL_MS: Final = "first_call_ms"
     MAX_ABS_ERROR: Final = "max_abs_error"  # multi_operation_chain
 
     # ---- performance_comparison (N, BYTES, the three timings: also each row of its sweep)
@@ -205,6 +208,8 @@ class Key:
     SWEEP: Final = "sweep"
     BREAK_EVEN_N: Final = "break_even_n"
     BREAK_EVEN_BYTES: Final = "break_even_bytes"
+    #: Per sweep row: remote_faster, local_faster or no_clear_difference (interquartile ranges).
+    VERDICT: Final = "verdict"
     # the main case's request: BYTES_SENT and BYTES_RECEIVED (below), and all of the server's
     # Server-Timing phases
     SERVER_WORK_MS: Final = "server_work_ms"
@@ -220,6 +225,21 @@ class Key:
     EXPECTED_STATUS: Final = "expected_status"
     EXPECTED_TYPE: Final = "expected_type"
     CASE_MESSAGE: Final = "message"
+
+    # ---- concurrency_sweep: LEVELS holds one row per payload and concurrency
+    LEVELS: Final = "levels"
+    PAYLOAD: Final = "payload"  # "small" or "medium"
+    CONCURRENCY: Final = "concurrency"
+    WINDOW_S: Final = "window_s"
+    REQUESTS: Final = "requests"
+    ERRORS: Final = "errors"
+    THROUGHPUT_RPS: Final = "throughput_rps"
+    P50_MS: Final = "p50_ms"
+    P95_MS: Final = "p95_ms"
+    PEAK_THROUGHPUT_RPS: Final = "peak_throughput_rps"
+    P50_MS_AT_1: Final = "p50_ms_at_1"
+    #: The clients ran in the server's own process (the embedded server): one interpreter lock.
+    SAME_PROCESS: Final = "same_process"
 
     # ---- llm_decode_colocation: a small GPT-2-style decoder, greedy, two ways
     MODEL: Final = "model"  # its configuration: layers, d_model, heads, vocab, parameters
@@ -248,3 +268,57 @@ class Key:
 
     # ---- a result file's test_info: where its figures were measured (``pytest_genie.location``)
     MEASURED: Final = "measured"
+
+ENVIRONMENT_SETUP: Final = Check("environment_setup", "server",
+                                 (Key.PYTHON_VERSION, Key.TORCH_VERSION, Key.GENIE_VERSION))
+SERVER_STARTUP: Final = Check("server_startup", "server",
+                              (Key.STARTUP_MS, Key.SHUTDOWN_MS, Key.HEALTH_STATUS, Key.PORT))
+GPU_DETECTION: Final = Check("gpu_detection", "server",
+                             (Key.DEVICE, Key.GPU_NAME, Key.GPU_COUNT, Key.GPU_TIME_MS))
+SERVER_OPERATIONS: Final = Check("server_operations", "server", (Key.OPS_CHECKED, Key.MEDIAN_ROUND_TRIP_MS))
+SERVER_STATISTICS: Final = Check("server_statistics", "server", (Key.REQUESTS_MADE, Key.ERROR_RATE))
+NETWORK_CONNECTIVITY: Final = Check("network_connectivity", "client",
+                                    (Key.HOST, Key.PORT, Key.CONNECT_MS_MEDIAN))
+#: Not in the guide: bytes up and down through ``/probe`` with no tensor work, the baseline the
+#: report compares tensor throughput with (and from which the client checks size their timeouts).
+NETWORK_THROUGHPUT: Final = Check("network_throughput", "client",
+                                  (Key.UPLOAD_MIB_PER_S, Key.DOWNLOAD_MIB_PER_S, Key.UPLOAD_FIXED_MS,
+                                   Key.DOWNLOAD_FIXED_MS))
+SERVER_CONNECTIVITY: Final = Check("server_connectivity", "client",
+                                   (Key.DEVICE, Key.CUDA_AVAILABLE, Key.RESPONSE_MS, Key.PROTOCOL_VERSION))
+HTTP_TENSOR_TRANSFER: Final = Check("http_tensor_transfer", "client",
+                                    (Key.HTTP_CODE, Key.BYTES, Key.ROUND_TRIP_MS, Key.MIB_PER_S,
+                                     Key.BIT_EXACT))
+REMOTE_LAZYTENSOR_EXECUTION: Final = Check("remote_lazytensor_execution", "client",
+                                           (Key.VIA, Key.FIRST_CALL_MS, Key.ROUND_TRIP_MS,
+                                            Key.REQUESTS_MADE, Key.MAX_ABS_ERROR))
+PERFORMANCE_COMPARISON: Final = Check("performance_comparison", "client",
+                                      (Key.LOCAL_CPU_MS, Key.SERVER_COMPUTE_MS, Key.REMOTE_MS,
+                                       Key.BREAK_EVEN_N))
+MULTI_OPERATION_CHAIN: Final = Check("multi_operation_chain", "client",
+                                     (Key.REQUESTS_MADE, Key.ROUND_TRIP_MS, Key.MAX_ABS_ERROR))
+ERROR_HANDLING: Final = Check("error_handling", "client", (Key.SERVER_HEALTHY_AFTER,))
+LARGE_TENSOR_HANDLING: Final = Check("large_tensor_handling", "client",
+                                     (Key.SIZE_MB, Key.ROUND_TRIP_MS, Key.MIB_PER_S, Key.BIT_EXACT))
+#: The guide's week-2 "LLM decode co-location": a KV cache kept on the server vs shipped.
+LLM_DECODE_COLOCATION: Final = Check("llm_decode_colocation", "client",
+                                     (Key.STEPS, Key.BYTES_RATIO, Key.TIME_RATIO, Key.TOKENS_MATCH_EAGER))
+#: Beyond the guide: requests at 1, 2, 4, 8 concurrent clients (throughput and latency per level).
+CONCURRENCY_SWEEP: Final = Check("concurrency_sweep", "client",
+                                 (Key.PEAK_THROUGHPUT_RPS, Key.P50_MS_AT_1))
+
+#: The guide's checks in the guide's order: server side first, then client side.
+GUIDE_CHECKS: Final[tuple[Check, ...]] = (
+    ENVIRONMENT_SETUP, SERVER_STARTUP, GPU_DETECTION, SERVER_OPERATIONS, SERVER_STATISTICS,
+    NETWORK_CONNECTIVITY, SERVER_CONNECTIVITY, HTTP_TENSOR_TRANSFER, REMOTE_LAZYTENSOR_EXECUTION,
+    PERFORMANCE_COMPARISON, MULTI_OPERATION_CHAIN, ERROR_HANDLING, LARGE_TENSOR_HANDLING,
+)
+#: Every check the suite runs, in the order it runs them: the guide's, with the network baseline
+#: right after the guide's connectivity check, the concurrency sweep (last in the client checks'
+#: module), then the guide's week-2 decode check (in its own module).
+CHECKS: Final[tuple[Check, ...]] = (
+    ENVIRONMENT_SETUP, SERVER_STARTUP, GPU_DETECTION, SERVER_OPERATIONS, SERVER_STATISTICS,
+    NETWORK_CONNECTIVITY, NETWORK_THROUGHPUT, SERVER_CONNECTIVITY, HTTP_TENSOR_TRANSFER,
+    REMOTE_LAZYTENSOR_EXECUTION, PERFORMANCE_COMPARISON, MULTI_OPERATION_CHAIN, ERROR_HANDLING,
+    LARGE_TENSOR_HANDLING, CONCURRENCY_SWEEP, LLM_DECODE_COLOCATION,
+)

@@ -6,6 +6,12 @@ server`` on a GPU node or ``pytest -m client --genie-server=...`` on a client ne
 start one they do not need.  Without ``--genie-server``, ``genie_server_url`` is that
 local server, so plain ``pytest`` on one machine runs everything.
 
+The clients these fixtures hand out (``genie_client``, ``genie_make_client``) are watched:
+when one retried, reconnected or timed out during the test, the record's details get
+``Key.DISTURBED`` with the counters that moved, and the report marks the check's figures
+as measured under disturbance.  In a terminal they also draw a progress line for large
+transfers (``progress.py``).
+
 ``genie_client`` fits its timeouts to the link: once ``network_throughput`` has measured
 the link (``genie_link``), each request's budget grows by its bytes at the slower direction's
 rate divided by ``LINK_MARGIN`` (never faster than the client's default rate), on top of
@@ -14,22 +20,26 @@ rate divided by ``LINK_MARGIN`` (never faster than the client's default rate), o
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from pytest_genie.checks import Key
+from pytest_genie.levels import Level
 from pytest_genie.options import GenieOptions
+from pytest_genie.progress import terminal_progress
 from pytest_genie.state import DETAILS_KEY, SERVER_URL_KEY, get_state
 
 if TYPE_CHECKING:
     import genie
+    from genie.client import Disturbances
     from genie.client.calls import Timeout
     from genie.server.runner import BackgroundServer
 
-__all__ = ["LINK_MARGIN", "MeasuredLink", "genie_client", "genie_link", "genie_local_server",
-           "genie_options", "genie_record", "genie_server_url"]
+__all__ = ["LINK_MARGIN", "MeasuredLink", "genie_client", "genie_level", "genie_link", "genie_local_server",
+           "genie_make_client", "genie_options", "genie_record", "genie_server_url", "note_disturbances"]
 
 #: Bounded readiness wait of the embedded server: a server that cannot start in this
 #: time fails the tests that need it instead of hanging the session.
@@ -77,7 +87,7 @@ def genie_local_server(genie_options: GenieOptions) -> Iterator[BackgroundServer
     from genie.server.config import DEFAULT_MAX_BODY_MB, ServerConfig
     from genie.server.runner import BackgroundServer
 
-    max_body = max(DEFAULT_MAX_BODY_MB, 2 * genie_options.large_mb + BODY_HEADROOM_MB)
+    max_body = max(DEFAULT_MAX_BODY_MB, 2 * genie_options.large_tensor_mb + BODY_HEADROOM_MB)
     config = ServerConfig(device="auto", token=genie_options.token, max_body_mb=max_body)
     server = BackgroundServer(config, host="127.0.0.1", port=0, startup_timeout=STARTUP_TIMEOUT_S,
                               shutdown_timeout=SHUTDOWN_TIMEOUT_S)
@@ -103,25 +113,62 @@ def genie_server_url(request: pytest.FixtureRequest, genie_options: GenieOptions
 
 
 @pytest.fixture(scope="session")
+def genie_level(genie_options: GenieOptions) -> Level:
+    """The ``--genie-level`` in force: the sizes and repeats the client checks use."""
+    return genie_options.level_settings
+
+
+
+@pytest.fixture(scope="session")
 def genie_link() -> MeasuredLink:
     """The link to the server under test, as ``network_throughput`` measured it (it fills
     this in); until then, nothing is known and timeouts keep the client's defaults."""
     return MeasuredLink()
 
 
+def note_disturbances(node: pytest.Item, moved: Disturbances) -> None:
+    """Add what ``moved`` during a test to its record's ``Key.DISTURBED`` (nothing if quiet)."""
+    if not moved:
+        return
+    details = node.stash.setdefault(DETAILS_KEY, {})
+    seen = details.setdefault(Key.DISTURBED, {})
+    names = {"retries": Key.RETRIES, "reconnects": Key.RECONNECTS, "timeouts": Key.TIMEOUTS,
+             "transport_errors": Key.TRANSPORT_ERRORS}
+    for name, count in moved.as_dict().items():
+        if count:
+            seen[names[name]] = seen.get(names[name], 0) + count
+
+
 @pytest.fixture
-def genie_client(genie_server_url: str, genie_options: GenieOptions,
-                 genie_link: MeasuredLink) -> Iterator[genie.Client]:
-    """A ``genie.Client`` for the server under test, with timeouts fitted to the link
-    (``--genie-timeout`` and ``genie_link``), closed after the test."""
+def genie_make_client(request: pytest.FixtureRequest, genie_server_url: str, genie_options: GenieOptions,
+                      genie_link: MeasuredLink) -> Iterator[Callable[[], genie.Client]]:
+    """``make()``: another ``genie.Client`` for the server under test (one per thread of a
+    concurrency check), with timeouts fitted to the link (``--genie-timeout`` and
+    ``genie_link``); all are closed after the test, their disturbances noted."""
     from genie import Client
 
-    client = Client(genie_server_url, token=genie_options.token,
-                    timeout=genie_link.timeout(genie_options.timeout_s))
+    made: list[Client] = []
+    progress = terminal_progress(request.config, request.node.name)
+
+    def make() -> Client:
+        made.append(Client(genie_server_url, token=genie_options.token, progress=progress,
+                           timeout=genie_link.timeout(genie_options.timeout_s)))
+        return made[-1]
+
     try:
-        yield client
+        yield make
     finally:
-        client.close()
+        if progress is not None:
+            progress.close()
+        for client in made:
+            note_disturbances(request.node, client.disturbances)
+            client.close()
+
+
+@pytest.fixture
+def genie_client(genie_make_client: Callable[[], genie.Client]) -> genie.Client:
+    """A ``genie.Client`` for the server under test, closed after the test."""
+    return genie_make_client()
 
 
 @pytest.fixture
@@ -131,6 +178,5 @@ def genie_record(request: pytest.FixtureRequest) -> dict[str, Any]:
     Filled values may be any type: the plugin copies them to JSON-safe values when
     the test ends (numbers stay numbers, other objects become their ``str``).
     """
-    details: dict[str, Any] = {}
-    request.node.stash[DETAILS_KEY] = details
+    details: dict[str, Any] = request.node.stash.setdefault(DETAILS_KEY, {})
     return details

@@ -24,11 +24,16 @@ from typing import TypeVar
 
 import pytest
 
-__all__ = ["DEFAULT_LARGE_MB", "DEFAULT_RESULTS_DIR", "OPTIONS", "GenieOptions", "add_options",
-           "resolve_options"]
+from pytest_genie.levels import DEFAULT_LEVEL, LEVELS, Level
+
+__all__ = ["COMPARE_LATEST", "DEFAULT_LARGE_MB", "DEFAULT_RESULTS_DIR", "OPTIONS", "GenieOptions",
+           "Threshold", "add_options", "resolve_options"]
 
 DEFAULT_RESULTS_DIR = "reports"
-DEFAULT_LARGE_MB = 256.0
+#: The large-tensor size of the default level (``standard``).
+DEFAULT_LARGE_MB = LEVELS[DEFAULT_LEVEL].large_mb
+#: ``--genie-compare=latest``: the newest earlier session in the results dir.
+COMPARE_LATEST = "latest"
 
 _T = TypeVar("_T")
 _TRUE = frozenset({"1", "true", "yes", "on"})
@@ -48,14 +53,40 @@ class GenieOptions:
     results_dir: Path = Path(DEFAULT_RESULTS_DIR)
     report: bool = False
     require_gpu: bool = False
-    large_mb: float = DEFAULT_LARGE_MB
+    #: None: the level's size.
+    large_mb: float | None = None
+    level: str = DEFAULT_LEVEL
+    #: A baseline session folder, ``COMPARE_LATEST``, or None (no comparison).
+    compare: str | None = None
+    compare_fail: tuple[Threshold, ...] = ()
     #: Base seconds of every client request (``genie.Timeout.base_s``); None: the client's own.
     timeout_s: float | None = None
+
+    @property
+    def level_settings(self) -> Level:
+        return LEVELS[self.level]
+
+    @property
+    def large_tensor_mb(self) -> float:
+        """The large-tensor size in MiB: ``--genie-large-mb`` if given, else the level's."""
+        return self.large_mb if self.large_mb is not None else self.level_settings.large_mb
+
+
+@dataclass(frozen=True)
+class Threshold:
+    """One ``--genie-compare-fail=METRIC:PCT``: fail when ``metric`` is worse by more than ``pct``."""
+
+    metric: str
+    pct: float
+
+    def __str__(self) -> str:
+        return f"{self.metric}:{self.pct:g}%"
 
 
 @dataclass(frozen=True)
 class _Option:
-    """One setting in its three spellings."""
+    """One setting in its three spellings.  A ``repeatable`` one collects every CLI use; from
+    the environment or the ini file it is a comma-separated list."""
 
     dest: str
     flag: str
@@ -63,6 +94,7 @@ class _Option:
     env: str
     help: str
     is_bool: bool = False
+    repeatable: bool = False
 
 
 OPTIONS: tuple[_Option, ...] = (
@@ -80,7 +112,18 @@ OPTIONS: tuple[_Option, ...] = (
     _Option("genie_require_gpu", "--genie-require-gpu", "genie_require_gpu", "GENIE_REQUIRE_GPU",
             "fail (instead of skip) GPU checks when the server has no usable GPU.", is_bool=True),
     _Option("genie_large_mb", "--genie-large-mb", "genie_large_mb", "GENIE_LARGE_MB",
-            f"size in MiB of the large-tensor round trip (default {DEFAULT_LARGE_MB:g})."),
+            "size in MiB of the large-tensor round trip (default: the level's, "
+            + ", ".join(f"{lv.name} {lv.large_mb:g}" for lv in LEVELS.values()) + ")."),
+    _Option("genie_level", "--genie-level", "genie_level", "GENIE_LEVEL",
+            f"how thorough the client checks are: {' | '.join(LEVELS)} (sizes, repeats, large "
+            f"tensor size; default {DEFAULT_LEVEL}; quick finishes in seconds, for CI)."),
+    _Option("genie_compare", "--genie-compare", "genie_compare", "GENIE_COMPARE",
+            f"compare this session's figures with a baseline: a genie_test_results_* folder, or "
+            f"'{COMPARE_LATEST}' for the newest earlier session in the results dir."),
+    _Option("genie_compare_fail", "--genie-compare-fail", "genie_compare_fail", "GENIE_COMPARE_FAIL",
+            "METRIC:PCT, repeatable (e.g. remote_ms:10%%): with --genie-compare, exit non-zero when "
+            "METRIC is worse than the baseline by more than PCT and by more than both runs' noise.",
+            repeatable=True),
     _Option("genie_timeout", "--genie-timeout", "genie_timeout", "GENIE_TIMEOUT",
             "base timeout in seconds of each client request (default 30); each request's "
             "budget adds its bytes at the link rate network_throughput measured (with margin), "
@@ -96,6 +139,10 @@ def add_options(parser: pytest.Parser) -> None:
         env_hint = f" [env {opt.env}, ini {opt.ini}]"
         if opt.is_bool:
             group.addoption(opt.flag, action="store_true", default=None, dest=opt.dest,
+                            help=opt.help + env_hint)
+            parser.addini(opt.ini, opt.help, type="string", default=None)
+        elif opt.repeatable:
+            group.addoption(opt.flag, action="append", default=None, dest=opt.dest, metavar="VALUE",
                             help=opt.help + env_hint)
             parser.addini(opt.ini, opt.help, type="string", default=None)
         else:
@@ -147,6 +194,48 @@ _parse_large_mb = _positive("MiB", "256")
 _parse_seconds = _positive("seconds", "120")
 
 
+def _parse_level(text: str) -> str:
+    value = text.strip().lower()
+    if value not in LEVELS:
+        raise ValueError(f"expected one of {', '.join(LEVELS)}")
+    return value
+
+
+def _parse_compare(text: str) -> str | None:
+    value = text.strip()
+    if not value:
+        return None
+    if value == COMPARE_LATEST:
+        return value
+    folder = Path(value).expanduser()
+    if not folder.is_dir():
+        raise ValueError(f"{folder} is not a folder: name a genie_test_results_* session folder "
+                         f"or '{COMPARE_LATEST}'")
+    return str(folder.resolve())
+
+
+def _parse_thresholds(text: str) -> tuple[Threshold, ...]:
+    # Only loaded when a threshold is given: a plain run does not import the report.
+    from pytest_genie.report.metrics import METRICS
+
+    out = []
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        metric, sep, pct = part.partition(":")
+        metric = metric.strip()
+        if not sep or metric not in METRICS:
+            raise ValueError(f"{part!r}: expected METRIC:PCT with METRIC one of {', '.join(METRICS)}")
+        try:
+            value = float(pct.strip().removesuffix("%"))
+        except ValueError:
+            raise ValueError(f"{part!r}: PCT must be a number of percent, e.g. {metric}:10%") from None
+        if not (math.isfinite(value) and value >= 0):
+            raise ValueError(f"{part!r}: PCT must be a finite percentage >= 0")
+        out.append(Threshold(metric, value))
+    return tuple(out)
+
+
 def _parse_path(text: str) -> Path:
     if not text.strip():
         raise ValueError("must name a folder, e.g. reports")
@@ -156,6 +245,8 @@ def _parse_path(text: str) -> Path:
 def _lookup(config: pytest.Config, opt: _Option) -> tuple[str, str] | None:
     """The raw value and a description of its source, by precedence; None if unset."""
     cli = config.getoption(opt.dest, default=None)
+    if isinstance(cli, list):  # a repeatable option: every use, as one comma-separated list
+        return ",".join(str(c) for c in cli), " ".join(f"{opt.flag}={c!s}" for c in cli)
     if cli is not None:
         return ("1" if cli is True else str(cli)), f"{opt.flag}={cli!s}"
     env = os.environ.get(opt.env)
@@ -199,12 +290,21 @@ def resolve_options(config: pytest.Config) -> GenieOptions:
     if results_dir.exists() and not results_dir.is_dir():
         raise pytest.UsageError(f"--genie-results-dir: {results_dir} exists and is not a folder; "
                                 "name a folder (it is created when missing).")
+    compare = _resolve(config, by_name["genie_compare"], _parse_compare, None)
+    no_thresholds: tuple[Threshold, ...] = ()
+    thresholds = _resolve(config, by_name["genie_compare_fail"], _parse_thresholds, no_thresholds)
+    if thresholds and compare is None:
+        raise pytest.UsageError("--genie-compare-fail needs a baseline: add --genie-compare=DIR or "
+                                f"--genie-compare={COMPARE_LATEST}.")
     return GenieOptions(
         server_url=_resolve(config, by_name["genie_server"], _parse_server, None),
         token=_resolve(config, by_name["genie_token"], _parse_token, None),
         results_dir=results_dir,
         report=_resolve(config, by_name["genie_report"], _parse_bool, False),
         require_gpu=_resolve(config, by_name["genie_require_gpu"], _parse_bool, False),
-        large_mb=_resolve(config, by_name["genie_large_mb"], _parse_large_mb, DEFAULT_LARGE_MB),
+        large_mb=_resolve(config, by_name["genie_large_mb"], _parse_large_mb, None),
+        level=_resolve(config, by_name["genie_level"], _parse_level, DEFAULT_LEVEL),
+        compare=compare,
+        compare_fail=thresholds,
         timeout_s=_resolve(config, by_name["genie_timeout"], _parse_seconds, None),
     )

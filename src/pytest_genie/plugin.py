@@ -41,6 +41,8 @@ import pytest
 
 from pytest_genie import fixtures, hookspecs
 from pytest_genie.checks import KINDS, Key
+from pytest_genie.ci import html_cell, properties
+from pytest_genie.gate import run_gate, write_gate
 from pytest_genie.options import GenieOptions, add_options, resolve_options
 from pytest_genie.results import ResultsSession, TestRecord, iso_utc, json_safe
 from pytest_genie.state import (
@@ -74,9 +76,17 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     add_options(parser)
 
 
+def _declared_markers(config: pytest.Config) -> set[str]:
+    return {str(line).split(":", 1)[0].split("(", 1)[0].strip() for line in config.getini("markers")}
+
+
 def pytest_configure(config: pytest.Config) -> None:
+    # The project's pyproject.toml also declares them, so the suite collects with -p no:genie;
+    # only where nobody declared them does the plugin add its own line.
+    declared = _declared_markers(config)
     for name, text in MARKERS.items():
-        config.addinivalue_line("markers", f"{name}: {text}")
+        if name not in declared:
+            config.addinivalue_line("markers", f"{name}: {text}")
     try:
         options = resolve_options(config)
     except pytest.UsageError:
@@ -213,6 +223,8 @@ class GeniePlugin:
             record = self._finish(item, pending)
             report.genie_record = record.to_wire()  # type: ignore[attr-defined]
             pending.json_metadata.update(record.entry(), kinds=list(record.kinds))
+            # junitxml writes the teardown report's user_properties, as record_property would.
+            report.user_properties.extend(properties(record))
         return report
 
     def _finish(self, item: pytest.Item, pending: Pending) -> TestRecord:
@@ -254,7 +266,9 @@ class GeniePlugin:
         data = getattr(report, "genie_record", None)
         if data:
             self.state.on_workers.pop(report.nodeid, None)
-            self._add(TestRecord.from_wire(data))
+            record = TestRecord.from_wire(data)
+            self.state.properties[report.nodeid] = properties(record)
+            self._add(record)
 
     def _add(self, record: TestRecord) -> None:
         if self.state.results is None:  # an xdist worker: the controller writes
@@ -319,6 +333,11 @@ class GeniePlugin:
         self.state.on_workers.clear()
         if self.state.write_error is not None and session.exitstatus == pytest.ExitCode.OK:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        if self.state.options.compare is not None and results.records:
+            comparison, self.state.compare_error, failed = run_gate(self.state.options, results)
+            self.state.comparison = comparison
+            if failed and session.exitstatus == pytest.ExitCode.OK:
+                session.exitstatus = pytest.ExitCode.TESTS_FAILED
         if self.state.options.report:
             self._write_report(session, results)
 
@@ -333,7 +352,8 @@ class GeniePlugin:
 
         folder = results.ensure_folder()
         try:
-            written = write_report(folder, history_root=self.state.options.results_dir)
+            written = write_report(folder, history_root=self.state.options.results_dir,
+                                   comparison=self.state.comparison)
         except Exception as exc:  # the results are safe; the run must still say it failed
             self.state.report_error = f"{type(exc).__name__}: {exc}"
             if session.exitstatus == pytest.ExitCode.OK:
@@ -349,11 +369,28 @@ class GeniePlugin:
             return
         write_summary(terminalreporter, self.state.results, self.state.report_files,
                       self.state.report_error, self.state.write_error)
+        write_gate(terminalreporter, self.state.comparison, self.state.compare_error)
         markexpr = str(self.config.option.markexpr or "")
         asked = bool(re.search(r"\b(server|client)\b", markexpr)) or self.state.options.server_url is not None
         if exitstatus == pytest.ExitCode.NO_TESTS_COLLECTED and asked:
             for line in no_checks_hint(markexpr, _checks_dir()):
                 terminalreporter.write_line(line, yellow=True)
+
+    def pytest_genie_test_info(self, config: pytest.Config, test_info: dict[str, Any]) -> None:
+        """Every result file says at which ``--genie-level`` its checks ran."""
+        del config
+        test_info[Key.LEVEL] = self.state.options.level
+
+    # ---- pytest-html (optional): the figures in its results table ----------------------
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_html_results_table_header(self, cells: list[str]) -> None:
+        cells.insert(2, '<th class="col-genie">Genie figures</th>')
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_html_results_table_row(self, report: pytest.TestReport, cells: list[str]) -> None:
+        shown = self.state.properties.get(report.nodeid) if report.when == "call" else None
+        cells.insert(2, html_cell(shown))
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_json_runtest_metadata(self, item: pytest.Item, call: pytest.CallInfo[None]

@@ -66,6 +66,11 @@ class GenieState:
     on_workers: dict[str, OnWorker] = field(default_factory=dict)
     #: xdist controller only: why each worker went down (``pytest_testnodedown``), by gateway id.
     worker_errors: dict[str, str] = field(default_factory=dict)
+    #: Each recorded test's junitxml properties, by node id (for pytest-html's row hook).
+    properties: dict[str, list[tuple[str, Any]]] = field(default_factory=dict)
+    #: The regression gate's outcome (``gate.py``): the comparison, and why it could not run.
+    comparison: dict[str, Any] | None = None
+    compare_error: str | None = None
 
 
 STATE_KEY = pytest.StashKey[GenieState]()

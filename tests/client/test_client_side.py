@@ -9,7 +9,7 @@ keys of ``pytest_genie.checks`` (one spelling for the check and the report).
 from __future__ import annotations
 
 import socket
-import statistics
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -23,6 +23,15 @@ import genie
 from genie.protocol import is_healthy
 from pytest_genie import Key
 from pytest_genie.fixtures import MeasuredLink
+from pytest_genie.levels import Level
+from pytest_genie.stats import (
+    Spread,
+    break_even_start,
+    measure,
+    percentile,
+    spreads_to_details,
+    which_faster,
+)
 
 pytestmark = pytest.mark.client
 
@@ -37,33 +46,34 @@ PROBE_MIN_BYTES, PROBE_MAX_BYTES = MIB // 4, 64 * MIB
 PROBE_REPEATS = 3
 
 
-def _median_ms(fn: Callable[[], object], repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - start) * 1000)
-    return statistics.median(times)
+def _timed(fn: Callable[[], object]) -> float:
+    """One call of ``fn``, in ms."""
+    start = time.perf_counter()
+    fn()
+    return (time.perf_counter() - start) * 1000
 
 
 def _auth(options: Any) -> dict[str, str]:
     return {"authorization": f"Bearer {options.token}"} if options.token else {}
 
 
-def test_network_connectivity(genie_server_url: str, genie_record: dict[str, Any]) -> None:
+def test_network_connectivity(genie_server_url: str, genie_level: Level,
+                              genie_record: dict[str, Any]) -> None:
     """A TCP connection to the server's port opens (no ICMP ping: it needs privileges)."""
     parts = urlsplit(genie_server_url)
     host, port = parts.hostname, parts.port
     assert host and port
-    times = []
-    for _ in range(5):
+
+    def connect() -> float:
         start = time.perf_counter()
         with socket.create_connection((host, port), timeout=5.0):
-            times.append((time.perf_counter() - start) * 1000)
-    genie_record.update({Key.HOST: host, Key.PORT: port, Key.ATTEMPTS: len(times),
-                         Key.CONNECT_MS_MEDIAN: round(statistics.median(times), 3),
-                         Key.CONNECT_MS_MIN: round(min(times), 3)})
-    assert len(times) == 5
+            return (time.perf_counter() - start) * 1000
+
+    spread = measure({Key.CONNECT_MS_MEDIAN: connect}, genie_level.quick_timing)
+    genie_record.update({Key.HOST: host, Key.PORT: port, Key.ATTEMPTS: spread[Key.CONNECT_MS_MEDIAN].count,
+                         Key.CONNECT_MS_MIN: round(spread[Key.CONNECT_MS_MEDIAN].min, 3),
+                         **spreads_to_details(spread)})
+    assert spread[Key.CONNECT_MS_MEDIAN].count >= genie_level.quick_timing.window
 
 
 def _rate(sizes: tuple[int, int], times_ms: list[float]) -> tuple[float, float]:
@@ -83,7 +93,7 @@ def test_network_throughput(genie_client: genie.Client, genie_link: MeasuredLink
     each way, which the report divides tensor throughput by and the later checks size their
     timeouts from.  No probe is larger than the large tensor, so a server taking that one
     takes these."""
-    most = min(PROBE_MAX_BYTES, int(genie_options.large_mb * MIB))
+    most = min(PROBE_MAX_BYTES, int(genie_options.large_tensor_mb * MIB))
     least = max(min(PROBE_MIN_BYTES, most // PROBE_SCALE), 1)
     directions: dict[str, Callable[[int], object]] = {"up": genie_client.probe_upload,
                                                      "down": genie_client.probe_download}
@@ -119,17 +129,15 @@ def test_network_throughput(genie_client: genie.Client, genie_link: MeasuredLink
     assert up > 0 and down > 0
 
 
-def test_server_connectivity(genie_client: genie.Client, genie_server_url: str,
+def test_server_connectivity(genie_client: genie.Client, genie_server_url: str, genie_level: Level,
                              genie_record: dict[str, Any]) -> None:
     """/health answers with the fields clients depend on, in a compatible protocol."""
-    start = time.perf_counter()
     health = genie_client.check_compatible()
-    response_ms = (time.perf_counter() - start) * 1000
+    spread = measure({Key.RESPONSE_MS: lambda: _timed(genie_client.health)}, genie_level.quick_timing)
     genie_record.update({Key.SERVER_URL: genie_server_url, Key.DEVICE: health["device"],
                          Key.CUDA_AVAILABLE: health["cuda_available"], Key.GPU_NAME: health["gpu_name"],
-                         Key.RESPONSE_MS: round(response_ms, 3),
                          Key.PROTOCOL_VERSION: health["protocol_version"],
-                         Key.GENIE_VERSION: health["genie_version"]})
+                         Key.GENIE_VERSION: health["genie_version"], **spreads_to_details(spread)})
     assert is_healthy(health), health["status"]
     for field in ("device", "device_type", "cuda_available", "gpu_count", "torch_version",
                   "genie_version", "uptime_s", "stats"):
@@ -137,77 +145,97 @@ def test_server_connectivity(genie_client: genie.Client, genie_server_url: str,
     assert health["uptime_s"] >= 0
 
 
-def test_http_tensor_transfer(genie_client: genie.Client, genie_record: dict[str, Any]) -> None:
+def test_http_tensor_transfer(genie_client: genie.Client, genie_level: Level,
+                              genie_record: dict[str, Any]) -> None:
     """A tensor survives the HTTP round trip bit for bit (safetensors both ways)."""
     x = torch.randn(1000, 1000, generator=torch.Generator().manual_seed(7))
-    genie_client.echo(x)  # warm the connection
-    back = genie_client.echo(x)
-    exchange = genie_client.last
     nbytes = x.numel() * x.element_size()
-    genie_record.update({Key.HTTP_CODE: exchange.status, Key.BYTES: nbytes,
-                         Key.ROUND_TRIP_MS: round(exchange.round_trip_ms, 3),
-                         Key.MIB_PER_S: round(2 * nbytes / MIB / (exchange.round_trip_ms / 1000), 1),
-                         Key.BIT_EXACT: bool(torch.equal(back, x))})
-    assert exchange.status == 200
+    backs: list[torch.Tensor] = []
+
+    def echo() -> dict[str, float]:
+        backs[:] = [genie_client.echo(x)]
+        rt = genie_client.last.round_trip_ms
+        return {Key.ROUND_TRIP_MS: rt, Key.MIB_PER_S: 2 * nbytes / 2**20 / (rt / 1000)}
+
+    spreads = measure({Key.ROUND_TRIP_MS: echo}, genie_level.quick_timing)
+    back = backs[0]
+    genie_record.update({Key.HTTP_CODE: genie_client.last.status, Key.BYTES: nbytes,
+                         Key.BIT_EXACT: bool(torch.equal(back, x)), **spreads_to_details(spreads)})
+    assert genie_client.last.status == 200
     assert back.dtype == x.dtype and back.shape == x.shape
     assert torch.equal(back, x)
 
 
-def test_remote_lazytensor_execution(genie_client: genie.Client,
+def test_remote_lazytensor_execution(genie_client: genie.Client, genie_level: Level,
                                      genie_record: dict[str, Any]) -> None:
     """``x.relu().sigmoid()`` on a LazyTensor runs remotely, in one request, and equals
-    the local result."""
+    the local result.  The first call (which pays the LazyTensor set-up) is its own figure,
+    apart from the steady state."""
     x = torch.randn(100, 100, generator=torch.Generator().manual_seed(3))
-    start = time.perf_counter()
-    before = genie_client.requests
-    lazy = genie.remote(x, client=genie_client).relu().sigmoid()
-    assert isinstance(lazy, genie.LazyTensor) and lazy.shape == x.shape
-    got = genie.materialize(lazy, client=genie_client)
     want = x.relu().sigmoid()
+
+    def call() -> torch.Tensor:
+        lazy = genie.remote(x, client=genie_client).relu().sigmoid()
+        assert isinstance(lazy, genie.LazyTensor) and lazy.shape == x.shape
+        return genie.materialize(lazy, client=genie_client)
+
+    before = genie_client.requests
+    start = time.perf_counter()
+    got = call()
+    first_ms = (time.perf_counter() - start) * 1000
+    requests = genie_client.requests - before
+    steady = measure({Key.ROUND_TRIP_MS: lambda: _timed(call)}, genie_level.quick_timing)
     genie_record.update({Key.SHAPE: list(x.shape), Key.VIA: "lazytensor",
-                         Key.DEVICE: str(lazy.device),
-                         Key.ROUND_TRIP_MS: round((time.perf_counter() - start) * 1000, 3),
-                         Key.REQUESTS_MADE: genie_client.requests - before,
-                         Key.MAX_ABS_ERROR: float((got - want).abs().max())})
+                         Key.DEVICE: str(genie.remote(x, client=genie_client).device),
+                         Key.FIRST_CALL_MS: round(first_ms, 3), Key.REQUESTS_MADE: requests,
+                         Key.MAX_ABS_ERROR: float((got - want).abs().max()), **spreads_to_details(steady)})
     torch.testing.assert_close(got, want)
-    assert genie_client.requests - before == 1
+    assert requests == 1
 
 
-def _break_even(sweep: list[dict[str, Any]]) -> dict[str, Any] | None:
-    return next((row for row in sweep if row[Key.REMOTE_MS] < row[Key.LOCAL_CPU_MS]), None)
-
-
-def _compare(client: genie.Client, n: int, repeats: int) -> dict[str, Any]:
+def _compare(client: genie.Client, n: int, level: Level) -> dict[str, Any]:
+    """Local CPU vs remote at one size: both warmed up, measured in interleaved windows until
+    stable, each with its spread; the server's compute from the same requests (Server-Timing)."""
     gen = torch.Generator().manual_seed(n)
     a, b = torch.randn(n, n, generator=gen), torch.randn(n, n, generator=gen)
     want = a @ b
-    local = _median_ms(lambda: a @ b, repeats)
-    client.execute("matmul", a, other=b)  # warm-up: connection, server kernels
-    remote, compute, work = [], [], []
-    for _ in range(repeats):
-        got = client.execute("matmul", a, other=b)
-        remote.append(client.last.round_trip_ms)
-        compute.append(client.last.server_timing["compute"])
-        work.append(sum(client.last.server_timing.values()))  # decode + compute + encode
-    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-3)
-    return {Key.N: n, Key.BYTES: 2 * a.numel() * a.element_size(),
-            Key.LOCAL_CPU_MS: round(local, 3), Key.REMOTE_MS: round(statistics.median(remote), 3),
-            Key.SERVER_COMPUTE_MS: round(statistics.median(compute), 3),
-            Key.SERVER_WORK_MS: round(statistics.median(work), 3),
-            Key.BYTES_SENT: client.last.bytes_sent, Key.BYTES_RECEIVED: client.last.bytes_received}
+    got: list[torch.Tensor] = []
+
+    def remote() -> dict[str, float]:
+        got[:] = [client.execute("matmul", a, other=b)]
+        timing = client.last.server_timing
+        return {Key.REMOTE_MS: client.last.round_trip_ms, Key.SERVER_COMPUTE_MS: timing["compute"],
+                Key.SERVER_WORK_MS: sum(timing.values())}  # decode + compute + encode
+
+    spreads = measure({Key.LOCAL_CPU_MS: lambda: _timed(lambda: a @ b), Key.REMOTE_MS: remote},
+                      level.timing)
+    torch.testing.assert_close(got[0], want, rtol=1e-4, atol=1e-3)
+    local, far = spreads[Key.LOCAL_CPU_MS], spreads[Key.REMOTE_MS]
+    return {Key.N: n, Key.BYTES: 2 * a.numel() * a.element_size(), **spreads_to_details(spreads),
+            Key.BYTES_SENT: client.last.bytes_sent, Key.BYTES_RECEIVED: client.last.bytes_received,
+            Key.VERDICT: which_faster((local.q1, local.q3), (far.q1, far.q3))}
 
 
-def test_performance_comparison(genie_client: genie.Client, genie_record: dict[str, Any]) -> None:
-    """Local CPU vs server device vs remote round trip for a 1000x1000 matmul, and
-    the size from which the remote device pays off (the break-even size)."""
-    main = _compare(genie_client, 1000, repeats=5)
+def test_performance_comparison(genie_client: genie.Client, genie_level: Level,
+                                genie_record: dict[str, Any]) -> None:
+    """Local CPU vs server device vs remote round trip over a sweep of matmul sizes, and the
+    size from which the remote device pays off (the break-even size).
+
+    The break-even size is the smallest measured size from which remote is clearly faster
+    (interquartile ranges apart) at every larger measured size; none when there is none.
+    The headline figures are the sweep's own row at the level's headline size (the guide's
+    1000x1000 at the standard level).
+    """
+    sweep = [_compare(genie_client, n, genie_level) for n in genie_level.sweep]
+    main = next(row for row in sweep if row[Key.N] == genie_level.main_n)
     local, compute, remote = main[Key.LOCAL_CPU_MS], main[Key.SERVER_COMPUTE_MS], main[Key.REMOTE_MS]
     overhead = remote - compute
-    sweep = [_compare(genie_client, n, repeats=3) for n in (128, 256, 512, 1024, 1536)]
-    even = _break_even(sweep)
+    start = break_even_start([row[Key.VERDICT] for row in sweep])
+    even = sweep[start] if start is not None else None
     genie_record.update({
-        Key.N: 1000, Key.OP: "matmul", Key.LOCAL_CPU_MS: local,
-        Key.SERVER_COMPUTE_MS: compute, Key.REMOTE_MS: remote,
+        Key.N: genie_level.main_n, Key.OP: "matmul", Key.LEVEL: genie_level.name,
+        Key.LOCAL_CPU_MS: local, Key.SERVER_COMPUTE_MS: compute, Key.REMOTE_MS: remote,
+        Key.SPREAD: main[Key.SPREAD],
         Key.SERVER_WORK_MS: main[Key.SERVER_WORK_MS], Key.BYTES_SENT: main[Key.BYTES_SENT],
         Key.BYTES_RECEIVED: main[Key.BYTES_RECEIVED],
         Key.NETWORK_OVERHEAD_MS: round(overhead, 3),
@@ -216,23 +244,29 @@ def test_performance_comparison(genie_client: genie.Client, genie_record: dict[s
         Key.SWEEP: sweep, Key.BREAK_EVEN_N: even[Key.N] if even else None,
         Key.BREAK_EVEN_BYTES: even[Key.BYTES] if even else None})
     # The server's compute is one phase of the round trip: it can never exceed it.
-    for row in [main, *sweep]:
-        assert 0 < row[Key.SERVER_COMPUTE_MS] <= row[Key.REMOTE_MS], row
+    for row in sweep:
+        spread = row[Key.SPREAD]
+        assert spread[Key.SERVER_COMPUTE_MS][Key.MIN] > 0, row
+        assert spread[Key.SERVER_COMPUTE_MS][Key.MEDIAN] <= spread[Key.REMOTE_MS][Key.MEDIAN], row
         assert row[Key.LOCAL_CPU_MS] > 0
 
 
-def test_multi_operation_chain(genie_client: genie.Client, genie_record: dict[str, Any]) -> None:
+def test_multi_operation_chain(genie_client: genie.Client, genie_level: Level,
+                               genie_record: dict[str, Any]) -> None:
     """relu -> sigmoid -> tanh -> abs runs in ONE request, proven by the server's counters."""
     ops = ["relu", "sigmoid", "tanh", "abs"]
     x = torch.randn(256, 256, generator=torch.Generator().manual_seed(11))
+
+    def chain() -> torch.Tensor:
+        lazy = genie.remote(x, client=genie_client)
+        for op in ops:  # captured, not sent: x.relu().sigmoid().tanh().abs()
+            lazy = getattr(lazy, op)()
+        return genie.materialize(lazy, client=genie_client)
+
     before = genie_client.stats()
-    start = time.perf_counter()
-    lazy = genie.remote(x, client=genie_client)
-    for op in ops:  # captured, not sent: x.relu().sigmoid().tanh().abs()
-        lazy = getattr(lazy, op)()
-    got = genie.materialize(lazy, client=genie_client)
-    round_trip = (time.perf_counter() - start) * 1000
+    got = chain()
     after = genie_client.stats()
+    timing = measure({Key.ROUND_TRIP_MS: lambda: _timed(chain)}, genie_level.quick_timing)
     want = x.relu().sigmoid().tanh().abs()
 
     def count(stats: dict[str, Any], name: str) -> int:
@@ -241,8 +275,7 @@ def test_multi_operation_chain(genie_client: genie.Client, genie_record: dict[st
     graph_calls = count(after, "POST /graph") - count(before, "POST /graph")
     execute_calls = count(after, "POST /execute") - count(before, "POST /execute")
     genie_record.update({Key.OPS: ops, Key.REQUESTS_MADE: graph_calls + execute_calls,
-                         Key.ROUND_TRIP_MS: round(round_trip, 3),
-                         Key.MAX_ABS_ERROR: float((got - want).abs().max())})
+                         Key.MAX_ABS_ERROR: float((got - want).abs().max()), **spreads_to_details(timing)})
     # The server's transcendental kernels may round differently from the client's: on
     # the 2-core CI VM, one of the server's intra-op threads now and then computes its
     # half of this 256x256 tensor ~5e-5 relative off (seen in 1 run in 4; the client's
@@ -286,18 +319,133 @@ def test_error_handling(genie_client: genie.Client, genie_server_url: str, genie
     assert healthy and still_serves
 
 
-def test_large_tensor_handling(genie_client: genie.Client, genie_options: Any,
+def test_large_tensor_handling(genie_client: genie.Client, genie_options: Any, genie_level: Level,
                                genie_record: dict[str, Any]) -> None:
-    """A --genie-large-mb tensor (256 MiB by default) makes the round trip bit-exact."""
-    nbytes = int(genie_options.large_mb * MIB) // 4 * 4
+    """A large tensor (the level's size, 256 MiB at standard; --genie-large-mb) makes the round
+    trip bit-exact; its rate is measured over a few round trips (each moves the tensor twice)."""
+    nbytes = int(genie_options.large_tensor_mb * 2**20) // 4 * 4
     x = torch.empty(nbytes // 4, dtype=torch.float32).uniform_(
         -1, 1, generator=torch.Generator().manual_seed(5))
-    start = time.perf_counter()
-    back = genie_client.echo(x)
-    seconds = time.perf_counter() - start
-    exact = bool(torch.equal(back, x))
-    genie_record.update({Key.SIZE_MB: round(nbytes / MIB, 3), Key.BYTES: nbytes,
-                         Key.ROUND_TRIP_MS: round(seconds * 1000, 1),
-                         Key.MIB_PER_S: round(2 * nbytes / MIB / seconds, 1), Key.BIT_EXACT: exact})
+    exact: list[bool] = []
+
+    def round_trip() -> dict[str, float]:
+        start = time.perf_counter()
+        back = genie_client.echo(x)
+        seconds = time.perf_counter() - start
+        exact.append(bool(torch.equal(back, x)))
+        return {Key.ROUND_TRIP_MS: seconds * 1000, Key.MIB_PER_S: 2 * nbytes / 2**20 / seconds}
+
+    spreads = measure({Key.ROUND_TRIP_MS: round_trip}, genie_level.large_timing)
+    genie_record.update({Key.SIZE_MB: round(nbytes / 2**20, 3), Key.BYTES: nbytes,
+                         Key.LEVEL: genie_level.name, Key.BIT_EXACT: all(exact),
+                         **spreads_to_details(spreads)})
     assert genie_client.last.status == 200
-    assert exact
+    assert exact and all(exact)
+
+
+#: concurrency_sweep's payloads: a small request (latency-bound) and a medium one (bytes-bound).
+PAYLOADS = {"small": 64, "medium": 512}
+SUB_WINDOWS = 5
+
+
+def _load_level(clients: list[genie.Client], x: torch.Tensor, window_s: float, warmup_s: float
+                ) -> tuple[list[float], list[float], list[BaseException]]:
+    """``len(clients)`` threads send ``relu(x)`` back to back, one client each, for a warm-up
+    and then a fixed window: the end times (s since the window opened) and latencies (ms) of the
+    requests completed in the window, and what failed (a failure in the warm-up stops the level:
+    the window never opens)."""
+    want = x.relu()
+    opened = [0.0]
+
+    def open_window() -> None:  # run by the barrier once every thread is warm: the window opens
+        opened[0] = time.perf_counter()
+
+    barrier = threading.Barrier(len(clients), action=open_window)
+    ends: list[float] = []
+    latencies: list[float] = []
+    failures: list[BaseException] = []
+    lock = threading.Lock()
+
+    def worker(client: genie.Client) -> None:
+        mine_end: list[float] = []
+        mine_lat: list[float] = []
+        mine_bad: list[BaseException] = []
+        try:
+            warm_until = time.perf_counter() + warmup_s
+            while time.perf_counter() < warm_until:
+                client.execute("relu", x)
+            barrier.wait()
+        except threading.BrokenBarrierError:  # another client failed its warm-up
+            return
+        except Exception as exc:
+            barrier.abort()
+            with lock:
+                failures.append(exc)
+            return
+        close = opened[0] + window_s
+        while (start := time.perf_counter()) < close:
+            try:
+                got = client.execute("relu", x)
+            except genie.GenieError as exc:
+                mine_bad.append(exc)
+                continue
+            end = time.perf_counter()
+            if end <= close:
+                mine_end.append(end - opened[0])
+                mine_lat.append((end - start) * 1000)
+                if len(mine_end) == 1 and not torch.equal(got, want):
+                    mine_bad.append(AssertionError(f"relu of a {tuple(x.shape)} tensor differs from local"))
+        with lock:
+            ends.extend(mine_end)
+            latencies.extend(mine_lat)
+            failures.extend(mine_bad)
+
+    threads = [threading.Thread(target=worker, args=(c,), daemon=True) for c in clients]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=window_s + warmup_s + 60)
+    return ends, latencies, failures
+
+
+def test_concurrency_sweep(genie_make_client: Callable[[], genie.Client], genie_options: Any,
+                           genie_level: Level, genie_record: dict[str, Any]) -> None:
+    """Throughput and latency at 1, 2, 4, 8 concurrent clients, small and medium requests
+    (perf_analyzer's concurrency sweep), each level for a fixed window after a warm-up.
+
+    Threads with one ``genie.Client`` each, not ``AsyncClient`` tasks: each thread is one
+    independent client with its own keep-alive connection, as concurrent users are, and the
+    blocking client's plain-HTTP transport releases the GIL for its socket I/O; an event loop of
+    ``AsyncClient`` tasks would measure one Python thread's ability to drive httpx instead.
+    Throughput is the median over sub-windows of the window (its spread across them beside it).
+    """
+    clients = [genie_make_client() for _ in range(max(genie_level.concurrency))]
+    rows = []
+    for payload, n in PAYLOADS.items():
+        x = torch.randn(n, n, generator=torch.Generator().manual_seed(n))
+        for level in genie_level.concurrency:
+            ends, latencies, failures = _load_level(clients[:level], x, genie_level.window_s,
+                                                    genie_level.warmup_s)
+            errors = len(failures)
+            if failures:  # the first says why (a dead server: its TransportError)
+                raise AssertionError(f"{errors} failed requests at {level} clients ({payload}); the first: "
+                                     f"{type(failures[0]).__name__}: {failures[0]}") from failures[0]
+            assert latencies, f"no request completed in {genie_level.window_s} s at {level} clients"
+            width = genie_level.window_s / SUB_WINDOWS
+            rates = [sum(1 for e in ends if i * width <= e < (i + 1) * width) / width
+                     for i in range(SUB_WINDOWS)]
+            spread = Spread.of(rates)
+            rows.append({Key.PAYLOAD: payload, Key.BYTES: x.numel() * x.element_size(),
+                         Key.CONCURRENCY: level, Key.WINDOW_S: genie_level.window_s,
+                         Key.REQUESTS: len(latencies), Key.ERRORS: errors,
+                         Key.THROUGHPUT_RPS: round(spread.median, 2),
+                         Key.P50_MS: round(percentile(latencies, 50), 3),
+                         Key.P95_MS: round(percentile(latencies, 95), 3),
+                         Key.SPREAD: {Key.THROUGHPUT_RPS: spread.to_dict()}})
+    small = [r for r in rows if r[Key.PAYLOAD] == "small"]
+    genie_record.update({Key.LEVELS: rows, Key.LEVEL: genie_level.name, Key.WINDOW_S: genie_level.window_s,
+                         Key.PEAK_THROUGHPUT_RPS: max(r[Key.THROUGHPUT_RPS] for r in small),
+                         Key.P50_MS_AT_1: small[0][Key.P50_MS],
+                         Key.SAME_PROCESS: genie_options.server_url is None})
+    for row in rows:
+        assert row[Key.P50_MS] <= row[Key.P95_MS]

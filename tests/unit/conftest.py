@@ -11,6 +11,7 @@ held budget) ask ``make_server`` for their own, which is stopped after the test.
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -57,6 +58,16 @@ def make_server() -> Iterator[Callable[..., BackgroundServer]]:
     yield start
     for srv in started:
         srv.stop()
+
+
+@pytest.fixture
+def free_port() -> Callable[[], int]:
+    """``free_port()``: a 127.0.0.1 port with nothing listening (bound, then released)."""
+    def free() -> int:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            return int(s.getsockname()[1])
+    return free
 
 
 @pytest.fixture

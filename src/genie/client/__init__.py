@@ -7,7 +7,8 @@ need to speak through httpx.
 """
 
 from genie.client.aio import AsyncClient
-from genie.client.calls import Exchange, GraphResult, RemoteTensor, Timeout
+from genie.client.calls import Disturbances, Exchange, GraphResult, Progress, RemoteTensor, Timeout
 from genie.client.sync import Client
 
-__all__ = ["AsyncClient", "Client", "Exchange", "GraphResult", "RemoteTensor", "Timeout"]
+__all__ = ["AsyncClient", "Client", "Disturbances", "Exchange", "GraphResult", "Progress", "RemoteTensor",
+           "Timeout"]

@@ -25,6 +25,7 @@ from genie.client.calls import (
     Endpoints,
     NewSession,
     Plan,
+    ProgressCallback,
     Sink,
     Timeout,
 )
@@ -44,8 +45,10 @@ class AsyncClient(AsyncClientBase, Endpoints):
 
     def __init__(self, url: str, *, token: str | None = None,
                  timeout: float | Timeout = DEFAULT_TIMEOUT, retries: int = DEFAULT_RETRIES,
-                 session: str | NewSession | None = NEW_SESSION) -> None:
-        super().__init__(url, token=token, timeout=timeout, retries=retries, session=session)
+                 session: str | NewSession | None = NEW_SESSION,
+                 progress: ProgressCallback | None = None) -> None:
+        super().__init__(url, token=token, timeout=timeout, retries=retries, session=session,
+                         progress=progress)
         self._http = httpx.AsyncClient(base_url=self.url, limits=hx.LIMITS)
 
     def watch_exit(self) -> None:
@@ -71,9 +74,10 @@ class AsyncClient(AsyncClientBase, Endpoints):
             replied = False
             try:
                 async with self._http.stream(**hx.request_args(self, plan),
-                                             content=hx.async_content(plan)) as resp:
+                                             content=hx.async_content(self, plan)) as resp:
                     replied = True
-                    sink = Sink.for_length(resp.headers.get("content-length"))
+                    sink = Sink.for_length(resp.headers.get("content-length"),
+                                           lambda size: self.download_meter(plan, size))
                     async for chunk in resp.aiter_raw():
                         sink.write(chunk)
                     return self.finish(plan, resp.status_code, resp.headers, sink.body(),
@@ -81,6 +85,7 @@ class AsyncClient(AsyncClientBase, Endpoints):
             except httpx.HTTPError as exc:
                 if last_try or not hx.resend_now(plan, exc, replied):
                     raise hx.translate(self, plan, exc) from exc
+                self.note_reconnect()
         raise AssertionError("unreachable")
 
     async def aclose(self) -> None:

@@ -24,6 +24,11 @@ can wait (``defer_release``): they travel with the next ``run_graph``, which fre
 them after the graph ran, so a decode loop frees last step's KV cache in the same
 request that computes the next step.
 
+Two things are kept beside the exchanges for callers that time them (the pytest
+checks): ``Disturbances`` counts retries, reconnects, timeouts and transport errors, so
+a figure measured while they happened can be marked as such; and a ``progress``
+callback hears how far a large body has gone, in either direction.
+
 How long a request may take is a ``Timeout``: a base plus the request's bytes at the
 slowest rate the link is assumed to move.  The default assumes 1 MiB/s (about 8
 Mbit/s), so a healthy slow link is never taken for a dead one; a timeout error
@@ -38,9 +43,9 @@ import mmap
 import threading
 import time
 import uuid
-from collections.abc import Callable, Coroutine, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Concatenate, Generic, ParamSpec, Protocol, TypeVar, overload
+from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from typing import Any, Concatenate, Generic, Literal, ParamSpec, Protocol, TypeVar, overload
 from urllib.parse import quote
 
 import torch
@@ -68,12 +73,13 @@ from genie.protocol import (
     is_session_id,
     normalize_url,
 )
-from genie.wire import Decoded, decode, dtype_from_name, encode, receive_buffer
+from genie.wire import Decoded, decode, dtype_from_name, encode, receive_buffer, slices
 
 __all__ = ["BACKOFF_BASE", "CLOSE_TIMEOUT_S", "DEFAULT_MIN_RATE_MIB_S", "DEFAULT_RETRIES",
-           "DEFAULT_TIMEOUT", "NEW_SESSION", "UPLOAD_CHUNK", "AsyncClientBase", "BaseClient", "Call",
-           "Cancellable", "Endpoints", "Exchange", "GraphResult", "NewSession", "Plan",
-           "RemoteTensor", "Sink", "SyncClientBase", "Timeout", "endpoint", "handle_id"]
+           "DEFAULT_TIMEOUT", "NEW_SESSION", "PROGRESS_MIN_BYTES", "UPLOAD_CHUNK", "AsyncClientBase",
+           "BaseClient", "Call", "Cancellable", "Disturbances", "Endpoints", "Exchange", "GraphResult",
+           "NewSession", "Plan", "Progress", "ProgressCallback", "RemoteTensor", "Sink", "SyncClientBase",
+           "Timeout", "endpoint", "handle_id"]
 
 MIB = 1024 * 1024
 #: Seconds every request may take before its payload is counted.
@@ -84,6 +90,8 @@ DEFAULT_MIN_RATE_MIB_S = 1.0
 UPLOAD_CHUNK = 1024 * 1024
 DEFAULT_RETRIES = 3
 BACKOFF_BASE = 0.1
+#: Bodies from this size on report their progress (smaller ones are over too soon to matter).
+PROGRESS_MIN_BYTES = 8 * 1024 * 1024
 #: The longest ``close()`` waits for the server to end the session (it never raises).
 CLOSE_TIMEOUT_S = 5.0
 
@@ -173,6 +181,76 @@ class Exchange:
     bytes_sent: int = 0
     bytes_received: int = 0
     server_timing: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class Disturbances:
+    """What went wrong on the way, counted since the client was made.
+
+    A timing taken while any of these moved measured a retry or a reconnect as well as the
+    request: compare two snapshots (``since``) around a measurement to know.
+    """
+
+    #: Requests sent again after a retryable failure (connect failure, 503).
+    retries: int = 0
+    #: Pooled connections found closed by the server, or closed before a reply, and replaced.
+    reconnects: int = 0
+    #: Exchanges that ran into a connect, read or write timeout.
+    timeouts: int = 0
+    #: Exchanges that failed below HTTP (connect, read, write, protocol), retried or not.
+    transport_errors: int = 0
+
+    def copy(self) -> Disturbances:
+        return Disturbances(**self.as_dict())
+
+    def since(self, before: Disturbances) -> Disturbances:
+        return Disturbances(**{f.name: getattr(self, f.name) - getattr(before, f.name)
+                               for f in fields(self)})
+
+    def as_dict(self) -> dict[str, int]:
+        return {f.name: int(getattr(self, f.name)) for f in fields(self)}
+
+    def __add__(self, other: Disturbances) -> Disturbances:
+        return Disturbances(**{f.name: getattr(self, f.name) + getattr(other, f.name)
+                               for f in fields(self)})
+
+    def __bool__(self) -> bool:
+        return any(self.as_dict().values())
+
+
+@dataclass(frozen=True)
+class Progress:
+    """How far one large body has gone: ``done`` of ``total`` bytes (``total`` None: unknown)."""
+
+    method: str
+    path: str
+    phase: Literal["upload", "download"]
+    done: int
+    total: int | None
+
+
+#: Called with a ``Progress`` as a large body goes out or comes in (from the thread or task
+#: doing the I/O; keep it quick).
+ProgressCallback = Callable[[Progress], None]
+
+
+class Metered:
+    """A body's chunks as ``UPLOAD_CHUNK`` slices that report their progress as they are taken.
+
+    Iterable more than once (a transport may resend a request on a fresh connection); each
+    pass reports from zero.
+    """
+
+    def __init__(self, plan: Plan, progress: ProgressCallback) -> None:
+        self.plan = plan
+        self.progress = progress
+
+    def __iter__(self) -> Iterator[memoryview]:
+        done = 0
+        for piece in slices(self.plan.chunks, UPLOAD_CHUNK):
+            yield piece
+            done += len(piece)
+            self.progress(Progress(self.plan.method, self.plan.path, "upload", done, self.plan.nbytes))
 
 
 @dataclass
@@ -344,16 +422,20 @@ class Sink:
     ``bytearray`` instead (the caller's decode or JSON parse then reports it).
     """
 
-    def __init__(self, size: int | None) -> None:
+    def __init__(self, size: int | None, on_write: Callable[[int], None] | None = None) -> None:
         self.buf: bytearray | mmap.mmap = receive_buffer(size) if size else bytearray()
         # A bytearray with a live memoryview cannot grow, so only a fixed one gets a view.
         self.view = memoryview(self.buf) if size else None
         self.pos = 0
+        self.on_write = on_write
 
     @classmethod
-    def for_length(cls, header: str | None) -> Sink:
-        """A sink sized by a Content-Length header value (absent or malformed: growing)."""
-        return cls(int(header) if header is not None and header.isdigit() else None)
+    def for_length(cls, header: str | None,
+                   meter: Callable[[int | None], Callable[[int], None] | None] | None = None) -> Sink:
+        """A sink sized by a Content-Length header value (absent or malformed: growing);
+        ``meter(size)`` may give it a progress function (``BaseClient.download_meter``)."""
+        size = int(header) if header is not None and header.isdigit() else None
+        return cls(size, meter(size) if meter is not None else None)
 
     def write(self, chunk: bytes) -> None:
         end = self.pos + len(chunk)
@@ -367,6 +449,8 @@ class Sink:
             assert isinstance(self.buf, bytearray)
             self.buf += chunk
         self.pos = end
+        if self.on_write is not None:
+            self.on_write(end)
 
     def body(self) -> bytearray | mmap.mmap:
         if self.view is not None:
@@ -385,7 +469,8 @@ class BaseClient:
 
     def __init__(self, url: str, *, token: str | None = None,
                  timeout: float | Timeout = DEFAULT_TIMEOUT, retries: int = DEFAULT_RETRIES,
-                 session: str | NewSession | None = NEW_SESSION) -> None:
+                 session: str | NewSession | None = NEW_SESSION,
+                 progress: ProgressCallback | None = None) -> None:
         try:
             self.url = normalize_url(url)
         except ValueError as exc:
@@ -418,6 +503,37 @@ class BaseClient:
         self.bytes_sent = 0
         self.bytes_received = 0
         self.requests = 0
+        self.disturbances = Disturbances()
+        #: Hears the progress of bodies of at least ``PROGRESS_MIN_BYTES``; may be set any time.
+        self.progress = progress
+
+    # --- what callers who time requests need to know ---------------------------------
+
+    def upload_chunks(self, plan: Plan) -> Sequence[bytes | memoryview] | Metered:
+        """The body to send: ``plan.chunks`` as is, or metered when someone wants progress."""
+        progress = self.progress
+        if progress is None or plan.nbytes < PROGRESS_MIN_BYTES:
+            return plan.chunks
+        return Metered(plan, progress)
+
+    def download_meter(self, plan: Plan, total: int | None) -> Callable[[int], None] | None:
+        """A function to call with the bytes received so far, or None (no one listens, or small)."""
+        progress = self.progress
+        if progress is None or (total is not None and total < PROGRESS_MIN_BYTES):
+            return None
+        last = [0]
+
+        def advance(done: int) -> None:
+            # At most once per UPLOAD_CHUNK, and always at the end.
+            if done - last[0] >= UPLOAD_CHUNK or done == total:
+                last[0] = done
+                progress(Progress(plan.method, plan.path, "download", done, total))
+
+        return advance
+
+    def note_reconnect(self) -> None:
+        """A transport replaced a connection the server had closed, or resent on a fresh one."""
+        self.disturbances.reconnects += 1
 
     def headers(self, plan: Plan) -> dict[str, str]:
         headers = {"accept": f"{SAFETENSORS_MEDIA_TYPE}, application/json"}
@@ -548,11 +664,16 @@ class BaseClient:
 
     def retry_delay(self, exc: GenieError, attempt: int) -> float | None:
         """Seconds to wait before retrying after ``exc`` on attempt ``attempt`` (from 0),
-        or ``None`` when it must not be retried."""
+        or ``None`` when it must not be retried.  Counts the failure in ``disturbances``."""
+        if isinstance(exc, TransportError):
+            self.disturbances.transport_errors += 1
+            if exc.kind.endswith("timeout"):
+                self.disturbances.timeouts += 1
         if attempt >= self.retries or not (
                 isinstance(exc, ServerBusyError)
                 or (isinstance(exc, TransportError) and exc.retryable)):
             return None
+        self.disturbances.retries += 1
         return float(BACKOFF_BASE * (2 ** attempt))
 
 

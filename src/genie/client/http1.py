@@ -29,7 +29,7 @@ import selectors
 import socket
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from mmap import mmap
 
@@ -100,8 +100,12 @@ class _Conn:
 class Http1Pool:
     """Keep-alive connections to one ``host:port``."""
 
-    def __init__(self, host: str, port: int, *, connect_timeout: float) -> None:
+    def __init__(self, host: str, port: int, *, connect_timeout: float,
+                 on_reconnect: Callable[[], None] | None = None) -> None:
         self.host = host
+        #: Told when a pooled connection turns out closed by the server (stale before use, or
+        #: closed before replying) and a fresh one takes its place.
+        self.on_reconnect = on_reconnect
         self.port = port
         self.connect_timeout = connect_timeout
         self.host_header = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
@@ -124,10 +128,18 @@ class Http1Pool:
         with self._lock:
             while self._idle:
                 conn = self._idle.pop()
-                if time.monotonic() - conn.idle_since <= IDLE_EXPIRY_S and not conn.stale():
+                if time.monotonic() - conn.idle_since > IDLE_EXPIRY_S:
+                    conn.close()  # expired by our own rule: routine, not a reconnect
+                    continue
+                if not conn.stale():
                     return conn
                 conn.close()
+                self._reconnected()
         return None
+
+    def _reconnected(self) -> None:
+        if self.on_reconnect is not None:
+            self.on_reconnect()
 
     def _give(self, conn: _Conn) -> None:
         conn.idle_since = time.monotonic()
@@ -141,29 +153,32 @@ class Http1Pool:
             conn.close()
 
     def request(self, method: str, target: str, headers: Mapping[str, str],
-                chunks: Iterable[bytes | memoryview], nbytes: int, timeout: float) -> Reply:
+                chunks: Iterable[bytes | memoryview], nbytes: int, timeout: float,
+                meter: Callable[[int | None], Callable[[int], None] | None] | None = None) -> Reply:
         """Send one request and read its reply.
 
         A reused connection that turns out closed before any reply byte arrived is
         retried once on a fresh one for ``GET`` and ``HEAD`` only; other methods raise
         ``TransportError``, since the server may have acted on the request (see the module
         docstring).  ``chunks`` must be iterable twice for a resend (a sequence).
+        ``meter(content_length)`` may return a function told the body bytes read so far.
         """
         head = _head(method, target, self.host_header, headers)
         conn = self._take()
         if conn is not None:
             conn.sock.settimeout(timeout)
             try:
-                return self._exchange(conn, method, head, chunks, nbytes)
+                return self._exchange(conn, method, head, chunks, nbytes, meter)
             except _NoReply as exc:
                 conn.close()
+                self._reconnected()
                 if method not in RESEND_SAFE_METHODS:
                     raise _failure(
                         "server closed a reused keep-alive connection without replying; the "
                         f"{method} may have reached it, so it was not resent") from exc
         conn = self._connect(timeout)
         try:
-            return self._exchange(conn, method, head, chunks, nbytes)
+            return self._exchange(conn, method, head, chunks, nbytes, meter)
         except _NoReply as exc:
             conn.close()
             if exc.__cause__ is not None and not isinstance(exc.__cause__, EOFError):
@@ -172,7 +187,8 @@ class Http1Pool:
             raise _failure("server closed the connection without replying") from exc
 
     def _exchange(self, conn: _Conn, method: str, head: bytes,
-                  chunks: Iterable[bytes | memoryview], nbytes: int) -> Reply:
+                  chunks: Iterable[bytes | memoryview], nbytes: int,
+                  meter: Callable[[int | None], Callable[[int], None] | None] | None) -> Reply:
         send_error: OSError | None = None
         try:
             _send(conn.sock, head, chunks, nbytes)
@@ -186,7 +202,7 @@ class Http1Pool:
             conn.close()
             raise
         try:
-            reply, keep = _read_reply(conn, method)
+            reply, keep = _read_reply(conn, method, meter)
         except _NoReply as exc:
             if send_error is not None:
                 raise _NoReply() from send_error
@@ -253,7 +269,9 @@ def _recv_more(conn: _Conn, data: bytearray) -> None:
     data += piece
 
 
-def _read_reply(conn: _Conn, method: str) -> tuple[Reply, bool]:
+def _read_reply(conn: _Conn, method: str,
+                meter: Callable[[int | None], Callable[[int], None] | None] | None = None
+                ) -> tuple[Reply, bool]:
     data, conn.pending = conn.pending, bytearray()
     while (end := data.find(b"\r\n\r\n")) < 0:
         if len(data) > MAX_HEAD_BYTES:
@@ -280,7 +298,7 @@ def _read_reply(conn: _Conn, method: str) -> tuple[Reply, bool]:
         headers[key] = f"{headers[key]}, {value.strip()}" if key in headers else value.strip()
     if 100 <= status < 200:  # an interim reply: the real one follows
         conn.pending = data[end + 4:]
-        return _read_reply(conn, method)
+        return _read_reply(conn, method, meter)
     keep = version == "HTTP/1.1" and "close" not in headers.get("connection", "").lower()
     rest_bytes = memoryview(data)[end + 4:]
     if method == "HEAD" or status in (204, 304):
@@ -301,6 +319,7 @@ def _read_reply(conn: _Conn, method: str) -> tuple[Reply, bool]:
     if not length.isdigit():
         raise _failure(f"malformed Content-Length {length!r}")
     size = int(length)
+    advance = meter(size) if meter is not None else None
     body_buf = receive_buffer(size)
     view = memoryview(body_buf)
     have = min(len(rest_bytes), size)
@@ -312,6 +331,8 @@ def _read_reply(conn: _Conn, method: str) -> tuple[Reply, bool]:
         if got == 0:
             raise _failure(f"server closed the connection after {have} of {size} body bytes")
         have += got
+        if advance is not None:
+            advance(have)
     view.release()
     return Reply(status, headers, body_buf), keep
 

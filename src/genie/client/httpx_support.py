@@ -18,7 +18,7 @@ from typing import Any, cast
 
 import httpx
 
-from genie.client.calls import UPLOAD_CHUNK, BaseClient, Plan
+from genie.client.calls import UPLOAD_CHUNK, BaseClient, Metered, Plan
 from genie.client.http1 import IDLE_EXPIRY_S, RESEND_SAFE_METHODS
 from genie.errors import TransportError
 from genie.wire import slices
@@ -37,19 +37,23 @@ _KINDS: tuple[tuple[type[httpx.HTTPError], str], ...] = (
 )
 
 
-def sync_content(plan: Plan) -> Iterable[bytes] | None:
+def _pieces(client: BaseClient, plan: Plan) -> Iterator[memoryview]:
+    body = client.upload_chunks(plan)
+    return iter(body) if isinstance(body, Metered) else slices(body, UPLOAD_CHUNK)
+
+
+def sync_content(client: BaseClient, plan: Plan) -> Iterable[bytes] | None:
     if plan.method != "POST":
         return None
-    chunks: Iterator[memoryview] = slices(plan.chunks, UPLOAD_CHUNK)
-    return cast("Iterable[bytes]", chunks)
+    return cast("Iterable[bytes]", _pieces(client, plan))
 
 
-def async_content(plan: Plan) -> AsyncIterable[bytes] | None:
+def async_content(client: BaseClient, plan: Plan) -> AsyncIterable[bytes] | None:
     if plan.method != "POST":
         return None
 
     async def upload() -> AsyncIterator[memoryview]:
-        for chunk in slices(plan.chunks, UPLOAD_CHUNK):
+        for chunk in _pieces(client, plan):
             yield chunk
 
     return cast("AsyncIterable[bytes]", upload())

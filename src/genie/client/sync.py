@@ -15,6 +15,7 @@ import atexit
 import os
 import time
 import weakref
+from collections.abc import Callable
 from types import TracebackType
 from typing import Any, TypeVar
 from urllib.parse import quote, urlencode, urlsplit
@@ -32,6 +33,7 @@ from genie.client.calls import (
     Endpoints,
     NewSession,
     Plan,
+    ProgressCallback,
     Sink,
     SyncClientBase,
     Timeout,
@@ -48,7 +50,7 @@ T = TypeVar("T")
 EXIT_TIMEOUT_S = 2.0
 
 
-def _plain_pool(url: str, timeout: float) -> Http1Pool | None:
+def _plain_pool(url: str, timeout: float, on_reconnect: Callable[[], None]) -> Http1Pool | None:
     """``genie.client.http1`` for plain ``http://`` with no proxy in the environment;
     ``None`` (httpx) otherwise."""
     parts = urlsplit(url)
@@ -56,7 +58,8 @@ def _plain_pool(url: str, timeout: float) -> Http1Pool | None:
     if parts.scheme != "http" or proxies.get("http") or proxies.get("all"):
         return None
     assert parts.hostname is not None and parts.port is not None  # normalize_url made sure
-    return Http1Pool(parts.hostname, parts.port, connect_timeout=min(timeout, 10.0))
+    return Http1Pool(parts.hostname, parts.port, connect_timeout=min(timeout, 10.0),
+                     on_reconnect=on_reconnect)
 
 
 class Client(SyncClientBase, Endpoints):
@@ -68,10 +71,12 @@ class Client(SyncClientBase, Endpoints):
 
     def __init__(self, url: str, *, token: str | None = None,
                  timeout: float | Timeout = DEFAULT_TIMEOUT, retries: int = DEFAULT_RETRIES,
-                 session: str | NewSession | None = NEW_SESSION) -> None:
-        super().__init__(url, token=token, timeout=timeout, retries=retries, session=session)
+                 session: str | NewSession | None = NEW_SESSION,
+                 progress: ProgressCallback | None = None) -> None:
+        super().__init__(url, token=token, timeout=timeout, retries=retries, session=session,
+                         progress=progress)
         self._http = httpx.Client(base_url=self.url, limits=hx.LIMITS)
-        self._plain = _plain_pool(self.url, self.timeout)
+        self._plain = _plain_pool(self.url, self.timeout, self.note_reconnect)
 
     def watch_exit(self) -> None:
         self.exit_hook = ExitRelease(self)
@@ -98,9 +103,10 @@ class Client(SyncClientBase, Endpoints):
             replied = False
             try:
                 with self._http.stream(**hx.request_args(self, plan),
-                                       content=hx.sync_content(plan)) as resp:
+                                       content=hx.sync_content(self, plan)) as resp:
                     replied = True
-                    sink = Sink.for_length(resp.headers.get("content-length"))
+                    sink = Sink.for_length(resp.headers.get("content-length"),
+                                           lambda size: self.download_meter(plan, size))
                     for chunk in resp.iter_raw():
                         sink.write(chunk)
                     return self.finish(plan, resp.status_code, resp.headers, sink.body(),
@@ -108,6 +114,7 @@ class Client(SyncClientBase, Endpoints):
             except httpx.HTTPError as exc:
                 if last_try or not hx.resend_now(plan, exc, replied):
                     raise hx.translate(self, plan, exc) from exc
+                self.note_reconnect()
         raise AssertionError("unreachable")
 
     def _send_plain(self, plan: Plan, pool: Http1Pool) -> Any:
@@ -116,10 +123,11 @@ class Client(SyncClientBase, Endpoints):
         started = time.perf_counter()
         target = f"{plan.path}?{urlencode(plan.params, quote_via=quote)}" if plan.params \
             else plan.path
-        chunks = plan.chunks if plan.method == "POST" else ()
+        chunks = self.upload_chunks(plan) if plan.method == "POST" else ()
         try:
             reply = pool.request(plan.method, target, self.headers(plan), chunks, plan.nbytes,
-                                 timeout=self.plan_timeout(plan))
+                                 timeout=self.plan_timeout(plan),
+                                 meter=lambda size: self.download_meter(plan, size))
         except TransportError as exc:
             raise self.transport_error(plan, exc.message, exc.kind, exc.retryable) from exc
         return self.finish(plan, reply.status, reply.headers, reply.body, started)

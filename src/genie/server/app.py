@@ -22,7 +22,7 @@ from genie.server.config import ServerConfig
 from genie.server.device import cap_memory, describe, resolve_device
 from genie.server.executor import Executor
 from genie.server.failures import EXCEPTION_HANDLERS
-from genie.server.middleware import AccountingMiddleware, Endpoint, authorized
+from genie.server.middleware import AccountingMiddleware, DebugDelayMiddleware, Endpoint, authorized
 from genie.server.sessions import (
     SessionsCollector,
     end_session,
@@ -103,10 +103,18 @@ def create_app(config: ServerConfig | None = None) -> Starlette:
               for method, path, endpoint, _ in ROUTES]
     listing = [("GET", "/", "this list of routes"), *((m, p, d) for m, p, _, d in ROUTES)]
     routes.append(Route("/", authorized(ep.index(listing)), methods=["GET"]))
+    middleware = [Middleware(AccountingMiddleware),
+                  Middleware(ReleaseBodyBudget, budget=state.bodies)]
+    if config.debug_delay_ms > 0:  # test-only: a deliberately slow server
+        middleware.insert(1, Middleware(DebugDelayMiddleware, delay_s=config.debug_delay_ms / 1000))
     app = Starlette(
         routes=routes,
+<<<<<<< HEAD
         middleware=[Middleware(AccountingMiddleware),
                     Middleware(ReleaseBudgets, budgets=[bodies, replies])],
+=======
+        middleware=middleware,
+>>>>>>> main
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,
     )

@@ -105,6 +105,9 @@ class ServerConfig:
     ``compute_threads``, so that others always find a free thread); ``max_connections``
     is uvicorn's ``limit_concurrency``; ``max_header_kb`` bounds a request's head.
 
+    ``debug_delay_ms`` is for tests only: every request waits this long (without holding
+    a compute slot) before it is handled, so a test can stand up a deliberately slow server
+    and prove that a performance regression gate fails on it.  Never set it in service.
     ``handle_lease_s`` is how long a client session may go without a request before
     the handles it holds are freed (``genie.server.store``); ``None`` or 0 turns the
     lease off (handles are then held until deleted or their session is closed).
@@ -129,6 +132,7 @@ class ServerConfig:
     max_header_kb: float = 64.0
     write_timeout_s: float = 60.0
     max_connections: int = DEFAULT_MAX_CONNECTIONS
+    debug_delay_ms: float = 0.0
     handle_lease_s: float | None = DEFAULT_HANDLE_LEASE_S
 
     def __post_init__(self) -> None:
@@ -151,6 +155,15 @@ class ServerConfig:
             raise ValueError(f"max_inflight_body_mb ({self.max_inflight_body_mb:g}) must be at "
                              f"least max_body_mb ({self.max_body_mb:g}), or the largest "
                              "accepted body could never be received")
+<<<<<<< HEAD
+=======
+        if not self.body_timeout_s > 0:
+            raise ValueError("body_timeout_s must be > 0")
+        if self.max_connections < 1:
+            raise ValueError("max_connections must be >= 1")
+        if not (0 <= self.debug_delay_ms < float("inf")):
+            raise ValueError("debug_delay_ms must be a finite number >= 0")
+>>>>>>> main
         lease = self.handle_lease_s
         if lease is not None and not (0 <= lease < float("inf")):
             raise ValueError("handle_lease_s must be a finite number of seconds >= 0, or None")

@@ -1,4 +1,5 @@
-"""What wraps every request: the bearer-token check and the accounting of each request.
+"""What wraps every request: the bearer-token check, the accounting of each request, and
+(in tests only) a deliberate delay.
 
 The token check wraps each endpoint (so unknown routes still answer 404 without a
 token), compares in constant time, and answers what an endpoint raised unexpectedly
@@ -8,6 +9,7 @@ wire and the final status, including 404s and bodies refused as too large.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import time
 from collections.abc import Awaitable, Callable
@@ -23,7 +25,7 @@ from genie.server.failures import ERROR_TYPE_KEY, on_unexpected
 from genie.server.sessions import session_of
 from genie.server.state import ServerState, state_of
 
-__all__ = ["COMPUTE_MS_KEY", "AccountingMiddleware", "Endpoint", "authorized"]
+__all__ = ["COMPUTE_MS_KEY", "AccountingMiddleware", "DebugDelayMiddleware", "Endpoint", "authorized"]
 
 #: Where a request keeps its compute time for the stats (``scope["state"]``).
 COMPUTE_MS_KEY = "genie_compute_ms"
@@ -114,3 +116,19 @@ class AccountingMiddleware:
             raise
         finally:
             record()  # no complete reply was sent (error, disconnect): count it anyway
+
+
+class DebugDelayMiddleware:
+    """Test-only (``--debug-delay-ms``): every HTTP request sleeps ``delay_s`` before it is
+    handled.  An ``asyncio.sleep``, so other requests go on meanwhile and no compute slot or
+    body budget is held; the delay is inside the accounted latency, as a slow server's would be.
+    """
+
+    def __init__(self, app: ASGIApp, delay_s: float) -> None:
+        self.app = app
+        self.delay_s = delay_s
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            await asyncio.sleep(self.delay_s)
+        await self.app(scope, receive, send)

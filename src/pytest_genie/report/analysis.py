@@ -1,10 +1,9 @@
-"""The guide's figures, recomputed from the result files (the data behind the report).
+"""What the report knows of a session: its tests, counts, hosts and the server's device.
 
 Everything here is pure: it takes parsed result files (``inputs.py``) and returns plain dicts, so
 the figures can be checked in unit tests without rendering anything. A figure that no test
 recorded stays ``None`` and is shown as "not measured": the report never fills a gap with an
-estimate. Where a test recorded both the raw measurements and a figure derived from them (the
-break-even size, the network overhead), the figure is recomputed from the measurements.
+estimate. The performance figures are in ``performance.py``.
 
 Checks and details keys are spelled through ``pytest_genie.checks``; where the report carries a
 recorded figure under its recorded name (``n``, ``break_even_n``, the transfer figures...), that
@@ -17,26 +16,12 @@ from collections.abc import Iterable
 from datetime import datetime, timezone
 from typing import Any
 
-from pytest_genie.checks import (
-    GPU_DETECTION,
-    HTTP_TENSOR_TRANSFER,
-    KINDS,
-    LARGE_TENSOR_HANDLING,
-    LLM_DECODE_COLOCATION,
-    MULTI_OPERATION_CHAIN,
-    NETWORK_CONNECTIVITY,
-    PERFORMANCE_COMPARISON,
-    SERVER_CONNECTIVITY,
-    SERVER_OPERATIONS,
-    SERVER_STARTUP,
-    Check,
-    Key,
-)
+from pytest_genie.checks import GPU_DETECTION, KINDS, LLM_DECODE_COLOCATION, SERVER_CONNECTIVITY, Check, Key
 from pytest_genie.report.inputs import ResultFile, number, parse_time
 from pytest_genie.results import STATUSES
 
-__all__ = ["base_name", "break_even_from_sweep", "decode_colocation", "detail", "failure_message", "gpu_info",
-           "performance", "pick", "round_to", "session_info", "side_analysis", "summarize"]
+__all__ = ["base_name", "decode_colocation", "detail", "failure_message", "gpu_info", "pick", "round_to",
+           "session_info", "side_analysis", "summarize"]
 
 
 def round_to(value: float | None, digits: int = 4) -> float | None:
@@ -201,128 +186,6 @@ def side_analysis(tests: list[dict[str, Any]], files: list[str]) -> dict[str, An
         "summary": summarize(tests),
         "total_time_ms": round_to(sum(timings)) if timings else None,
         "tests": [{**t, "message": failure_message(t)} for t in tests],
-    }
-
-
-def break_even_from_sweep(sweep: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """Smallest swept size where the remote round trip beats local CPU, from the raw sweep points."""
-    points = sorted(
-        (
-            p
-            for p in sweep
-            if isinstance(p, dict)
-            and number(p.get(Key.N)) is not None
-            and number(p.get(Key.REMOTE_MS)) is not None
-            and number(p.get(Key.LOCAL_CPU_MS)) is not None
-        ),
-        key=lambda p: float(p[Key.N]),
-    )
-    if not points:
-        return None
-    winner = next((p for p in points if float(p[Key.REMOTE_MS]) < float(p[Key.LOCAL_CPU_MS])), None)
-    largest = points[-1]
-    return {
-        Key.BREAK_EVEN_N: int(winner[Key.N]) if winner else None,
-        Key.BREAK_EVEN_BYTES: int(winner[Key.BYTES])
-        if winner and number(winner.get(Key.BYTES)) is not None
-        else None,
-        "largest_swept_n": int(largest[Key.N]),
-        "largest_swept_bytes": int(largest[Key.BYTES])
-        if number(largest.get(Key.BYTES)) is not None
-        else None,
-        "points": len(points),
-    }
-
-
-#: What the report shows of each transfer check, under the names the checks record them.
-_TRANSFER_FIGURES = (Key.MIB_PER_S, Key.BYTES, Key.SIZE_MB, Key.ROUND_TRIP_MS)
-
-
-def performance(
-    server_tests: list[dict[str, Any]], client_tests: list[dict[str, Any]], gpu: dict[str, Any]
-) -> dict[str, Any]:
-    """The guide's performance figures, recomputed from the raw measurements where they exist."""
-    perf = PERFORMANCE_COMPARISON
-    gpu_time = detail(server_tests, GPU_DETECTION, Key.GPU_TIME_MS)
-    compute = detail(client_tests, perf, Key.SERVER_COMPUTE_MS)
-    remote = detail(client_tests, perf, Key.REMOTE_MS)
-    local = detail(client_tests, perf, Key.LOCAL_CPU_MS)
-    # The overhead pairs the remote time with the compute time of the same requests when the
-    # client measured it (Server-Timing); the server's own matmul benchmark is the fallback.
-    server_time, basis = (
-        (compute, f"{perf.name}.{Key.SERVER_COMPUTE_MS}")
-        if compute is not None
-        else ((gpu_time, f"{GPU_DETECTION.name}.{Key.GPU_TIME_MS}") if gpu_time is not None else (None, None))
-    )
-    overhead = remote - server_time if remote is not None and server_time is not None else None
-    if overhead is None:
-        overhead = detail(client_tests, perf, Key.NETWORK_OVERHEAD_MS)
-        basis = f"{perf.name}.{Key.NETWORK_OVERHEAD_MS} (as recorded)" if overhead is not None else None
-    total = remote - local if remote is not None and local is not None else None
-
-    comparison = pick(client_tests, perf)
-    details = comparison["details"] if comparison else {}
-    raw_sweep = details.get(Key.SWEEP)
-    sweep: list[dict[str, Any]] = raw_sweep if isinstance(raw_sweep, list) else []
-    from_sweep = break_even_from_sweep(sweep)
-    if from_sweep is not None:
-        break_even = {**from_sweep, "source": "sweep"}
-    else:
-        recorded_n, recorded_bytes = (
-            number(details.get(Key.BREAK_EVEN_N)),
-            number(details.get(Key.BREAK_EVEN_BYTES)),
-        )
-        break_even = {
-            Key.BREAK_EVEN_N: int(recorded_n) if recorded_n is not None else None,
-            Key.BREAK_EVEN_BYTES: int(recorded_bytes) if recorded_bytes is not None else None,
-            "largest_swept_n": None,
-            "largest_swept_bytes": None,
-            "points": 0,
-            "source": "recorded"
-            if comparison and (Key.BREAK_EVEN_N in details or Key.BREAK_EVEN_BYTES in details)
-            else None,
-        }
-    break_even[Key.SWEEP] = sweep
-
-    def transfer(check: Check) -> dict[str, Any]:
-        record = pick(client_tests, check)
-        values = record["details"] if record else {}
-        return {
-            "status": record["status"] if record else None,
-            **{key: number(values.get(key)) for key in _TRANSFER_FIGURES},
-            Key.BIT_EXACT: values.get(Key.BIT_EXACT),
-        }
-
-    return {
-        Key.N: number(details.get(Key.N)),
-        Key.OP: details.get(Key.OP),
-        "server_device": gpu.get(Key.DEVICE),
-        "server_gpu_time_ms": round_to(gpu_time),
-        Key.SERVER_COMPUTE_MS: round_to(compute),
-        "server_time_ms": round_to(server_time),
-        "server_time_basis": basis,
-        "client_remote_ms": round_to(remote),
-        Key.NETWORK_OVERHEAD_MS: round_to(overhead),
-        "network_overhead_pct_of_server": round_to(100.0 * overhead / server_time, 2)
-        if overhead is not None and server_time
-        else None,
-        "network_overhead_ratio": round_to(overhead / server_time, 3)
-        if overhead is not None and server_time
-        else None,
-        "client_cpu_baseline_ms": round_to(local),
-        "total_overhead_ms": round_to(total),
-        "total_overhead_pct_vs_local": round_to(100.0 * total / local, 2)
-        if total is not None and local
-        else None,
-        "break_even": break_even,
-        "transfer": {check.name: transfer(check) for check in (HTTP_TENSOR_TRANSFER, LARGE_TENSOR_HANDLING)},
-        Key.CONNECT_MS_MEDIAN: detail(client_tests, NETWORK_CONNECTIVITY, Key.CONNECT_MS_MEDIAN),
-        "health_response_ms": detail(client_tests, SERVER_CONNECTIVITY, Key.RESPONSE_MS),
-        "server_startup_ms": detail(server_tests, SERVER_STARTUP, Key.STARTUP_MS),
-        "server_op_median_round_trip_ms": detail(server_tests, SERVER_OPERATIONS, Key.MEDIAN_ROUND_TRIP_MS),
-        "chain_round_trip_ms": detail(client_tests, MULTI_OPERATION_CHAIN, Key.ROUND_TRIP_MS),
-        "chain_requests": detail(client_tests, MULTI_OPERATION_CHAIN, Key.REQUESTS_MADE),
-        LLM_DECODE_COLOCATION.name: decode_colocation(client_tests),
     }
 
 

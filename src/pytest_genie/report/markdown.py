@@ -13,53 +13,36 @@ from pathlib import Path
 from typing import Any
 
 from pytest_genie.checks import (
-    ENVIRONMENT_SETUP,
+    CHECKS,
     ERROR_HANDLING,
     GPU_DETECTION,
-    HTTP_TENSOR_TRANSFER,
     LARGE_TENSOR_HANDLING,
     LLM_DECODE_COLOCATION,
-    MULTI_OPERATION_CHAIN,
-    NETWORK_CONNECTIVITY,
     NETWORK_THROUGHPUT,
-    PERFORMANCE_COMPARISON,
-    REMOTE_LAZYTENSOR_EXECUTION,
-    SERVER_CONNECTIVITY,
-    SERVER_OPERATIONS,
-    SERVER_STARTUP,
-    SERVER_STATISTICS,
     Key,
 )
 from pytest_genie.report.analysis import base_name
+from pytest_genie.report.charts import CHARTS
+from pytest_genie.report.figures import LOCAL_FASTER, NO_CLEAR_DIFFERENCE, disturbance_text
 from pytest_genie.report.formatting import NOT_MEASURED, format_bytes, format_ms, format_pct
 from pytest_genie.report.inputs import parse_time
-from pytest_genie.report.trend import TREND_METRICS
+from pytest_genie.report.tables import (
+    Table,
+    comparison_table,
+    concurrency_table,
+    servers_table,
+    sweep_table,
+    trend_table,
+)
 from pytest_genie.results import STATUS_SYMBOLS
 
-__all__ = ["KEY_DETAILS", "key_details", "render_markdown"]
+__all__ = ["KEY_DETAILS", "key_details", "on_gpu", "render_markdown", "render_table"]
 
 STATUS_EMOJI = STATUS_SYMBOLS
 
 # The details worth a table cell, per documented test (the rest stay in the JSON).
 KEY_DETAILS: dict[str, tuple[str, ...]] = {
-    ENVIRONMENT_SETUP.name: (Key.PYTHON_VERSION, Key.TORCH_VERSION, Key.GENIE_VERSION),
-    SERVER_STARTUP.name: (Key.STARTUP_MS, Key.SHUTDOWN_MS, Key.HEALTH_STATUS, Key.PORT),
-    GPU_DETECTION.name: (Key.DEVICE, Key.GPU_NAME, Key.GPU_COUNT, Key.GPU_TIME_MS),
-    SERVER_OPERATIONS.name: (Key.OPS_CHECKED, Key.MEDIAN_ROUND_TRIP_MS),
-    SERVER_STATISTICS.name: (Key.REQUESTS_MADE, Key.ERROR_RATE),
-    NETWORK_CONNECTIVITY.name: (Key.HOST, Key.PORT, Key.CONNECT_MS_MEDIAN),
-    NETWORK_THROUGHPUT.name: (Key.UPLOAD_MIB_PER_S, Key.DOWNLOAD_MIB_PER_S, Key.UPLOAD_FIXED_MS,
-                              Key.DOWNLOAD_FIXED_MS),
-    SERVER_CONNECTIVITY.name: (Key.DEVICE, Key.CUDA_AVAILABLE, Key.RESPONSE_MS, Key.PROTOCOL_VERSION),
-    HTTP_TENSOR_TRANSFER.name: (Key.HTTP_CODE, Key.BYTES, Key.ROUND_TRIP_MS, Key.MIB_PER_S, Key.BIT_EXACT),
-    REMOTE_LAZYTENSOR_EXECUTION.name: (Key.VIA, Key.ROUND_TRIP_MS, Key.REQUESTS_MADE, Key.MAX_ABS_ERROR),
-    PERFORMANCE_COMPARISON.name: (
-        Key.LOCAL_CPU_MS, Key.SERVER_COMPUTE_MS, Key.REMOTE_MS, Key.BREAK_EVEN_BYTES,
-    ),
-    MULTI_OPERATION_CHAIN.name: (Key.REQUESTS_MADE, Key.ROUND_TRIP_MS, Key.MAX_ABS_ERROR),
-    ERROR_HANDLING.name: (Key.SERVER_HEALTHY_AFTER,),
-    LARGE_TENSOR_HANDLING.name: (Key.SIZE_MB, Key.ROUND_TRIP_MS, Key.MIB_PER_S, Key.BIT_EXACT),
-    LLM_DECODE_COLOCATION.name: (Key.STEPS, Key.BYTES_RATIO, Key.TIME_RATIO, Key.TOKENS_MATCH_EAGER),
+    check.name: check.figures for check in (*CHECKS, NETWORK_THROUGHPUT)
 }
 
 
@@ -95,6 +78,9 @@ def key_details(test: dict[str, Any]) -> str:
     if keys is None:
         keys = tuple(k for k, v in details.items() if isinstance(v, (str, int, float, bool)))[:4]
     parts = [f"{k}={_value(k, details[k])}" for k in keys if k in details and details[k] is not None]
+    disturbed = disturbance_text(details.get(Key.DISTURBED))
+    if disturbed:
+        parts.append(f"⚠ disturbed: {disturbed}")
     if test["name"] == ERROR_HANDLING.name and isinstance(details.get(Key.CASES), dict):
         cases = details[Key.CASES].values()
         ok = sum(
@@ -189,43 +175,65 @@ def _summary_section(summary: dict[str, Any]) -> list[str]:
     ]
 
 
-def _performance_section(report: dict[str, Any]) -> list[str]:
+def render_table(table: Table | None) -> list[str]:
+    if table is None:
+        return []
+    lines = [f"#### {table.title}", "", "| " + " | ".join(table.headers) + " |",
+             "|" + "---|" * len(table.headers)]
+    lines += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in table.rows]
+    if table.note:
+        lines += ["", table.note]
+    return [*lines, ""]
+
+
+def on_gpu(report: dict[str, Any]) -> bool:
+    device = str(report["performance"].get("server_device") or "")
+    return device.startswith("cuda") or (not device and report["session_info"]["gpu"].get(Key.CUDA_AVAILABLE)
+                                         is True)
+
+
+def _chart(report: dict[str, Any], name: str) -> list[str]:
+    charts = report.get("charts") or {}
+    if name in charts.get("files", {}):
+        return [f"![{CHARTS[name]}]({charts['files'][name]})", ""]
+    return []
+
+
+def _guide_lines(report: dict[str, Any]) -> list[str]:
+    """The guide's example lines, with the verdict on the spreads where the guide had a sign."""
     perf = report["performance"]
-    gpu = report["session_info"]["gpu"]
+    gpu = on_gpu(report)
     device = str(perf.get("server_device") or "")
-    on_gpu = device.startswith("cuda") or gpu.get(Key.CUDA_AVAILABLE) is True
-    kind = "GPU" if on_gpu else "Device"
-    where = "" if on_gpu or not device else f" ({device})"
+    kind = "GPU" if gpu else ("CPU" if device else "Device")
+    where = "" if gpu or not device else f" ({device})"
     overhead = format_ms(perf[Key.NETWORK_OVERHEAD_MS])
     if perf["network_overhead_pct_of_server"] is not None:
-        basis = "GPU" if on_gpu else "server device"
+        basis = kind if kind != "Device" else "device"
         overhead += f" ({format_pct(perf['network_overhead_pct_of_server'])} of {basis} time)"
     total = format_ms(perf["total_overhead_ms"])
-    if perf["total_overhead_pct_vs_local"] is not None:
+    verdict = perf["headline"][Key.VERDICT]
+    if verdict == NO_CLEAR_DIFFERENCE:
+        total += " (no clear difference from local CPU: the interquartile ranges overlap)"
+    elif perf["total_overhead_pct_vs_local"] is not None and verdict is not None:
         pct = perf["total_overhead_pct_vs_local"]
-        total += f" ({format_pct(abs(pct))} {'slower' if pct >= 0 else 'faster'} than local CPU)"
-    lines = ["## Performance Analysis", "", "### Network vs GPU Performance"]
+        word = "slower" if verdict == LOCAL_FASTER else "faster"
+        total += f" ({format_pct(abs(pct))} {word} than local CPU)"
+    lines = ["### Network vs GPU Performance"]
     if perf.get(Key.N):
         n = int(perf[Key.N])
-        lines.append(f"Measured on {n}×{n} fp32 `{perf.get(Key.OP) or 'op'}`.")
-    if not on_gpu:
-        lines.append(
-            f"The server ran on {device or 'an unknown device'}, not a GPU: its figures are device time."
-        )
+        lines.append(f"Measured on {n}×{n} fp32 `{perf.get(Key.OP) or 'op'}` (medians).")
+    if not gpu and device:
+        lines.append(f"The server ran on {device}, not a GPU: its figures are CPU time.")
+    elif not gpu:
+        lines.append("The server's device was not recorded (run server_connectivity or the server "
+                     "checks): its figures are device time.")
     lines += [
         f"- **Server {kind} Time{where}**: {format_ms(perf['server_time_ms'])}",
         f"- **Client Remote Time**: {format_ms(perf['client_remote_ms'])}",
         f"- **Network Overhead**: {overhead}",
     ]
     if perf["server_time_basis"]:
-        lines.append(
-            f"- Server time from `{perf['server_time_basis']}`"
-            + (
-                f"; server's own matmul benchmark: {format_ms(perf['server_gpu_time_ms'])}"
-                if perf["server_gpu_time_ms"] is not None and perf[Key.SERVER_COMPUTE_MS] is not None
-                else ""
-            )
-        )
+        lines.append(f"- Server time from `{perf['server_time_basis']}`")
     lines += [
         "",
         "### End-to-End Performance",
@@ -233,56 +241,27 @@ def _performance_section(report: dict[str, Any]) -> list[str]:
         f"- **Remote {kind} Execution{where}**: {format_ms(perf['client_remote_ms'])}",
         f"- **Total Overhead**: {total}",
         "",
-        "### Break-even Size",
     ]
-    be = perf["break_even"]
-    if be.get(Key.BREAK_EVEN_N) is not None:
-        lines.append(
-            f"- **Break-even**: n={be[Key.BREAK_EVEN_N]} ({format_bytes(be.get(Key.BREAK_EVEN_BYTES))}): "
-            "from this size up the remote round trip beats local CPU"
-        )
-    elif be.get("points"):
-        lines.append(
-            f"- **Break-even**: none up to n={be['largest_swept_n']} "
-            f"({format_bytes(be.get('largest_swept_bytes'))}): remote was slower at every swept size"
-        )
-    else:
-        lines.append(f"- **Break-even**: {NOT_MEASURED}")
-    if be.get(Key.SWEEP):
-        lines += [
-            "",
-            "| n | size | local CPU | remote | server compute | remote faster |",
-            "|---|---|---|---|---|---|",
-        ]
-        for p in be[Key.SWEEP]:
-            if not isinstance(p, dict):
-                continue
-            remote, local = p.get(Key.REMOTE_MS), p.get(Key.LOCAL_CPU_MS)
-            faster = (
-                ("yes" if remote < local else "no")
-                if isinstance(remote, (int, float)) and isinstance(local, (int, float))
-                else "—"
-            )
-            lines.append(
-                f"| {p.get(Key.N, '—')} | {format_bytes(p.get(Key.BYTES))} | {format_ms(local)} "
-                f"| {format_ms(remote)} | {format_ms(p.get(Key.SERVER_COMPUTE_MS))} | {faster} |"
-            )
-    lines += ["", "### Transfer Throughput and Latency"]
-    for label, check in (
-        ("HTTP tensor transfer", HTTP_TENSOR_TRANSFER),
-        ("Large tensor", LARGE_TENSOR_HANDLING),
-    ):
-        t = perf["transfer"][check.name]
-        if t[Key.MIB_PER_S] is None:
-            lines.append(f"- **{label}**: {NOT_MEASURED}")
-            continue
-        moved = (
-            format_bytes(t[Key.BYTES])
-            if t[Key.BYTES] is not None
-            else (f"{t[Key.SIZE_MB]:g} MiB" if t[Key.SIZE_MB] is not None else "size not recorded")
-        )
-        round_trip = format_ms(t[Key.ROUND_TRIP_MS])
-        lines.append(f"- **{label}**: {t[Key.MIB_PER_S]:.1f} MiB/s ({moved}, round trip {round_trip})")
+    return lines
+
+
+def _performance_section(report: dict[str, Any]) -> list[str]:
+    perf = report["performance"]
+    lines = ["## Performance Analysis", ""]
+    if len(report.get("servers", [])) > 1:
+        lines += [f"Several servers were measured; this section describes {perf['server']}, the per-server "
+                  "table below compares them all.", ""]
+    lines += _guide_lines(report)
+    claims = report["claims"]
+    lines += ["### Measured Figures", ""]
+    lines += [f"- {c['text']}" for c in claims if c["topic"] == "headline"] or [f"- {NOT_MEASURED}"]
+    lines += ["", "### Break-even Size"]
+    be = [c["text"] for c in claims if c["topic"] == "break_even"]
+    lines += [f"- {be[0]}" if be else f"- **Break-even**: {NOT_MEASURED}", ""]
+    lines += render_table(sweep_table(perf))
+    lines += _chart(report, "latency")
+    lines += ["### Transfer Throughput and Latency"]
+    lines += [f"- {c['text']}" for c in claims if c["topic"] in ("transfer", "lazy")]
     lines += [
         f"- **TCP connect latency (median)**: {format_ms(perf[Key.CONNECT_MS_MEDIAN])}",
         f"- **/health response**: {format_ms(perf['health_response_ms'])}",
@@ -291,7 +270,30 @@ def _performance_section(report: dict[str, Any]) -> list[str]:
         f"- **Multi-op chain round trip**: {format_ms(perf['chain_round_trip_ms'])}",
         "",
     ]
+    lines += _chart(report, "throughput")
+    conc = [c["text"] for c in claims if c["topic"] == "concurrency"]
+    if conc or perf.get("concurrency"):
+        lines += ["### Concurrency", ""] + [f"- {t}" for t in conc] + [""]
+        lines += render_table(concurrency_table(perf))
+        lines += _chart(report, "concurrency")
+    lines += render_table(servers_table(report.get("servers", [])))
+    charts = report.get("charts") or {}
+    if charts.get("missing"):
+        lines += [f"**Charts**: {charts['missing']}", ""]
     return lines
+
+
+def _comparison_section(comparison: dict[str, Any] | None) -> list[str]:
+    if not comparison:
+        return []
+    lines = ["## Comparison with Baseline", ""]
+    thresholds = ", ".join(f"{m}:{p:g}%" for m, p in comparison["thresholds"].items()) or "none (report only)"
+    lines += [f"Baseline: `{comparison.get('baseline_folder', comparison['baseline'])}`; thresholds: "
+              f"{thresholds}.", ""]
+    lines += [f"- **Regression**: {line}" for line in comparison["regressions"]]
+    if comparison["regressions"]:
+        lines.append("")
+    return lines + render_table(comparison_table(comparison))
 
 
 def _network_section(network: dict[str, Any] | None) -> list[str]:
@@ -326,42 +328,28 @@ def _network_section(network: dict[str, Any] | None) -> list[str]:
     return [*lines, ""]
 
 
-def _trend_cell(entry: dict[str, Any], metric: str) -> str:
-    value = entry["metrics"].get(metric)
-    if value is None:
-        return "—"
-    text = f"{value:.1f}"
-    change = (entry.get("change") or {}).get(metric)
-    if change and change.get("pct") is not None:
-        text += f" ({change['pct']:+.1f}%)"
-    return text
-
-
-def _trend_section(trend: dict[str, Any]) -> list[str]:
+def _trend_section(report: dict[str, Any]) -> list[str]:
+    trend = report["trend"]
     lines = ["## Trend Across Runs", ""]
     if not trend["earlier_sessions"]:
         lines += ["No earlier sessions found: this is the first run in the results folder.", ""]
-    columns = [m for m, _, _ in TREND_METRICS]
     lines += [
-        "| Session | Started | Tests | Pass rate | Δ pass rate | " + " | ".join(columns) + " |",
-        "|" + "---|" * (5 + len(columns)),
+        "| Session | Started | Sides | Tests | Pass rate | Δ pass rate (vs same sides and hosts) |",
+        "|---|---|---|---|---|---|",
     ]
     for entry in trend["sessions"]:
         name = f"**{entry['session']}** (this run)" if entry["current"] else entry["session"]
         rate = f"{entry['pass_rate']:.1f}%" if entry["pass_rate"] is not None else "—"
         delta = (entry.get("change") or {}).get("pass_rate_pts")
-        cells = [
-            _cell(name),
-            _when(entry["started"]),
-            str(entry["summary"]["total"]),
-            rate,
-            f"{delta:+.1f} pts" if delta is not None else "—",
-        ]
-        cells += [_trend_cell(entry, m) for m in columns]
+        cells = [_cell(name), _when(entry["started"]), "+".join(entry["sides"]) or "—",
+                 str(entry["summary"]["total"]), rate, f"{delta:+.1f} pts" if delta is not None else "—"]
         lines.append("| " + " | ".join(cells) + " |")
+    lines.append("")
     for bad in trend["unreadable"]:
-        lines.append(f"\nSkipped unreadable session {bad['session']}: {bad['reason']}")
-    return [*lines, ""]
+        lines += [f"Skipped unreadable session {bad['session']}: {bad['reason']}", ""]
+    lines += render_table(trend_table(trend, report["performance"].get(Key.N)))
+    lines += _chart(report, "trend")
+    return lines
 
 
 def render_markdown(report: dict[str, Any]) -> str:
@@ -386,10 +374,11 @@ def render_markdown(report: dict[str, Any]) -> str:
     lines += _performance_section(report)
     lines += _network_section(report.get("network"))
     lines += _decode_section(report["performance"].get(LLM_DECODE_COLOCATION.name))
+    lines += _comparison_section(report.get("comparison"))
     lines += ["## Recommendations", ""]
     lines += [f"{i}. {rec['text']}" for i, rec in enumerate(report["recommendations"], 1)] or ["None."]
     lines += [""]
-    lines += _trend_section(report["trend"])
+    lines += _trend_section(report)
     return "\n".join(lines)
 
 

@@ -1,21 +1,34 @@
 """Recommendations: advice that follows from the measured numbers, each naming what it rests on.
 
 Only figures the report measured lead to advice; a missing figure leads to advice on how to
-measure it (which side to run), never to an estimate.
+measure it (which side to run), never to an estimate.  Advice on offloading follows the break-even
+verdict (``performance.py``) and says nothing of sizes the sweep did not reach; network advice
+is given only when the overhead is past ``claims.DOMINATES_RATIO`` times the server compute.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from pytest_genie.checks import LARGE_TENSOR_HANDLING, PERFORMANCE_COMPARISON, Key
-from pytest_genie.report.formatting import format_bytes, format_ms
+from pytest_genie.checks import HTTP_TENSOR_TRANSFER, LARGE_TENSOR_HANDLING, PERFORMANCE_COMPARISON, Key
+from pytest_genie.report.claims import DOMINATES_RATIO, disturbed_note
+from pytest_genie.report.figures import Figure
+from pytest_genie.report.formatting import format_bytes
 
-__all__ = ["OVERHEAD_DOMINATES_RATIO", "recommend"]
+__all__ = ["recommend"]
 
-# Network overhead above this multiple of the server's compute time means the wire, not the
-# device, decides the speed: batching and keeping data on the server pay more than a faster GPU.
-OVERHEAD_DOMINATES_RATIO = 2.0
+
+def _unstable(perf: dict[str, Any]) -> list[dict[str, str]]:
+    """The figures whose stabilisation loop hit its cap, by name."""
+    out = []
+    for row in perf["break_even"]["rows"]:
+        for side in ("local", "remote", "compute"):
+            if (row.get(side) or {}).get(Key.STABLE) is False:
+                out.append({"figure": f"{side} at n={row[Key.N]}"})
+    for check in (HTTP_TENSOR_TRANSFER, LARGE_TENSOR_HANDLING):
+        if (perf["transfer"][check.name].get(Key.ROUND_TRIP_MS) or {}).get(Key.STABLE) is False:
+            out.append({"figure": check.name})
+    return out
 
 
 def recommend(
@@ -59,61 +72,37 @@ def recommend(
         )
 
     be = perf["break_even"]
-    remote, local = perf["client_remote_ms"], perf["client_cpu_baseline_ms"]
     if be.get(Key.BREAK_EVEN_N) is not None:
-        size = (
-            format_bytes(be.get(Key.BREAK_EVEN_BYTES))
-            if be.get(Key.BREAK_EVEN_BYTES) is not None
-            else "that size"
-        )
+        size = format_bytes(be.get(Key.BREAK_EVEN_BYTES))
         add(
             "offload",
-            f"Remote execution beats local CPU from n={be[Key.BREAK_EVEN_N]} ({size}) upward: offload "
-            f"work on tensors of at least {size}; keep smaller ones local.",
+            f"Offload work on tensors from n={be[Key.BREAK_EVEN_N]} ({size}) upward: from there remote was "
+            f"clearly faster at every measured size up to n={be['largest_swept_n']}; keep smaller ones "
+            "local. Sizes past the sweep were not measured.",
         )
     elif be.get("points"):
         size = format_bytes(be.get("largest_swept_bytes"))
         add(
             "offload",
-            f"Remote execution was slower than local CPU at every swept size (up to "
-            f"n={be['largest_swept_n']}, {size}): keep tensors below {size} local; offload only "
-            "larger or batched work.",
+            f"Keep work of the measured sizes local: remote was not clearly faster than local CPU from any "
+            f"measured size onward (up to n={be['largest_swept_n']}, {size}). Larger or batched work was "
+            "not measured; measure it (--genie-level=long) before offloading it.",
         )
-    elif remote is not None and local is not None:
-        size = f"n={int(perf[Key.N])}" if perf.get(Key.N) else "the measured size"
-        if remote > local:
-            add(
-                "offload",
-                f"At {size} the remote round trip ({format_ms(remote)}) is slower than local CPU "
-                f"({format_ms(local)}): keep work of this size local unless it is batched.",
-            )
-        else:
-            add(
-                "offload",
-                f"At {size} the remote round trip ({format_ms(remote)}) beats local CPU "
-                f"({format_ms(local)}): offloading work of this size pays.",
-            )
     elif client is not None:
         add(
             "coverage",
             f"Remote vs local performance was not measured: `{PERFORMANCE_COMPARISON.name}` recorded no "
-            f"{Key.REMOTE_MS}/{Key.LOCAL_CPU_MS}, so no break-even size can be given.",
+            f"sweep of {Key.REMOTE_MS}/{Key.LOCAL_CPU_MS}, so no break-even size can be given.",
         )
 
     ratio = perf["network_overhead_ratio"]
-    if ratio is not None and ratio > OVERHEAD_DOMINATES_RATIO:
+    if ratio is not None and ratio > DOMINATES_RATIO:
+        at = f" at n={int(perf[Key.N])}" if perf.get(Key.N) else ""
         add(
             "network",
-            f"Network and serialisation cost {ratio:.3g}x the server compute "
-            f"({format_ms(perf[Key.NETWORK_OVERHEAD_MS])} vs {format_ms(perf['server_time_ms'])}): "
-            "batch ops into one /graph request and keep intermediate tensors on the server as "
-            "handles instead of fetching each result.",
-        )
-    elif ratio is not None:
-        add(
-            "network",
-            f"Network overhead is {ratio:.3g}x the server compute: the device, not the wire, "
-            "dominates; larger batches per request use the server better.",
+            f"Network and serialisation cost {ratio:.3g}x the server compute (above "
+            f"{DOMINATES_RATIO:g}x){at}: batch ops into one /graph request and keep intermediate "
+            "tensors on the server as handles instead of fetching each result.",
         )
     chain = perf.get("chain_requests")
     if chain is not None and chain > 1:
@@ -122,12 +111,20 @@ def recommend(
             f"The multi-operation chain took {int(chain)} requests; it should be one /graph request.",
         )
     large = perf["transfer"][LARGE_TENSOR_HANDLING.name]
-    if large[Key.MIB_PER_S]:
-        per_100mib = 100 * 1000 / large[Key.MIB_PER_S]
+    rate = Figure.from_dict(large[Key.MIB_PER_S])
+    if rate is not None and rate.value > 0:
         add(
             "transfer",
-            f"Large tensors move at {large[Key.MIB_PER_S]:.1f} MiB/s, about {per_100mib:.0f}ms per 100 MiB: "
-            "send big inputs once and reuse them as server-side handles.",
+            f"Large tensors moved at {rate.value:.1f} MiB/s ({format_bytes(large[Key.BYTES])} each way): "
+            "send big inputs once and reuse them as server-side handles."
+            + disturbed_note(large.get("disturbed")),
+        )
+    unstable = sorted({r["figure"] for r in _unstable(perf)})
+    if unstable:
+        add(
+            "noise",
+            f"{len(unstable)} figure(s) did not settle within the stabilisation cap ({', '.join(unstable)}): "
+            "they are marked 'not stable'; rerun on a quieter machine or with --genie-level=long.",
         )
     if not out and summary["total"] and summary["passed"] == summary["total"]:
         add("status", f"All {summary['total']} tests passed; no action needed.")

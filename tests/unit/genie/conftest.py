@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Callable
 from typing import Any
 
@@ -30,12 +29,3 @@ def run_op() -> Callable[..., torch.Tensor]:
         return executor.run_op(op, bound, cache=MetaCache(), reuse_input=reuse_input)
     return run
 
-
-@pytest.fixture
-def free_port() -> Callable[[], int]:
-    """``free_port()``: a 127.0.0.1 port with nothing listening (bound, then released)."""
-    def free() -> int:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            return int(s.getsockname()[1])
-    return free

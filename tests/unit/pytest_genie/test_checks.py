@@ -1,6 +1,6 @@
-"""The documented checks (``checks.py``): the guide's 13 names, Genie's network baseline and the
-guide's week-2 decode check, and exactly one test function ``test_<name>`` for each in
-``tests/server`` or ``tests/client``, under its marker.
+"""The documented checks (``checks.py``): the guide's 13 names, Genie's network baseline, the
+guide's week-2 decode check and the concurrency sweep, and exactly one test function
+``test_<name>`` for each in ``tests/server`` or ``tests/client``, under its marker.
 
 The test functions are read with ``ast``, not collected: collecting them would import torch
 and genie, and what is asserted here is the source's shape.
@@ -11,7 +11,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-from pytest_genie.checks import CHECKS, KINDS
+from pytest_genie.checks import CHECKS, CONCURRENCY_SWEEP, GUIDE_CHECKS, KINDS, Key
 
 #: The testing guide's checks by side, and Genie's network_throughput after network_connectivity.
 #: A rename here is a rename in every result file and every report that reads old ones, so the
@@ -63,10 +63,20 @@ def _test_functions(folders: list[Path]) -> dict[str, list[tuple[Path, set[str]]
     return found
 
 
-def test_checks_are_the_guides_in_its_order() -> None:
-    guide = [(name, kind) for kind in KINDS for name in GUIDE[kind]]
-    assert [(c.name, c.kind) for c in CHECKS] == guide + [
-        (name, kind) for kind in KINDS for name in WEEK_TWO[kind]]
+def test_checks_are_the_guides_in_its_order_then_the_suites_own() -> None:
+    in_order = [(name, kind) for kind in KINDS for name in GUIDE[kind]]
+    in_order += [(CONCURRENCY_SWEEP.name, "client")]  # in the run order: its module runs first
+    in_order += [(name, kind) for kind in KINDS for name in WEEK_TWO[kind]]
+    assert [(c.name, c.kind) for c in CHECKS] == in_order
+    # the guide's own 13, without Genie's network baseline
+    assert [c.name for c in GUIDE_CHECKS] == [
+        n for kind in KINDS for n in GUIDE[kind] if n != "network_throughput"]
+
+
+def test_every_headline_figure_is_a_details_key() -> None:
+    keys = {v for k, v in vars(Key).items() if k.isupper()}
+    for check in CHECKS:
+        assert set(check.figures) <= keys, check
 
 
 def test_every_check_has_exactly_one_test_function_with_its_marker() -> None:

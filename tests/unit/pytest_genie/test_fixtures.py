@@ -77,3 +77,55 @@ def test_genie_client_takes_the_timeout_option_and_the_measured_link(pytester: p
     """)
     pytester.runpytest("--genie-timeout=7.5", "--genie-server=127.0.0.1:9",
                        f"--genie-results-dir={pytester.path / 'results'}").assert_outcomes(passed=3)
+
+
+def test_a_client_that_retried_marks_its_check_disturbed(
+        pytester: pytest.Pytester, session_folders: Folders, load_results: Load,
+        free_port: Callable[[], int]) -> None:
+    pytester.makepyfile("""
+        import pytest
+
+        @pytest.mark.client
+        def test_server_went_away(genie_client, genie_record):
+            genie_record["measured"] = 1.0
+            genie_client.health()
+
+        @pytest.mark.client
+        def test_quiet(genie_make_client, genie_record):
+            genie_record["clients"] = 2
+            genie_make_client(), genie_make_client()
+    """)
+    results = pytester.path / "results"
+    pytester.runpytest(f"--genie-server=127.0.0.1:{free_port()}", f"--genie-results-dir={results}"
+                       ).assert_outcomes(passed=1, failed=1)
+    tests = {t["name"]: t for t in load_results(session_folders(results)[0], "client")["tests"]}
+    gone = tests["server_went_away"]["details"]
+    assert gone["disturbed"] == {"retries": 3, "transport_errors": 4}  # the client's default 3 retries
+    assert gone["measured"] == 1.0
+    assert "disturbed" not in tests["quiet"]["details"]
+
+
+def test_genie_level_sets_the_sizes(pytester: pytest.Pytester, session_folders: Folders,
+                                    load_results: Load) -> None:
+    pytester.makepyfile("""
+        import pytest
+
+        @pytest.mark.client
+        def test_level(genie_level, genie_options, genie_record):
+            genie_record.update(level=genie_level.name, main_n=genie_level.main_n,
+                                large=genie_options.large_tensor_mb)
+    """)
+    for args, want in ((["--genie-level=quick"], ("quick", 256, 16.0)),
+                       (["--genie-level=quick", "--genie-large-mb=3"], ("quick", 256, 3.0)),
+                       ([], ("standard", 1000, 256.0))):
+        results = pytester.path / f"r{len(args)}"
+        result = pytester.runpytest("--genie-server=127.0.0.1:9", "-p", "no:cacheprovider", *args,
+                                    f"--genie-results-dir={results}", "-q")
+        result.assert_outcomes(passed=1)
+        doc = load_results(session_folders(results)[0], "client")
+        details = doc["tests"][0]["details"]
+        assert (details["level"], details["main_n"], details["large"]) == want
+        assert doc["test_info"]["level"] == want[0]
+    result = pytester.runpytest("--genie-level=huge")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--genie-level=huge: expected one of quick, standard, long*"])

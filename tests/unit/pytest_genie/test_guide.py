@@ -142,7 +142,7 @@ def free_port() -> int:
 def test_week1_comprehensive_tests_then_parse(fresh_shell: Run, genie_server: str,
                                               results_dir: Path) -> None:
     done = fresh_shell("bash", "scripts/week1_comprehensive_tests.sh", genie_server,
-                       "--genie-large-mb=1")
+                       "--genie-large-mb=1", "--genie-level=quick")
     assert done.returncode == 0, done.stdout + done.stderr
     lines = _lines(done.stdout)
     assert lines[:3] == ["🚀 Genie Comprehensive Multi-Node Testing",

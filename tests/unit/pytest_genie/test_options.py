@@ -113,3 +113,20 @@ def test_a_results_dir_that_is_a_file_is_a_usage_error(pytester: pytest.Pytester
     result = pytester.runpytest(f"--genie-results-dir={target}")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["ERROR: --genie-results-dir: * exists and is not a folder*"])
+
+
+def test_compare_options_from_the_cli_and_the_environment(
+        pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    baseline = pytester.mkdir("genie_test_results_20260101_000000")
+    opts = _options(pytester, f"--genie-compare={baseline}", "--genie-compare-fail=remote_ms:10%",
+                    "--genie-compare-fail=large_mib_per_s:15", "--genie-level=quick")
+    assert opts.compare == str(baseline.resolve()) and opts.level == "quick"
+    assert [str(t) for t in opts.compare_fail] == ["remote_ms:10%", "large_mib_per_s:15%"]
+    monkeypatch.setenv("GENIE_COMPARE", "latest")
+    monkeypatch.setenv("GENIE_COMPARE_FAIL", "lazy_ms:5%, chain_ms:7.5%")
+    opts = _options(pytester)
+    assert opts.compare == "latest"
+    assert [(t.metric, t.pct) for t in opts.compare_fail] == [("lazy_ms", 5.0), ("chain_ms", 7.5)]
+    monkeypatch.setenv("GENIE_COMPARE_FAIL", "lazy_ms:-5%")
+    with pytest.raises(pytest.UsageError, match="environment variable GENIE_COMPARE_FAIL.*>= 0"):
+        _options(pytester)

@@ -10,6 +10,7 @@ the pytester temp folder, never into the repository's ``reports/``.
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -40,6 +41,20 @@ def test_markers_are_registered(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest("--markers")
     result.stdout.fnmatch_lines(["@pytest.mark.server: documented server-side*",
                                  "@pytest.mark.client: documented client-side*"])
+
+
+def test_without_the_plugin_the_suite_collects_and_the_checks_skip_saying_why() -> None:
+    """``-p no:genie``: the markers come from pyproject.toml, and tests/conftest.py skips the
+    documented checks (their fixtures are the plugin's) instead of erroring on each."""
+    repo = Path(__file__).resolve().parents[3]
+    done = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:genie", "-p", "no:cacheprovider",
+                           "-rs", "tests/client", "tests/server"], cwd=repo, capture_output=True,
+                          text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stdout[-3000:]
+    closing = done.stdout.strip().splitlines()[-1]
+    assert re.search(r"\d+ skipped", closing) and not re.search(r"passed|failed|error", closing), closing
+    assert "the Genie plugin is disabled (-p no:genie)" in done.stdout
+    assert "fixture 'genie_" not in done.stdout
 
 
 # ---- records and result files ------------------------------------------------------

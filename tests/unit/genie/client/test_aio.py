@@ -1,7 +1,8 @@
 """``genie.AsyncClient`` (genie.client.aio), the asyncio twin: every operation against
 a real server, concurrent requests on one client, the same error tree (no raw httpx
 exception escapes, timeouts are TransportErrors), a POST whose connection closed
-without a reply is never resent, and ``aclose`` ends the session in one request."""
+without a reply is never resent, and ``aclose`` ends the session in one request; retries
+are counted and large bodies report progress through the same code as the sync client's."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from typing import Any
 import pytest
 import torch
 
-from genie.client import AsyncClient, Client
+from genie.client import AsyncClient, Client, Progress
 from genie.errors import AuthError, NotFoundError, ServerError, TransportError, UnsupportedOpError
 from genie.server.runner import BackgroundServer
 
@@ -56,6 +57,7 @@ def test_async_client_does_the_same(server: BackgroundServer, make_server: Calla
             with pytest.raises(TransportError) as info:
                 await c.health()
             assert info.value.retryable
+            assert (c.disturbances.retries, c.disturbances.transport_errors) == (1, 2)
 
     asyncio.run(main())
 
@@ -100,6 +102,20 @@ def test_async_client_never_resends_a_post(canned: Callable[..., Any],
     assert srv.connections == 1
 
 
+def test_async_client_reports_progress_of_large_bodies(server: BackgroundServer) -> None:
+    seen: list[Progress] = []
+    x = torch.arange(3 * 2**20, dtype=torch.float32)  # 12 MiB each way
+
+    async def main() -> None:
+        async with AsyncClient(server.url, retries=0, progress=seen.append) as c:
+            assert torch.equal(await c.echo(x), x)
+            assert not c.disturbances
+
+    asyncio.run(main())
+    for phase in ("upload", "download"):
+        done = [p.done for p in seen if p.phase == phase]
+        assert len(done) >= 2 and done == sorted(done), phase
+        assert done[-1] == [p.total for p in seen if p.phase == phase][-1], phase
 def test_aclose_ends_the_session_in_one_request(server: BackgroundServer) -> None:
     async def main() -> None:
         c = AsyncClient(server.url, retries=0)

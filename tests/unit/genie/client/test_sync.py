@@ -4,6 +4,7 @@ graphs, one client shared by threads; no raw httpx exception escapes, replies a 
 might send are read, closed keep-alive connections are replaced, timeouts and refused
 connections are TransportErrors, a busy server is retried until it answers, and
 httpx (so the environment's proxy) is used exactly when the environment names one.
+Retries, reconnects and timeouts are counted; large bodies report their progress.
 Closing ends the client's session in one request, bounded and quiet when the server
 is gone or stuck; so does the interpreter's exit for clients still open (both twins).
 """
@@ -24,7 +25,7 @@ import httpx
 import pytest
 import torch
 
-from genie.client import Client, RemoteTensor
+from genie.client import Client, Progress, RemoteTensor
 from genie.client.sync import EXIT_TIMEOUT_S
 from genie.errors import (
     NotFoundError,
@@ -293,6 +294,54 @@ def _hold_the_slot(url: str, graph: dict[str, Any], m: torch.Tensor) -> None:
         c.run_graph(graph, {"m": m})
 
 
+# --- what a caller timing requests learns: disturbances and progress -------------------
+
+
+def test_retries_and_timeouts_are_counted(transport: str, free_port: Callable[[], int],
+                                          server: BackgroundServer) -> None:
+    with Client(f"127.0.0.1:{free_port()}", retries=2, timeout=2) as c, \
+            pytest.raises(TransportError):
+        c.health()
+    assert c.disturbances.as_dict() == {"retries": 2, "reconnects": 0, "timeouts": 0,
+                                        "transport_errors": 3}
+    with Client(server.url, timeout=0.001, retries=0) as c:
+        before = c.disturbances.copy()
+        with pytest.raises(TransportError):
+            c.device()
+        moved = c.disturbances.since(before)
+    assert (moved.timeouts, moved.transport_errors, moved.retries) == (1, 1, 0) and moved
+
+
+def test_a_quiet_exchange_disturbs_nothing(client: Client, x: torch.Tensor) -> None:
+    for _ in range(5):
+        client.execute("relu", x)
+    assert not client.disturbances
+
+
+def test_connection_the_server_closed_counts_as_a_reconnect(junk_server: Callable[[bytes], Any]) -> None:
+    ok = b'{"status": "ok"}'
+    srv = junk_server(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(ok) + ok)
+    with Client(f"127.0.0.1:{srv.port}", retries=0) as c:  # plain http: genie.client.http1
+        for _ in range(3):
+            c.health()
+        assert c.disturbances.reconnects == 2  # the 2nd and 3rd found the last one closed
+
+
+def test_progress_of_a_large_body_both_ways(server: BackgroundServer, transport: str) -> None:
+    seen: list[Progress] = []
+    x = torch.arange(4 * 2**20, dtype=torch.float32)  # 16 MiB each way
+    with Client(server.url, retries=0, progress=seen.append) as c:
+        assert torch.equal(c.echo(x), x)
+        small = len(seen)
+        c.execute("relu", torch.ones(8))
+    assert len(seen) == small, "a small body reports no progress"
+    for phase in ("upload", "download"):
+        steps = [p for p in seen if p.phase == phase]
+        assert steps and all(p.path == "/echo" and p.method == "POST" for p in steps), phase
+        done = [p.done for p in steps]
+        assert done == sorted(done) and done[-1] == steps[-1].total, phase
+        assert steps[-1].total is not None and steps[-1].total > x.numel() * 4, phase
+        assert len(steps) >= 2 and done[0] < done[-1], f"{phase}: {done}"
 def _session_ends(probe: Client) -> int:
     return int(probe.stats()["endpoints"].get("DELETE /sessions/{session}", {}).get("count", 0))
 

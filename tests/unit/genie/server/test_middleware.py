@@ -1,9 +1,12 @@
 """What wraps every request (genie.server.middleware): with a token configured, every
 route needs ``Authorization: Bearer <token>`` and anything else is a counted 401; with
-none, no header is needed and a stray one is ignored."""
+none, no header is needed and a stray one is ignored.  The test-only delay slows every
+request by what it says, without serialising them."""
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable
 
 import httpx
@@ -69,3 +72,28 @@ def test_the_token_is_compared_as_the_bytes_sent(
         assert http.get("/health", headers=good).status_code == 200
         latin = {"authorization": "Bearer t0k3n!#$%&'*+-.^_`|~\xe9".encode("latin-1")}
         assert_error(http.get("/health", headers=latin), 401, "unauthorized")
+
+
+def test_debug_delay_slows_every_request_without_serialising_them(
+        make_server: Callable[..., BackgroundServer]) -> None:
+    slow = make_server(debug_delay_ms=300)
+    with httpx.Client(base_url=slow.url, timeout=30) as c:
+        c.get("/health")  # the connection is open: what follows is the delay, not a connect
+        start = time.perf_counter()
+        assert c.get("/health").status_code == 200
+        assert time.perf_counter() - start >= 0.3
+    elapsed: list[float] = []
+
+    def one() -> None:
+        began = time.perf_counter()
+        httpx.post(f"{slow.url}/execute", params={"op": "relu"}, content=b"", timeout=30)
+        elapsed.append(time.perf_counter() - began)
+
+    threads = [threading.Thread(target=one) for _ in range(4)]
+    start = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert min(elapsed) >= 0.3
+    assert time.perf_counter() - start < 4 * 0.3, "the delays ran one after another"

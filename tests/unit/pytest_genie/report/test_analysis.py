@@ -54,8 +54,9 @@ def test_performance_figures_are_recomputed_from_the_measurements(tmp_path: Path
     assert perf["client_cpu_baseline_ms"] == pytest.approx(1.5)
     assert perf["total_overhead_ms"] == pytest.approx(103.8)
     assert perf["total_overhead_pct_vs_local"] == pytest.approx(6920.0, abs=0.01)
-    assert perf["transfer"]["http_tensor_transfer"]["mib_per_s"] == 37.2
-    assert perf["transfer"]["large_tensor_handling"]["mib_per_s"] == 37.1  # parametrized name still found
+    assert perf["transfer"]["http_tensor_transfer"]["mib_per_s"]["value"] == 37.2
+    assert perf["transfer"]["large_tensor_handling"]["mib_per_s"]["value"] == 37.1  # parametrized name found
+    assert perf["transfer"]["http_tensor_transfer"]["mib_per_s"]["server"] == "http://127.0.0.1:8888"
     assert perf["connect_ms_median"] == 0.21
     be = perf["break_even"]
     assert (be["break_even_n"], be["largest_swept_n"], be["largest_swept_bytes"]) == (
@@ -67,7 +68,9 @@ def test_performance_figures_are_recomputed_from_the_measurements(tmp_path: Path
 
 def test_overhead_pairs_remote_time_with_the_same_requests_compute(tmp_path: Path, samples: Samples) -> None:
     client = samples.gpu_client_tests()
-    client[4]["details"].update(server_compute_ms=20.0, remote_ms=50.0, network_overhead_ms=999.0)
+    headline = next(row for row in client[4]["details"]["sweep"] if row["n"] == 1000)
+    headline.update(server_compute_ms=20.0, remote_ms=50.0)  # the headline is the sweep's own row
+    client[4]["details"].update(network_overhead_ms=999.0)
     server = samples.gpu_server_tests()
     server[2]["details"]["gpu_time_ms"] = 10.0
     perf = samples.report_of(samples.session(tmp_path / "a", "20260109_143000", server, client))[
@@ -76,7 +79,8 @@ def test_overhead_pairs_remote_time_with_the_same_requests_compute(tmp_path: Pat
     assert perf["network_overhead_ms"] == pytest.approx(30.0)  # 50 - 20, not the recorded 999 nor 50 - 10
     assert perf["server_gpu_time_ms"] == 10.0
 
-    del client[4]["details"]["server_compute_ms"]  # no Server-Timing: fall back to the server's benchmark
+    for row in client[4]["details"]["sweep"]:  # no Server-Timing: fall back to the server's benchmark
+        del row["server_compute_ms"]
     perf = samples.report_of(samples.session(tmp_path / "b", "20260109_143000", server, client))[
         "performance"
     ]

@@ -34,7 +34,7 @@ def test_nan_and_infinity_in_result_files_become_null_not_invalid_json(
         if t["name"] == "http_tensor_transfer":
             t["details"].update(mib_per_s=float("nan"), round_trip_ms=float("inf"))
         if t["name"] == "performance_comparison":
-            t["details"]["remote_ms"] = float("-inf")
+            t["details"]["sweep"] = [{**row, "remote_ms": float("-inf")} for row in t["details"]["sweep"]]
             t["timing_ms"] = float("nan")
     folder = samples.session(tmp_path, "20260109_143000", samples.gpu_server_tests(), client)
     text = (folder / "client_test_results_20260109_143000.json").read_text(encoding="utf-8")
@@ -49,10 +49,11 @@ def test_nan_and_infinity_in_result_files_become_null_not_invalid_json(
     assert by_name["performance_comparison"]["timing_ms"] is None
     assert report["performance"]["client_remote_ms"] is None
     assert report["performance"]["transfer"]["http_tensor_transfer"]["mib_per_s"] is None
+    assert report["performance"]["break_even"]["points"] == 0  # no remote figure, no verdict
 
     md = (folder / MARKDOWN_NAME).read_text(encoding="utf-8")
     assert not re.search(r"\b(nan|-?inf|-?infinity)(ms| |%|\b)", md, re.IGNORECASE)
-    assert "- **HTTP tensor transfer**: not measured" in md
+    assert "- HTTP tensor transfer: not measured." in md
     assert "- **Client Remote Time**: not measured" in md
 
 

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from pytest_genie.report import JSON_NAME, MARKDOWN_NAME, main
+from pytest_genie.report import HTML_NAME, JSON_NAME, MARKDOWN_NAME, main
 
 if TYPE_CHECKING:
     from conftest import Samples  # the ``samples`` fixture; conftest is not imported at run time
@@ -38,7 +38,8 @@ def test_main_combines_folders_copied_from_two_nodes(
 
     assert main([str(gpu_node), str(client_node), "--output", str(out)]) == 0
     printed = capsys.readouterr().out.split()
-    assert printed == [str(out / JSON_NAME), str(out / MARKDOWN_NAME)]
+    assert printed[:3] == [str(out / JSON_NAME), str(out / MARKDOWN_NAME), str(out / HTML_NAME)]
+    assert {Path(p).name for p in printed[3:]} == {"chart_latency.svg", "chart_throughput.svg"}
     report = json.loads((out / JSON_NAME).read_text(encoding="utf-8"))
     info = report["session_info"]
     assert (info["server"]["hostname"], info["client"]["hostname"]) == ("gpu-server", "laptop")
@@ -91,7 +92,8 @@ def test_console_module_runs(tmp_path: Path, samples: Samples) -> None:
         check=False,
     )
     assert done.returncode == 0, done.stderr
-    assert done.stdout.split() == [str(folder / JSON_NAME), str(folder / MARKDOWN_NAME)]
+    assert done.stdout.split()[:3] == [str(folder / JSON_NAME), str(folder / MARKDOWN_NAME),
+                                       str(folder / HTML_NAME)]
 
 
 def _only_session(results_dir: Path) -> Path:

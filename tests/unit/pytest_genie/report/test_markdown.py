@@ -19,7 +19,7 @@ def test_markdown_has_the_guides_sections_and_lines(tmp_path: Path, samples: Sam
     folder = samples.session(
         tmp_path, "20260109_143000", samples.gpu_server_tests(), samples.gpu_client_tests()
     )
-    json_path, md_path = write_report(folder)
+    json_path, md_path, *_ = write_report(folder)
     md = md_path.read_text(encoding="utf-8")
 
     headings = [line for line in md.splitlines() if line.startswith("#")]
@@ -57,12 +57,12 @@ def test_missing_figures_read_not_measured(tmp_path: Path, samples: Samples) -> 
     report = samples.report_of(samples.session(tmp_path, "20260109_143000", None, client))
     perf = report["performance"]
     assert perf["client_remote_ms"] is None and perf["network_overhead_ms"] is None
-    assert perf["break_even"]["break_even_n"] is None and perf["break_even"]["source"] is None
+    assert perf["break_even"]["break_even_n"] is None and perf["break_even"]["points"] == 0
     md = render_markdown(report)
     assert "- **Client CPU Baseline**: not measured" in md
     assert "- **Network Overhead**: not measured" in md
     assert "- **Break-even**: not measured" in md
-    assert "- **Large tensor**: not measured" in md
+    assert "- Large tensor transfer: not measured." in md
     assert "No results for this side in this report" in md.split("## Server-Side Results")[1].split("##")[0]
     texts = " ".join(r["text"] for r in report["recommendations"])
     assert "No server-side results" in texts and "not measured" in texts

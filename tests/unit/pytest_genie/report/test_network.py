@@ -77,6 +77,7 @@ def test_figures_recorded_as_mb_per_s_by_earlier_versions_still_read(tmp_path: P
         if "mib_per_s" in t["details"]:
             t["details"]["mb_per_s"] = t["details"].pop("mib_per_s")
     report = samples.report_of(samples.session(tmp_path, "20260109_143000", None, tests))
-    assert report["performance"]["transfer"]["large_tensor_handling"]["mib_per_s"] == 37.1
+    assert report["performance"]["transfer"]["large_tensor_handling"]["mib_per_s"]["value"] == 37.1
     assert report["network"]["efficiency"]["large_tensor_handling"]["mib_per_s"] == 37.1
-    assert report["trend"]["sessions"][0]["metrics"]["large_mib_per_s"] == 37.1
+    (large,) = [s for s in report["trend"]["series"] if s["metric"] == "large_mib_per_s"]
+    assert large["points"][0]["figure"]["value"] == 37.1

@@ -27,11 +27,13 @@ def test_recommendations_follow_the_numbers(tmp_path: Path, samples: Samples) ->
     slow_text = " ".join(r["text"] for r in slow["recommendations"])
     fast_text = " ".join(r["text"] for r in fast["recommendations"])
 
-    assert "keep tensors below 64.0 MiB local" in slow_text
-    assert "4.48x the server compute" in slow_text and "batch ops into one /graph request" in slow_text
+    assert "Keep work of the measured sizes local" in slow_text and "(up to n=4096, 64.0 MiB)" in slow_text
+    assert "offload" not in slow_text.lower().replace("before offloading it", "")  # no advice past the sweep
+    assert "4.48x the server compute (above 2x)" in slow_text
+    assert "batch ops into one /graph request" in slow_text
     assert "no GPU" not in slow_text
 
-    assert "from n=2048 (16.0 MiB) upward" in fast_text
+    assert "from n=2048 (16.0 MiB) upward" in fast_text and "up to n=4096" in fast_text
     assert "batch ops" not in fast_text  # overhead 10 ms vs 20 ms compute: the device dominates
     assert "The server has no GPU (CUDA is not available on this server (device cpu))" in fast_text
     assert "run genie-server on a CUDA node" in fast_text

@@ -33,7 +33,7 @@ def test_trend_lists_earlier_sessions_in_time_order(tmp_path: Path, samples: Sam
         root, "20260109_090000", samples.gpu_server_tests(), samples.gpu_client_tests(remote_ms=99.0)
     )
 
-    json_path, md_path = write_report(current, history_root=root)
+    json_path, md_path, *_ = write_report(current, history_root=root)
     trend = json.loads(json_path.read_text(encoding="utf-8"))["trend"]
     sessions = trend["sessions"]
     assert [s["session"] for s in sessions] == [
@@ -49,13 +49,17 @@ def test_trend_lists_earlier_sessions_in_time_order(tmp_path: Path, samples: Sam
     assert trend["earlier_sessions"] == 3
     assert sessions[0]["change"] is None
     assert sessions[1]["change"]["pass_rate_pts"] == pytest.approx(100 / 13, abs=0.01)
-    assert sessions[3]["change"]["remote_ms"]["delta"] == pytest.approx(-11.0)
-    assert sessions[3]["change"]["remote_ms"]["pct"] == pytest.approx(-10.0)
+    (remote,) = [s for s in trend["series"] if s["metric"] == "remote_ms" and s["where"] == "n=1000"]
+    assert [p["figure"]["value"] for p in remote["points"]] == [140.0, 120.0, 110.0, 99.0]
+    assert remote["points"][3]["change"]["delta"] == pytest.approx(-11.0)
+    assert remote["points"][3]["change"]["pct"] == pytest.approx(-10.0)
+    assert remote["points"][3]["change"]["label"] == "no spread recorded"  # these files hold numbers only
 
     md = md_path.read_text(encoding="utf-8")
     rows = [line for line in md.split("## Trend Across Runs")[1].splitlines() if line.startswith("| ")]
-    assert [r.split("|")[4].strip() for r in rows[1:]] == ["84.6%", "92.3%", "100.0%", "100.0%"]
-    assert "(this run)" in rows[-1] and "99.0 (-10.0%)" in rows[-1]
+    assert [r.split("|")[5].strip() for r in rows[1:5]] == ["84.6%", "92.3%", "100.0%", "100.0%"]
+    assert "(this run)" in rows[4]
+    assert any("remote round trip | n=1000 |" in r and "-10.0% (no spread recorded)" in r for r in rows)
 
 
 def test_unreadable_earlier_session_is_listed_not_fatal(tmp_path: Path, samples: Samples) -> None:
@@ -64,7 +68,7 @@ def test_unreadable_earlier_session_is_listed_not_fatal(tmp_path: Path, samples:
     (old / "server_test_results_20260101_090000.json").write_text("{not json", encoding="utf-8")
     current = samples.session(root, "20260109_090000", samples.gpu_server_tests(), None)
 
-    json_path, _ = write_report(current, history_root=root)
+    json_path, *_ = write_report(current, history_root=root)
     trend = json.loads(json_path.read_text(encoding="utf-8"))["trend"]
     assert trend["earlier_sessions"] == 0
     assert trend["unreadable"][0]["session"] == old.name
