@@ -43,12 +43,7 @@ def _positive_number(unit: str, *, zero: bool = False) -> Callable[[str], float]
 
 
 _positive_mb = _positive_number("MiB")
-<<<<<<< HEAD
 _positive_kb = _positive_number("KiB")
-=======
-
-
->>>>>>> main
 _positive_seconds = _positive_number("seconds")
 _non_negative_ms = _positive_number("ms", zero=True)
 
@@ -88,7 +83,8 @@ def _lease_seconds(text: str) -> float | None:
     return value or None
 
 
-#: (flag, type, help) of every limit; each flag sets the ServerConfig field of its name.
+#: (flag, type, help) of every limit, and the test-only delay; each flag sets the
+#: ServerConfig field of its name.
 _LIMITS: list[tuple[str, Callable[[str], Any], str]] = [
     ("--max-body-mb", _positive_mb, "largest request body accepted, MiB"),
     ("--max-held-mb", _positive_mb, "budget for tensors held as handles, MiB (each also "
@@ -124,6 +120,9 @@ _LIMITS: list[tuple[str, Callable[[str], Any], str]] = [
      "drop a connection whose client takes no reply bytes for this long, seconds"),
     ("--max-connections", _positive_int,
      "open connections (or running requests) past which new requests are answered 503"),
+    ("--debug-delay-ms", _non_negative_ms,
+     "TEST ONLY: delay every request by this many ms, to stand up a deliberately slow "
+     "server (e.g. to prove a regression gate fails); never use in service (default: 0)"),
 ]
 
 
@@ -143,33 +142,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto",
                    help="auto | cpu | cuda | cuda:N; auto picks cuda:0 when present")
     p.add_argument("--token", default=os.environ.get("GENIE_TOKEN"),
-<<<<<<< HEAD
                    help="require 'Authorization: Bearer TOKEN' (default: $GENIE_TOKEN); "
                         "visible ASCII, not empty")
     for flag, kind, text in _LIMITS:
         default = DEFAULTS[_field(flag)]
         p.add_argument(flag, type=kind, default=default,
                        help=text if "default:" in text else f"{text} (default: %(default)s)")
-=======
-                   help="require 'Authorization: Bearer TOKEN' (default: $GENIE_TOKEN)")
-    p.add_argument("--max-body-mb", type=_positive_mb, default=DEFAULT_MAX_BODY_MB,
-                   help="largest request body accepted, MiB (default: %(default)s)")
-    p.add_argument("--max-held-mb", type=_positive_mb, default=DEFAULT_MAX_HELD_MB,
-                   help="budget for tensors held as handles, MiB (default: %(default)s)")
-    p.add_argument("--max-inflight-body-mb", type=_positive_mb, default=None,
-                   help="budget for request bodies received or in use at once, MiB; a body "
-                        "that does not fit is answered 503 busy (default: 2 x --max-body-mb)")
-    p.add_argument("--body-timeout-s", type=_positive_seconds, default=DEFAULT_BODY_TIMEOUT_S,
-                   help="refuse a request whose body sends no byte for this long, seconds "
-                        "(default: %(default)s)")
-    p.add_argument("--max-connections", type=_positive_int, default=DEFAULT_MAX_CONNECTIONS,
-                   help="open connections (or running requests) past which new requests "
-                        "are answered 503 (default: %(default)s)")
-    p.add_argument("--debug-delay-ms", type=_non_negative_ms, default=0.0,
-                   help="TEST ONLY: delay every request by this many ms, to stand up a "
-                        "deliberately slow server (e.g. to prove a regression gate fails); "
-                        "never use in service (default: 0)")
->>>>>>> main
     p.add_argument("--handle-lease-s", type=_lease_seconds, default=DEFAULT_HANDLE_LEASE_S,
                    help="free the handles of a client session that sent no request for this "
                         "long, seconds; 0 or 'off' never frees them (default: %(default)s)")
@@ -183,20 +161,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=args.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-<<<<<<< HEAD
         config = ServerConfig(device=args.device, token=args.token,
                               handle_lease_s=args.handle_lease_s,
                               **{_field(flag): getattr(args, _field(flag))
                                  for flag, _, _ in _LIMITS})
-=======
-        config = ServerConfig(device=args.device, token=args.token or None,
-                              max_body_mb=args.max_body_mb, max_held_mb=args.max_held_mb,
-                              max_inflight_body_mb=args.max_inflight_body_mb,
-                              body_timeout_s=args.body_timeout_s,
-                              max_connections=args.max_connections,
-                              debug_delay_ms=args.debug_delay_ms,
-                              handle_lease_s=args.handle_lease_s)
->>>>>>> main
         app = create_app(config)
     except (ConfigurationError, ValueError) as exc:
         print(f"genie-server: {exc}", file=sys.stderr)

@@ -104,17 +104,12 @@ def create_app(config: ServerConfig | None = None) -> Starlette:
     listing = [("GET", "/", "this list of routes"), *((m, p, d) for m, p, _, d in ROUTES)]
     routes.append(Route("/", authorized(ep.index(listing)), methods=["GET"]))
     middleware = [Middleware(AccountingMiddleware),
-                  Middleware(ReleaseBodyBudget, budget=state.bodies)]
+                  Middleware(ReleaseBudgets, budgets=[bodies, replies])]
     if config.debug_delay_ms > 0:  # test-only: a deliberately slow server
         middleware.insert(1, Middleware(DebugDelayMiddleware, delay_s=config.debug_delay_ms / 1000))
     app = Starlette(
         routes=routes,
-<<<<<<< HEAD
-        middleware=[Middleware(AccountingMiddleware),
-                    Middleware(ReleaseBudgets, budgets=[bodies, replies])],
-=======
         middleware=middleware,
->>>>>>> main
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,
     )

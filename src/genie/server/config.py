@@ -155,15 +155,8 @@ class ServerConfig:
             raise ValueError(f"max_inflight_body_mb ({self.max_inflight_body_mb:g}) must be at "
                              f"least max_body_mb ({self.max_body_mb:g}), or the largest "
                              "accepted body could never be received")
-<<<<<<< HEAD
-=======
-        if not self.body_timeout_s > 0:
-            raise ValueError("body_timeout_s must be > 0")
-        if self.max_connections < 1:
-            raise ValueError("max_connections must be >= 1")
         if not (0 <= self.debug_delay_ms < float("inf")):
             raise ValueError("debug_delay_ms must be a finite number >= 0")
->>>>>>> main
         lease = self.handle_lease_s
         if lease is not None and not (0 <= lease < float("inf")):
             raise ValueError("handle_lease_s must be a finite number of seconds >= 0, or None")

@@ -150,18 +150,13 @@ def test_cli_rejects_bad_flags(free_port: Callable[[], int]) -> None:
            # A budget for bodies in flight smaller than the largest body could never
            # let that body in; refused at start-up, not on the first big request.
            ["--max-body-mb", "2", "--max-inflight-body-mb", "1"],
-<<<<<<< HEAD
-           ["--body-timeout-s", "0"], ["--max-connections", "0"],
+           ["--body-timeout-s", "0"], ["--max-connections", "0"], ["--debug-delay-ms", "-5"],
            ["--handle-lease-s", "-1"], ["--handle-lease-s", "forever"],
            # A reply budget smaller than the largest reply; one client allowed more
            # threads than there are; limits that must be positive.
            ["--max-body-mb", "64", "--max-inflight-reply-mb", "32"],
            ["--compute-threads", "2", "--client-compute-threads", "3"],
            ["--max-header-kb", "0"], ["--write-timeout-s", "-1"], ["--max-compute-s", "nan"])
-=======
-           ["--body-timeout-s", "0"], ["--max-connections", "0"], ["--debug-delay-ms", "-5"],
-           ["--handle-lease-s", "-1"], ["--handle-lease-s", "forever"])
->>>>>>> main
     procs = [subprocess.Popen([sys.executable, "-m", "genie.runtime.simple_server",
                                "--port", str(free_port()), *args],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -214,15 +209,10 @@ def test_console_script_help() -> None:
     result = subprocess.run([script, "--help"], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0
     for flag in ("--host", "--port", "--device", "--token", "--max-body-mb", "--max-held-mb",
-<<<<<<< HEAD
                  "--max-inflight-body-mb", "--max-inflight-reply-mb", "--max-compute-mb",
                  "--compute-threads", "--client-compute-threads", "--max-compute-s",
                  "--max-gpu-mb", "--body-timeout-s", "--min-body-rate-kb", "--header-timeout-s",
                  "--max-header-kb", "--write-timeout-s", "--max-connections",
-                 "--handle-lease-s", "--log-level"):
-=======
-                 "--max-inflight-body-mb", "--body-timeout-s", "--max-connections",
                  "--handle-lease-s", "--debug-delay-ms", "--log-level"):
->>>>>>> main
         assert flag in result.stdout
     assert "TEST ONLY" in result.stdout  # the delay flag says what it is for
