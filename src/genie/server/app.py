@@ -23,6 +23,7 @@ from genie.server.device import cap_memory, describe, resolve_device
 from genie.server.executor import Executor
 from genie.server.failures import EXCEPTION_HANDLERS
 from genie.server.middleware import AccountingMiddleware, DebugDelayMiddleware, Endpoint, authorized
+from genie.server.pool import BufferPool
 from genie.server.sessions import (
     SessionsCollector,
     end_session,
@@ -80,9 +81,10 @@ def create_app(config: ServerConfig | None = None) -> Starlette:
                         flag="--max-inflight-body-mb")
     replies = ByteBudget(config.max_inflight_reply_bytes, name="replies in flight",
                          flag="--max-inflight-reply-mb")
+    pool = BufferPool(bodies)
     state = ServerState(config=config, executor=executor, store=store, stats=counters,
                         registry=registry, bodies=bodies, replies=replies,
-                        device_info=describe(dev))
+                        device_info=describe(dev), body_pool=pool)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -98,13 +100,14 @@ def create_app(config: ServerConfig | None = None) -> Starlette:
             yield
             tasks.cancel_scope.cancel()
         store.clear()
+        pool.clear()
 
     routes = [Route(path, authorized(endpoint), methods=[method])
               for method, path, endpoint, _ in ROUTES]
     listing = [("GET", "/", "this list of routes"), *((m, p, d) for m, p, _, d in ROUTES)]
     routes.append(Route("/", authorized(ep.index(listing)), methods=["GET"]))
     middleware = [Middleware(AccountingMiddleware),
-                  Middleware(ReleaseBudgets, budgets=[bodies, replies])]
+                  Middleware(ReleaseBudgets, budgets=[bodies, replies], give_back=pool.give_back)]
     if config.debug_delay_ms > 0:  # test-only: a deliberately slow server
         middleware.insert(1, Middleware(DebugDelayMiddleware, delay_s=config.debug_delay_ms / 1000))
     app = Starlette(

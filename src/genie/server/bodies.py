@@ -22,7 +22,8 @@ import anyio
 from starlette.requests import ClientDisconnect, Request
 
 from genie.errors import MalformedRequestError, OutOfMemoryError, PayloadTooLargeError
-from genie.server.budget import ByteBudget, reserve_for
+from genie.server.budget import POOLED_KEY, ByteBudget, adopt_for, reserve_for
+from genie.server.pool import BufferPool
 from genie.server.state import state_of
 
 __all__ = ["CLOSE_KEY", "GROW_MIN_BYTES", "Pace", "read_body", "receive_body"]
@@ -72,14 +73,22 @@ class _Buffer:
     reserved for the request first.
 
     Large buffers are anonymous maps grown with ``mremap`` (no copy), so the
-    memory committed is what was reserved, never the size a client declared.
+    memory committed is what was reserved, never the size a client declared.  A
+    body of a declared size (``exact``) is received into an idle buffer of the
+    ``pool`` when one fits (``genie.server.pool``): its pages are warm, and its
+    reservation, the pool's until now, becomes the request's (``adopt``).
     """
 
-    def __init__(self, cap: int, reserve: Callable[[int], None]) -> None:
+    def __init__(self, cap: int, reserve: Callable[[int], None], *, exact: bool = False,
+                 pool: BufferPool | None = None, adopt: Callable[[int], None] | None = None
+                 ) -> None:
         self.cap = cap
         self.reserve = reserve
         self.buf: bytearray | mmap.mmap | None = None
         self.committed = 0
+        self.exact = exact
+        self.pool = pool
+        self.adopt = adopt
 
     async def write(self, pos: int, chunk: bytes) -> None:
         end = pos + len(chunk)
@@ -93,6 +102,12 @@ class _Buffer:
             self.reserve(self.cap)
             self.buf, self.committed = bytearray(self.cap), self.cap
             return
+        if self.buf is None and self.exact and self.pool is not None and self.adopt:
+            pooled = self.pool.take(self.cap)
+            if pooled is not None:
+                self.adopt(self.cap)
+                self.buf, self.committed = pooled, self.cap
+                return
         step = max(end - self.committed, GROW_MIN_BYTES, self.committed // 2)
         size = min(self.cap, -(-(self.committed + step) // _PAGE) * _PAGE)
         self.reserve(size - self.committed)
@@ -135,12 +150,14 @@ async def read_body(request: Request, limit: int | None = None) -> bytearray | m
     state = state_of(request)
     config = state.config
     return await receive_body(request, min(config.max_body_bytes, limit or config.max_body_bytes),
-                              state.bodies, config.body_timeout_s, config.min_body_rate_bytes)
+                              state.bodies, config.body_timeout_s, config.min_body_rate_bytes,
+                              state.body_pool)
 
 
 async def receive_body(request: Request, limit: int, budget: ByteBudget, idle_timeout_s: float,
-                       min_rate: float) -> bytearray | mmap.mmap:
-    """Receive the body into one writable buffer (tensors alias it).
+                       min_rate: float, pool: BufferPool | None = None) -> bytearray | mmap.mmap:
+    """Receive the body into one writable buffer (tensors alias it); a large one into
+    a warm buffer from ``pool`` when one fits, handed back to it when the request ends.
 
     A declared ``Content-Length`` over ``limit`` is refused (413) before reading a
     byte; memory is reserved in ``budget`` as the bytes arrive (503 past it).  A client
@@ -157,7 +174,9 @@ async def receive_body(request: Request, limit: int, budget: ByteBudget, idle_ti
             raise PayloadTooLargeError(f"request body is {size} bytes, over the server's "
                                        f"{limit}-byte limit (--max-body-mb)")
     buffer = _Buffer(limit if size is None else size,
-                     lambda n: reserve_for(request.scope, budget, n, "this request body"))
+                     lambda n: reserve_for(request.scope, budget, n, "this request body"),
+                     exact=size is not None, pool=pool,
+                     adopt=lambda n: adopt_for(request.scope, budget, n))
     pace = Pace(idle_timeout_s, min_rate)
     pos = 0
     more = True
@@ -181,7 +200,10 @@ async def receive_body(request: Request, limit: int, budget: ByteBudget, idle_ti
         raise
     if size is not None and pos != size:
         raise MalformedRequestError(f"request body ended after {pos} of {size} bytes")
-    return buffer.result(pos)
+    body = buffer.result(pos)
+    if pool is not None and isinstance(body, mmap.mmap):
+        request.scope["state"][POOLED_KEY] = body
+    return body
 
 
 async def _next_chunk(request: Request, pace: Pace) -> tuple[bytes, bool]:
