@@ -21,6 +21,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from genie.errors import AuthError, GenieError
+from genie.server.bodies import DIRECT_BYTES_KEY
 from genie.server.failures import ERROR_TYPE_KEY, on_unexpected
 from genie.server.sessions import session_of
 from genie.server.state import ServerState, state_of
@@ -90,7 +91,7 @@ class AccountingMiddleware:
             app_state: ServerState = scope["app"].state.genie
             app_state.stats.record(
                 endpoint, status=seen["status"], error_type=state.get(ERROR_TYPE_KEY),
-                bytes_in=seen["in"], bytes_out=seen["out"],
+                bytes_in=seen["in"] + state.get(DIRECT_BYTES_KEY, 0), bytes_out=seen["out"],
                 latency_ms=(time.perf_counter() - start) * 1000,
                 compute_ms=state.get(COMPUTE_MS_KEY, 0.0))
 
