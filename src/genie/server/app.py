@@ -22,7 +22,13 @@ from genie.server.config import ServerConfig
 from genie.server.device import cap_memory, describe, resolve_device
 from genie.server.executor import Executor
 from genie.server.failures import EXCEPTION_HANDLERS
-from genie.server.middleware import AccountingMiddleware, DebugDelayMiddleware, Endpoint, authorized
+from genie.server.middleware import (
+    AccountingMiddleware,
+    DebugDelayMiddleware,
+    DirectRoutes,
+    Endpoint,
+    authorized,
+)
 from genie.server.pool import BufferPool
 from genie.server.sessions import (
     SessionsCollector,
@@ -60,6 +66,10 @@ ROUTES: list[tuple[str, str, Endpoint, str]] = [
     ("GET", "/sessions/{session}", get_session, "one client session: its handles and idle time"),
     ("DELETE", "/sessions/{session}", end_session, "end a client session, freeing its handles"),
 ]
+
+
+#: Routes called without Starlette's router in between (``DirectRoutes``): the hot ones.
+DIRECT_PATHS = ("/execute", "/echo", "/graph")
 
 
 def create_app(config: ServerConfig | None = None) -> Starlette:
@@ -106,8 +116,10 @@ def create_app(config: ServerConfig | None = None) -> Starlette:
               for method, path, endpoint, _ in ROUTES]
     listing = [("GET", "/", "this list of routes"), *((m, p, d) for m, p, _, d in ROUTES)]
     routes.append(Route("/", authorized(ep.index(listing)), methods=["GET"]))
+    direct = [r for r in routes if r.path in DIRECT_PATHS and r.methods == {"POST"}]
     middleware = [Middleware(AccountingMiddleware),
-                  Middleware(ReleaseBudgets, budgets=[bodies, replies], give_back=pool.give_back)]
+                  Middleware(ReleaseBudgets, budgets=[bodies, replies], give_back=pool.give_back),
+                  Middleware(DirectRoutes, routes=direct)]
     if config.debug_delay_ms > 0:  # test-only: a deliberately slow server
         middleware.insert(1, Middleware(DebugDelayMiddleware, delay_s=config.debug_delay_ms / 1000))
     app = Starlette(

@@ -411,9 +411,18 @@ def test_an_op_slow_on_the_loop_goes_to_the_threads_from_then_on() -> None:
     bound = relu.bind([torch.randn(4)])
     assert executor.inline_fits(relu, bound, cache)
     timing = Timing()
+    # Waiting is not cost (a preempted loop is not a slow op); computing is.
     out = executor.run_inline(timing, "relu", lambda _: time.sleep(INLINE_MAX_MS * 2 / 1000),
                               lambda r: "encoded")
     assert out == "encoded" and timing.compute_ms > INLINE_MAX_MS
+    assert "relu" not in executor.slow_inline
+
+    def spin(_: object) -> None:
+        end = time.thread_time() + INLINE_MAX_MS * 2 / 1000
+        while time.thread_time() < end:
+            pass
+
+    executor.run_inline(timing, "relu", spin, lambda r: r)
     assert "relu" in executor.slow_inline
     assert not executor.inline_fits(relu, bound, cache)
 
