@@ -1,13 +1,17 @@
 """A/B of Genie servers built from different source trees, side by side in one run.
 
 ``python benchmarks/ab.py --tree base=/tmp/base/src --tree new=src [--sizes 10,1000,4096]
-[--repeats 5] [--op relu|add] [--levels 1,4] [--window 2] [--rounds 2]`` starts one
-``genie-server`` per tree (``PYTHONPATH`` set to that tree) and the tight raw peer, then:
+[--repeats 5] [--op relu|add] [--levels 1,4] [--window 2] [--rounds 2] [--cold NAME]
+[--async NAME]`` starts one ``genie-server`` per tree (``PYTHONPATH`` set to that tree)
+and the tight raw peer, then:
 
 - the sequential table: ``op`` on an fp32 n x n tensor (``add``: the tensor and
   itself, which is not run in place) through ``genie.Client`` (this process's source),
   the calls of every server and the raw peer taken round robin; medians, and each
   ratio to the raw peer;
+  ``--cold NAME``: that tree's client receives every reply into a fresh buffer (as
+  the client did before ``genie.client.http1.WarmReply``); ``--async NAME``: a column
+  ``NAME/async`` through ``genie.AsyncClient`` to that tree's server;
 - the concurrency table (small ``/execute``, ``load.py replay`` processes as in
   ``concurrency.py``): for each level, ``rounds`` windows per server, alternating.
 
@@ -18,6 +22,7 @@ alike, so compare the trees' columns within one run, not across runs.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import statistics
 import sys
@@ -49,6 +54,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--levels", default="1,4")
     p.add_argument("--window", type=float, default=2.0)
     p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--cold", action="append", default=[],
+                   help="NAME: that tree's client does not reuse reply buffers")
+    p.add_argument("--async", dest="async_", action="append", default=[],
+                   help="NAME: also time genie.AsyncClient against that tree's server")
     p.add_argument("--server-flag", action="append", default=[],
                    help="NAME=FLAG: an extra command-line flag for that tree's server")
     args = p.parse_args(argv)
@@ -70,6 +79,11 @@ def sequential(args: argparse.Namespace, clients: dict[str, genie.Client],
                tight: peers.TightRawClient, pids: dict[str, int]) -> None:
     print(f"\n{args.op} fp32 n x n, median ms (ratio to raw_tight); server CPU ms per call")
     names = list(clients)
+    loop = asyncio.new_event_loop()
+    aclients = {f"{k}/async": genie.AsyncClient(clients[k].url, timeout=120)
+                for k in args.async_}
+    pids = {**pids, **{f"{k}/async": pids[k] for k in args.async_}}
+    names += list(aclients)
     print("| n | raw_tight | " + " | ".join(names) + " | " + " | ".join(f"{n} cpu" for n in names)
           + " |")
     for n in args.size_list:
@@ -81,6 +95,11 @@ def sequential(args: argparse.Namespace, clients: dict[str, genie.Client],
         for name, client in clients.items():
             calls[name] = ((lambda c=client, x=x: c.execute("relu", x)) if args.op == "relu"
                            else (lambda c=client, x=x: c.execute("add", x, other=x)))
+        for name, aclient in aclients.items():
+            calls[name] = ((lambda c=aclient, x=x: loop.run_until_complete(c.execute("relu", x)))
+                           if args.op == "relu" else
+                           (lambda c=aclient, x=x: loop.run_until_complete(
+                               c.execute("add", x, other=x))))
         for name, call in calls.items():
             got = call()
             if name != "raw_tight" and not torch.equal(got, expected):
@@ -96,11 +115,16 @@ def sequential(args: argparse.Namespace, clients: dict[str, genie.Client],
                 call()
                 times[name].append(time.perf_counter() - start)
         cpu = {k: counters(pids[k])[2] - cpu[k] for k in names}
+        for k in names:  # a server shared by two columns: its CPU split between them
+            cpu[k] /= sum(1 for j in names if pids[j] == pids[k])
         raw = median_ms(times["raw_tight"])
         cells = [f"{median_ms(times[k]):.3f} ({median_ms(times[k]) / raw:.2f}x)" for k in names]
         cpu_cells = [f"{cpu[k] / repeats * 1000:.3f}" for k in names]
         print(f"| {n} | {raw:.3f} | " + " | ".join(cells) + " | " + " | ".join(cpu_cells) + " |",
               flush=True)
+    for aclient in aclients.values():
+        loop.run_until_complete(aclient.aclose())
+    loop.close()
 
 
 def concurrent(args: argparse.Namespace, clients: dict[str, genie.Client],
@@ -151,6 +175,10 @@ def main(argv: list[str] | None = None) -> int:
             ports[name] = int(url.rsplit(":", 1)[1])
         print(f"load average at start: {os.getloadavg()[0]:.2f}; trees: {args.trees}")
         clients = {k: genie.Client(u, timeout=120) for k, u in urls.items()}
+        for name in args.cold:
+            plain = clients[name]._plain  # noqa: SLF001 - a benchmark switch
+            if plain is not None:
+                plain.reuse_reply_buffers = False
         sequential(args, clients, peers.TightRawClient(tight.port), pids)
         concurrent(args, clients, ports, pids, pool)
         for c in clients.values():

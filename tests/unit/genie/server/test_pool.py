@@ -8,8 +8,9 @@ up before a body is refused for want of room.
 from __future__ import annotations
 
 import mmap
+import socket
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import httpx
 import safetensors.torch
@@ -109,3 +110,43 @@ def test_bodies_reuse_warm_buffers_and_every_reply_stays_its_own(
             t.join()
         assert not errors, errors
     assert bodies.reserved == 0 and bodies.parked == pool.idle_bytes > 0
+
+
+def test_a_body_received_straight_into_a_warm_buffer_keeps_the_pace_and_the_counts(
+        make_server: Callable[..., BackgroundServer],
+        wait_until: Callable[..., None]) -> None:
+    # Once a body's buffer is a warm one, the connection writes the bytes into it
+    # itself (no ASGI message per chunk): the pace and the accounting still hold.
+    srv = make_server(body_timeout_s=0.5, min_body_rate_kb=1)
+    pool: BufferPool = srv.app.state.genie.body_pool
+    bodies: ByteBudget = srv.app.state.genie.bodies
+    body = safetensors.torch.save({"x": torch.randn(800, 800)})  # 2.5 MB
+    with httpx.Client(base_url=srv.url, timeout=60) as http:
+        assert http.post("/echo", content=body).content == body  # leaves a warm buffer
+        hits = pool.hits
+        # Sent in pieces with pauses shorter than the timeout: received whole.
+        pieces = [body[i:i + 300_000] for i in range(0, len(body), 300_000)]
+
+        def slowly() -> Iterator[bytes]:
+            for piece in pieces:
+                yield piece
+                threading.Event().wait(0.1)
+
+        resp = http.post("/echo", content=slowly(), headers={"content-length": str(len(body))})
+        assert resp.status_code == 200 and resp.content == body
+        assert pool.hits == hits + 1
+        stats = http.get("/stats").json()["endpoints"]["POST /echo"]
+        assert stats["bytes_in"] == 2 * len(body)
+    # A warm-buffer body that stalls mid-way is still cut off, its reservation returned.
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=30) as sock:
+        sock.sendall(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(body)
+                     + body[:1_000_000])
+        reply = b""
+        while b"\r\n\r\n" not in reply:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            reply += chunk
+        assert reply.startswith(b"HTTP/1.1 400 ") and b"--body-timeout-s" in reply, reply
+    assert pool.hits == hits + 2
+    wait_until(lambda: bodies.reserved == 0, "the stalled body's reservation returned")
