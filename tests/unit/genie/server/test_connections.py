@@ -156,9 +156,11 @@ def test_a_thousand_silent_or_slow_sockets_do_not_lock_out_a_normal_client(
         make_server: Callable[..., BackgroundServer], x: torch.Tensor,
         st_body: Callable[..., bytes], slots: int) -> None:
     # 1,000 sockets: silent, a head begun, a body trickled, a reply unread.  With slots
-    # to spare (1,024) a normal client is served within 1 s while they stay; when they
-    # take every slot (1,000), the timeouts close them and a normal client is served
-    # within 1 s of them (the longest timeout here being 0.5 s).
+    # to spare (1,024) a normal client is served while they stay; when they take every
+    # slot (1,000), the timeouts (0.5 s here) close them and a normal client is served
+    # soon after.  Before the head deadline it waited as long as they stayed open (> 65 s).
+    # On a quiet machine both take well under 1 s; the bounds leave room for a loaded CI
+    # machine without letting a lock-out pass.
     srv = make_server(max_connections=slots, header_timeout_s=0.5, body_timeout_s=0.5,
                       min_body_rate_kb=64, write_timeout_s=0.5, max_compute_mb=16)
     body = st_body({"x": x})
@@ -186,4 +188,5 @@ def test_a_thousand_silent_or_slow_sockets_do_not_lock_out_a_normal_client(
                     break
                 time.sleep(0.02)
         assert served is not None, "a normal client was never served"
-        assert served < (1.0 if slots > 1000 else 1.5), served
+        print(f"{slots} slots: a normal client served after {served:.3f} s")
+        assert served < (2.0 if slots > 1000 else 3.0), served

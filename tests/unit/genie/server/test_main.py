@@ -27,11 +27,12 @@ STARTUP_TIMEOUT = 60.0
 class ServerProcess:
     """``genie-server`` in a subprocess on 127.0.0.1; waits until /health answers."""
 
-    def __init__(self, port: int, *args: str, env: dict[str, str] | None = None) -> None:
+    def __init__(self, port: int, *args: str, env: dict[str, str] | None = None,
+                 module: str = "genie.runtime.simple_server") -> None:
         self.port = port
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "genie.runtime.simple_server", "--host", "127.0.0.1",
+            [sys.executable, "-m", module, "--host", "127.0.0.1",
              "--port", str(self.port), "--device", "cpu", "--log-level", "info", *args],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
             env={**os.environ, **(env or {})})
@@ -120,6 +121,18 @@ def test_cli_token_flag_and_sigint(tmp_path: Path, free_port: Callable[[], int])
     finally:
         code, output = srv.stop(signal.SIGINT)
     assert_clean_exit(code, output, signal.SIGINT)
+
+
+def test_python_m_genie_server_is_the_same_server(free_port: Callable[[], int]) -> None:
+    # ``python -m genie.server`` (the package's own entry) serves as the guide's path does.
+    srv = ServerProcess(free_port(), "--max-body-mb", "1", module="genie.server")
+    try:
+        assert srv.wait_healthy()["status"] == "healthy"
+        big = safetensors.torch.save({"x": torch.zeros(300_000)})
+        assert httpx.post(f"{srv.url}/echo", content=big).status_code == 413  # its flags apply
+    finally:
+        code, output = srv.stop(signal.SIGTERM)
+    assert_clean_exit(code, output, signal.SIGTERM)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a CPU-only machine")
