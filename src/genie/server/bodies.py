@@ -219,9 +219,11 @@ async def receive_body(request: Request, limit: int, budget: ByteBudget, idle_ti
     except BaseException:  # refused mid-body: the rest of it may never be read
         request.scope["state"][CLOSE_KEY] = more
         raise
+    finally:  # counted however the body ended
+        if direct is not None:
+            request.scope["state"][DIRECT_BYTES_KEY] = direct.pos - direct.start
     if direct is not None:
         pos = direct.pos
-        request.scope["state"][DIRECT_BYTES_KEY] = direct.pos - direct.start
     if size is not None and pos != size:
         raise MalformedRequestError(f"request body ended after {pos} of {size} bytes")
     body = buffer.result(pos)

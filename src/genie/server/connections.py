@@ -18,9 +18,9 @@ protocol with the three added:
 It also writes each reply's head together with the start of its body (one system
 call and one TCP segment for a small reply, not two: ``_HeadWithBody``), and lets the
 app receive a large body straight into its own buffer
-(``genie.server.bodies.RECEIVE_INTO``): uvicorn
-otherwise copies every chunk twice more (into the request's ``bytearray``, then out
-of it as ``bytes``) and wakes the app for each one.
+(``genie.server.bodies.RECEIVE_INTO``): uvicorn otherwise copies every chunk twice
+more (into the request's ``bytearray``, then out of it as ``bytes``) and wakes the
+app for each one.
 
 Why a subclass of the httptools protocol rather than ``h11`` with its
 ``h11_max_incomplete_event_size``: h11 would bound the head, but not the time it takes
@@ -42,8 +42,7 @@ from genie.server.bodies import RECEIVE_INTO
 from genie.server.config import ServerConfig
 from genie.server.failures import ERROR_TYPE_KEY
 
-__all__ = ["GenieHttpProtocol", "WRITE_TIMEOUT_TYPE", "protocol_for",
-           "uvicorn_settings"]
+__all__ = ["GenieHttpProtocol", "WRITE_TIMEOUT_TYPE", "protocol_for", "uvicorn_settings"]
 
 log = logging.getLogger("genie.server")
 #: The error type ``/stats`` counts a reply cut off by the write timeout under.
