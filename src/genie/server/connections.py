@@ -59,7 +59,8 @@ class _HeadWithBody:
     A small reply then leaves in one ``write``: measured, the separate head write was
     about a seventh of the server's CPU on a small ``/execute``.  An interim
     ``100 Continue`` goes out at once; anything else the reply does with the
-    transport (close, abort) sends a held head first.
+    transport (close, abort), or its end, sends a held head first.  Not used for
+    ``HEAD``, whose reply uvicorn ends without writing a body.
     """
 
     def __init__(self, transport: asyncio.Transport) -> None:
@@ -160,7 +161,8 @@ class GenieHttpProtocol(HttpToolsProtocol):
             return
         super().on_headers_complete()
         cycle = self.cycle
-        cycle.transport = _HeadWithBody(self.transport)  # type: ignore[assignment]
+        if cycle.scope["method"] != "HEAD":  # a HEAD reply has no body to join its head to
+            cycle.transport = _HeadWithBody(self.transport)  # type: ignore[assignment]
         extensions: dict[str, Any] = cycle.scope.setdefault("extensions", {})  # type: ignore[assignment]
         extensions[RECEIVE_INTO] = lambda write: self._receive_into(cycle, write)
 
@@ -188,6 +190,9 @@ class GenieHttpProtocol(HttpToolsProtocol):
             super().on_message_complete()
 
     def on_response_complete(self) -> None:
+        held = getattr(self.cycle, "transport", None)
+        if isinstance(held, _HeadWithBody):
+            held.flush()  # a reply that ended with no body write still sends its head
         super().on_response_complete()
         if not self.transport.is_closing() and not self.pipeline:
             self._await_head()  # the next request's head has its own deadline
