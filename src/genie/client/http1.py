@@ -114,7 +114,11 @@ class WarmReply:
     only when this object's reference is the only one left: a tensor decoded from
     the reply keeps the buffer object alive (``torch.frombuffer``), a memoryview
     exports it, so either makes it count as in use, and the reply gets a fresh one.
+    At most ``max_bytes`` is kept, and nothing once the client is closed.
     """
+
+    #: A reply larger than this is not kept: it would stay resident in an idle client.
+    max_bytes = 512 * 1024 * 1024
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -131,8 +135,12 @@ class WarmReply:
                 self.reused += 1
                 return self.buf
             fresh = receive_buffer(size)
-            self.buf = fresh if isinstance(fresh, mmap) else None
+            self.buf = fresh if isinstance(fresh, mmap) and size <= self.max_bytes else None
             return fresh
+
+    def clear(self) -> None:
+        with self._lock:
+            self.buf = None
 
 
 class Http1Pool:
@@ -189,6 +197,7 @@ class Http1Pool:
             self._idle.append(conn)
 
     def close(self) -> None:
+        self.warm.clear()
         with self._lock:
             idle, self._idle = self._idle, []
         for conn in idle:
