@@ -140,8 +140,11 @@ def render_html(report: dict[str, Any], svgs: dict[str, str] | None) -> str:
     body += ["<h2>Recommendations</h2>", *_list([r["text"] for r in report["recommendations"]], True)]
     body += ["<h2>Trend Across Runs</h2>", *_table(trend_table(report["trend"], perf.get(Key.N)))]
     body += _chart(charts, "trend")
-    body += _side("Server-Side Results", report["server_side"]) + _side("Client-Side Results",
-                                                                         report["client_side"])
+    if len(report.get("servers", [])) < 2:  # a fleet's checks are in its servers' sections
+        where = {side: where_label(measured.get(side)) if measured.get(side) else None
+                 for side in ("server", "client")}
+        body += _side("Server-Side Results", report["server_side"], where["server"])
+        body += _side("Client-Side Results", report["client_side"], where["client"])
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             "<title>Genie Test Analysis Report</title>"
             f"<style>{_STYLE}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")

@@ -99,7 +99,9 @@ def where_label(where: dict[str, Any] | None) -> str:
 
 
 def _side_section(title: str, side: dict[str, Any] | None, how_to_get: str,
-                  where: str | None = None, level: str = "##") -> list[str]:
+                  where: str | None = None, level: str = "##", per_test: bool = True) -> list[str]:
+    """A side's counts and (``per_test``) its table of checks; a fleet's top-level sections have
+    only the counts, since one check's name would stand for several servers' records."""
     lines = [f"{level} {title}", ""]
     if side is None:
         return [*lines, f"No results for this side in this report ({how_to_get}).", ""]
@@ -111,6 +113,10 @@ def _side_section(title: str, side: dict[str, Any] | None, how_to_get: str,
         f"{s['total']} tests: {s['passed']} passed, {s['failed']} failed, {s['skipped']} skipped, "
         f"{s['errors']} errors — success rate {rate} (total test time {format_ms(side['total_time_ms'])}).",
         "",
+    ]
+    if not per_test:
+        return [*lines, "Each server's checks are in its section under Servers.", ""]
+    lines += [
         "| Test | Status | Time | Key details |",
         "|---|---|---|---|",
     ]
@@ -438,13 +444,13 @@ def render_markdown(report: dict[str, Any]) -> str:
     lines += _side_section(
         "Server-Side Results", report["server_side"], "run `pytest -m server` on the server",
         "on each server node (see each server's section)" if several
-        else where_label(perf_where.get("server")),
+        else where_label(perf_where.get("server")), per_test=not several,
     )
     lines += _side_section(
         "Client-Side Results", report["client_side"],
         "run `pytest -m client --genie-server=HOST` on a client",
         "against several servers (see each server's section)" if several
-        else where_label(perf_where.get("client")),
+        else where_label(perf_where.get("client")), per_test=not several,
     )
     lines += _servers_section(report)
     lines += _performance_section(report)

@@ -8,10 +8,11 @@ and none is formed from both without saying so.
 
 from __future__ import annotations
 
+from html import escape
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pytest_genie.report.build import MARKDOWN_NAME, build_report, save_report
+from pytest_genie.report.build import HTML_NAME, MARKDOWN_NAME, build_report, save_report
 from pytest_genie.report.inputs import load_result_file
 from pytest_genie.report.servers import sections
 
@@ -89,6 +90,9 @@ def test_a_server_folder_and_a_client_folder_label_each_figures_origin(tmp_path:
     side = md.split("## Server-Side Results", 1)[1].split("## Client-Side Results", 1)
     assert f"Figures measured {LOOPBACK}." in side[0] and f"Figures measured {NETWORK}." in side[1]
     assert f"Measured {NETWORK}." in md.split("### Network Baseline", 1)[1]
+    html = (tmp_path / "out" / HTML_NAME).read_text(encoding="utf-8")
+    assert f"Figures measured {LOOPBACK}." in html and f"Figures measured {NETWORK}." in html
+    assert f"⚠ The network overhead {escape(across)}." in html
 
 
 def test_with_server_timing_no_figure_mixes_the_paths(tmp_path: Path, samples: Samples) -> None:
