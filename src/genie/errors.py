@@ -10,7 +10,9 @@ either side catches one tree::
     ├── TransportError          the server could not be reached or timed out (local)
     └── RemoteError             the server refused or failed the request
         ├── MalformedRequestError   400 malformed_request
-        │   └── WireFormatError     400 malformed_request: bytes are not valid safetensors
+        │   ├── WireFormatError     400 malformed_request: bytes are not valid safetensors
+        │   ├── RequestTimeoutError 408 request_timeout: no request head in time
+        │   └── HeaderTooLargeError 431 header_too_large: the request head is too long
         ├── AuthError               401 unauthorized
         ├── NotFoundError           404 not_found: unknown handle or route
         ├── MethodNotAllowedError   405 method_not_allowed
@@ -19,7 +21,8 @@ either side catches one tree::
         ├── UnsupportedMediaTypeError 415 unsupported_media_type: a pickle / torch.save upload
         ├── InvalidArgumentError    422 invalid_arguments: bad op arguments or shapes
         │   ├── UnsupportedOpError  422 unsupported_op (also raised locally at capture)
-        │   └── UnsupportedDTypeError 422 unsupported_dtype
+        │   ├── UnsupportedDTypeError 422 unsupported_dtype
+        │   └── ComputeTimeoutError 422 compute_timeout: computed past --max-compute-s
         ├── ServerBusyError         503 busy
         │   └── OutOfMemoryError    503 out_of_memory: the device ran out of memory
         └── ServerError             500 internal: a bug on the server
@@ -33,8 +36,10 @@ from __future__ import annotations
 __all__ = [
     "AuthError",
     "BudgetExceededError",
+    "ComputeTimeoutError",
     "ConfigurationError",
     "GenieError",
+    "HeaderTooLargeError",
     "InvalidArgumentError",
     "MalformedRequestError",
     "MethodNotAllowedError",
@@ -42,6 +47,7 @@ __all__ = [
     "OutOfMemoryError",
     "PayloadTooLargeError",
     "RemoteError",
+    "RequestTimeoutError",
     "ServerBusyError",
     "ServerError",
     "TransportError",
@@ -123,6 +129,20 @@ class WireFormatError(MalformedRequestError):
     """400: bytes that claim to be safetensors are not (truncated, lying header, ...)."""
 
 
+class RequestTimeoutError(MalformedRequestError):
+    """408: the connection sent no complete request head within ``--header-timeout-s``."""
+
+    status = 408
+    error_type = "request_timeout"
+
+
+class HeaderTooLargeError(MalformedRequestError):
+    """431: the request line and headers passed ``--max-header-kb``."""
+
+    status = 431
+    error_type = "header_too_large"
+
+
 class AuthError(RemoteError):
     """401: the bearer token is missing or wrong."""
 
@@ -195,6 +215,13 @@ class UnsupportedDTypeError(InvalidArgumentError):
     error_type = "unsupported_dtype"
 
 
+class ComputeTimeoutError(InvalidArgumentError):
+    """422: the request computed for longer than the server's ``--max-compute-s``
+    (checked between graph nodes); split the graph or use smaller tensors."""
+
+    error_type = "compute_timeout"
+
+
 class ServerBusyError(RemoteError):
     """503: the server is at its concurrency limit; retrying later may succeed."""
 
@@ -218,16 +245,17 @@ class ServerError(RemoteError):
 _BY_TYPE: dict[str, type[RemoteError]] = {
     cls.error_type: cls
     for cls in (
-        MalformedRequestError, AuthError, NotFoundError, MethodNotAllowedError,
-        PayloadTooLargeError, BudgetExceededError, UnsupportedMediaTypeError, InvalidArgumentError,
-        UnsupportedOpError, UnsupportedDTypeError, ServerBusyError, OutOfMemoryError,
+        MalformedRequestError, RequestTimeoutError, HeaderTooLargeError, AuthError,
+        NotFoundError, MethodNotAllowedError, PayloadTooLargeError, BudgetExceededError,
+        UnsupportedMediaTypeError, InvalidArgumentError, UnsupportedOpError,
+        UnsupportedDTypeError, ComputeTimeoutError, ServerBusyError, OutOfMemoryError,
         ServerError,
     )
 }
 _BY_STATUS: dict[int, type[RemoteError]] = {
     400: MalformedRequestError, 401: AuthError, 403: AuthError, 404: NotFoundError,
-    405: MethodNotAllowedError, 413: PayloadTooLargeError, 415: UnsupportedMediaTypeError,
-    422: InvalidArgumentError,
+    405: MethodNotAllowedError, 408: RequestTimeoutError, 413: PayloadTooLargeError,
+    415: UnsupportedMediaTypeError, 422: InvalidArgumentError, 431: HeaderTooLargeError,
     503: ServerBusyError,
 }
 

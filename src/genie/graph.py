@@ -35,8 +35,9 @@ import torch
 from genie.errors import InvalidArgumentError, MalformedRequestError
 from genie.wire import dtype_from_name, dtype_name
 
-__all__ = ["GRAPH_METADATA_KEY", "HANDLES_METADATA_KEY", "MAX_RELEASE", "REF_KINDS",
-           "RELEASED_METADATA_KEY", "Ref", "from_wire", "handle_ids", "refs_in", "to_wire"]
+__all__ = ["GRAPH_METADATA_KEY", "HANDLES_METADATA_KEY", "MAX_ARG_DEPTH", "MAX_RELEASE",
+           "REF_KINDS", "RELEASED_METADATA_KEY", "Ref", "from_wire", "handle_ids", "refs_in",
+           "to_wire"]
 
 #: The safetensors metadata key holding the graph JSON.
 GRAPH_METADATA_KEY = "genie.graph"
@@ -49,6 +50,8 @@ RELEASED_METADATA_KEY = "genie.released"
 MAX_RELEASE = 100_000
 #: The tags that refer to a tensor.
 REF_KINDS = ("input", "handle", "node")
+#: How deep argument values may nest (lists, tagged objects); the ops need three or so.
+MAX_ARG_DEPTH = 32
 
 
 @dataclass(frozen=True)
@@ -78,10 +81,18 @@ def to_wire(value: Any) -> Any:
     raise InvalidArgumentError(f"cannot send a {type(value).__name__} as an op argument")
 
 
-def from_wire(value: Any, resolve: Callable[[Ref], Any]) -> Any:
-    """Decode graph JSON into Python values; tensor references go through ``resolve``."""
+def from_wire(value: Any, resolve: Callable[[Ref], Any], depth: int = 0) -> Any:
+    """Decode graph JSON into Python values; tensor references go through ``resolve``.
+
+    Nesting is bounded (``MAX_ARG_DEPTH``): no op takes arguments nested more than a
+    few levels, and every later step (checkers, meta inference, error messages) walks
+    the value recursively, so a sender's 500-deep list must stop here, as a 400.
+    """
+    if depth > MAX_ARG_DEPTH:
+        raise MalformedRequestError(f"an argument value nests lists or tagged objects more "
+                                    f"than {MAX_ARG_DEPTH} levels deep")
     if isinstance(value, list):
-        return [from_wire(v, resolve) for v in value]
+        return [from_wire(v, resolve, depth + 1) for v in value]
     if isinstance(value, dict):
         if len(value) != 1:
             raise MalformedRequestError(f"a tagged argument has exactly one key, got {value!r}")
@@ -95,7 +106,7 @@ def from_wire(value: Any, resolve: Callable[[Ref], Any]) -> Any:
         if tag == "slice":
             if not (isinstance(payload, list) and len(payload) == 3):
                 raise MalformedRequestError("{'slice': [start, stop, step]} takes three values")
-            return slice(*payload)
+            return slice(*(from_wire(p, resolve, depth + 1) for p in payload))
         if tag == "ellipsis":
             return Ellipsis
         raise MalformedRequestError(f"unknown argument tag {tag!r}")

@@ -31,7 +31,7 @@ import json
 import mmap
 import struct
 import sys
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -41,6 +41,7 @@ from genie.errors import UnsupportedDTypeError, UnsupportedMediaTypeError, WireF
 __all__ = [
     "CONVERSION",
     "DTYPE_NAMES",
+    "Charge",
     "MAX_HEADER_BYTES",
     "Decoded",
     "Encoded",
@@ -49,6 +50,7 @@ __all__ = [
     "dtype_name",
     "encode",
     "foreign_format",
+    "json_cost",
     "receive_buffer",
     "slices",
 ]
@@ -172,6 +174,10 @@ def _tensor_bytes(tensor: torch.Tensor) -> memoryview:
     flat = tensor.reshape(-1)
     if flat.numel() == 0:
         return memoryview(b"")
+    if flat.stride(0) != 1:
+        # Contiguous yet strided: torch ignores the stride of a size-1 dim, so the real
+        # part of a one-element complex tensor is "contiguous" with stride 2.
+        flat = flat.clone(memory_format=torch.contiguous_format)
     return flat.view(torch.uint8).numpy().data.cast("B")
 
 
@@ -234,8 +240,35 @@ def _fail(msg: str) -> WireFormatError:
     return WireFormatError(f"invalid safetensors body: {msg}")
 
 
-def parse_header(buf: bytes | bytearray | memoryview) -> tuple[int, dict[str, object]]:
-    """Read and check the header; returns (data start, header dict)."""
+#: A callback told what parsing will cost before it starts (bytes, what): it may refuse.
+Charge = Callable[[int, str], None]
+
+
+def json_cost(text: bytes | str) -> int:
+    """An upper bound of the memory ``json.loads(text)`` takes, found without parsing.
+
+    Parsed JSON costs up to 30 times its text: ``[],`` is 3 bytes of text and a 56-byte
+    list plus its 8-byte slot in the parent.  So an 85 MB header of empty lists once
+    took 2.2 GB to parse.  Counting brackets, commas and colons (C-speed ``count``)
+    bounds the number of containers and values, whatever nesting or strings hide them
+    (a bracket inside a string is counted too: the bound only grows).  Each container
+    is charged 600 bytes (what a tensor entry of a safetensors header becomes once
+    decoded), each value 64, each character 10 (the text decoded, at 4 bytes a
+    character in the worst case, and strings parsed out of it), plus 4 KiB.
+    """
+    if isinstance(text, str):
+        text = text.encode("utf-8", "surrogatepass")
+    containers = text.count(b"[") + text.count(b"{")
+    values = containers + text.count(b",") + text.count(b":") + 1
+    return 4096 + 10 * len(text) + 600 * containers + 64 * values
+
+
+def parse_header(buf: bytes | bytearray | memoryview, charge: Charge | None = None
+                 ) -> tuple[int, dict[str, object]]:
+    """Read and check the header; returns (data start, header dict).
+
+    ``charge`` is told the header's ``json_cost`` before it is parsed, and may refuse.
+    """
     total = len(buf)
     if total < 8:
         raise _fail(f"{total} bytes; a safetensors body starts with an 8-byte header length")
@@ -244,8 +277,11 @@ def parse_header(buf: bytes | bytearray | memoryview) -> tuple[int, dict[str, ob
         raise _fail(f"header length {n} exceeds the {MAX_HEADER_BYTES}-byte limit")
     if 8 + n > total:
         raise _fail(f"header claims {n} bytes but only {total - 8} follow (truncated?)")
+    raw = bytes(buf[8:8 + n])
+    if charge is not None:
+        charge(json_cost(raw), f"parsing its {n}-byte header")
     try:
-        header = json.loads(bytes(buf[8:8 + n]).decode("utf-8"))
+        header = json.loads(raw.decode("utf-8"))
     except (ValueError, RecursionError) as exc:  # also: ints past 4300 digits, deep nesting
         raise _fail(f"header is not UTF-8 JSON ({exc})") from exc
     if not isinstance(header, dict):
@@ -342,16 +378,18 @@ def foreign_format(buf: bytes | bytearray | memoryview | mmap.mmap) -> str | Non
     return None
 
 
-def decode(buf: bytes | bytearray | memoryview | mmap.mmap) -> Decoded:
+def decode(buf: bytes | bytearray | memoryview | mmap.mmap, charge: Charge | None = None
+           ) -> Decoded:
     """Parse a safetensors body into CPU tensors.
 
     With a writable buffer (``bytearray``), tensors share its memory: no copy.  A
     read-only buffer (``bytes``), or data not aligned to its element size, is copied
-    per tensor, because torch must not alias memory it cannot write.
+    per tensor, because torch must not alias memory it cannot write.  ``charge``: see
+    ``parse_header``.
     """
     view = memoryview(buf).cast("B")
     try:
-        start, header = parse_header(view)
+        start, header = parse_header(view, charge)
     except WireFormatError:
         what = foreign_format(view)
         if what is None:

@@ -325,7 +325,7 @@ def _infer(op: Op, bound: Mapping[str, Any]) -> tuple[Spec, bool]:
     """(shape/strides/dtype, whether it is a view of its first input) of ``op`` on
     ``bound``: the registry op run on meta, which makes a view exactly where eager
     torch would."""
-    outcome = infer(op, bound, SESSION.meta, spec=_spec_of)
+    outcome = infer(op, bound, SESSION.meta, spec=_spec_of, cost=False)  # shapes only
     if isinstance(outcome, MetaFailure):
         if outcome.error is None:
             raise InvalidArgumentError(f"op {op.name!r}: cannot infer its result shape without "

@@ -31,11 +31,13 @@ import torch
 
 from genie.errors import GenieError, InvalidArgumentError
 from genie.ops.registry import Op, OpContext
+from genie.ops.work import DEFAULT, logical_bytes, working_bytes
 from genie.wire import DIM_LIMIT, MAX_RANK, dtype_name
 
 __all__ = ["DEFAULT_CACHE_BYTES", "DEFAULT_CACHE_ENTRIES", "MetaCache", "MetaFailure",
            "MetaResult", "Spec", "SpecOf", "StagedCache", "check_alloc", "check_output",
-           "infer", "meta_key", "nbytes_within", "shape_text", "tensor_spec", "warm_up"]
+           "data_dependent_bound", "infer", "meta_key", "nbytes_within", "shape_text",
+           "tensor_spec", "warm_up"]
 
 META = torch.device("meta")
 _META_CTX = OpContext(device=META, max_alloc_bytes=1 << 62)
@@ -69,6 +71,9 @@ class MetaResult:
     ``nbytes`` is the result's logical size (what encoding it for a reply costs);
     ``allocates`` is the fresh memory it takes, 0 when the result is (a view of) an
     input, whose parameter ``view_of`` names (``expand``, ``reshape``, ``dropout``).
+    ``working`` is what the op allocates while it runs besides its result
+    (``genie.ops.work``); ``broadcast`` the bytes its inputs present beyond the memory
+    they hold (an expanded view reads as its full size), a measure of its work.
     """
 
     shape: tuple[int, ...]
@@ -77,6 +82,8 @@ class MetaResult:
     nbytes: int
     allocates: int
     view_of: str | None
+    working: int | None = 0  # None: not estimated (``infer(cost=False)``)
+    broadcast: int | None = 0
 
     @property
     def spec(self) -> Spec:
@@ -222,7 +229,10 @@ def _to_meta(value: Any, spec: SpecOf) -> Any:
     return value
 
 
-def _run_on_meta(op: Op, bound: Mapping[str, Any], spec: SpecOf) -> Outcome:
+# Never compiled: in a torch.compile region (a LazyTensor program), dynamo resuming
+# here after a graph break once built a broken graph of these meta ops.
+@torch.compiler.disable
+def _run_on_meta(op: Op, bound: Mapping[str, Any], spec: SpecOf, cost: bool) -> Outcome:
     metas = {k: _to_meta(v, spec) for k, v in bound.items()}
     if op.factory and metas.get("seed") is not None:
         metas["seed"] = None
@@ -242,20 +252,48 @@ def _run_on_meta(op: Op, bound: Mapping[str, Any], spec: SpecOf) -> Outcome:
             break
     nbytes = out.numel() * out.element_size()
     allocates = 0 if view_of is not None else out.untyped_storage().nbytes()
-    return MetaResult(tuple(out.shape), tuple(out.stride()), out.dtype, nbytes, allocates, view_of)
+    working: int | None
+    broadcast: int | None
+    if not cost:
+        working = broadcast = None
+    elif view_of is not None:
+        working = broadcast = 0  # a view runs no kernel
+    else:
+        try:
+            working = working_bytes(op.name, metas, out)
+        except Exception:  # noqa: BLE001 - a rule that does not fit these arguments
+            working = DEFAULT(metas, out)
+        broadcast = sum(max(0, logical_bytes(t) - t.untyped_storage().nbytes())
+                        for t in _meta_tensors(metas))
+    return MetaResult(tuple(out.shape), tuple(out.stride()), out.dtype, nbytes, allocates,
+                      view_of, working, broadcast)
+
+
+def _meta_tensors(metas: Mapping[str, Any]) -> list[torch.Tensor]:
+    found = []
+    for value in metas.values():
+        for v in value if isinstance(value, (list, tuple)) else (value,):
+            if isinstance(v, torch.Tensor):
+                found.append(v)
+    return found
 
 
 def infer(op: Op, bound: Mapping[str, Any], cache: Cache | None, *,
-          spec: SpecOf = tensor_spec) -> Outcome:
+          spec: SpecOf = tensor_spec, cost: bool = True) -> Outcome:
     """The outcome of ``op`` on ``bound`` (tensors described by ``spec``), inferred on
-    meta and cached in ``cache`` when the arguments make a key."""
+    meta and cached in ``cache`` when the arguments make a key.
+
+    ``cost``: also estimate its working memory and broadcast reads, what the allocation
+    cap needs (LazyTensor, which only wants shapes, asks without).
+    """
     keyed = meta_key(op, bound, spec) if cache is not None else None
     if keyed is not None:
         assert cache is not None
         hit = cache.get(keyed[0])
-        if hit is not None:
+        if hit is not None and not (cost and isinstance(hit, MetaResult)
+                                    and hit.working is None):
             return hit
-    outcome = _run_on_meta(op, bound, spec)
+    outcome = _run_on_meta(op, bound, spec, cost)
     if keyed is not None:
         assert cache is not None
         cache.put(keyed[0], outcome, _ENTRY_BYTES + _ITEM_BYTES * keyed[1])
@@ -298,24 +336,52 @@ def check_alloc(shape: Sequence[int], dtype: torch.dtype | None, ctx: OpContext)
 
 def check_output(op: Op, bound: Mapping[str, Any], ctx: OpContext, cache: Cache | None, *,
                  materialized: bool, already: int = 0) -> MetaResult | None:
-    """Refuse (422) running ``op`` when its result would pass the allocation cap.
+    """Refuse (422) running ``op`` when its result and its working memory would pass
+    the allocation cap, or when it would read more through broadcast inputs than the
+    cap (an expanded view costs no memory, but the op does the work of its full size).
 
     ``materialized``: the result will be encoded for a reply, so a view costs its
     full logical size; otherwise only fresh memory counts.  ``already`` is memory
     the caller holds for this request (a graph's live intermediates).  ``None`` when
-    meta cannot tell: the caller runs the op and measures the real result.
+    meta cannot tell (a data-dependent result): the caller checks
+    ``data_dependent_bound`` first, runs the op and measures the real result.
     """
     outcome = infer(op, bound, cache)
     if isinstance(outcome, MetaFailure):
         return None  # the real run reports the op's own error
+    if len(outcome.shape) > MAX_RANK:  # no reader (ours, safetensors) would take it back
+        raise InvalidArgumentError(
+            f"op {op.name!r} would produce a {len(outcome.shape)}-dimensional tensor; "
+            f"at most {MAX_RANK} dimensions travel on the wire")
     cost = outcome.nbytes if materialized else outcome.allocates
-    if cost + already > ctx.max_alloc_bytes:
+    limit = ctx.max_alloc_bytes
+    working, broadcast = outcome.working or 0, outcome.broadcast or 0
+    if cost + working + already > limit:
         held = f" with {already} bytes already live in this graph" if already else ""
+        note = (f" and about {working} bytes of working memory while it runs"
+                if working else "")
         raise InvalidArgumentError(
             f"op {op.name!r} would produce a {shape_text(outcome.shape)} "
-            f"{dtype_name(outcome.dtype)} tensor of {outcome.nbytes} bytes{held}, "
-            f"over the server's {ctx.max_alloc_bytes}-byte allocation limit")
+            f"{dtype_name(outcome.dtype)} tensor of {outcome.nbytes} bytes{note}{held}, "
+            f"over the server's {limit}-byte allocation limit (--max-compute-mb)")
+    if broadcast > limit:
+        raise InvalidArgumentError(
+            f"op {op.name!r} would read {broadcast} bytes through broadcast "
+            f"(expanded) inputs, more than the server's {limit}-byte allocation limit "
+            "(--max-compute-mb) allows an op to read or write")
     return outcome
+
+
+def data_dependent_bound(bound: Mapping[str, Any]) -> int:
+    """An upper bound of what an op whose result meta cannot size (boolean-mask
+    indexing) allocates: a result no larger than its inputs, a working copy, and the
+    int64 indices of a mask's selected elements."""
+    total = 0
+    for t in _meta_tensors(bound):
+        total += 2 * logical_bytes(t)
+        if t.dtype in (torch.bool, torch.uint8):
+            total += t.numel() * max(t.dim(), 1) * 8
+    return total
 
 
 def warm_up() -> None:

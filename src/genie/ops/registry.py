@@ -135,8 +135,11 @@ class Op:
             return fn(**kwargs)
         except torch.OutOfMemoryError:
             raise  # the server turns this into 503 out_of_memory
-        except (RuntimeError, ValueError, TypeError, IndexError, ArithmeticError) as exc:
+        except (RuntimeError, ValueError, TypeError, IndexError, ArithmeticError,
+                AssertionError) as exc:
             # ArithmeticError: e.g. OverflowError from arange(0, Infinity), which JSON allows.
+            # AssertionError: torch.nn.functional checks some arguments with ``assert``
+            # (embedding's padding_idx out of range).
             if "can't allocate memory" in str(exc) or "out of memory" in str(exc).lower():
                 raise torch.OutOfMemoryError(str(exc)) from exc
             raise InvalidArgumentError(

@@ -17,9 +17,9 @@ from genie._version import __version__
 from genie.ops import REGISTRY
 from genie.ops.meta import warm_up
 from genie.server import endpoints as ep
-from genie.server.bodies import BodyBudget, ReleaseBodyBudget
+from genie.server.budget import ByteBudget, ReleaseBudgets
 from genie.server.config import ServerConfig
-from genie.server.device import describe, resolve_device
+from genie.server.device import cap_memory, describe, resolve_device
 from genie.server.executor import Executor
 from genie.server.failures import EXCEPTION_HANDLERS
 from genie.server.middleware import AccountingMiddleware, DebugDelayMiddleware, Endpoint, authorized
@@ -66,21 +66,29 @@ def create_app(config: ServerConfig | None = None) -> Starlette:
     fails at start-up rather than on the first request."""
     config = config or ServerConfig()
     dev = resolve_device(config.device)
+    cap_memory(dev, config.max_gpu_bytes)
     store = TensorStore(config.max_held_bytes, lease_s=config.lease_s)
     counters = Stats(store.usage)
     registry = CollectorRegistry(auto_describe=True)
     registry.register(StatsCollector(counters))
     registry.register(SessionsCollector(store))
-    executor = Executor(dev, max_alloc_bytes=config.max_held_bytes or config.max_body_bytes,
-                        compute_threads=config.compute_threads, max_inflight=config.max_inflight)
+    executor = Executor(dev, max_alloc_bytes=config.max_compute_bytes,
+                        compute_threads=config.compute_threads, max_inflight=config.max_inflight,
+                        client_threads=config.per_client_threads,
+                        max_compute_s=config.max_compute_s)
+    bodies = ByteBudget(config.max_inflight_body_bytes, name="request bodies in flight",
+                        flag="--max-inflight-body-mb")
+    replies = ByteBudget(config.max_inflight_reply_bytes, name="replies in flight",
+                         flag="--max-inflight-reply-mb")
     state = ServerState(config=config, executor=executor, store=store, stats=counters,
-                        registry=registry, bodies=BodyBudget(config.max_inflight_body_bytes),
+                        registry=registry, bodies=bodies, replies=replies,
                         device_info=describe(dev))
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         log.info("genie %s serving on %s (%d ops, auth %s)", __version__, dev, len(REGISTRY),
                  "on" if config.token else "off")
+        log.info("memory budget (MiB): %s", config.memory_budget.describe())
         # Before serving: the first meta inference (allocation cap) costs ~1.5 s once per
         # process.  Not in a daemon thread: one still inside torch at exit aborts it.
         await anyio.to_thread.run_sync(warm_up)
@@ -96,7 +104,7 @@ def create_app(config: ServerConfig | None = None) -> Starlette:
     listing = [("GET", "/", "this list of routes"), *((m, p, d) for m, p, _, d in ROUTES)]
     routes.append(Route("/", authorized(ep.index(listing)), methods=["GET"]))
     middleware = [Middleware(AccountingMiddleware),
-                  Middleware(ReleaseBodyBudget, budget=state.bodies)]
+                  Middleware(ReleaseBudgets, budgets=[bodies, replies])]
     if config.debug_delay_ms > 0:  # test-only: a deliberately slow server
         middleware.insert(1, Middleware(DebugDelayMiddleware, delay_s=config.debug_delay_ms / 1000))
     app = Starlette(
@@ -105,5 +113,8 @@ def create_app(config: ServerConfig | None = None) -> Starlette:
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,
     )
+    # No redirect from /tensors/{id}/ to /tensors/{id}: it would answer 307 before the
+    # token is checked.  A path with a trailing slash is simply unknown (404).
+    app.router.redirect_slashes = False
     app.state.genie = state
     return app

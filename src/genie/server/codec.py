@@ -1,5 +1,6 @@
 """Tensors in and out of requests: decoding bodies and encoding replies, timed, off the
-event loop when large, and replies streamed straight from tensor memory."""
+event loop when large, within the budgets for bodies and replies, and replies streamed
+straight from tensor memory."""
 
 from __future__ import annotations
 
@@ -9,13 +10,16 @@ from collections.abc import AsyncIterator
 
 import anyio
 import torch
+from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from genie.protocol import SAFETENSORS_MEDIA_TYPE
+from genie.server.budget import reserve_for
+from genie.server.state import state_of
 from genie.server.timing import Timing
-from genie.wire import Decoded, Encoded, decode, encode, slices
+from genie.wire import Charge, Decoded, Encoded, decode, encode, slices
 
-__all__ = ["OFF_LOOP_BYTES", "STREAM_CHUNK", "decode_request", "encode_outputs",
+__all__ = ["OFF_LOOP_BYTES", "STREAM_CHUNK", "decode_request", "encode_outputs", "json_charge",
            "tensor_response"]
 
 #: Reply bodies go to uvicorn in slices of this size: 1 MiB measured best for 64 MB
@@ -27,28 +31,51 @@ STREAM_CHUNK = 1024 * 1024
 OFF_LOOP_BYTES = 1024 * 1024
 
 
-def _decode(body: bytearray | mmap.mmap | memoryview, timing: Timing) -> Decoded:
+def json_charge(request: Request) -> Charge:
+    """Reserve what parsing a request's JSON will cost (``genie.wire.json_cost``) in the
+    budget for request bodies, before it is parsed: 503 when it does not fit now, 413
+    when it never could.  Held until the request ends, like the body itself."""
+    bodies = state_of(request).bodies
+
+    def charge(nbytes: int, what: str) -> None:
+        reserve_for(request.scope, bodies, nbytes, what)
+
+    return charge
+
+
+def _decode(body: bytearray | mmap.mmap | memoryview, timing: Timing, charge: Charge
+            ) -> Decoded:
     start = time.perf_counter()
-    decoded = decode(body) if body else Decoded()
+    decoded = decode(body, charge) if body else Decoded()
     timing.decode_ms = (time.perf_counter() - start) * 1000
     return decoded
 
 
-async def decode_request(body: bytearray | mmap.mmap | memoryview, timing: Timing) -> Decoded:
+async def decode_request(request: Request, body: bytearray | mmap.mmap | memoryview,
+                         timing: Timing) -> Decoded:
     """Decode a safetensors body, on a worker thread when it is over ``OFF_LOOP_BYTES``.
 
     A large body can carry a large header (JSON to parse, shapes to check, bool bytes
     to scan); on the event loop that would stall every other connection.  Small
-    bodies stay on the loop, where the thread hop would cost more than the work.
+    bodies stay on the loop, where the thread hop would cost more than the work.  The
+    header's parse is charged to the budget for bodies first (``json_charge``).
     """
+    charge = json_charge(request)
     if len(body) <= OFF_LOOP_BYTES:
-        return _decode(body, timing)
-    return await anyio.to_thread.run_sync(_decode, body, timing)
+        return _decode(body, timing, charge)
+    return await anyio.to_thread.run_sync(_decode, body, timing, charge)
 
 
-def encode_outputs(tensors: dict[str, torch.Tensor], timing: Timing,
+def encode_outputs(request: Request, tensors: dict[str, torch.Tensor], timing: Timing,
                    metadata: dict[str, str] | None = None) -> Encoded:
-    """Lay out a reply (device tensors are copied to the host here), timed as encode."""
+    """Lay out a reply (device tensors are copied to the host here), timed as encode.
+
+    Its bytes are first reserved in the budget for replies in flight
+    (``--max-inflight-reply-mb``): 503 ``busy`` when they do not fit now.  They stay
+    reserved until the last byte is handed to the connection, or the client is gone.
+    """
+    data = sum(t.numel() * t.element_size() for t in tensors.values())
+    reserve_for(request.scope, state_of(request).replies, data, "this reply")
     start = time.perf_counter()
     encoded = encode(tensors, metadata)
     timing.encode_ms = (time.perf_counter() - start) * 1000

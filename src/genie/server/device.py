@@ -16,7 +16,8 @@ import torch
 
 from genie.errors import ConfigurationError
 
-__all__ = ["describe", "matmul_benchmark", "resolve_device", "synchronize", "timed"]
+__all__ = ["cap_memory", "describe", "matmul_benchmark", "resolve_device", "synchronize",
+           "timed"]
 
 
 def resolve_device(spec: str = "auto") -> torch.device:
@@ -46,6 +47,22 @@ def _index(spec: str) -> int:
     if index < 0:
         raise ConfigurationError(f"--device {spec!r}: N must be >= 0")
     return index
+
+
+def cap_memory(device: torch.device, max_bytes: int | None) -> None:
+    """Cap PyTorch's CUDA caching allocator on ``device`` at ``max_bytes`` (``--max-gpu-mb``).
+
+    Past the cap an allocation raises ``torch.OutOfMemoryError``, which the server
+    answers 503 ``out_of_memory`` and survives, as it does when the device itself is
+    full; without one, a server sharing its GPU can take all of it.  No-op off CUDA.
+    """
+    if max_bytes is None or device.type != "cuda":
+        return
+    total = torch.cuda.get_device_properties(device).total_memory
+    if max_bytes > total:
+        raise ConfigurationError(f"--max-gpu-mb {max_bytes / 2**20:g} is more than the "
+                                 f"{total / 2**20:.0f} MiB that {device} has")
+    torch.cuda.set_per_process_memory_fraction(max_bytes / total, device)
 
 
 def synchronize(device: torch.device) -> None:

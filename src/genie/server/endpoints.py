@@ -13,6 +13,7 @@ written against it: ``/health``'s ``"status":"healthy"``, ``uptime`` and ``stats
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import mmap
@@ -32,23 +33,26 @@ from genie.errors import MalformedRequestError, NotFoundError, PayloadTooLargeEr
 from genie.graph import GRAPH_METADATA_KEY, HANDLES_METADATA_KEY, RELEASED_METADATA_KEY, from_wire
 from genie.ops import REGISTRY, Op, get_op, op_names
 from genie.protocol import HEALTHY, PROTOCOL_VERSION, SAFETENSORS_MEDIA_TYPE
-from genie.server.bodies import receive_body
+from genie.server.bodies import read_body
+from genie.server.budget import reserve_for
 from genie.server.codec import (
     OFF_LOOP_BYTES,
     STREAM_CHUNK,
     decode_request,
     encode_outputs,
+    json_charge,
     tensor_response,
 )
 from genie.server.device import describe, matmul_benchmark
 from genie.server.executor import Graph
 from genie.server.forms import OP_FIELD, ExecuteForm, is_form, parse_execute_form
 from genie.server.middleware import COMPUTE_MS_KEY, Endpoint
+from genie.server.scheduling import Watch, client_key
 from genie.server.sessions import session_of
 from genie.server.state import state_of
 from genie.server.store import TensorStore
 from genie.server.timing import Timing
-from genie.wire import Decoded, Encoded
+from genie.wire import Decoded, Encoded, json_cost
 
 __all__ = ["NO_OP", "RouteInfo", "delete_tensor", "device", "echo", "execute", "get_tensor", "graph",
            "health", "index", "list_tensors", "metrics", "ops", "probe_download", "probe_upload",
@@ -66,38 +70,50 @@ R = TypeVar("R")
 _WHOLE_BYTES = re.compile(r"[0-9]{1,19}")
 
 
-async def read_body(request: Request) -> bytearray | mmap.mmap:
-    """Receive the body into one writable buffer (tensors alias it), within the body
-    limit, the budget for bodies in flight and the idle timeout (``genie.server.bodies``)."""
+@overload
+async def compute(request: Request, timing: Timing, fn: Callable[[Watch], T], *,
+                  stoppable: bool = False) -> T: ...
+
+
+@overload
+async def compute(request: Request, timing: Timing, fn: Callable[[Watch], T],
+                  then: Callable[[T], R], *, stoppable: bool = False) -> R: ...
+
+
+async def compute(request: Request, timing: Timing, fn: Callable[[Watch], Any],
+                  then: Callable[[Any], Any] | None = None, *, stoppable: bool = False) -> Any:
+    """``Executor.run`` for this request: a fair share of the threads for its client,
+    watched for its deadline and, when ``stoppable`` (``fn`` checks the watch: a graph,
+    between nodes), for its client going away (``genie.server.scheduling``); its compute
+    time noted for the stats.  Call it once the body has been read: the watch listens on
+    the request for the disconnect."""
     state = state_of(request)
-    return await receive_body(request, state.config.max_body_bytes, state.bodies,
-                              state.config.body_timeout_s)
-
-
-@overload
-async def compute(request: Request, timing: Timing, fn: Callable[[], T]) -> T: ...
-
-
-@overload
-async def compute(request: Request, timing: Timing, fn: Callable[[], T],
-                  then: Callable[[T], R]) -> R: ...
-
-
-async def compute(request: Request, timing: Timing, fn: Callable[[], Any],
-                  then: Callable[[Any], Any] | None = None) -> Any:
-    """``Executor.run`` for this request, its compute time noted for the stats."""
+    watch = Watch(state.config.max_compute_s)
+    client = client_key(session_of(request), request.client.host if request.client else None)
+    # Only a graph can stop part-way, so only a graph listens (a task costs ~15 us).
+    listener = (asyncio.get_running_loop().create_task(_until_disconnect(request, watch))
+                if stoppable else None)
     try:
         if then is None:
-            return await state_of(request).executor.run(timing, fn)
-        return await state_of(request).executor.run(timing, fn, then)
+            return await state.executor.run(timing, fn, client=client, watch=watch)
+        return await state.executor.run(timing, fn, then, client=client, watch=watch)
     finally:
+        if listener is not None:
+            listener.cancel()
         request.scope["state"][COMPUTE_MS_KEY] = timing.compute_ms
+
+
+async def _until_disconnect(request: Request, watch: Watch) -> None:
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+    watch.gone.set()
 
 
 def _json_query(request: Request, name: str, default: Any) -> Any:
     raw = request.query_params.get(name)
     if raw is None:
         return default
+    json_charge(request)(json_cost(raw), f"parsing query parameter {name!r}")
     try:
         return json.loads(raw)
     except (ValueError, RecursionError) as exc:  # also: huge ints, deep nesting
@@ -159,7 +175,7 @@ async def metrics(request: Request) -> Response:
 async def device(request: Request) -> Response:
     state = state_of(request)
     timing = Timing()
-    bench = await compute(request, timing, lambda: matmul_benchmark(state.device))
+    bench = await compute(request, timing, lambda _: matmul_benchmark(state.device))
     return JSONResponse({**describe(state.device), "benchmark": bench},
                         headers={"server-timing": timing.header()})
 
@@ -186,7 +202,7 @@ async def execute(request: Request) -> Response:
         raise MalformedRequestError("query parameter 'args' must be a JSON object")
     tensor_bytes: bytearray | mmap.mmap | memoryview = body
     if form_request:
-        form = await _read_form(body, content_type)
+        form = await _read_form(request, body, content_type)
         op = _form_op(op, form)
         for key, value in form.args.items():
             if key in kwargs:
@@ -195,7 +211,7 @@ async def execute(request: Request) -> Response:
         tensor_bytes = form.tensors
     if op is None:
         raise UnsupportedOpError(NO_OP)
-    decoded = await decode_request(tensor_bytes, timing)
+    decoded = await decode_request(request, tensor_bytes, timing)
     used: set[str] = set()  # body tensors that args refer to (possibly more than once)
     kwargs = {k: from_wire(v, lambda ref: _execute_ref(decoded, ref.kind, ref.name, used))
               for k, v in kwargs.items()}
@@ -212,23 +228,31 @@ async def execute(request: Request) -> Response:
         raise MalformedRequestError(
             f"body tensors {sorted(tensors)} match no parameter of {op.signature()}")
 
-    def work() -> torch.Tensor:
-        executor = state.executor
+    # What meta inference learns is kept only if the request succeeds: a refused
+    # request leaves nothing in the server's cache.
+    staged = state.executor.meta.stage()
+
+    def work(_: Watch) -> torch.Tensor:
         moved = {k: _to_device(v, state.device) for k, v in kwargs.items()}
         # Within the allocation cap, checked on meta before anything is allocated.  The
         # body's tensors belong to this request alone, so a unary op may write its
         # result over its input (bit-identical; no fresh output to fault in).
-        return executor.run_op(op, op.bind((), moved), cache=executor.meta, reuse_input=True)
+        return state.executor.run_op(op, op.bind((), moved), cache=staged, reuse_input=True)
 
-    encoded = await compute(request, timing, work,
-                                lambda result: encode_outputs({"output": result}, timing))
-    return tensor_response(encoded, timing)
+    def reply(result: torch.Tensor) -> Encoded:
+        encoded = encode_outputs(request, {"output": result}, timing)
+        staged.commit()
+        return encoded
+
+    return tensor_response(await compute(request, timing, work, reply), timing)
 
 
-async def _read_form(body: bytearray | mmap.mmap, content_type: str | None) -> ExecuteForm:
+async def _read_form(request: Request, body: bytearray | mmap.mmap, content_type: str | None
+                     ) -> ExecuteForm:
+    charge = json_charge(request)
     if len(body) <= OFF_LOOP_BYTES:
-        return parse_execute_form(body, content_type)
-    return await anyio.to_thread.run_sync(parse_execute_form, body, content_type)
+        return parse_execute_form(body, content_type, charge)
+    return await anyio.to_thread.run_sync(parse_execute_form, body, content_type, charge)
 
 
 def _form_op(queried: Op | None, form: ExecuteForm) -> Op | None:
@@ -260,14 +284,15 @@ async def graph(request: Request) -> Response:
     state = state_of(request)
     timing = Timing()
     body = await read_body(request)
-    decoded = await decode_request(body, timing)
+    decoded = await decode_request(request, body, timing)
     text = decoded.metadata.get(GRAPH_METADATA_KEY)
     if text is None:
         raise MalformedRequestError(
             f"a /graph body carries its graph JSON in the safetensors metadata key "
             f"{GRAPH_METADATA_KEY!r}")
-    g = (Graph.from_json(text) if len(text) <= OFF_LOOP_BYTES
-         else await anyio.to_thread.run_sync(Graph.from_json, text))
+    charge = json_charge(request)
+    g = (Graph.from_json(text, charge) if len(text) <= OFF_LOOP_BYTES
+         else await anyio.to_thread.run_sync(Graph.from_json, text, charge))
     missing = sorted(g.refs_of_kind("input") - set(decoded.tensors))
     if missing:
         raise MalformedRequestError(f"graph refers to inputs {missing} that the body lacks")
@@ -275,10 +300,11 @@ async def graph(request: Request) -> Response:
     owner = session_of(request)
 
     kept: dict[str, dict[str, Any]] = {}
+    staged = state.executor.meta.stage()  # committed only when the reply is ready
 
-    def work() -> dict[str, torch.Tensor]:
+    def work(watch: Watch) -> dict[str, torch.Tensor]:
         inputs = {k: v.to(state.device) for k, v in decoded.tensors.items()}
-        return state.executor.run_graph(g, inputs, handles, state.executor.meta)
+        return state.executor.run_graph(g, inputs, handles, staged, watch)
 
     def reply(outputs: dict[str, torch.Tensor]) -> Encoded:
         # A kept output that is (a view of) a body tensor would keep the whole received
@@ -293,13 +319,15 @@ async def graph(request: Request) -> Response:
         if g.release:  # freed once the reply is laid out: a failed graph frees nothing
             held, missing = state.store.split_held(g.release)
             meta[RELEASED_METADATA_KEY] = json.dumps({"released": held, "missing": missing})
-        encoded = encode_outputs(returned, timing, meta or None)
+        encoded = encode_outputs(request, returned, timing, meta or None)
+        staged.commit()
         if g.release:
             state.store.release_many(g.release)
         return encoded
 
     try:
-        return tensor_response(await compute(request, timing, work, reply), timing)
+        return tensor_response(await compute(request, timing, work, reply, stoppable=True),
+                               timing)
     except BaseException:  # a complex128 output, host memory for a copy, cancellation:
         _release(state.store, kept)  # the client never learns the kept ids
         raise
@@ -315,24 +343,38 @@ async def put_tensor(request: Request) -> Response:
     state = state_of(request)
     timing = Timing()
     body = await read_body(request)
-    decoded = await decode_request(body, timing)
+    decoded = await decode_request(request, body, timing)
     if len(decoded.tensors) != 1:
         raise MalformedRequestError(f"POST /tensors takes exactly one tensor, got "
                                     f"{len(decoded.tensors)}")
     (tensor,) = decoded.tensors.values()
     # Held on the worker too: the store copies a tensor that aliases the body.
     owner = session_of(request)
-    (info,) = (await compute(request, timing, lambda: tensor.to(state.device),
+    (info,) = (await compute(request, timing, lambda _: tensor.to(state.device),
                              lambda moved: state.store.put_many({"t": moved}, owner=owner))
                ).values()
     return JSONResponse(info, status_code=201, headers={"server-timing": timing.header()})
 
 
+#: ``GET /tensors`` answers at most this many handles per page (``?limit=``, ``?after=``):
+#: without a bound, a server holding a million empty tensors answers a 100 MB listing.
+MAX_LIST_LIMIT = 1000
+
+
 async def list_tensors(request: Request) -> Response:
     store = state_of(request).store
+    raw = request.query_params.get("limit", str(MAX_LIST_LIMIT))
+    limit = int(raw) if raw.isascii() and raw.isdigit() and len(raw) <= 9 else 0
+    if not 1 <= limit <= MAX_LIST_LIMIT:
+        raise MalformedRequestError(f"query parameter 'limit' must be a whole number from 1 "
+                                    f"to {MAX_LIST_LIMIT}, got {raw[:20]!r}")
     count, nbytes = store.usage()
-    return JSONResponse({"tensors": store.list(), "count": count, "bytes": nbytes,
-                         "budget_bytes": store.budget_bytes})
+    page = store.list(limit + 1, request.query_params.get("after"))
+    more = len(page) > limit
+    page = page[:limit]
+    return JSONResponse({"tensors": page, "count": count, "bytes": nbytes,
+                         "budget_bytes": store.budget_bytes,
+                         "next": page[-1]["id"] if more else None})
 
 
 async def get_tensor(request: Request) -> Response:
@@ -340,9 +382,9 @@ async def get_tensor(request: Request) -> Response:
     tensor = state_of(request).store.get(handle_id)
     timing = Timing()
     if tensor.device.type == "cpu":  # held tensors are contiguous: encoding copies nothing
-        return tensor_response(encode_outputs({handle_id: tensor}, timing), timing)
-    encoded = await compute(request, timing, lambda: tensor,  # device-to-host copy
-                                lambda t: encode_outputs({handle_id: t}, timing))
+        return tensor_response(encode_outputs(request, {handle_id: tensor}, timing), timing)
+    encoded = await compute(request, timing, lambda _: tensor,  # device-to-host copy
+                            lambda t: encode_outputs(request, {handle_id: t}, timing))
     return tensor_response(encoded, timing)
 
 
@@ -355,10 +397,11 @@ async def echo(request: Request) -> Response:
     """Decode and re-encode: validates the body, costs transfer only."""
     timing = Timing()
     body = await read_body(request)
-    decoded = await decode_request(body, timing)
+    decoded = await decode_request(request, body, timing)
     if len(body) <= OFF_LOOP_BYTES:
-        return tensor_response(encode_outputs(decoded.tensors, timing, decoded.metadata), timing)
-    encoded = await anyio.to_thread.run_sync(encode_outputs, decoded.tensors, timing,
+        return tensor_response(encode_outputs(request, decoded.tensors, timing,
+                                              decoded.metadata), timing)
+    encoded = await anyio.to_thread.run_sync(encode_outputs, request, decoded.tensors, timing,
                                              decoded.metadata)
     return tensor_response(encoded, timing)
 
@@ -387,6 +430,8 @@ async def probe_download(request: Request) -> Response:
     if nbytes > limit:
         raise PayloadTooLargeError(f"a probe of {nbytes} bytes is over the server's "
                                    f"{limit}-byte limit (--max-body-mb)")
+    # One chunk of zeros is made per probe: it counts as a reply in flight until sent.
+    reserve_for(request.scope, state_of(request).replies, min(nbytes, STREAM_CHUNK), "this probe")
     headers = {"content-length": str(nbytes)}
     if nbytes <= STREAM_CHUNK:
         return Response(bytes(nbytes), media_type=SAFETENSORS_MEDIA_TYPE, headers=headers)

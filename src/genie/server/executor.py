@@ -1,8 +1,9 @@
 """Running requests' ops and graphs: on worker threads, timed, within the allocation cap.
 
 Compute never runs on the event loop: ``Executor.run`` hands it to a bounded pool of
-worker threads (``compute_threads``) and answers 503 ``busy`` at once past
-``max_inflight`` waiting requests, rather than queueing without limit.  Every op is
+worker threads (``compute_threads``, granted fairly between clients, with a deadline:
+``genie.server.scheduling``) and answers 503 ``busy`` at once past ``max_inflight``
+waiting requests, rather than queueing without limit.  Every op is
 first inferred on meta (``genie.ops.meta``, with this server's own cache) and refused
 with 422 when its result would pass the cap; a graph also keeps a running total of
 the bytes its live results hold.
@@ -25,9 +26,11 @@ import torch
 from genie.errors import InvalidArgumentError, MalformedRequestError, ServerBusyError
 from genie.graph import Ref, from_wire, handle_ids, refs_in
 from genie.ops import MetaCache, Op, OpContext, StagedCache, get_op
-from genie.ops.meta import check_output
+from genie.ops.meta import check_output, data_dependent_bound
 from genie.server.device import timed
+from genie.server.scheduling import FairSlots, Watch
 from genie.server.timing import Timing
+from genie.wire import Charge, json_cost
 
 __all__ = ["MAX_NODES", "Executor", "Graph", "Step"]
 
@@ -60,8 +63,13 @@ class Graph:
     release: list[str] = field(default_factory=list)
 
     @classmethod
-    def from_json(cls, text: str) -> Graph:
-        """Parse and check a graph; structural problems are 400, unknown ops 422."""
+    def from_json(cls, text: str, charge: Charge | None = None) -> Graph:
+        """Parse and check a graph; structural problems are 400, unknown ops 422.
+
+        ``charge`` is told what parsing the JSON will cost first (``genie.wire.Charge``).
+        """
+        if charge is not None:
+            charge(json_cost(text), f"parsing its {len(text)}-character graph")
         try:
             spec = json.loads(text)
         except (ValueError, RecursionError) as exc:  # also: huge ints, deep nesting
@@ -147,41 +155,58 @@ class LiveBytes:
 
 
 class Executor:
-    """The server's compute: device, allocation cap, meta cache, worker threads."""
+    """The server's compute: device, allocation cap, meta cache, worker threads shared
+    fairly between clients (``genie.server.scheduling``)."""
 
     def __init__(self, device: torch.device, *, max_alloc_bytes: int, compute_threads: int,
-                 max_inflight: int, meta_cache: MetaCache | None = None) -> None:
+                 max_inflight: int, client_threads: int | None = None,
+                 max_compute_s: float = float("inf"),
+                 meta_cache: MetaCache | None = None) -> None:
         self.device = device
         self.ctx = OpContext(device=device, max_alloc_bytes=max_alloc_bytes)
         self.meta = meta_cache if meta_cache is not None else MetaCache()
         self.limiter = anyio.CapacityLimiter(compute_threads)
+        self.slots = FairSlots(compute_threads, client_threads or compute_threads)
+        self.max_compute_s = max_compute_s
         self.max_inflight = max_inflight
         self.inflight = 0
 
     @overload
-    async def run(self, timing: Timing, fn: Callable[[], T]) -> T: ...
+    async def run(self, timing: Timing, fn: Callable[[Watch], T], *, client: str = "",
+                  watch: Watch | None = None) -> T: ...
 
     @overload
-    async def run(self, timing: Timing, fn: Callable[[], T], then: Callable[[T], R]) -> R: ...
+    async def run(self, timing: Timing, fn: Callable[[Watch], T], then: Callable[[T], R], *,
+                  client: str = "", watch: Watch | None = None) -> R: ...
 
-    async def run(self, timing: Timing, fn: Callable[[], Any],
-                  then: Callable[[Any], Any] | None = None) -> Any:
-        """Run ``fn`` on a worker thread, synchronized and timed; 503 when saturated.
+    async def run(self, timing: Timing, fn: Callable[[Watch], Any],
+                  then: Callable[[Any], Any] | None = None, *, client: str = "",
+                  watch: Watch | None = None) -> Any:
+        """Run ``fn(watch)`` on a worker thread, synchronized and timed; 503 when saturated.
 
-        ``then`` runs on the same worker right after, outside the compute time: it is
-        where replies are encoded, because encoding copies device tensors to the host
-        and makes strided results contiguous, work that must not block the event loop.
+        The thread is granted fairly (``client`` names who asks); ``watch`` (a new one
+        if not given) starts its deadline when ``fn`` starts.  ``then`` runs on the same
+        worker right after, outside the compute time: it is where replies are encoded,
+        because encoding copies device tensors to the host and makes strided results
+        contiguous, work that must not block the event loop.
         """
         if self.inflight >= self.max_inflight:
             raise ServerBusyError(f"server busy: {self.inflight} requests in flight "
                                   f"(limit {self.max_inflight}); retry shortly")
+        watching = watch if watch is not None else Watch(self.max_compute_s)
         self.inflight += 1
         try:
-            def work() -> Any:
-                result, timing.compute_ms = timed(self.device, fn)  # kept if ``then`` fails
-                return result if then is None else then(result)
+            await self.slots.acquire(client)
+            try:
+                def work() -> Any:
+                    watching.start()
+                    # compute_ms is kept if ``then`` fails
+                    result, timing.compute_ms = timed(self.device, lambda: fn(watching))
+                    return result if then is None else then(result)
 
-            return await anyio.to_thread.run_sync(work, limiter=self.limiter)
+                return await anyio.to_thread.run_sync(work, limiter=self.limiter)
+            finally:
+                self.slots.release(client)
         finally:
             self.inflight -= 1
 
@@ -200,6 +225,13 @@ class Executor:
                 return result
         size = check_output(op, bound, self.ctx, cache, materialized=materialized,
                             already=already)
+        if size is None:
+            bound_bytes = data_dependent_bound(bound)
+            if bound_bytes + already > self.ctx.max_alloc_bytes:
+                raise InvalidArgumentError(
+                    f"op {op.name!r} makes a result whose size depends on the data, up to "
+                    f"about {bound_bytes} bytes with its working memory, over the server's "
+                    f"{self.ctx.max_alloc_bytes}-byte allocation limit (--max-compute-mb)")
         result = op(bound, self.ctx)
         if size is None and isinstance(result, torch.Tensor):
             # Meta could not say (a data-dependent shape): measure the real result.
@@ -211,13 +243,15 @@ class Executor:
         return result
 
     def run_graph(self, graph: Graph, inputs: Mapping[str, torch.Tensor],
-                  handles: Mapping[str, torch.Tensor], cache: MetaCache | StagedCache
-                  ) -> dict[str, torch.Tensor]:
+                  handles: Mapping[str, torch.Tensor], cache: MetaCache | StagedCache,
+                  watch: Watch | None = None) -> dict[str, torch.Tensor]:
         """Execute in order; return the output nodes' tensors.
 
         ``inputs`` and ``handles`` must already be on the device.  Values are dropped
         after their last use, so peak memory follows the live set, not the whole graph.
         Each step must fit the allocation cap, and so must the results alive at once.
+        Before each node, ``watch`` stops the graph past its deadline or once its
+        client has gone.
         """
         last_use: dict[str, int] = {}
         for i, step in enumerate(graph.steps):
@@ -236,6 +270,8 @@ class Executor:
             return source[ref.name]
 
         for i, step in enumerate(graph.steps):
+            if watch is not None:
+                watch.check(f"before node {step.id!r} ({i} of {len(graph.steps)} done)")
             args = from_wire(step.args, resolve)
             kwargs = {k: from_wire(v, resolve) for k, v in step.kwargs.items()}
             # An output is laid out whole for the reply, so a view counts in full.

@@ -56,12 +56,15 @@ async def on_http_error(request: Request, exc: Exception) -> Response:
 
 
 async def on_oom(request: Request, exc: Exception) -> Response:
+    """Device memory (``torch.OutOfMemoryError``) or host memory (``MemoryError``, e.g.
+    while parsing a huge header) ran out for this request: 503, and the server goes on."""
     device = state_of(request).device
     if device.type == "cuda":
         torch.cuda.empty_cache()
-    log.warning("out of memory on %s: %s", device, exc)
+    where = f"device {device}" if isinstance(exc, torch.OutOfMemoryError) else "host"
+    log.warning("out of memory on the %s: %s", where, exc)
     return error_response(request, OutOfMemoryError(
-        f"the server's device {device} ran out of memory for this request; "
+        f"the server's {where} ran out of memory for this request; "
         "retry with a smaller tensor or after freeing held tensors"))
 
 
@@ -72,10 +75,12 @@ async def on_unexpected(request: Request, exc: Exception) -> Response:
 
 
 #: The app's exception handlers: Genie errors by their class, Starlette's own HTTP errors
-#: (404 unknown route, 405) in the same shape, device OOM as 503, anything else as 500.
+#: (404 unknown route, 405) in the same shape, device or host OOM as 503, anything else
+#: as 500.
 EXCEPTION_HANDLERS = {
     GenieError: on_genie_error,
     HTTPException: on_http_error,
     torch.OutOfMemoryError: on_oom,
+    MemoryError: on_oom,
     Exception: on_unexpected,
 }

@@ -23,6 +23,7 @@ from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
 from genie.errors import MalformedRequestError
+from genie.wire import Charge, json_cost
 
 __all__ = ["FILE_FIELD", "MAX_FIELD_BYTES", "MAX_HEADER_BYTES", "MAX_PARTS", "OP_FIELD",
            "ExecuteForm", "is_form", "parse_execute_form"]
@@ -145,19 +146,24 @@ class _Collector:
                 return
 
 
-def _value(raw: bytearray, name: str) -> Any:
+def _value(raw: bytearray, name: str, charge: Charge | None) -> Any:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
         raise MalformedRequestError(f"form field {name!r} is not UTF-8 text") from None
+    if charge is not None:
+        charge(json_cost(text), f"parsing form field {name!r}")
     try:
         return json.loads(text)
     except (ValueError, RecursionError):  # a bare word such as mean: the text itself
         return text
 
 
-def parse_execute_form(body: bytearray | mmap.mmap, content_type: str | None) -> ExecuteForm:
+def parse_execute_form(body: bytearray | mmap.mmap, content_type: str | None,
+                       charge: Charge | None = None) -> ExecuteForm:
     """Read an ``/execute`` form out of ``body``; the file ends up at the start of ``body``.
+
+    ``charge`` is told what parsing each field's JSON will cost first (``genie.wire``).
 
     Raises ``MalformedRequestError`` (400) for a form that is cut short, over the bounds,
     or holds a file in any part but ``tensor_file``.
@@ -194,7 +200,7 @@ def parse_execute_form(body: bytearray | mmap.mmap, content_type: str | None) ->
         elif part.name in form.args:
             raise MalformedRequestError(f"form field {part.name!r} is given twice")
         else:
-            form.args[part.name] = _value(part.value, part.name)
+            form.args[part.name] = _value(part.value, part.name, charge)
     if file_part is not None and file_part.start is not None and file_part.end is not None:
         size = file_part.end - file_part.start
         # A move within the buffer (memmove): aligned for the tensors, and no copy.

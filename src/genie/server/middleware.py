@@ -41,16 +41,18 @@ def authorized(endpoint: Endpoint) -> Endpoint:
         state = state_of(request)
         token = state.config.token
         if token is not None:
-            given = request.headers.get("authorization", "")
-            scheme, _, value = given.partition(" ")
-            if scheme.lower() != "bearer" or not hmac.compare_digest(value.encode(),
-                                                                     token.encode()):
+            # Header values arrive as bytes (read as latin-1): compare those very bytes
+            # with the token, which is ASCII (``genie.server.config.check_token``).
+            given = request.headers.get("authorization", "").encode("latin-1")
+            scheme, _, value = given.partition(b" ")
+            if scheme.lower() != b"bearer" or not hmac.compare_digest(value,
+                                                                      token.encode("ascii")):
                 raise AuthError("missing or wrong bearer token: send "
                                 "'Authorization: Bearer <token>' (--token / GENIE_TOKEN)")
         try:
             with state.store.active(session_of(request)):
                 return await endpoint(request)
-        except (GenieError, HTTPException, torch.OutOfMemoryError):
+        except (GenieError, HTTPException, torch.OutOfMemoryError, MemoryError):
             raise  # their handlers answer them
         except Exception as exc:
             # Answered here, not by the app-wide handler: Starlette re-raises what that

@@ -16,6 +16,7 @@ import uvicorn
 from genie.errors import GenieError
 from genie.server.app import create_app
 from genie.server.config import ServerConfig
+from genie.server.connections import uvicorn_settings
 
 __all__ = ["BackgroundServer"]
 
@@ -38,8 +39,7 @@ class BackgroundServer:
         self.port: int = self._sock.getsockname()[1]
         self._server = uvicorn.Server(uvicorn.Config(
             self.app, log_config=None, log_level="warning", access_log=False,
-            limit_concurrency=self.config.max_connections,
-            timeout_graceful_shutdown=int(shutdown_timeout)))
+            timeout_graceful_shutdown=int(shutdown_timeout), **uvicorn_settings(self.config)))
         self._thread = threading.Thread(target=self._run, name=f"genie-server-{self.port}",
                                         daemon=True)
         self._error: BaseException | None = None

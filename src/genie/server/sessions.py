@@ -32,10 +32,11 @@ from starlette.responses import JSONResponse, Response
 from genie.errors import MalformedRequestError, NotFoundError
 from genie.graph import handle_ids
 from genie.protocol import SESSION_HEADER, SESSION_ID_MAX, is_session_id
-from genie.server.bodies import receive_body
-from genie.server.codec import OFF_LOOP_BYTES
+from genie.server.bodies import read_body
+from genie.server.codec import OFF_LOOP_BYTES, json_charge
 from genie.server.state import state_of
 from genie.server.store import TensorStore
+from genie.wire import json_cost
 
 __all__ = ["MAX_RELEASE_BODY_BYTES", "SessionsCollector", "end_session", "get_session",
            "release_tensors", "session_of", "sweep_idle", "sweep_interval"]
@@ -69,9 +70,8 @@ def _path_session(request: Request) -> str:
 async def release_tensors(request: Request) -> Response:
     """``POST /tensors/release`` with ``{"ids": [...]}``: free them in one request."""
     state = state_of(request)
-    limit = min(state.config.max_body_bytes, MAX_RELEASE_BODY_BYTES)
-    body = await receive_body(request, limit, state.bodies, state.config.body_timeout_s)
-    text = bytes(body)
+    text = bytes(await read_body(request, MAX_RELEASE_BODY_BYTES))
+    json_charge(request)(json_cost(text), "parsing its ids")
     try:
         spec = (json.loads(text) if len(text) <= OFF_LOOP_BYTES
                 else await anyio.to_thread.run_sync(json.loads, text))

@@ -9,7 +9,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 from starlette.requests import HTTPConnection
 
-from genie.server.bodies import BodyBudget
+from genie.server.budget import ByteBudget
 from genie.server.config import ServerConfig
 from genie.server.executor import Executor
 from genie.server.stats import Stats
@@ -27,7 +27,8 @@ class ServerState:
     store: TensorStore
     stats: Stats
     registry: CollectorRegistry
-    bodies: BodyBudget
+    bodies: ByteBudget  # request bodies in flight, and parsing them
+    replies: ByteBudget  # replies encoded and not yet sent
     device_info: dict[str, Any] = field(default_factory=dict)
 
     @property

@@ -22,6 +22,7 @@ accounting never disagree; every operation under it is a few dict updates.
 from __future__ import annotations
 
 import heapq
+import itertools
 import threading
 import time
 import uuid
@@ -36,8 +37,8 @@ import torch
 from genie.errors import BudgetExceededError, NotFoundError
 from genie.wire import dtype_name
 
-__all__ = ["MAX_TRACKED_SESSIONS", "RECENTLY_FREED", "TOP_SESSIONS", "Released",
-           "SessionEntry", "TensorStore", "handle_info"]
+__all__ = ["HANDLE_OVERHEAD_BYTES", "MAX_TRACKED_SESSIONS", "RECENTLY_FREED", "TOP_SESSIONS",
+           "Released", "SessionEntry", "TensorStore", "handle_info"]
 
 #: /stats lists this many sessions (the largest holders); totals cover all of them.
 TOP_SESSIONS = 10
@@ -45,6 +46,10 @@ TOP_SESSIONS = 10
 MAX_TRACKED_SESSIONS = 10_000
 #: Ids of handles freed by a lease or a closed session remembered for the 404 message.
 RECENTLY_FREED = 4096
+#: What holding one tensor costs beyond its data (the tensor object, its id, the map
+#: entry: about 600 bytes measured), counted against the budget so that empty tensors
+#: are not free: 50,000 of them once held 30 MB while the budget saw 0 bytes.
+HANDLE_OVERHEAD_BYTES = 1024
 
 
 def handle_info(handle_id: str, tensor: torch.Tensor) -> dict[str, Any]:
@@ -135,13 +140,14 @@ class TensorStore:
         need = sum(t.numel() * t.element_size() for t in owned.values())
         freeing = set(freeing)
         with self._lock:
-            if not self._fits(need, freeing):
+            if not self._fits(need, len(owned), freeing):
                 self._expire_locked(time.monotonic())  # dead sessions' bytes come first
-                if not self._fits(need, freeing):
+                if not self._fits(need, len(owned), freeing):
                     raise BudgetExceededError(
                         f"holding {need} more bytes would exceed the server's --max-held-mb "
                         f"budget ({self._bytes} of {self.budget_bytes} bytes held in "
-                        f"{len(self._tensors)} tensors); free some with DELETE /tensors/{{id}} "
+                        f"{len(self._tensors)} tensors, each also counting "
+                        f"{HANDLE_OVERHEAD_BYTES} bytes); free some with DELETE /tensors/{{id}} "
                         "or POST /tensors/release (nothing a live session holds is evicted)")
             entry = self._entry_locked(owner, time.monotonic()) if owner is not None else None
             out = {}
@@ -154,9 +160,13 @@ class TensorStore:
             self._bytes += need
         return out
 
-    def _fits(self, need: int, freeing: set[str]) -> bool:
-        freed = sum(h.nbytes for i in freeing if (h := self._tensors.get(i)) is not None)
-        return self._bytes - freed + need <= self.budget_bytes
+    def _fits(self, need: int, count: int, freeing: set[str]) -> bool:
+        """Whether ``count`` more tensors of ``need`` bytes fit, each handle also counting
+        ``HANDLE_OVERHEAD_BYTES``, once the handles of ``freeing`` are gone."""
+        gone = [h.nbytes for i in freeing if (h := self._tensors.get(i)) is not None]
+        handles = len(self._tensors) - len(gone) + count
+        return (self._bytes - sum(gone) + need + handles * HANDLE_OVERHEAD_BYTES
+                <= self.budget_bytes)
 
     def _account(self, entry: SessionEntry | None, handle_id: str, nbytes: int, sign: int
                  ) -> None:
@@ -221,9 +231,20 @@ class TensorStore:
             held = [i for i in ids if i in self._tensors]
             return held, [i for i in ids if i not in self._tensors]
 
-    def list(self) -> list[dict[str, Any]]:
+    def list(self, limit: int | None = None, after: str | None = None) -> list[dict[str, Any]]:
+        """Held tensors in the order they were stored: at most ``limit``, starting after
+        the handle ``after`` (a page of ``GET /tensors``; unknown ``after``: 404)."""
         with self._lock:
-            return [handle_info(k, h.tensor) for k, h in self._tensors.items()]
+            items = iter(self._tensors.items())
+            if after is not None:
+                if after not in self._tensors:
+                    raise NotFoundError(f"unknown tensor handle {after!r} in 'after' "
+                                        "(deleted since the last page?)")
+                for key, _ in items:
+                    if key == after:
+                        break
+            page = items if limit is None else itertools.islice(items, limit)
+            return [handle_info(k, h.tensor) for k, h in page]
 
     def usage(self) -> tuple[int, int]:
         """(tensors held, bytes held)."""

@@ -22,7 +22,8 @@ def test_allocation_cap_sees_the_real_result_size(name: str, op_case: Any,
                                                   run_op: Callable[..., torch.Tensor]) -> None:
     # The cap judges every op by its result inferred on meta before it runs: that
     # inference must give the real shape and dtype (or admit it cannot tell), and a
-    # cap one byte below the real size must refuse the op while the exact size passes.
+    # cap one byte below the real size plus the working memory estimated for it
+    # (genie.ops.work) must refuse the op while the exact sum passes.
     op = REGISTRY[name]
     bound = op.bind(op_case.args, op_case.kwargs)
     real = op(bound, OpContext())
@@ -32,10 +33,11 @@ def test_allocation_cap_sees_the_real_result_size(name: str, op_case: Any,
     assert (size.shape, size.dtype) == (tuple(real.shape), real.dtype)
     nbytes = real.numel() * real.element_size()
     assert size.nbytes == nbytes
-    assert check_output(op, bound, OpContext(max_alloc_bytes=nbytes), None, materialized=True) == size
-    if nbytes:
+    need = nbytes + size.working
+    assert check_output(op, bound, OpContext(max_alloc_bytes=need), None, materialized=True) == size
+    if need:
         with pytest.raises(InvalidArgumentError, match="allocation limit"):
-            run_op(op, bound, limit=nbytes - 1)
+            run_op(op, bound, limit=need - 1)
 
 
 def test_meta_inference_of_arguments_too_large_for_a_key_caches_nothing() -> None:

@@ -10,8 +10,14 @@ it uses by name.
 from __future__ import annotations
 
 import json
+import signal
+import socket
+import subprocess
+import sys
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -164,3 +170,91 @@ def wire_args() -> st.SearchStrategy[Any]:
     return st.recursive(st.integers(-2, 4) | st.booleans() | st.none() | st.floats(-2, 2)
                         | st.sampled_from(["x", "mean"]) | ref,
                         lambda inner: st.lists(inner, max_size=3), max_leaves=5)
+
+
+class ChildServer:
+    """``genie-server`` in a child process (so its memory is its own), with ``flags``;
+    ``peak(fn)`` is how far its RSS rose above where it was while ``fn`` ran."""
+
+    def __init__(self, *flags: str) -> None:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = int(s.getsockname()[1])
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "genie.server", "--host", "127.0.0.1", "--port",
+             str(self.port), "--device", "cpu", "--log-level", "warning", *flags],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 120
+        while True:
+            if self.proc.poll() is not None:
+                said = self.proc.stderr.read() if self.proc.stderr else ""
+                raise AssertionError(f"genie-server exited: {said}")
+            try:
+                if httpx.get(f"{self.url}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "genie-server not healthy within 120 s"
+            time.sleep(0.1)
+
+    def status(self, key: str) -> int:
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) * 1024
+        raise AssertionError(f"no {key} in /proc/{self.proc.pid}/status")
+
+    def rss(self) -> int:
+        return self.status("VmRSS")
+
+    def peak(self, fn: Callable[[], None]) -> int:
+        """Peak RSS while ``fn`` runs, minus RSS before: the kernel's high-water mark,
+        reset first (``clear_refs``), and samples every millisecond where it cannot be."""
+        before = self.rss()
+        try:
+            Path(f"/proc/{self.proc.pid}/clear_refs").write_text("5")
+            reset = True
+        except OSError:
+            reset = False
+        sampled = [before]
+        done = threading.Event()
+
+        def sample() -> None:
+            while not done.wait(0.001):
+                sampled.append(self.rss())
+
+        watcher = threading.Thread(target=sample, daemon=True)
+        watcher.start()
+        try:
+            fn()
+        finally:
+            done.set()
+            watcher.join()
+        top = max(max(sampled), self.status("VmHWM") if reset else 0)
+        return top - before
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self.proc.stderr:
+            self.proc.stderr.close()
+
+
+@pytest.fixture
+def child_server() -> Iterator[Callable[..., ChildServer]]:
+    """``child_server(*flags)``: genie-server in its own process; stopped after the test."""
+    started: list[ChildServer] = []
+
+    def start(*flags: str) -> ChildServer:
+        srv = ChildServer(*flags)
+        started.append(srv)
+        return srv
+
+    yield start
+    for srv in started:
+        srv.stop()

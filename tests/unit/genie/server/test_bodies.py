@@ -1,8 +1,9 @@
 """Receiving request bodies (genie.server.bodies): a body past ``--max-body-mb`` is
-refused 413 before it is read; declared bodies are reserved against the budget for
-bodies in flight before any memory (503 ``busy`` past it) and returned however the
-request ends; a body that stalls past ``--body-timeout-s``, or a client that hangs up
-mid-body, is a counted 400 that the server carries on after.
+refused 413 before it is read; memory is committed, and reserved against the budget
+for bodies in flight (503 ``busy`` past it), only as the bytes arrive, and returned
+however the request ends; a body that stalls past ``--body-timeout-s`` or trickles
+under ``--min-body-rate-kb``, or a client that hangs up mid-body, is a counted 400 that
+the server carries on after.
 
 Raw sockets where clients misbehave on purpose (declare gigabytes and send nothing,
 stall mid-body) in ways no HTTP library would.
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import socket
 import sys
+import time
 from collections.abc import Callable
 
 import httpx
@@ -99,72 +101,90 @@ def test_body_over_limit_is_413_before_reading_it(
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads RSS from /proc")
-def test_declared_bodies_are_reserved_before_memory_and_refused_503_past_the_budget(
+def test_a_declared_body_commits_memory_only_as_its_bytes_arrive(
         make_server: Callable[..., BackgroundServer], assert_serving: Callable[..., None],
         wait_until: Callable[..., None]) -> None:
-    srv = make_server(max_body_mb=1024, max_inflight_body_mb=1536)
+    # The attack: two clients declared 1 GiB, sent 2 bytes, and so took 2 GiB of memory
+    # and the whole budget (every other upload 503) for as long as they stayed.  Scaled
+    # down: 256 MiB each, a budget of 384 MiB.
+    srv = make_server(max_body_mb=256, max_inflight_body_mb=384)
     budget = srv.app.state.genie.bodies
-    declared = 1024 * MB
+    declared = 256 * MB
     rss_before = rss_bytes()
-    first = headers_only(srv, declared)
+    first, second = headers_only(srv, declared), headers_only(srv, declared)
     try:
-        wait_until(lambda: budget.reserved == declared, "the first body reserved")
-        # The second gigabyte does not fit in what is left: 503 busy, before any byte.
-        with headers_only(srv, declared) as second:
-            head, body = read_reply(second)
-        assert head.startswith(b"HTTP/1.1 503 "), head
-        assert b'"busy"' in body and b"--max-inflight-body-mb" in body, body
-        # A declared body costs no memory until its bytes come.
-        assert rss_bytes() - rss_before < declared // 4
-        # Small requests still fit in the rest of the budget.
+        for sock in (first, second):
+            sock.sendall(b"\x10\x00")
+        wait_until(lambda: budget.reserved == 2 * MB, "two bodies begun, 1 MiB each")
+        assert rss_bytes() - rss_before < 32 * MB
+        # Everybody else's uploads still fit, up to the real limit.
         assert_serving(srv)
-        assert budget.reserved == declared
+        with httpx.Client(base_url=srv.url, timeout=30) as http:
+            big = safetensors.torch.save({"x": torch.zeros(20 * MB // 4)})
+            assert http.post("/echo", content=big).content == big
+        # As bytes come, the reservation follows them (in steps of half what is there).
+        first.sendall(b"\0" * (5 * MB))
+        wait_until(lambda: budget.reserved >= 2 * MB + 4 * MB, "the first body grown")
+        assert budget.reserved <= 1 * MB + (5 * MB + 2) * 3 // 2 + MB
     finally:
         first.close()
-    # Hanging up returns the reservation: the next gigabyte is admitted again.
-    wait_until(lambda: budget.reserved == 0, "the reservation returned on disconnect")
-    with headers_only(srv, declared):
-        wait_until(lambda: budget.reserved == declared, "a new body reserved")
-    wait_until(lambda: budget.reserved == 0, "the reservation returned again")
-    with httpx.Client(base_url=srv.url) as http:
-        errors = http.get("/stats").json()["errors_by_type"]
-    assert errors.get("busy") == 1
+        second.close()
+    wait_until(lambda: budget.reserved == 0, "the reservations returned on disconnect")
 
 
-def test_a_body_that_stalls_is_refused_and_its_reservation_returned(
+def test_a_body_that_stalls_or_trickles_is_cut_off_and_its_reservation_returned(
         make_server: Callable[..., BackgroundServer], assert_serving: Callable[..., None],
         wait_until: Callable[..., None]) -> None:
-    srv = make_server(max_body_mb=1024, body_timeout_s=0.3)
+    # A body that stalls for --body-timeout-s is refused, and so is one that keeps
+    # coming, but too slowly: after that grace it must average --min-body-rate-kb.
+    srv = make_server(max_body_mb=1024, body_timeout_s=0.4, min_body_rate_kb=1)
     budget = srv.app.state.genie.bodies
-    # Headers alone, and a body that stops after a few bytes: both are cut off.
-    for first_bytes in (b"", b"\x10\x00\x00"):
-        with headers_only(srv, 512 * MB) as sock:
-            if first_bytes:
-                sock.sendall(first_bytes)
-            head, body = read_reply(sock)
-            assert head.startswith(b"HTTP/1.1 400 "), head
-            assert b"connection: close" in head.lower()
-            assert b'"malformed_request"' in body and b"--body-timeout-s" in body, body
-            assert sock.recv(1) == b"", "the server closes the connection after the reply"
-        wait_until(lambda: budget.reserved == 0, "the reservation returned")
+    with headers_only(srv, 512 * MB) as stalled:
+        head, body = read_reply(stalled)
+        assert head.startswith(b"HTTP/1.1 400 ") and b"connection: close" in head.lower()
+        assert b'"malformed_request"' in body and b"--body-timeout-s" in body, body
+        assert stalled.recv(1) == b"", "the server closes the connection after the reply"
+    with headers_only(srv, 512 * MB) as trickled:
+        # 40 bytes every 0.1 s: never idle for 0.4 s, but 400 bytes/s, under 1 KiB/s.
+        trickled.settimeout(0.1)
+        started = time.monotonic()
+        reply = b""
+        while not reply and time.monotonic() - started < 10:
+            try:
+                trickled.sendall(b"\0" * 40)
+                reply = trickled.recv(65536)
+            except TimeoutError:
+                continue
+            except OSError:  # closed under us: the reply came first
+                break
+        trickled.settimeout(10)
+        head, _, rest = reply.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 400 "), reply
+        assert b"--min-body-rate-kb" in rest, rest
+        assert time.monotonic() - started < 3
+    wait_until(lambda: budget.reserved == 0, "the reservations returned")
     with httpx.Client(base_url=srv.url) as http:
         assert http.get("/stats").json()["errors_by_type"] == {"malformed_request": 2}
     assert_serving(srv)
 
 
-def test_chunked_bodies_count_against_the_budget_as_they_grow(
+def test_bodies_past_what_is_left_of_the_budget_are_503_as_they_grow(
         make_server: Callable[..., BackgroundServer], wait_until: Callable[..., None]) -> None:
-    srv = make_server(max_body_mb=1, max_inflight_body_mb=1)
+    srv = make_server(max_body_mb=4, max_inflight_body_mb=4)
     budget = srv.app.state.genie.bodies
-    body = safetensors.torch.save({"x": torch.zeros(100_000)})  # 400 kB
-    with headers_only(srv, 700_000) as held:  # leaves 348,576 bytes of the budget
-        wait_until(lambda: budget.reserved == 700_000, "the declared body reserved")
+    body = safetensors.torch.save({"x": torch.zeros(600_000)})  # 2.4 MB
+    with headers_only(srv, 4 * MB) as held:
+        held.sendall(b"\0" * (2 * MB + 10))  # commits 1 MiB, 1 more, then 1 more
+        wait_until(lambda: budget.reserved == 3 * MB, "the first body grown to 3 MiB")
         with httpx.Client(base_url=srv.url, timeout=30) as http:
-            resp = http.post("/echo", content=iter([body[:200_000], body[200_000:]]))
-            assert resp.status_code == 503, resp.text
-            assert resp.json()["error"]["type"] == "busy"
+            for content in (body, iter([body[:1_200_000], body[1_200_000:]])):  # sized, chunked
+                resp = http.post("/echo", content=content)
+                assert resp.status_code == 503, resp.text
+                assert resp.json()["error"]["type"] == "busy"
+                assert "--max-inflight-body-mb" in resp.json()["error"]["message"]
             held.close()
             wait_until(lambda: budget.reserved == 0, "the reservation returned")
-            resp = http.post("/echo", content=iter([body[:200_000], body[200_000:]]))
-            assert resp.status_code == 200 and resp.content == body
+            for content in (body, iter([body[:1_200_000], body[1_200_000:]])):
+                resp = http.post("/echo", content=content)
+                assert resp.status_code == 200 and resp.content == body
     assert budget.reserved == 0

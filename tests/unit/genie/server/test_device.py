@@ -60,3 +60,18 @@ def test_cuda_out_of_memory_is_503_and_the_server_carries_on(
         assert_error(resp, 503, "out_of_memory")  # 64 TiB: more than any GPU has
         assert http.get("/stats").json()["errors_by_type"] == {"out_of_memory": 1}
         assert_serving(http)
+
+
+@needs_cuda
+def test_cuda_memory_capped_by_max_gpu_mb_answers_503(
+        make_server: Callable[..., BackgroundServer], assert_error: Callable[..., str],
+        tensors_of: Callable[..., dict[str, torch.Tensor]],
+        assert_serving: Callable[..., None]) -> None:
+    # 128 MiB fits the compute cap (1 GiB) but not PyTorch's allocator, capped at 64 MiB.
+    srv = make_server(device="cuda", max_gpu_mb=64, max_compute_mb=1024)
+    with httpx.Client(base_url=srv.url, timeout=120) as http:
+        resp = http.post("/execute", params={"op": "zeros", "args": json.dumps({"size": [2**25]})})
+        assert_error(resp, 503, "out_of_memory")
+        small = http.post("/execute", params={"op": "ones", "args": json.dumps({"size": [2**20]})})
+        assert tensors_of(small)["output"].sum().item() == 2**20
+        assert_serving(http)

@@ -314,6 +314,51 @@ def test_random_execute_requests_get_documented_answers(
         assert_error(resp, resp.status_code, resp.json()["error"]["type"])
 
 
+def test_a_refused_request_leaves_nothing_in_the_meta_cache(
+        make_server: Callable[..., BackgroundServer], st_body: Callable[..., bytes],
+        graph_body: Callable[..., bytes], assert_error: Callable[..., str]) -> None:
+    # The attack: every distinct argument set a request makes the server infer stayed in
+    # its cache, refused or not.  Now what a request learns is staged and committed only
+    # when its reply is ready, so 200 refused reshapes and 3 refused graphs leave the
+    # cache as it was, while a request that succeeds still fills it.
+    srv = make_server()
+    cache = srv.app.state.genie.executor.meta
+    body = st_body({"x": torch.ones(2, 3)})
+    with httpx.Client(base_url=srv.url, timeout=30) as http:
+        before = len(cache)
+        for i in range(200):
+            resp = http.post("/execute", params={"op": "reshape",
+                                                 "args": json.dumps({"shape": [i + 7, 5]})},
+                             content=body)
+            assert_error(resp, 422, "invalid_arguments")
+        for g in range(3):  # 50 nodes that each infer a new key, then one refused
+            nodes = [{"id": f"n{i}", "op": "add", "args": [{"input": "x"}, g * 100 + i]}
+                     for i in range(50)]
+            nodes.append({"id": "bad", "op": "reshape", "args": [{"node": "n0"}, [7, 5]]})
+            assert_error(http.post("/graph", content=graph_body({"nodes": nodes},
+                                                                 {"x": torch.ones(2, 3)})),
+                         422, "invalid_arguments")
+        assert len(cache) == before
+        ok = http.post("/execute", params={"op": "reshape", "args": '{"shape": [3, 2]}'},
+                       content=body)
+        assert ok.status_code == 200 and len(cache) == before + 1
+
+
+@pytest.mark.parametrize("op", ["real", "imag"])
+def test_real_and_imag_of_a_one_element_complex_tensor_come_back(
+        http: httpx.Client, op: str, st_body: Callable[..., bytes],
+        graph_body: Callable[..., bytes], tensors_of: Callable[..., dict[str, torch.Tensor]]) -> None:
+    # Their result is a strided view that torch calls contiguous (a size-1 dim's stride
+    # does not count), which the reply's byte view once refused with a 500.
+    z = torch.tensor([1.5 - 2.5j], dtype=torch.complex64)
+    expected = getattr(torch, op)(z)
+    out = tensors_of(http.post(f"/execute?op={op}", content=st_body({"z": z})))["output"]
+    assert torch.equal(out, expected)
+    graph = {"nodes": [{"id": "p", "op": op, "args": [{"input": "z"}]}]}
+    assert torch.equal(tensors_of(http.post("/graph", content=graph_body(graph, {"z": z})))["p"],
+                       expected)
+
+
 @pytest.mark.parametrize("nbytes", [0, 1, 1024 * 1024, 3 * 1024 * 1024 + 7])
 def test_probe_counts_what_is_posted_and_sends_what_is_asked(http: httpx.Client, nbytes: int) -> None:
     posted = http.post("/probe", content=bytes(range(256)) * (nbytes // 256) + b"x" * (nbytes % 256))

@@ -163,11 +163,16 @@ def test_allocation_cap_applies_to_every_graph_node(
         message = assert_error(http.post("/graph", content=graph_body(
             graph, {"x": torch.ones(1)})), 422, "invalid_arguments")
         assert "'contiguous'" in message and "[1024, 1024]" in message
-        # A view inside the graph that never needs its own memory is fine.
-        ok = {"nodes": [{"id": "e", "op": "expand", "args": [{"input": "x"}, [1024, 1024]]},
+        # A view inside the graph that never needs its own memory is fine, as long as
+        # what reads it reads no more than the cap (an op's work is bounded too).
+        ok = {"nodes": [{"id": "e", "op": "expand", "args": [{"input": "x"}, [512, 512]]},
                         {"id": "s", "op": "sum", "args": [{"node": "e"}]}]}
         out = tensors_of(http.post("/graph", content=graph_body(ok, {"x": torch.ones(1)})))
-        assert out["s"].item() == 1024 * 1024
+        assert out["s"].item() == 512 * 512
+        ok["nodes"][0]["args"][1] = [1024, 1024]
+        message = assert_error(http.post("/graph", content=graph_body(
+            ok, {"x": torch.ones(1)})), 422, "invalid_arguments")
+        assert "'sum'" in message and "broadcast" in message
         assert_serving(http)
 
 
@@ -188,6 +193,64 @@ def test_graph_live_results_share_the_allocation_cap(
         out = tensors_of(http.post("/graph", content=graph_body({"nodes": chain}, {"x": x})))
         assert torch.equal(out["n5"], x * 2 + 5)
         assert_serving(http)
+
+
+# --- working memory: what a kernel allocates besides its result counts too -----------
+
+#: (id, op, args, body tensors): each a small result with a large working set, refused
+#: under a 4 MiB cap although its result fits.
+WORKING_ATTACKS: list[tuple[str, str, dict[str, Any], dict[str, torch.Tensor]]] = [
+    ("mse_loss-broadcast", "mse_loss", {},
+     {"input": torch.ones(2048, 1), "target": torch.ones(1, 2048)}),
+    ("conv2d-float64-unfold", "conv2d", {},
+     {"input": torch.ones(1, 1, 192, 192, dtype=torch.float64),
+      "weight": torch.ones(1, 1, 16, 16, dtype=torch.float64)}),
+    ("sum-float32-as-float64", "sum", {"dtype": "float64"}, {"x": torch.ones(1 << 20)}),
+    ("matmul-broadcast-batches", "matmul", {},
+     {"input": torch.ones(128, 1, 16, 16), "other": torch.ones(1, 128, 16, 16)}),
+    ("einsum-chained-outer", "einsum", {"equation": "ia,jb,ab->ij"},
+     {"a": torch.ones(48, 48), "b": torch.ones(48, 48), "c": torch.ones(48, 48)}),
+    ("cross_entropy-probabilities", "cross_entropy", {},
+     {"input": torch.ones(1024, 1024), "target": torch.ones(1024, 1024)}),
+]
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")  # mse_loss's note on broadcasting
+@pytest.mark.parametrize(("op", "args", "inputs"),
+                         [pytest.param(*c[1:], id=c[0]) for c in WORKING_ATTACKS])
+def test_working_memory_over_the_cap_is_refused_before_it_runs(
+        make_server: Callable[..., BackgroundServer], op: str, args: dict[str, Any],
+        inputs: dict[str, torch.Tensor], st_body: Callable[..., bytes],
+        assert_error: Callable[..., str], assert_serving: Callable[..., None]) -> None:
+    srv = make_server(max_compute_mb=4)
+    if op == "einsum":
+        args = {**args, "operands": [{"input": k} for k in inputs]}
+    with httpx.Client(base_url=srv.url, timeout=60) as http:
+        resp = http.post("/execute", params={"op": op, "args": json.dumps(args)},
+                         content=st_body(inputs))
+        message = assert_error(resp, 422, "invalid_arguments")
+        assert repr(op) in message and "working memory" in message
+        assert "4194304-byte allocation limit" in message
+        assert_serving(http)
+
+
+def test_graph_expand_then_a_wider_sum_is_refused(
+        make_server: Callable[..., BackgroundServer], graph_body: Callable[..., bytes],
+        assert_error: Callable[..., str], tensors_of: Callable[..., dict[str, torch.Tensor]]) -> None:
+    # expand is free and sum's result is 8 bytes, but sum(dtype=float64) first copies
+    # all 4 Mi expanded elements as float64 (32 MiB): refused under an 8 MiB cap; the
+    # same sum in the input's own dtype reads the view in place (within the cap).
+    srv = make_server(max_compute_mb=8)
+    graph = {"nodes": [{"id": "e", "op": "expand", "args": [{"input": "x"}, [2048, 512]]},
+                       {"id": "s", "op": "sum", "args": [{"node": "e"}],
+                        "kwargs": {"dtype": "float64"}}]}
+    with httpx.Client(base_url=srv.url, timeout=60) as http:
+        message = assert_error(http.post("/graph", content=graph_body(
+            graph, {"x": torch.ones(1)})), 422, "invalid_arguments")
+        assert "'sum'" in message and "working memory" in message
+        del graph["nodes"][1]["kwargs"]
+        out = tensors_of(http.post("/graph", content=graph_body(graph, {"x": torch.ones(1)})))
+        assert out["s"].item() == 2048 * 512
 
 
 # --- worker threads: busy, concurrency, reuse of the input --------------------------
@@ -296,3 +359,20 @@ def test_random_graphs_get_documented_answers(
             assert http.delete(f"/tensors/{info['id']}").status_code == 200
     else:
         assert_error(resp, resp.status_code, resp.json()["error"]["type"])
+
+
+def test_no_result_has_more_dimensions_than_the_wire_carries(
+        http: httpx.Client, x: torch.Tensor, st_body: Callable[..., bytes],
+        graph_body: Callable[..., bytes], assert_error: Callable[..., str]) -> None:
+    # reshape to 100 dims answered 200 with a body the project's own reader refuses.
+    shape = [1] * 98 + [2, 3]
+    message = assert_error(http.post("/execute", params={"op": "reshape", "args": json.dumps(
+        {"shape": shape})}, content=st_body({"x": x})), 422, "invalid_arguments")
+    assert "100-dimensional" in message and "64" in message
+    graph = {"nodes": [{"id": "r", "op": "reshape", "args": [{"input": "x"}, shape]},
+                       {"id": "s", "op": "sum", "args": [{"node": "r"}]}]}
+    assert_error(http.post("/graph", content=graph_body(graph, {"x": x})), 422,
+                 "invalid_arguments")
+    ok = http.post("/execute", params={"op": "reshape", "args": json.dumps(
+        {"shape": [1] * 62 + [2, 3]})}, content=st_body({"x": x}))
+    assert ok.status_code == 200 and len(decode(ok.content).tensors["output"].shape) == 64

@@ -98,6 +98,20 @@ BAD_REQUESTS: list[tuple[str, str, str, dict[str, Any], int, str]] = [
     ("graph-nested-too-deep", "POST", "/graph", {"content": lambda b: b.st(
         {}, {GRAPH_METADATA_KEY: '{"nodes": ' + "[" * 50_000 + "]" * 50_000 + "}"})},
      400, "malformed_request"),
+    # Deep enough for json (under its recursion limit), too deep for what walks it after.
+    ("args-nested-500-deep", "POST", '/execute?op=sum&args={"dim":' + "[" * 500 + "]" * 500 + "}",
+     {"content": GOOD}, 400, "malformed_request"),
+    ("graph-kwargs-nested-500-deep", "POST", "/graph", {"content": lambda b: b.st(
+        {"x": b.x}, {GRAPH_METADATA_KEY: '{"nodes": [{"id": "a", "op": "sum", "args": '
+                     '[{"input": "x"}], "kwargs": {"dim": ' + "[" * 500 + "]" * 500 + "}}]}"})},
+     400, "malformed_request"),
+    ("graph-slice-nested-500-deep", "POST", "/graph", {"content": lambda b: b.st(
+        {"x": b.x}, {GRAPH_METADATA_KEY: '{"nodes": [{"id": "a", "op": "getitem", "args": '
+                     '[{"input": "x"}, {"slice": [' + "[" * 500 + "]" * 500 + ', 1, 1]}]}]}'})},
+     400, "malformed_request"),
+    ("embedding-padding-idx-out-of-range", "POST", '/execute?op=embedding&args={"padding_idx":7}',
+     {"content": lambda b: b.st({"input": torch.tensor([0, 1]), "weight": b.x})},
+     422, "invalid_arguments"),
     ("unknown-tag", "POST", '/execute?op=sum&args={"dim":{"what":1}}', {"content": GOOD},
      400, "malformed_request"),
     ("stray-body-tensors", "POST", "/execute?op=relu", {"content": lambda b: b.st({"a": b.x, "b": b.x})},

@@ -151,7 +151,12 @@ def test_cli_rejects_bad_flags(free_port: Callable[[], int]) -> None:
            # let that body in; refused at start-up, not on the first big request.
            ["--max-body-mb", "2", "--max-inflight-body-mb", "1"],
            ["--body-timeout-s", "0"], ["--max-connections", "0"], ["--debug-delay-ms", "-5"],
-           ["--handle-lease-s", "-1"], ["--handle-lease-s", "forever"])
+           ["--handle-lease-s", "-1"], ["--handle-lease-s", "forever"],
+           # A reply budget smaller than the largest reply; one client allowed more
+           # threads than there are; limits that must be positive.
+           ["--max-body-mb", "64", "--max-inflight-reply-mb", "32"],
+           ["--compute-threads", "2", "--client-compute-threads", "3"],
+           ["--max-header-kb", "0"], ["--write-timeout-s", "-1"], ["--max-compute-s", "nan"])
     procs = [subprocess.Popen([sys.executable, "-m", "genie.runtime.simple_server",
                                "--port", str(free_port()), *args],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -160,6 +165,27 @@ def test_cli_rejects_bad_flags(free_port: Callable[[], int]) -> None:
         _, err = proc.communicate(timeout=120)
         assert proc.returncode == 2, (args, err)
         assert err.strip(), args
+        assert "Traceback" not in err
+
+
+def test_cli_refuses_an_empty_or_unsendable_token(free_port: Callable[[], int]) -> None:
+    # GENIE_TOKEN="" used to start the server with authentication silently off.
+    runs = [({"GENIE_TOKEN": ""}, []), ({}, ["--token", ""]), ({}, ["--token", "pässwörd"]),
+            ({"GENIE_TOKEN": "with space"}, [])]
+    procs = [subprocess.Popen([sys.executable, "-m", "genie.runtime.simple_server",
+                               "--port", str(free_port()), "--device", "cpu", *args],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              env={**os.environ, **env})
+             for env, args in runs]
+    for (env, args), proc in zip(runs, procs, strict=True):
+        try:
+            _, err = proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
+            raise AssertionError(f"the server started with {env} {args}") from None
+        assert proc.returncode == 2, (env, args, err)
+        assert "token" in err and "GENIE_TOKEN" in err, err
         assert "Traceback" not in err
 
 
@@ -183,7 +209,10 @@ def test_console_script_help() -> None:
     result = subprocess.run([script, "--help"], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0
     for flag in ("--host", "--port", "--device", "--token", "--max-body-mb", "--max-held-mb",
-                 "--max-inflight-body-mb", "--body-timeout-s", "--max-connections",
+                 "--max-inflight-body-mb", "--max-inflight-reply-mb", "--max-compute-mb",
+                 "--compute-threads", "--client-compute-threads", "--max-compute-s",
+                 "--max-gpu-mb", "--body-timeout-s", "--min-body-rate-kb", "--header-timeout-s",
+                 "--max-header-kb", "--write-timeout-s", "--max-connections",
                  "--handle-lease-s", "--debug-delay-ms", "--log-level"):
         assert flag in result.stdout
     assert "TEST ONLY" in result.stdout  # the delay flag says what it is for

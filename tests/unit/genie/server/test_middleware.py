@@ -10,8 +10,10 @@ import time
 from collections.abc import Callable
 
 import httpx
+import pytest
 import torch
 
+from genie.server.config import ServerConfig
 from genie.server.runner import BackgroundServer
 
 
@@ -43,6 +45,33 @@ def test_no_token_means_no_header_needed(http: httpx.Client) -> None:
     assert http.get("/health").status_code == 200
     # A stray Authorization header is ignored when the server has no token.
     assert http.get("/health", headers={"authorization": "Bearer whatever"}).status_code == 200
+
+
+def test_a_trailing_slash_is_404_not_a_redirect_before_auth(
+        make_server: Callable[..., BackgroundServer], assert_error: Callable[..., str]) -> None:
+    # Starlette's slash redirect answered /tensors/{id}/ with a 307 before the token check.
+    srv = make_server(token="s3cret")
+    with httpx.Client(base_url=srv.url) as http:
+        for path in ("/tensors/abc/", "/health/", "/tensors/"):
+            assert_error(http.get(path), 404, "not_found")
+            assert_error(http.get(path, headers={"authorization": "Bearer s3cret"}), 404,
+                         "not_found")
+
+
+@pytest.mark.parametrize("token", ["", " ", "pässwörd", "two words", "tab\there"])
+def test_a_token_no_client_could_send_refuses_to_start(token: str) -> None:
+    with pytest.raises(ValueError, match="token"):
+        ServerConfig(token=token)
+
+
+def test_the_token_is_compared_as_the_bytes_sent(
+        make_server: Callable[..., BackgroundServer], assert_error: Callable[..., str]) -> None:
+    srv = make_server(token="t0k3n!#$%&'*+-.^_`|~")
+    with httpx.Client(base_url=srv.url) as http:
+        good = {"authorization": "Bearer t0k3n!#$%&'*+-.^_`|~"}
+        assert http.get("/health", headers=good).status_code == 200
+        latin = {"authorization": "Bearer t0k3n!#$%&'*+-.^_`|~\xe9".encode("latin-1")}
+        assert_error(http.get("/health", headers=latin), 401, "unauthorized")
 
 
 def test_debug_delay_slows_every_request_without_serialising_them(

@@ -18,6 +18,9 @@ from genie.server.runner import BackgroundServer
 from genie.server.store import MAX_TRACKED_SESSIONS, TensorStore
 from genie.wire import decode
 
+#: What each held tensor counts beyond its data (docs/protocol.md, section 9).
+HANDLE_OVERHEAD_BYTES = 1024
+
 
 def test_tensors_put_get_list_delete(http: httpx.Client, st_body: Callable[..., bytes],
                                      tensors_of: Callable[..., dict[str, torch.Tensor]],
@@ -60,7 +63,9 @@ def test_held_budget_refuses_without_evicting(
         assert_error: Callable[..., str], errors_by_type: Callable[..., dict[str, int]],
         wait_for_errors: Callable[..., dict[str, int]], delta: Callable[..., dict[str, int]],
         assert_serving: Callable[..., None]) -> None:
-    srv = make_server(max_held_mb=0.001)  # 1,048 bytes
+    # 4,194 bytes: two tensors of 400 and 200 bytes, each also counting 1,024 bytes of
+    # bookkeeping, fit; a third of 800 does not.
+    srv = make_server(max_held_mb=0.004)
     with httpx.Client(base_url=srv.url) as http:
         first = http.post("/tensors", content=st_body({"a": torch.arange(100, dtype=torch.float32)}))
         second = http.post("/tensors", content=st_body({"b": torch.ones(100, dtype=torch.int16)}))
@@ -68,6 +73,7 @@ def test_held_budget_refuses_without_evicting(
         before = errors_by_type(http)
         message = assert_error(http.post("/tensors", content=st_body({"c": torch.ones(200)})),
                                413, "budget_exceeded")
+        assert str(HANDLE_OVERHEAD_BYTES) in message
         assert "--max-held-mb" in message and "DELETE" in message
         graph = {"nodes": [{"id": "a", "op": "ones", "args": [200]}], "keep": True}
         assert_error(http.post("/graph", content=graph_body(graph)), 413, "budget_exceeded")
@@ -82,6 +88,49 @@ def test_held_budget_refuses_without_evicting(
         http.delete(f"/tensors/{first.json()['id']}")
         assert http.post("/tensors", content=st_body({"c": torch.ones(200)})).status_code == 201
         assert_serving(http)
+
+
+def test_empty_tensors_are_not_free(make_server: Callable[..., BackgroundServer],
+                                    st_body: Callable[..., bytes],
+                                    assert_error: Callable[..., str]) -> None:
+    # The attack: 50,000 empty tensors held 30 MB while the budget counted 0 bytes.  Each
+    # handle now counts its bookkeeping, so a 100 KiB budget holds about 100 of them.
+    srv = make_server(max_held_mb=0.1)
+    empty = st_body({"e": torch.empty(0, 3)})
+    with httpx.Client(base_url=srv.url) as http:
+        held = 0
+        for _ in range(200):
+            resp = http.post("/tensors", content=empty)
+            if resp.status_code != 201:
+                assert_error(resp, 413, "budget_exceeded")
+                break
+            held += 1
+    assert held == int(0.1 * 1024 * 1024) // HANDLE_OVERHEAD_BYTES
+
+
+def test_the_listing_comes_in_pages(make_server: Callable[..., BackgroundServer],
+                                    assert_error: Callable[..., str]) -> None:
+    # A listing of every handle at once grew without bound (4 MB for 50,000 handles):
+    # pages of at most 1,000, each naming where the next starts, and the totals.
+    srv = make_server()
+    store = srv.app.state.genie.store
+    ids = [store.put_many({"t": torch.empty(0)})["t"]["id"] for _ in range(2345)]
+    with httpx.Client(base_url=srv.url) as http:
+        seen: list[str] = []
+        after: str | None = None
+        while True:
+            page = http.get("/tensors", params={"after": after} if after else {}).json()
+            assert page["count"] == 2345 and len(page["tensors"]) <= 1000
+            seen += [t["id"] for t in page["tensors"]]
+            after = page["next"]
+            if after is None:
+                break
+        assert seen == ids
+        small = http.get("/tensors", params={"limit": 10, "after": ids[99]}).json()
+        assert [t["id"] for t in small["tensors"]] == ids[100:110] and small["next"] == ids[109]
+        for bad in ("0", "1001", "-1", "ten", "²"):
+            assert_error(http.get("/tensors", params={"limit": bad}), 400, "malformed_request")
+        assert_error(http.get("/tensors", params={"after": "nope"}), 404, "not_found")
 
 
 def test_an_upload_past_the_budget_first_frees_sessions_idle_past_the_lease() -> None:
@@ -102,7 +151,7 @@ def test_an_upload_past_the_budget_first_frees_sessions_idle_past_the_lease() ->
 
 
 def test_sessions_that_hold_nothing_are_forgotten_past_the_bound() -> None:
-    store = TensorStore(1000)
+    store = TensorStore(10_000)  # a handle also counts 1 KiB of bookkeeping
     with store.active("holder"):
         store.put_many({"a": torch.ones(1)}, owner="holder")
     for i in range(MAX_TRACKED_SESSIONS + 50):
