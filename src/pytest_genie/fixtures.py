@@ -103,7 +103,11 @@ def genie_local_server(genie_options: GenieOptions) -> Iterator[BackgroundServer
 
 @pytest.fixture(scope="session")
 def genie_server_url(request: pytest.FixtureRequest, genie_options: GenieOptions) -> str:
-    """``--genie-server`` when given, else the embedded local server's URL."""
+    """``--genie-server`` when given, else the embedded local server's URL.  In a fleet (several
+    ``--genie-server``) it is parametrized: one value per server (``pytest_genie.fleet``)."""
+    fleet_server = getattr(request, "param", None)
+    if isinstance(fleet_server, str):
+        return fleet_server
     if genie_options.server_url is not None:
         url = genie_options.server_url
     else:
@@ -118,11 +122,12 @@ def genie_level(genie_options: GenieOptions) -> Level:
     return genie_options.level_settings
 
 
-
 @pytest.fixture(scope="session")
-def genie_link() -> MeasuredLink:
+def genie_link(genie_server_url: str) -> MeasuredLink:
     """The link to the server under test, as ``network_throughput`` measured it (it fills
-    this in); until then, nothing is known and timeouts keep the client's defaults."""
+    this in); until then, nothing is known and timeouts keep the client's defaults.  One per
+    server: in a fleet, each server's link is its own."""
+    del genie_server_url
     return MeasuredLink()
 
 

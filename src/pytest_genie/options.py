@@ -44,11 +44,15 @@ _FALSE = frozenset({"0", "false", "no", "off", ""})
 class GenieOptions:
     """What the ``genie_options`` fixture returns; every field already validated.
 
-    ``server_url`` is a normalized base URL (``http://host:port``) or ``None`` when
-    the tests should run against the embedded local server.
+    ``servers`` are normalized base URLs (``http://host:port``), in the order given; empty
+    when the tests should run against the embedded local server.  Two or more are a fleet
+    (``pytest_genie.fleet``): every check that talks to a server runs against each.
+    ``server_url`` is the first of them (the only one outside a fleet), or ``None``: give
+    either, the other follows.
     """
 
     server_url: str | None = None
+    servers: tuple[str, ...] = ()
     token: str | None = None
     results_dir: Path = Path(DEFAULT_RESULTS_DIR)
     report: bool = False
@@ -61,6 +65,19 @@ class GenieOptions:
     compare_fail: tuple[Threshold, ...] = ()
     #: Base seconds of every client request (``genie.Timeout.base_s``); None: the client's own.
     timeout_s: float | None = None
+
+    def __post_init__(self) -> None:
+        if not self.servers and self.server_url is not None:
+            object.__setattr__(self, "servers", (self.server_url,))
+        elif self.servers and self.server_url != self.servers[0]:
+            if self.server_url is not None:
+                raise ValueError(f"server_url {self.server_url} is not the first of servers {self.servers}")
+            object.__setattr__(self, "server_url", self.servers[0])
+
+    @property
+    def is_fleet(self) -> bool:
+        """Whether several servers were given: the checks are parametrized by server."""
+        return len(self.servers) > 1
 
     @property
     def level_settings(self) -> Level:
@@ -99,8 +116,9 @@ class _Option:
 
 OPTIONS: tuple[_Option, ...] = (
     _Option("genie_server", "--genie-server", "genie_server", "GENIE_SERVER",
-            "Genie server to test: HOST, HOST:PORT or http(s)://HOST:PORT (default port 8888). "
-            "Without it, tests run against an embedded server on 127.0.0.1."),
+            "Genie server to test: HOST, HOST:PORT or http(s)://HOST:PORT (default port 8888); "
+            "repeatable (a fleet: every check that talks to a server runs against each). "
+            "Without it, tests run against an embedded server on 127.0.0.1.", repeatable=True),
     _Option("genie_token", "--genie-token", "genie_token", "GENIE_TOKEN",
             "bearer token for the Genie server (and for the embedded one)."),
     _Option("genie_results_dir", "--genie-results-dir", "genie_results_dir", "GENIE_RESULTS_DIR",
@@ -151,15 +169,23 @@ def add_options(parser: pytest.Parser) -> None:
             parser.addini(opt.ini, opt.help, type="string", default=None)
 
 
-def _parse_server(text: str) -> str | None:
+def _parse_servers(text: str) -> tuple[str, ...]:
+    """A comma-separated list of servers, each normalized; one named twice is refused (two
+    spellings of one server would be checked twice, racing on its counters)."""
     from genie.protocol import normalize_url  # genie's package init imports torch: keep it lazy
 
-    if not text.strip():
-        return None
-    try:
-        return normalize_url(text)
-    except ValueError as exc:
-        raise ValueError(f"{exc} (e.g. 192.168.1.100, 127.0.0.1:8888 or http://gpu-box:8888)") from None
+    servers: list[str] = []
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        try:
+            url = normalize_url(part)
+        except ValueError as exc:
+            raise ValueError(f"{exc} (e.g. 192.168.1.100, 127.0.0.1:8888 or http://gpu-box:8888)") from None
+        if url in servers:
+            raise ValueError(f"{part!r} names {url} a second time; give each server once")
+        servers.append(url)
+    return tuple(servers)
 
 
 def _parse_token(text: str) -> str | None:
@@ -292,12 +318,13 @@ def resolve_options(config: pytest.Config) -> GenieOptions:
                                 "name a folder (it is created when missing).")
     compare = _resolve(config, by_name["genie_compare"], _parse_compare, None)
     no_thresholds: tuple[Threshold, ...] = ()
+    no_servers: tuple[str, ...] = ()
     thresholds = _resolve(config, by_name["genie_compare_fail"], _parse_thresholds, no_thresholds)
     if thresholds and compare is None:
         raise pytest.UsageError("--genie-compare-fail needs a baseline: add --genie-compare=DIR or "
                                 f"--genie-compare={COMPARE_LATEST}.")
     return GenieOptions(
-        server_url=_resolve(config, by_name["genie_server"], _parse_server, None),
+        servers=_resolve(config, by_name["genie_server"], _parse_servers, no_servers),
         token=_resolve(config, by_name["genie_token"], _parse_token, None),
         results_dir=results_dir,
         report=_resolve(config, by_name["genie_report"], _parse_bool, False),

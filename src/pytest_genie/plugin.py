@@ -39,7 +39,7 @@ from typing import Any
 
 import pytest
 
-from pytest_genie import fixtures, hookspecs
+from pytest_genie import fixtures, fleet, hookspecs
 from pytest_genie.checks import KINDS, Key
 from pytest_genie.ci import html_cell, properties
 from pytest_genie.gate import run_gate, write_gate
@@ -102,7 +102,8 @@ def pytest_configure(config: pytest.Config) -> None:
     state = GenieState(options=options, is_worker=is_worker)
     if not is_worker:
         state.results = ResultsSession(
-            results_dir=options.results_dir, started=time.time(), server_url=options.server_url,
+            results_dir=options.results_dir, started=time.time(),
+            server_url=None if options.is_fleet else options.server_url, fleet=options.is_fleet,
             extend_info=lambda info: config.hook.pytest_genie_test_info(config=config, test_info=info))
     config.stash[STATE_KEY] = state
     config.pluginmanager.register(GeniePlugin(config, state), PLUGIN_NAME)
@@ -124,11 +125,6 @@ def _kinds(item: pytest.Item) -> list[str]:
 def _gateway_id(node: Any) -> str:
     """An xdist worker's id ("gw0"), from its WorkerController."""
     return str(getattr(getattr(node, "gateway", None), "id", "?"))
-
-
-def _record_name(item: pytest.Item) -> str:
-    name = item.name
-    return name[len("test_"):] if name.startswith("test_") else name
 
 
 def _clip(text: str) -> str:
@@ -204,13 +200,13 @@ class GeniePlugin:
         # the outcome pytest reports.
         report = yield
         if call.when == "setup" and _kinds(item):
-            item.stash[PENDING_KEY] = Pending(name=_record_name(item), kinds=_kinds(item),
+            item.stash[PENDING_KEY] = Pending(name=fleet.record_name(item), kinds=_kinds(item),
                                               start=call.start)
             self.state.in_flight[item.nodeid] = (item, item.stash[PENDING_KEY])
             if self.state.is_worker:  # lets the controller record it if this worker dies
                 report.genie_started = {  # type: ignore[attr-defined]
-                    "name": _record_name(item), "kinds": _kinds(item), "timestamp": iso_utc(call.start),
-                    "server_url": self.config.stash.get(SERVER_URL_KEY, None)}
+                    "name": fleet.record_name(item), "kinds": _kinds(item), "timestamp": iso_utc(call.start),
+                    "server_url": self._server_of(item)}
         pending = item.stash.get(PENDING_KEY, None)
         if pending is None:
             return report
@@ -235,8 +231,61 @@ class GeniePlugin:
         record = TestRecord(name=pending.name, status=status, details=details,
                             timing_ms=round(pending.call_ms or 0.0, 3), timestamp=iso_utc(pending.start),
                             kinds=list(pending.kinds),
-                            server_url=self.config.stash.get(SERVER_URL_KEY, None))
+                            server_url=self._server_of(item))
         return record
+
+    def _server_of(self, item: pytest.Item) -> str | None:
+        """The server ``item`` talked to: its fleet server, else the one the session resolved."""
+        return fleet.server_of(item) or self.config.stash.get(SERVER_URL_KEY, None)
+
+    # ---- a fleet: every check that talks to a server, once per server (fleet.py) -----
+
+    def pytest_generate_tests(self, metafunc: pytest.Metafunc) -> None:
+        fleet.parametrize(metafunc, self.state.options.servers)
+
+    # ---- under pytest-xdist: one worker per server at a time (scheduling.py) -------
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_xdist_make_scheduler(self, config: pytest.Config, log: Any) -> Any:
+        """A fleet under ``-n N``: one work unit per server, so servers run in parallel."""
+        if not self.state.options.is_fleet:
+            return None
+        from pytest_genie.scheduling import SCHEDULED_DIST, ServerScheduling  # xdist is installed: it asks
+
+        if getattr(config.option, "dist", None) not in SCHEDULED_DIST:
+            return None
+        return ServerScheduling(config, log, self.state.options.servers)
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_configure_node(self, node: Any) -> None:
+        """xdist controller, per worker: the folder of the run's server locks."""
+        if not self.state.options.servers:
+            return
+        from pytest_genie.scheduling import make_lock_dir
+
+        if self.state.lock_dir is None:
+            self.state.lock_dir = make_lock_dir()
+        node.workerinput[fleet.LOCK_DIR_INPUT] = self.state.lock_dir
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_protocol(self, item: pytest.Item) -> Generator[None, object, object]:
+        """On an xdist worker, a check that talks to a server holds that server's lock from its
+        setup to its teardown: no other worker's check talks to it meanwhile."""
+        folder = getattr(self.config, "workerinput", {}).get(fleet.LOCK_DIR_INPUT)
+        server = fleet.server_of(item) or self.state.options.server_url
+        if not folder or server is None or not fleet.uses_server(item):
+            return (yield)
+        from pytest_genie.scheduling import server_lock
+
+        with server_lock(folder, server):
+            return (yield)
+
+    def pytest_unconfigure(self, config: pytest.Config) -> None:
+        if self.state.lock_dir is not None:
+            from pytest_genie.scheduling import remove_lock_dir
+
+            remove_lock_dir(self.state.lock_dir)
+            self.state.lock_dir = None
 
     # ---- results (on the process that writes: never an xdist worker) --------------
 
@@ -244,9 +293,10 @@ class GeniePlugin:
         results = self.state.results
         if results is None or self.config.option.collectonly:
             return
-        kinds = [kind for kind in KINDS if any(kind in _kinds(item) for item in session.items)]
+        slots = {(kind, fleet.server_of(item) if results.fleet else None): None
+                 for item in session.items for kind in _kinds(item)}
         try:
-            results.start(kinds)
+            results.start(sorted(slots, key=lambda s: (KINDS.index(s[0]), s[1] or "")))
         except OSError as exc:  # keep testing; the summary and the exit status say it
             if self.state.write_error is None:
                 self.state.write_error = f"{type(exc).__name__}: {exc}"

@@ -17,6 +17,12 @@ another user can read them.
 
 ``test_info`` also carries the original scripts' ``server_info`` / ``client_info``
 (hostname, IP addresses; the client's adds the server it tested), which the report reads.
+
+A fleet (several ``--genie-server``, ``pytest_genie.fleet``) writes one file per kind and
+server, ``<kind>_test_results_<ts>_<server slug>.json``, each in the same schema with its own
+``test_info.server_url`` and ``measured``; records that talked to no server stay in the
+unsuffixed file.  So every file holds figures measured from one host against one server, and
+its ``test_info.measured`` says where each of its figures was measured.
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ from urllib.parse import urlsplit
 
 from pytest_genie import host
 from pytest_genie.checks import Key
+from pytest_genie.fleet import server_slug
 from pytest_genie.location import where_measured
 
 __all__ = ["DISTRIBUTION", "FOLDER_PREFIX", "STATUSES", "STATUS_SYMBOLS", "TEST_TYPES", "ResultsSession",
@@ -51,9 +58,10 @@ STATUS_SYMBOLS = {"PASS": "✅", "FAIL": "❌", "SKIP": "⏭", "ERROR": "💥"}
 FOLDER_PREFIX = "genie_test_results_"
 
 
-def result_file_name(kind: str, stamp: str) -> str:
-    """``<kind>_test_results_<stamp>.json``; with ``stamp="*"``, the glob that finds them."""
-    return f"{kind}_test_results_{stamp}.json"
+def result_file_name(kind: str, stamp: str, suffix: str | None = None) -> str:
+    """``<kind>_test_results_<stamp>.json`` (``..._<suffix>.json`` for one server of a fleet);
+    with ``stamp="*"``, the glob that finds them all."""
+    return f"{kind}_test_results_{stamp}{'_' + suffix if suffix else ''}.json"
 _MAX_DEPTH = 32
 
 
@@ -203,17 +211,23 @@ class ResultsSession:
     """The records of one pytest session and the folder they are kept in.
 
     ``extend_info`` is called once per file with its fresh ``test_info`` dict (the
-    plugin routes it to the ``pytest_genie_test_info`` hook).
+    plugin routes it to the ``pytest_genie_test_info`` hook).  With ``fleet``, a record
+    goes to the file of its kind and its server (a *slot*: ``(kind, server_url)``; a record
+    that talked to no server has ``(kind, None)``, the unsuffixed file).
     """
 
     results_dir: Path
     started: float
     server_url: str | None = None
     extend_info: Callable[[dict[str, Any]], None] | None = None
+    fleet: bool = False
     records: list[TestRecord] = field(default_factory=list)
     folder: Path | None = None
+    #: Each kind's unsuffixed file (the only one outside a fleet).
     files: dict[str, Path] = field(default_factory=dict)
-    _infos: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: A fleet's per-server files, by ``(kind, server_url)``.
+    server_files: dict[tuple[str, str], Path] = field(default_factory=dict)
+    _infos: dict[tuple[str, str | None], dict[str, Any]] = field(default_factory=dict)
     _env: dict[str, Any] | None = None
 
     @property
@@ -225,56 +239,79 @@ class ResultsSession:
             self.folder = _make_folder(self.results_dir, self.stamp)
         return self.folder
 
-    def start(self, kinds: Iterable[str]) -> None:
-        """Write each kind's file with ``"tests": []`` now, before any test has run."""
-        for kind in kinds:
-            if kind in TEST_TYPES and kind not in self.files:
-                self.write(kind)
+    def start(self, slots: Iterable[str | tuple[str, str | None]]) -> None:
+        """Write each kind's (or slot's) file with ``"tests": []`` now, before any test has run."""
+        for slot in slots:
+            kind, server = (slot, None) if isinstance(slot, str) else slot
+            if kind in TEST_TYPES and self.path_of(kind, server) is None:
+                self.write(kind, server)
+
+    def slot_of(self, record: TestRecord) -> str | None:
+        """The server whose file ``record`` goes to: its own in a fleet, else None (one file)."""
+        return record.server_url if self.fleet else None
 
     def add(self, record: TestRecord) -> None:
         """Keep ``record`` and rewrite the file(s) of its kind(s) at once."""
         self.records.append(record)
-        if self.server_url is None and record.server_url:
+        if self.server_url is None and record.server_url and not self.fleet:
             self.server_url = record.server_url
         for kind in record.kinds:
             if kind in TEST_TYPES:
-                self.write(kind)
+                self.write(kind, self.slot_of(record))
 
-    def _test_info(self, kind: str) -> dict[str, Any]:
-        info = self._infos.get(kind)
+    def path_of(self, kind: str, server: str | None = None) -> Path | None:
+        """The file written for ``kind`` (and a fleet's ``server``), if any yet."""
+        return self.files.get(kind) if server is None else self.server_files.get((kind, server))
+
+    def slots(self) -> list[tuple[str, str | None]]:
+        """Every ``(kind, server)`` with records or a file, kinds in order, then servers in order."""
+        found = {(kind, self.slot_of(r)) for r in self.records for kind in r.kinds if kind in TEST_TYPES}
+        found |= {(kind, None) for kind in self.files} | set(self.server_files)
+        order = list(TEST_TYPES)
+        return sorted(found, key=lambda s: (order.index(s[0]), s[1] is not None, s[1] or ""))
+
+    def _test_info(self, kind: str, server: str | None = None) -> dict[str, Any]:
+        slot = (kind, server)
+        info = self._infos.get(slot)
         if info is None:
             if self._env is None:
                 self._env = environment_info()
             name = host.hostname()
             info = {"hostname": name, "timestamp": iso_utc(self.started),
-                    "test_type": TEST_TYPES[kind], Key.SERVER_URL: self.server_url,
+                    "test_type": TEST_TYPES[kind], Key.SERVER_URL: server or self.server_url,
                     **json_safe(self._env),
                     f"{kind}_info": {"hostname": name, "ip_addresses": host.ip_addresses()}}
             if self.extend_info is not None:
                 self.extend_info(info)
             info = json_safe(info)
-            self._infos[kind] = info
+            self._infos[slot] = info
         if info.get(Key.SERVER_URL) is None:
-            info[Key.SERVER_URL] = self.server_url
+            info[Key.SERVER_URL] = server or self.server_url
         client_info = info.get("client_info")
-        if kind == "client" and self.server_url and isinstance(client_info, dict):
-            client_info["server_ip"] = urlsplit(self.server_url).hostname  # as the original did
+        if kind == "client" and info[Key.SERVER_URL] and isinstance(client_info, dict):
+            client_info["server_ip"] = urlsplit(info[Key.SERVER_URL]).hostname  # as the original did
         measured = info.get(Key.MEASURED)
         if not isinstance(measured, dict) or measured.get(Key.SERVER_URL) != info[Key.SERVER_URL]:
             info[Key.MEASURED] = where_measured(info[Key.SERVER_URL], info.get("hostname"))
         return info
 
-    def write(self, kind: str) -> Path:
-        """(Re)write ``<kind>_test_results_<ts>.json`` with every record of ``kind``."""
+    def write(self, kind: str, server: str | None = None) -> Path:
+        """(Re)write ``<kind>_test_results_<ts>.json`` with every record of ``kind`` (in a fleet:
+        ``..._<slug>.json`` with those of ``server``, or the unsuffixed one with ``None``)."""
         folder = self.ensure_folder()
-        path = self.files.get(kind) or folder / result_file_name(kind, self.stamp)
-        payload = {"test_info": self._test_info(kind),
-                   "tests": [r.entry() for r in self.by_kind(kind)]}
+        suffix = server_slug(server) if server is not None else None
+        path = self.path_of(kind, server) or folder / result_file_name(kind, self.stamp, suffix)
+        payload = {"test_info": self._test_info(kind, server),
+                   "tests": [r.entry() for r in self.by_kind(kind, server)]}
         # Records are made JSON-safe where the plugin builds them, but one may also come from
         # another plugin's report attribute; strict JSON (no NaN) is what jq and the report read.
         _write_json_atomic(path, json_safe(payload))
-        self.files[kind] = path
+        if server is None:
+            self.files[kind] = path
+        else:
+            self.server_files[(kind, server)] = path
         return path
 
-    def by_kind(self, kind: str) -> list[TestRecord]:
-        return [r for r in self.records if kind in r.kinds]
+    def by_kind(self, kind: str, server: str | None = None) -> list[TestRecord]:
+        """The records of ``kind``; in a fleet, of the one slot ``(kind, server)``."""
+        return [r for r in self.records if kind in r.kinds and (not self.fleet or self.slot_of(r) == server)]

@@ -71,6 +71,8 @@ class GenieState:
     #: The regression gate's outcome (``gate.py``): the comparison, and why it could not run.
     comparison: dict[str, Any] | None = None
     compare_error: str | None = None
+    #: xdist controller only: the folder of the run's server locks (``scheduling.py``), once made.
+    lock_dir: str | None = None
 
 
 STATE_KEY = pytest.StashKey[GenieState]()

@@ -9,6 +9,10 @@
     Genie results: reports/genie_test_results_20250109_143000
     ❌ Some server tests failed: server_operations (FAIL)
 
+In a fleet (several ``--genie-server``) there is one block per kind and server, titled with
+the server (``Client-side tests [client_side] against gpu-a:8888 (...)``), and the closing
+lines name the server of each check that did not pass.
+
 The section ends with the guide's closing line of each kind, ``🎉 All server tests
 passed!`` when every test passed (or was skipped).  A details line that would pass the
 terminal width keeps whole fields only, never half a JSON value: the fields that do not
@@ -29,6 +33,7 @@ from typing import Any
 import pytest
 
 from pytest_genie.checks import KINDS, Key
+from pytest_genie.fleet import server_id
 from pytest_genie.results import STATUS_SYMBOLS, TEST_TYPES, ResultsSession, TestRecord
 
 __all__ = ["closing_line", "format_details", "format_record", "no_checks_hint", "write_summary"]
@@ -124,15 +129,21 @@ def format_record(record: TestRecord, *, width: int = 120, unicode: bool = True)
     return lines
 
 
-def closing_line(kind: str, records: Iterable[TestRecord], *, unicode: bool = True) -> str:
+def _named(record: TestRecord, fleet: bool) -> str:
+    """A record's name, with the server it ran against in a fleet."""
+    return f"{record.name} on {server_id(record.server_url)}" if fleet and record.server_url else record.name
+
+
+def closing_line(kind: str, records: Iterable[TestRecord], *, unicode: bool = True,
+                 fleet: bool = False) -> str:
     """The guide's last line for ``kind``: all passed (skips named), or which did not."""
     records = list(records)
     what = CLOSING.get(kind, f"{kind} tests")
     failed = [r for r in records if r.status not in ("PASS", "SKIP")]
     if failed:
-        names = ", ".join(f"{r.name} ({r.status})" for r in failed)
+        names = ", ".join(f"{_named(r, fleet)} ({r.status})" for r in failed)
         return f"{'❌ ' if unicode else ''}Some {what} failed: {names}"
-    skipped = [r.name for r in records if r.status == "SKIP"]
+    skipped = [_named(r, fleet) for r in records if r.status == "SKIP"]
     tail = f" ({len(skipped)} skipped: {', '.join(skipped)})" if skipped else ""
     return f"{'🎉 ' if unicode else ''}All {what} passed!{tail}"
 
@@ -157,18 +168,23 @@ def write_summary(reporter: pytest.TerminalReporter, results: ResultsSession,
     width = getattr(tw, "fullwidth", 120)
     reporter.write_sep("=", "Genie")
     closing: list[tuple[str, bool]] = []
-    for kind in KINDS:
-        records = results.by_kind(kind)
+    for kind, server in results.slots():
+        records = results.by_kind(kind, server)
         if not records:
             continue
-        path = results.files.get(kind)
+        path = results.path_of(kind, server)
+        against = f" against {server_id(server)}" if server else ""
         where = f" ({path.name})" if path else ""
-        reporter.write_line(f"{TITLES[kind]} [{TEST_TYPES[kind]}]{where}: {_counts(records)}", bold=True)
+        reporter.write_line(f"{TITLES[kind]} [{TEST_TYPES[kind]}]{against}{where}: {_counts(records)}",
+                            bold=True)
         for record in records:
             for line in format_record(record, width=width, unicode=unicode):
                 reporter.write_line(line, red=record.status in ("FAIL", "ERROR"))
-        closing.append((closing_line(kind, records, unicode=unicode),
-                        all(r.status in ("PASS", "SKIP") for r in records)))
+    for kind in KINDS:
+        every = [r for r in results.records if kind in r.kinds]
+        if every:
+            closing.append((closing_line(kind, every, unicode=unicode, fleet=results.fleet),
+                            all(r.status in ("PASS", "SKIP") for r in every)))
     if write_error is not None:
         reporter.write_line(f"Genie results could NOT be written: {write_error}", red=True)
     elif results.folder is not None:

@@ -7,9 +7,11 @@ which writes ``comprehensive_report.json``, ``test_analysis_report.md``,
 ``test_analysis_report.html`` and the charts (``chart_*.svg``, when matplotlib is installed)
 atomically, like the result files themselves.
 
-Figures carry the server they were measured against; when the client results of several servers
-are reported together, the performance sections describe the first (by URL) and a per-server
-table (``servers``) compares them all.
+Figures carry the server they were measured against and where (``where.py``: the server node's
+loopback, or across the network from a client host).  The files are grouped by server
+(``servers.py``); when there are several (a fleet, or folders of several servers copied together),
+``servers`` holds one entry per server (its own sections in the Markdown and HTML, a row in the
+fleet and per-server tables), and the top-level performance sections describe the first (by URL).
 """
 
 from __future__ import annotations
@@ -22,7 +24,6 @@ from typing import Any
 from pytest_genie.checks import Key
 from pytest_genie.report.analysis import gpu_info, session_info, side_analysis, summarize
 from pytest_genie.report.charts import MISSING_HINT, chart_file, render_charts
-from pytest_genie.report.claims import performance_claims
 from pytest_genie.report.compat import original_layout
 from pytest_genie.report.figures import rows_with
 from pytest_genie.report.html import HTML_NAME, render_html
@@ -34,9 +35,8 @@ from pytest_genie.report.inputs import (
     load_result_file,
 )
 from pytest_genie.report.markdown import render_markdown
-from pytest_genie.report.network import network_baseline
-from pytest_genie.report.performance import performance
 from pytest_genie.report.recommend import recommend
+from pytest_genie.report.servers import entry, sections
 from pytest_genie.report.trend import build_trend, discover_sessions, session_entry
 from pytest_genie.results import installed_version, json_safe, write_text_atomic
 
@@ -80,17 +80,9 @@ def build_report(result_files: list[Path], history_dirs: list[Path],
     gpu = gpu_info(files, server_tests, client_tests)
     info = {**session_info(files), "gpu": gpu}
 
-    by_server: dict[str | None, list[dict[str, Any]]] = {}
-    for f in client_files:
-        by_server.setdefault(f.test_info.get(Key.SERVER_URL), []).extend(f.tests)
-    if not by_server:
-        by_server[info[Key.SERVER_URL]] = []
-    servers = []
-    for url in sorted(by_server, key=lambda u: (u is None, u or "")):
-        perf = performance(server_tests, by_server[url], gpu, url)
-        servers.append((perf, performance_claims(perf, str(perf.get("server_device") or "").startswith("cuda")
-                                                 or gpu.get(Key.CUDA_AVAILABLE) is True)))
-    perf, claims = servers[0]
+    found, _host_level = sections(files)
+    entries = [entry(section) for section in found]
+    perf, claims = entries[0]["performance"], entries[0]["claims"]
 
     own_dirs = {Path(p).resolve().parent for p in result_files}
     label = " + ".join(sorted({d.name for d in own_dirs}))
@@ -109,9 +101,10 @@ def build_report(result_files: list[Path], history_dirs: list[Path],
         "client_side": client,
         "performance": perf,
         "claims": claims,
-        "servers": [_server_row(p, c) for p, c in servers] if len(servers) > 1 else [],
+        "servers": [{**e, **_server_row(e["performance"], e["claims"])} for e in entries]
+        if len(entries) > 1 else [],
         "comparison": comparison,
-        "network": network_baseline(client_tests),
+        "network": entries[0]["network"],
         "recommendations": recommend(server, client, gpu, perf, summary),
         "trend": build_trend(current, earlier),
         "charts": {"files": {}, "missing": None},

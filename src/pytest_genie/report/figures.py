@@ -5,9 +5,10 @@ The checks record each timed figure as its median under its own key and its spre
 only the number.  :class:`Figure` reads both, so every later step (verdicts, trend, gate) works on
 one shape and says "no spread recorded" rather than pretending a single number has none.
 
-A figure also carries the server it was measured against and whether the client was disturbed
-(retried, reconnected, timed out) during its check, so a per-server split or a warning beside
-the figure needs no second look at the files.
+A figure also carries the server it was measured against, where it was measured (its result
+file's path, ``where.py``: ``{"host", "server_url", "path", "label"}``) and whether the client
+was disturbed (retried, reconnected, timed out) during its check, so a per-server split, a path
+label or a warning beside the figure needs no second look at the files.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ class Figure:
     spread: Spread | None = None
     disturbed: dict[str, int] | None = None
     server: str | None = None
+    #: Where it was measured (``Where.to_dict``); None when nobody said.
+    measured: dict[str, Any] | None = None
 
     @property
     def low(self) -> float:
@@ -55,6 +58,7 @@ class Figure:
             out.update(self.spread.to_dict())
         out["disturbed"] = self.disturbed or None
         out["server"] = self.server
+        out["measured"] = self.measured
         return out
 
     @classmethod
@@ -62,14 +66,16 @@ class Figure:
         """The inverse of :meth:`to_dict` (what ``comprehensive_report.json`` holds)."""
         if not isinstance(data, dict) or number(data.get("value")) is None:
             return None
-        disturbed = data.get("disturbed")
+        disturbed, measured = data.get("disturbed"), data.get("measured")
         return cls(value=float(data["value"]), spread=Spread.from_dict(data),
                    disturbed=disturbed if isinstance(disturbed, dict) else None,
-                   server=data.get("server") if isinstance(data.get("server"), str) else None)
+                   server=data.get("server") if isinstance(data.get("server"), str) else None,
+                   measured=measured if isinstance(measured, dict) else None)
 
 
 def figure(details: dict[str, Any], key: str, *, server: str | None = None,
-           disturbed: dict[str, int] | None = None) -> Figure | None:
+           disturbed: dict[str, int] | None = None, measured: dict[str, Any] | None = None
+           ) -> Figure | None:
     """The figure ``key`` of a details dict (a record's, or one sweep row), or None if absent."""
     raw_spreads = details.get(Key.SPREAD)
     spread = Spread.from_dict(raw_spreads.get(key)) if isinstance(raw_spreads, dict) else None
@@ -80,7 +86,7 @@ def figure(details: dict[str, Any], key: str, *, server: str | None = None,
         return None
     if spread is not None and not spread.q1 <= value <= spread.q3:
         spread = None  # a hand edit changed the number: the spread no longer describes it
-    return Figure(value=value, spread=spread, disturbed=disturbed or None, server=server)
+    return Figure(value=value, spread=spread, disturbed=disturbed or None, server=server, measured=measured)
 
 
 def rows_with(rows: list[dict[str, Any]], key: str) -> list[tuple[dict[str, Any], Figure]]:

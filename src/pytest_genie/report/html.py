@@ -12,11 +12,12 @@ from typing import Any
 
 from pytest_genie.checks import Key
 from pytest_genie.report.charts import CHARTS, inline_svg
-from pytest_genie.report.markdown import key_details
+from pytest_genie.report.markdown import key_details, where_label
 from pytest_genie.report.tables import (
     Table,
     comparison_table,
     concurrency_table,
+    fleet_table,
     servers_table,
     sweep_table,
     trend_table,
@@ -68,16 +69,32 @@ def _list(texts: list[str], ordered: bool = False) -> list[str]:
     return [f"<{tag}>", *(f"<li>{escape(t)}</li>" for t in texts), f"</{tag}>"]
 
 
-def _side(title: str, side: dict[str, Any] | None) -> list[str]:
-    out = [f"<h2>{escape(title)}</h2>"]
+def _side(title: str, side: dict[str, Any] | None, where: str | None = None, tag: str = "h2") -> list[str]:
+    out = [f"<{tag}>{escape(title)}</{tag}>"]
     if side is None:
         return [*out, "<p>No results for this side in this report.</p>"]
+    if where:
+        out.append(f'<p class="where">Figures measured {escape(where)}.</p>')
     table = Table(title, ["test", "status", "time", "key details"], name=title.split()[0].lower())
     for test in side["tests"]:
         time = "—" if test["timing_ms"] is None else f"{test['timing_ms']:.1f} ms"
         table.rows.append([test["name"], f"{STATUS_SYMBOLS[test['status']]} {test['status']}", time,
                            key_details(test)])
     return out + _table(table)
+
+
+def _servers(servers: list[dict[str, Any]]) -> list[str]:
+    """A fleet: its table, then each server's checks, labelled with where they were measured."""
+    if len(servers) < 2:
+        return []
+    out = ["<h2>Servers</h2>", *_table(fleet_table(servers))]
+    for s in servers:
+        out.append(f'<h3 id="server-{escape(s["id"])}">Server {escape(s["id"])}: {escape(s["result"])}</h3>')
+        out += _list([f"{f['name']} ({f['status']}): {f['reason']}" for f in s["failures"]])
+        for side in ("server", "client"):
+            out += _side(f"{side.capitalize()}-side checks of {s['id']}", s[f"{side}_side"],
+                         where_label(s["measured"][side]), "h4")
+    return out
 
 
 def render_html(report: dict[str, Any], svgs: dict[str, str] | None) -> str:
@@ -98,7 +115,16 @@ def render_html(report: dict[str, Any], svgs: dict[str, str] | None) -> str:
             f"{summary['skipped']} skipped, {summary['errors']} errors.</p>"]
     if svgs is None:
         body.append(f'<p class="missing" id="charts-missing">{escape(report["charts"]["missing"])}</p>')
-    body += ["<h2>Performance Analysis</h2>", *_list(texts("headline", "break_even"))]
+    body += _servers(report.get("servers", []))
+    measured = perf.get("measured") or {}
+    body += ["<h2>Performance Analysis</h2>",
+             f'<p class="where">Client checks measured {escape(where_label(measured.get("client")))}'
+             + (f"; server checks on the server node, {escape(where_label(measured['server']))}"
+                if measured.get("server") else "") + ".</p>",
+             *_list(texts("headline", "break_even"))]
+    if measured.get("overhead_across_paths"):
+        across = escape(measured["overhead_across_paths"])
+        body.append(f'<p class="where">⚠ The network overhead {across}.</p>')
     body += _table(sweep_table(perf)) + _chart(charts, "latency")
     body += ["<h3>Transfer Throughput</h3>", *_list(texts("transfer", "network", "lazy"))]
     body += _chart(charts, "throughput")
@@ -114,8 +140,11 @@ def render_html(report: dict[str, Any], svgs: dict[str, str] | None) -> str:
     body += ["<h2>Recommendations</h2>", *_list([r["text"] for r in report["recommendations"]], True)]
     body += ["<h2>Trend Across Runs</h2>", *_table(trend_table(report["trend"], perf.get(Key.N)))]
     body += _chart(charts, "trend")
-    body += _side("Server-Side Results", report["server_side"]) + _side("Client-Side Results",
-                                                                         report["client_side"])
+    if len(report.get("servers", [])) < 2:  # a fleet's checks are in its servers' sections
+        where = {side: where_label(measured.get(side)) if measured.get(side) else None
+                 for side in ("server", "client")}
+        body += _side("Server-Side Results", report["server_side"], where["server"])
+        body += _side("Client-Side Results", report["client_side"], where["client"])
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             "<title>Genie Test Analysis Report</title>"
             f"<style>{_STYLE}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")

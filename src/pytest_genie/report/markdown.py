@@ -30,13 +30,14 @@ from pytest_genie.report.tables import (
     Table,
     comparison_table,
     concurrency_table,
+    fleet_table,
     servers_table,
     sweep_table,
     trend_table,
 )
 from pytest_genie.results import STATUS_SYMBOLS
 
-__all__ = ["KEY_DETAILS", "key_details", "on_gpu", "render_markdown", "render_table"]
+__all__ = ["KEY_DETAILS", "key_details", "on_gpu", "render_markdown", "render_table", "where_label"]
 
 STATUS_EMOJI = STATUS_SYMBOLS
 
@@ -92,16 +93,30 @@ def key_details(test: dict[str, Any]) -> str:
     return ", ".join(parts) or "—"
 
 
-def _side_section(title: str, side: dict[str, Any] | None, how_to_get: str) -> list[str]:
-    lines = [f"## {title}", ""]
+def where_label(where: dict[str, Any] | None) -> str:
+    """A path's label (``where.Where.to_dict``), or why there is none."""
+    return str((where or {}).get("label") or "path not recorded")
+
+
+def _side_section(title: str, side: dict[str, Any] | None, how_to_get: str,
+                  where: str | None = None, level: str = "##", per_test: bool = True) -> list[str]:
+    """A side's counts and (``per_test``) its table of checks; a fleet's top-level sections have
+    only the counts, since one check's name would stand for several servers' records."""
+    lines = [f"{level} {title}", ""]
     if side is None:
         return [*lines, f"No results for this side in this report ({how_to_get}).", ""]
+    if where:
+        lines += [f"Figures measured {where}.", ""]
     s = side["summary"]
     rate = f"{s['success_rate']:.1f}%" if s["success_rate"] is not None else NOT_MEASURED
     lines += [
         f"{s['total']} tests: {s['passed']} passed, {s['failed']} failed, {s['skipped']} skipped, "
         f"{s['errors']} errors — success rate {rate} (total test time {format_ms(side['total_time_ms'])}).",
         "",
+    ]
+    if not per_test:
+        return [*lines, "Each server's checks are in its section under Servers.", ""]
+    lines += [
         "| Test | Status | Time | Key details |",
         "|---|---|---|---|",
     ]
@@ -187,9 +202,13 @@ def render_table(table: Table | None) -> list[str]:
 
 
 def on_gpu(report: dict[str, Any]) -> bool:
-    device = str(report["performance"].get("server_device") or "")
-    return device.startswith("cuda") or (not device and report["session_info"]["gpu"].get(Key.CUDA_AVAILABLE)
-                                         is True)
+    return ran_on_gpu(report["performance"], report["session_info"]["gpu"])
+
+
+def ran_on_gpu(perf: dict[str, Any], gpu: dict[str, Any]) -> bool:
+    """Whether one server's figures are GPU time: its recorded device, else what its files say."""
+    device = str(perf.get("server_device") or "")
+    return device.startswith("cuda") or (not device and gpu.get(Key.CUDA_AVAILABLE) is True)
 
 
 def _chart(report: dict[str, Any], name: str) -> list[str]:
@@ -199,10 +218,11 @@ def _chart(report: dict[str, Any], name: str) -> list[str]:
     return []
 
 
-def _guide_lines(report: dict[str, Any]) -> list[str]:
-    """The guide's example lines, with the verdict on the spreads where the guide had a sign."""
-    perf = report["performance"]
-    gpu = on_gpu(report)
+def _guide_lines(perf: dict[str, Any], gpu: bool) -> list[str]:
+    """The guide's example lines, with the verdict on the spreads where the guide had a sign, each
+    figure with where it was measured (the server's time may be the server node's own)."""
+    measured = perf.get("measured") or {}
+    client_where = where_label(measured.get("client"))
     device = str(perf.get("server_device") or "")
     kind = "GPU" if gpu else ("CPU" if device else "Device")
     where = "" if gpu or not device else f" ({device})"
@@ -234,6 +254,16 @@ def _guide_lines(report: dict[str, Any]) -> list[str]:
     ]
     if perf["server_time_basis"]:
         lines.append(f"- Server time from `{perf['server_time_basis']}`")
+    # Where each figure was measured, under the figures (a bullet holds its figure and nothing else).
+    if perf["server_time_basis"] == f"{GPU_DETECTION.name}.{Key.GPU_TIME_MS}":
+        server_where = where_label(measured.get("server"))
+        lines += ["", f"Server {kind} Time measured on the server node, {server_where}; "
+                  f"Client Remote Time {client_where}."]
+    elif perf["server_time_basis"]:
+        lines += ["", f"Server {kind} Time is the Server-Timing of the client's own requests: both figures "
+                  f"measured {client_where}."]
+    if measured.get("overhead_across_paths"):
+        lines.append(f"⚠ The Network Overhead {measured['overhead_across_paths']}: not one path's figure.")
     lines += [
         "",
         "### End-to-End Performance",
@@ -241,8 +271,21 @@ def _guide_lines(report: dict[str, Any]) -> list[str]:
         f"- **Remote {kind} Execution{where}**: {format_ms(perf['client_remote_ms'])}",
         f"- **Total Overhead**: {total}",
         "",
+        f"Client CPU Baseline measured on the client host; Remote {kind} Execution {client_where}.",
+        "",
     ]
     return lines
+
+
+def _paths_lines(perf: dict[str, Any]) -> list[str]:
+    """Where this section's figures were measured: the client checks' path and the server node's."""
+    measured = perf.get("measured") or {}
+    lines = [f"Where measured: client checks {where_label(measured.get('client'))}"]
+    if measured.get("server"):
+        lines[0] += f"; server checks on the server node, {where_label(measured['server'])}"
+    lines[0] += (". A figure is compared only with figures of its own path; one that mixes the two says so."
+                 if measured.get("server") and not measured.get("same_path") else ".")
+    return [*lines, ""]
 
 
 def _performance_section(report: dict[str, Any]) -> list[str]:
@@ -251,7 +294,8 @@ def _performance_section(report: dict[str, Any]) -> list[str]:
     if len(report.get("servers", [])) > 1:
         lines += [f"Several servers were measured; this section describes {perf['server']}, the per-server "
                   "table below compares them all.", ""]
-    lines += _guide_lines(report)
+    lines += _paths_lines(perf)
+    lines += _guide_lines(perf, on_gpu(report))
     claims = report["claims"]
     lines += ["### Measured Figures", ""]
     lines += [f"- {c['text']}" for c in claims if c["topic"] == "headline"] or [f"- {NOT_MEASURED}"]
@@ -260,6 +304,7 @@ def _performance_section(report: dict[str, Any]) -> list[str]:
     lines += [f"- {be[0]}" if be else f"- **Break-even**: {NOT_MEASURED}", ""]
     lines += render_table(sweep_table(perf))
     lines += _chart(report, "latency")
+    server_node = f", {where_label((perf.get('measured') or {}).get('server'))}"
     lines += ["### Transfer Throughput and Latency"]
     lines += [f"- {c['text']}" for c in claims if c["topic"] in ("transfer", "lazy")]
     lines += [
@@ -268,6 +313,9 @@ def _performance_section(report: dict[str, Any]) -> list[str]:
         f"- **Server startup**: {format_ms(perf['server_startup_ms'])}",
         f"- **Server op round trip (median)**: {format_ms(perf['server_op_median_round_trip_ms'])}",
         f"- **Multi-op chain round trip**: {format_ms(perf['chain_round_trip_ms'])}",
+        "",
+        f"Server startup and server op round trip measured on the server node{server_node}; the others "
+        f"{where_label((perf.get('measured') or {}).get('client'))}.",
         "",
     ]
     lines += _chart(report, "throughput")
@@ -300,6 +348,8 @@ def _network_section(network: dict[str, Any] | None) -> list[str]:
     """The network baseline (``network.py``): the probe's rates, tensor transfer efficiency,
     and the remote time split into network, server work and the rest."""
     lines = ["### Network Baseline"]
+    if network and network.get("measured"):
+        lines.append(f"Measured {where_label(network['measured'])}.")
     probe = (network or {}).get("probe") or {}
     up, down = probe.get(Key.UPLOAD_MIB_PER_S), probe.get(Key.DOWNLOAD_MIB_PER_S)
     if network is None or up is None or down is None:
@@ -326,6 +376,30 @@ def _network_section(network: dict[str, Any] | None) -> list[str]:
             f"client and HTTP {format_ms(split['client_and_http_ms'])}"
         )
     return [*lines, ""]
+
+
+def _servers_section(report: dict[str, Any]) -> list[str]:
+    """A fleet (several servers): the fleet table, then one section per server with its own checks
+    and figures, each labelled with where it was measured."""
+    servers = report.get("servers", [])
+    if len(servers) < 2:
+        return []
+    lines = ["## Servers", "", f"{len(servers)} servers were measured; each has its section below.", ""]
+    lines += render_table(fleet_table(servers))
+    for s in servers:
+        lines += [f"### Server {s['id']}: {s['result']}", ""]
+        lines += [f"- **URL**: {s['server'] or NOT_MEASURED}"]
+        lines += [f"- **Failed**: {f['name']} ({f['status']}): {_cell(f['reason'])[:300]}"
+                  for f in s["failures"]]
+        lines += [""] + _paths_lines(s["performance"])
+        lines += _side_section(f"Server-side checks of {s['id']}", s["server_side"], "no server checks ran",
+                               where_label(s["measured"]["server"]), level="####")
+        lines += _side_section(f"Client-side checks of {s['id']}", s["client_side"], "no client checks ran",
+                               where_label(s["measured"]["client"]), level="####")
+        lines += [line.replace("### ", "#### ", 1) if line.startswith("### ") else line
+                  for line in _guide_lines(s["performance"], ran_on_gpu(s["performance"], s["gpu"]))
+                  + _network_section(s["network"])]
+    return lines
 
 
 def _trend_section(report: dict[str, Any]) -> list[str]:
@@ -365,12 +439,20 @@ def render_markdown(report: dict[str, Any]) -> str:
     ]
     lines += _session_section(report)
     lines += _summary_section(report["overall_summary"])
+    several = len(report.get("servers", [])) > 1
+    perf_where = report["performance"].get("measured") or {}
     lines += _side_section(
-        "Server-Side Results", report["server_side"], "run `pytest -m server` on the server"
+        "Server-Side Results", report["server_side"], "run `pytest -m server` on the server",
+        "on each server node (see each server's section)" if several
+        else where_label(perf_where.get("server")), per_test=not several,
     )
     lines += _side_section(
-        "Client-Side Results", report["client_side"], "run `pytest -m client --genie-server=HOST` on a client"
+        "Client-Side Results", report["client_side"],
+        "run `pytest -m client --genie-server=HOST` on a client",
+        "against several servers (see each server's section)" if several
+        else where_label(perf_where.get("client")), per_test=not several,
     )
+    lines += _servers_section(report)
     lines += _performance_section(report)
     lines += _network_section(report.get("network"))
     lines += _decode_section(report["performance"].get(LLM_DECODE_COLOCATION.name))

@@ -7,6 +7,15 @@ quartile, so noise cannot pass for a difference.  The break-even size is the sma
 size from which remote stays clearly faster at *every* larger measured size; nothing is said of
 sizes the sweep did not measure.  The headline comparison is the sweep's own row at the headline
 size, so the headline and the sweep can never disagree.
+
+Where each figure was measured (``where.py``): every :class:`Figure` carries its result file's
+path under ``measured``, and ``measured`` of the returned dict names both paths, the client
+checks' (``client``) and the server checks' (``server``), and which plain figures are the
+server node's (``server_figures``); every other figure is the client's.  The overhead pairs the
+remote round trip with the server's compute *of the same requests* (``Server-Timing``); the
+server's own matmul benchmark (``gpu_detection``, the guide's "Server GPU Time") stands in when
+the client recorded none; measured on another path than the remote time, the overhead and its ratio
+are then labelled as mixing two paths (``measured.overhead_across_paths``).
 """
 
 from __future__ import annotations
@@ -32,9 +41,13 @@ from pytest_genie.checks import (
 from pytest_genie.report.analysis import decode_colocation, detail, pick, round_to
 from pytest_genie.report.figures import Figure, figure, verdict
 from pytest_genie.report.inputs import number
+from pytest_genie.report.where import Where
 from pytest_genie.stats import break_even_start
 
-__all__ = ["break_even", "performance", "sweep_rows"]
+__all__ = ["SERVER_FIGURES", "across_paths", "break_even", "performance", "sweep_rows"]
+
+#: The plain figures of :func:`performance` that the server node measured (the rest: the client).
+SERVER_FIGURES = ("server_gpu_time_ms", "server_startup_ms", "server_op_median_round_trip_ms")
 
 
 def _disturbed(record: dict[str, Any] | None) -> dict[str, int] | None:
@@ -46,7 +59,7 @@ def _fig(record: dict[str, Any] | None, key: str, row: dict[str, Any] | None = N
     if record is None:
         return None
     return figure(row if row is not None else record["details"], key,
-                  server=record.get("server"), disturbed=_disturbed(record))
+                  server=record.get("server"), disturbed=_disturbed(record), measured=record.get("measured"))
 
 
 def _dict(fig: Figure | None) -> dict[str, Any] | None:
@@ -113,14 +126,24 @@ def _transfer(tests: list[dict[str, Any]], check: Check) -> dict[str, Any]:
             Key.BIT_EXACT: values.get(Key.BIT_EXACT), "disturbed": _disturbed(record)}
 
 
-def _with_server(tests: list[dict[str, Any]], server: str | None) -> list[dict[str, Any]]:
-    return [{**t, "server": server} for t in tests]
+def across_paths(client: Where | None, server: Where | None) -> str:
+    """The label of a figure formed from a client figure and a server-node figure: both paths named."""
+    return (f"mixes two paths: the client's remote time ({client.label if client else 'path not recorded'}) "
+            f"minus the server node's own benchmark ({server.label if server else 'path not recorded'})")
+
+
+def _tagged(tests: list[dict[str, Any]], server: str | None, where: Where | None) -> list[dict[str, Any]]:
+    """The tests with the server and the path their figures were measured on."""
+    return [{**t, "server": server, "measured": where.to_dict() if where else None} for t in tests]
 
 
 def performance(server_tests: list[dict[str, Any]], client_tests: list[dict[str, Any]],
-                gpu: dict[str, Any], server_url: str | None = None) -> dict[str, Any]:
-    """The performance figures of one server's results (``server_url``: the server measured)."""
-    client_tests = _with_server(client_tests, server_url)
+                gpu: dict[str, Any], server_url: str | None = None, *,
+                client_where: Where | None = None, server_where: Where | None = None) -> dict[str, Any]:
+    """The performance figures of one server's results (``server_url``: the server measured;
+    ``client_where`` / ``server_where``: where each side's figures were measured)."""
+    client_tests = _tagged(client_tests, server_url, client_where)
+    server_tests = _tagged(server_tests, server_url, server_where)
     comparison = pick(client_tests, PERFORMANCE_COMPARISON)
     details = comparison["details"] if comparison else {}
     rows = sweep_rows(comparison)
@@ -132,11 +155,17 @@ def performance(server_tests: list[dict[str, Any]], client_tests: list[dict[str,
         local, remote = _fig(comparison, Key.LOCAL_CPU_MS), _fig(comparison, Key.REMOTE_MS)
         compute = _fig(comparison, Key.SERVER_COMPUTE_MS)
     gpu_time = detail(server_tests, GPU_DETECTION, Key.GPU_TIME_MS)
-    # The overhead pairs the remote time with the compute time of the same requests (Server-Timing);
-    # the server's own matmul benchmark is the fallback.
-    server_time, basis = (compute.value, f"{PERFORMANCE_COMPARISON.name}.{Key.SERVER_COMPUTE_MS}") \
-        if compute is not None else ((gpu_time, f"{GPU_DETECTION.name}.{Key.GPU_TIME_MS}")
-                                     if gpu_time is not None else (None, None))
+    # The overhead pairs the remote time with the compute time of the same requests (Server-Timing),
+    # both from the client's file; the server's own matmul benchmark is the guide's fallback, and when
+    # it was measured on another path than the remote time the overhead says so (``across_paths``).
+    same_path = client_where is not None and client_where.same_path(server_where)
+    server_time, basis, across = None, None, None
+    if compute is not None:
+        server_time, basis = compute.value, f"{PERFORMANCE_COMPARISON.name}.{Key.SERVER_COMPUTE_MS}"
+    elif gpu_time is not None:
+        server_time, basis = gpu_time, f"{GPU_DETECTION.name}.{Key.GPU_TIME_MS}"
+        if not same_path and remote is not None:
+            across = across_paths(client_where, server_where)
     overhead = remote.value - server_time if remote is not None and server_time is not None else None
     total = remote.value - local.value if remote is not None and local is not None else None
     lazy = pick(client_tests, REMOTE_LAZYTENSOR_EXECUTION)
@@ -151,6 +180,10 @@ def performance(server_tests: list[dict[str, Any]], client_tests: list[dict[str,
         Key.SERVER_COMPUTE_MS: round_to(compute.value) if compute else None,
         "server_time_ms": round_to(server_time),
         "server_time_basis": basis,
+        "measured": {"client": client_where.to_dict() if client_where else None,
+                     "server": server_where.to_dict() if server_where and server_tests else None,
+                     "same_path": same_path, "server_figures": list(SERVER_FIGURES),
+                     "overhead_across_paths": across},
         "client_remote_ms": round_to(remote.value) if remote else None,
         "client_cpu_baseline_ms": round_to(local.value) if local else None,
         Key.NETWORK_OVERHEAD_MS: round_to(overhead),

@@ -16,8 +16,11 @@ from pytest_genie.report.claims import verdict_text
 from pytest_genie.report.figures import Figure, disturbance_text
 from pytest_genie.report.formatting import NOT_MEASURED, format_bytes, format_value
 
-__all__ = ["Table", "comparison_table", "concurrency_table", "figure_cell", "servers_table",
+__all__ = ["Table", "comparison_table", "concurrency_table", "figure_cell", "fleet_table", "servers_table",
            "sweep_table", "trend_table"]
+
+#: How much of the first failure's reason a fleet row shows (the section below has all of it).
+REASON_CHARS = 160
 
 
 @dataclass
@@ -120,6 +123,62 @@ def servers_table(servers: list[dict[str, Any]]) -> Table | None:
                            figure_cell(s["remote"]), s["break_even"],
                            figure_cell(s["http_mib_per_s"], "MiB/s"),
                            figure_cell(s["large_mib_per_s"], "MiB/s"), figure_cell(s["peak_rps"], "req/s")])
+    return table
+
+
+def _result_cell(server: dict[str, Any]) -> str:
+    """``PASS``, or ``FAIL`` with how many checks failed and why the first did."""
+    failed = server["failures"]
+    if not failed:
+        return str(server["result"])
+    first = failed[0]
+    reason = str(first["reason"])
+    if len(reason) > REASON_CHARS:
+        reason = reason[: REASON_CHARS - 3] + "..."
+    total = server["summary"]["total"]
+    return f"{server['result']}: {len(failed)} of {total} checks; {first['name']}: {reason}"
+
+
+def _health_cell(health: dict[str, Any]) -> str:
+    status = health["status"]
+    if status is None:
+        return "not checked"
+    if status != "PASS":
+        return f"{status} (unhealthy or unreachable)"
+    version = health.get(Key.GENIE_VERSION)
+    return f"healthy {figure_cell(health[Key.RESPONSE_MS])}" + (f", genie {version}" if version else "")
+
+
+def _gpu_cell(gpu: dict[str, Any]) -> str:
+    device = gpu.get(Key.DEVICE) or ("cuda" if gpu.get(Key.CUDA_AVAILABLE) else
+                                     "cpu" if gpu.get(Key.CUDA_AVAILABLE) is False else None)
+    if device is None:
+        return NOT_MEASURED
+    return f"{device} ({gpu[Key.GPU_NAME]})" if gpu.get(Key.GPU_NAME) else str(device)
+
+
+def _rate(value: Any) -> str:
+    return "—" if value is None else f"{value:.1f}"
+
+
+def fleet_table(servers: list[dict[str, Any]]) -> Table | None:
+    """One row per server of a fleet (``servers.entry``): did it pass, and its link's figures."""
+    if len(servers) < 2:
+        return None
+    table = Table("Fleet", ["server", "result", "health", "GPU", "RTT", "probe up / down",
+                            "large transfer", "efficiency", "client checks measured"], name="fleet")
+    for s in servers:
+        through = s["throughput"]
+        up, down = through[Key.UPLOAD_MIB_PER_S], through[Key.DOWNLOAD_MIB_PER_S]
+        probe = "—" if up is None and down is None else f"{_rate(up)} / {_rate(down)} MiB/s"
+        efficiency = s["efficiency"]
+        where = (s["measured"]["client"] or {}).get("label") or "path not recorded"
+        table.rows.append([s["id"], _result_cell(s), _health_cell(s["health"]), _gpu_cell(s["gpu"]),
+                           figure_cell(s["rtt_ms"]), probe, figure_cell(through["large_mib_per_s"], "MiB/s"),
+                           "—" if efficiency is None else f"{efficiency:.2f}", where])
+    table.note = ("RTT: median TCP connect time; probe: /probe MiB/s without tensor work; efficiency: large "
+                  "tensor MiB/s ÷ the probe's round-trip MiB/s. Every figure of a row was measured from "
+                  "the client host its last column names, against that server.")
     return table
 
 

@@ -130,3 +130,31 @@ def test_compare_options_from_the_cli_and_the_environment(
     monkeypatch.setenv("GENIE_COMPARE_FAIL", "lazy_ms:-5%")
     with pytest.raises(pytest.UsageError, match="environment variable GENIE_COMPARE_FAIL.*>= 0"):
         _options(pytester)
+
+
+def test_several_servers_from_the_cli_the_environment_or_the_ini(
+        pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--genie-server`` repeatable (each use may be a comma list); env and ini take a comma list."""
+    pytester.makeini("""
+        [pytest]
+        genie_server = gpu-a, gpu-b:9000
+    """)
+    opts = _options(pytester)
+    assert opts.servers == ("http://gpu-a:8888", "http://gpu-b:9000") and opts.is_fleet
+    assert opts.server_url == "http://gpu-a:8888"
+
+    monkeypatch.setenv("GENIE_SERVER", "10.0.0.1,10.0.0.2,10.0.0.3")
+    assert _options(pytester).servers == ("http://10.0.0.1:8888", "http://10.0.0.2:8888", "http://10.0.0.3:8888")
+
+    opts = _options(pytester, "--genie-server=gpu-c", "--genie-server=https://gpu-d:8443,gpu-e")
+    assert opts.servers == ("http://gpu-c:8888", "https://gpu-d:8443", "http://gpu-e:8888")
+
+    one = _options(pytester, "--genie-server=gpu-c")
+    assert (one.servers, one.server_url, one.is_fleet) == (("http://gpu-c:8888",), "http://gpu-c:8888", False)
+
+
+def test_a_server_named_twice_is_refused(pytester: pytest.Pytester) -> None:
+    """Two spellings of one server would check it twice, racing on its counters."""
+    result = pytester.runpytest("--genie-server=gpu-a", "--genie-server=http://gpu-a:8888")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--genie-server*gpu-a:8888* a second time; give each server once*"])

@@ -110,6 +110,36 @@ def test_test_info_says_where_the_figures_were_measured(
     assert info["measured"]["path"] == "loopback" and info["measured"]["same_host"] is True
 
 
+def test_a_fleet_writes_one_file_per_kind_and_server(
+        tmp_path: Path, make_record: Callable[..., TestRecord]) -> None:
+    """Each file holds the figures of one host against one server, in the guide's schema; a
+    record that talked to no server goes to the unsuffixed file of its kind."""
+    session = ResultsSession(results_dir=tmp_path, started=STARTED, fleet=True)
+    a, b = "http://127.0.0.2:8888", "http://127.0.0.3:9000"
+    session.start([("client", a), ("client", b), ("server", None)])
+    session.add(make_record("network_connectivity", kinds=["client"], server_url=b))
+    session.add(make_record("network_connectivity", kinds=["client"], server_url=a, status="FAIL"))
+    session.add(make_record("environment_setup", kinds=["server"], server_url=None))
+    folder = session.folder
+    assert folder is not None
+    stamp = "20250109_143000"
+    assert sorted(p.name for p in folder.iterdir()) == [
+        f"client_test_results_{stamp}_127.0.0.2_8888.json",
+        f"client_test_results_{stamp}_127.0.0.3_9000.json", f"server_test_results_{stamp}.json"]
+    for url, status in ((a, "FAIL"), (b, "PASS")):
+        path = session.path_of("client", url)
+        assert path is not None
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        assert set(doc) == {"test_info", "tests"}
+        assert doc["test_info"]["server_url"] == url and doc["test_info"]["measured"]["server_url"] == url
+        assert doc["test_info"]["client_info"]["server_ip"] == url.split("//")[1].split(":")[0]
+        assert [(t["name"], t["status"]) for t in doc["tests"]] == [("network_connectivity", status)]
+    host_level = json.loads((folder / f"server_test_results_{stamp}.json").read_text(encoding="utf-8"))
+    assert host_level["test_info"]["server_url"] is None
+    assert [t["name"] for t in host_level["tests"]] == ["environment_setup"]
+    assert session.slots() == [("server", None), ("client", a), ("client", b)]
+
+
 def test_result_file_is_strict_json_whatever_a_record_holds(
         tmp_path: Path, make_record: Callable[..., TestRecord]) -> None:
     """A record off the wire (another plugin's report attribute) may hold NaN/inf: the file

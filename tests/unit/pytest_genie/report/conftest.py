@@ -40,7 +40,9 @@ def write_results(
     hostname: str | None = None,
     server_url: str | None = "http://127.0.0.1:8888",
     cuda: bool = True,
+    info: dict[str, Any] | None = None,
 ) -> Path:
+    """A result file; ``info`` adds to (or replaces keys of) its ``test_info``."""
     folder.mkdir(parents=True, exist_ok=True)
     iso = f"{stamp[:4]}-{stamp[4:6]}-{stamp[6:8]}T{stamp[9:11]}:{stamp[11:13]}:{stamp[13:15]}+00:00"
     data = {
@@ -61,6 +63,7 @@ def write_results(
         },
         "tests": tests,
     }
+    data["test_info"].update(info or {})
     path = folder / f"{side}_test_results_{stamp}.json"
     path.write_text(json.dumps(data, indent=2), encoding="utf-8")
     return path
