@@ -67,12 +67,14 @@ class Children:
         self.procs: list[subprocess.Popen[str]] = []
 
     def spawn(self, args: Sequence[str], *, stdin: bool = False,
-              wrapper: Sequence[str] = ()) -> subprocess.Popen[str]:
-        """``python ARGS`` as a child; ``wrapper`` (a profiler's command line) goes first."""
+              wrapper: Sequence[str] = (), env: dict[str, str] | None = None
+              ) -> subprocess.Popen[str]:
+        """``python ARGS`` as a child; ``wrapper`` (a profiler's command line) goes first;
+        ``env`` replaces the environment (``benchmarks/ab.py``: one source tree each)."""
         proc = subprocess.Popen(
             [*wrapper, sys.executable, *args], stdout=subprocess.PIPE,
             stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
-            stderr=None, text=True, bufsize=1, preexec_fn=_die_with_parent)
+            stderr=None, text=True, bufsize=1, preexec_fn=_die_with_parent, env=env)
         self.procs.append(proc)
         return proc
 
@@ -94,15 +96,17 @@ class Children:
 
 
 def start_genie(children: Children, *, max_body_mb: float, max_held_mb: float,
-                timeout: float = 60.0, wrapper: Sequence[str] = ()
+                timeout: float = 60.0, wrapper: Sequence[str] = (),
+                env: dict[str, str] | None = None, extra: Sequence[str] = ()
                 ) -> tuple[subprocess.Popen[str], str]:
-    """The real ``genie-server`` command line on a fresh port; waits for /health.
-    With a ``wrapper`` the process returned is the wrapper (see ``child_pid``)."""
+    """The real ``genie-server`` command line (plus ``extra`` flags) on a fresh port;
+    waits for /health.  With a ``wrapper`` the process returned is the wrapper (see
+    ``child_pid``)."""
     port = free_port()
     proc = children.spawn(["-m", "genie.runtime.simple_server", "--host", "127.0.0.1",
                            "--port", str(port), "--device", "cpu", "--log-level", "warning",
-                           "--max-body-mb", str(max_body_mb), "--max-held-mb", str(max_held_mb)],
-                          wrapper=wrapper)
+                           "--max-body-mb", str(max_body_mb), "--max-held-mb", str(max_held_mb),
+                           *extra], wrapper=wrapper, env=env)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + timeout
     while True:

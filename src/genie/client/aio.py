@@ -1,6 +1,14 @@
-"""``genie.AsyncClient``: the ``asyncio`` twin of ``genie.Client``, over httpx.
+"""``genie.AsyncClient``: the ``asyncio`` twin of ``genie.Client``.
 
-Every API method is the same ``Endpoints`` method as on ``Client``, awaited.
+Every API method is the same ``Endpoints`` method as on ``Client``, awaited.  Plain
+``http://`` goes through the very transport ``Client`` uses (``genie.client.http1``),
+each exchange on a worker thread of the client's own (up to ``MAX_IN_FLIGHT`` at
+once), its progress reported on the event loop: measured, httpx's asyncio path cost
+about three times the blocking client's round trip on a small tensor and twice on
+large ones (docs/performance.md), and a thread blocked in ``recv_into`` holds no
+event loop up.  A cancelled call stops waiting at once; its exchange finishes (or
+times out) on the thread, so the connection is left at a clean boundary.  https and
+proxied URLs go through httpx's ``AsyncClient``.
 ``aclose()`` ends the session as ``Client.close()`` does; one left open at
 interpreter exit is ended by ``genie.client.sync.ExitRelease`` with a blocking
 request, since no event loop runs by then.
@@ -10,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -25,16 +34,20 @@ from genie.client.calls import (
     Endpoints,
     NewSession,
     Plan,
+    Progress,
     ProgressCallback,
     Sink,
     Timeout,
 )
-from genie.client.sync import ExitRelease
+from genie.client.sync import ExitRelease, plain_pool, send_plain
 from genie.errors import GenieError
 
-__all__ = ["AsyncClient"]
+__all__ = ["MAX_IN_FLIGHT", "AsyncClient"]
 
 T = TypeVar("T")
+#: Exchanges one ``AsyncClient`` runs at once over ``genie.client.http1`` (one worker
+#: thread each); more wait for a thread.  httpx's own pool allows as many connections.
+MAX_IN_FLIGHT = hx.LIMITS.max_connections or 100
 
 
 class AsyncClient(AsyncClientBase, Endpoints):
@@ -50,6 +63,8 @@ class AsyncClient(AsyncClientBase, Endpoints):
         super().__init__(url, token=token, timeout=timeout, retries=retries, session=session,
                          progress=progress)
         self._http = httpx.AsyncClient(base_url=self.url, limits=hx.LIMITS)
+        self._plain = plain_pool(self.url, self.timeout, self.note_reconnect)
+        self._threads: ThreadPoolExecutor | None = None
 
     def watch_exit(self) -> None:
         self.exit_hook = ExitRelease(self)
@@ -69,6 +84,18 @@ class AsyncClient(AsyncClientBase, Endpoints):
                 attempt += 1
 
     async def _send(self, plan: Plan) -> Any:
+        if self._plain is not None:
+            loop = asyncio.get_running_loop()
+            if self._threads is None:
+                self._threads = ThreadPoolExecutor(MAX_IN_FLIGHT, thread_name_prefix="genie-aio")
+
+            def on_loop(progress: ProgressCallback) -> ProgressCallback:
+                def relay(p: Progress) -> None:
+                    loop.call_soon_threadsafe(progress, p)
+                return relay
+
+            return await loop.run_in_executor(self._threads, send_plain, self, plan,
+                                              self._plain, on_loop)
         for last_try in (False, True):
             started = time.perf_counter()
             replied = False
@@ -102,6 +129,10 @@ class AsyncClient(AsyncClientBase, Endpoints):
                     self.close_failed(exc)
         finally:
             self.mark_closed()
+            if self._plain is not None:
+                self._plain.close()
+            if self._threads is not None:
+                self._threads.shutdown(wait=False)
             await self._http.aclose()
 
     async def __aenter__(self) -> AsyncClient:

@@ -78,8 +78,8 @@ from genie.wire import Decoded, decode, dtype_from_name, encode, receive_buffer,
 __all__ = ["BACKOFF_BASE", "CLOSE_TIMEOUT_S", "DEFAULT_MIN_RATE_MIB_S", "DEFAULT_RETRIES",
            "DEFAULT_TIMEOUT", "NEW_SESSION", "PROGRESS_MIN_BYTES", "UPLOAD_CHUNK", "AsyncClientBase",
            "BaseClient", "Call", "Cancellable", "Disturbances", "Endpoints", "Exchange", "GraphResult",
-           "NewSession", "Plan", "Progress", "ProgressCallback", "RemoteTensor", "Sink", "SyncClientBase",
-           "Timeout", "endpoint", "handle_id"]
+           "NewSession", "Plan", "Progress", "ProgressCallback", "ProgressRelay", "RemoteTensor", "Sink",
+           "SyncClientBase", "Timeout", "endpoint", "handle_id"]
 
 MIB = 1024 * 1024
 #: Seconds every request may take before its payload is counted.
@@ -232,6 +232,9 @@ class Progress:
 #: Called with a ``Progress`` as a large body goes out or comes in (from the thread or task
 #: doing the I/O; keep it quick).
 ProgressCallback = Callable[[Progress], None]
+#: Wraps a progress callback so that it is delivered elsewhere (``AsyncClient``: on its
+#: event loop, when a worker thread does the exchange).
+ProgressRelay = Callable[[ProgressCallback], ProgressCallback]
 
 
 class Metered:
@@ -509,18 +512,24 @@ class BaseClient:
 
     # --- what callers who time requests need to know ---------------------------------
 
-    def upload_chunks(self, plan: Plan) -> Sequence[bytes | memoryview] | Metered:
-        """The body to send: ``plan.chunks`` as is, or metered when someone wants progress."""
+    def upload_chunks(self, plan: Plan, via: ProgressRelay | None = None
+                      ) -> Sequence[bytes | memoryview] | Metered:
+        """The body to send: ``plan.chunks`` as is, or metered when someone wants progress
+        (told through ``via(progress)`` when given: another thread sends it)."""
         progress = self.progress
         if progress is None or plan.nbytes < PROGRESS_MIN_BYTES:
             return plan.chunks
-        return Metered(plan, progress)
+        return Metered(plan, progress if via is None else via(progress))
 
-    def download_meter(self, plan: Plan, total: int | None) -> Callable[[int], None] | None:
-        """A function to call with the bytes received so far, or None (no one listens, or small)."""
+    def download_meter(self, plan: Plan, total: int | None, via: ProgressRelay | None = None
+                       ) -> Callable[[int], None] | None:
+        """A function to call with the bytes received so far, or None (no one listens, or
+        small); ``via`` as for ``upload_chunks``."""
         progress = self.progress
         if progress is None or (total is not None and total < PROGRESS_MIN_BYTES):
             return None
+        if via is not None:
+            progress = via(progress)
         last = [0]
 
         def advance(done: int) -> None:

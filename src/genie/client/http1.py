@@ -11,7 +11,11 @@ reply with ``recv_into`` straight into the buffer the decoded tensors will share
 What it does not do is left to httpx, which the client keeps using for ``https://``
 URLs and when a proxy is configured in the environment.  Keep-alive connections are
 pooled (thread-safe); one found closed while idle, or idle for longer than
-``IDLE_EXPIRY_S``, is replaced before use.
+``IDLE_EXPIRY_S``, is replaced before use.  So is the last large reply's buffer
+(``WarmReply``): the next reply of that size is received into it, its pages already
+mapped, but only once nothing refers to it any more (the tensors decoded from the
+previous reply were dropped); a reply whose result the caller still holds is never
+overwritten.
 
 A request is never sent twice unless resending is harmless: when a reused
 connection closes before any reply byte, the server may have received and acted on
@@ -27,6 +31,7 @@ import re
 import select
 import selectors
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -36,7 +41,7 @@ from mmap import mmap
 from genie.errors import TransportError
 from genie.wire import receive_buffer
 
-__all__ = ["IDLE_EXPIRY_S", "RESEND_SAFE_METHODS", "Http1Pool", "Reply"]
+__all__ = ["IDLE_EXPIRY_S", "RESEND_SAFE_METHODS", "Http1Pool", "Reply", "WarmReply"]
 
 MAX_HEAD_BYTES = 64 * 1024
 #: Bodies up to this size are sent in the same system call as the request head.
@@ -97,8 +102,52 @@ class _Conn:
         self.sock.close()
 
 
+def _refs(buf: mmap) -> int:
+    return sys.getrefcount(buf)
+
+
+class WarmReply:
+    """The buffer the last large reply was received into, kept to receive the next one.
+
+    A large fresh buffer costs its page faults (``genie.wire.receive_buffer``: about
+    1 ms per 4 MB here, more than the copy into it).  The buffer is handed out again
+    only when this object's reference is the only one left: a tensor decoded from
+    the reply keeps the buffer object alive (``torch.frombuffer``), a memoryview
+    exports it, so either makes it count as in use, and the reply gets a fresh one.
+    At most ``max_bytes`` is kept, and nothing once the client is closed.
+    """
+
+    #: A reply larger than this is not kept: it would stay resident in an idle client.
+    max_bytes = 512 * 1024 * 1024
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.buf: mmap | None = None
+        self.reused = 0
+        probe = [mmap(-1, 4096)]
+        self._free_refs = _refs(probe[0])  # counted exactly as ``get`` counts
+
+    def get(self, size: int) -> bytearray | mmap:
+        """A buffer of exactly ``size`` bytes: the kept one when it is free and of
+        this size, else a fresh one (kept in its place when it is a map)."""
+        with self._lock:
+            if self.buf is not None and len(self.buf) == size and _refs(self.buf) <= self._free_refs:
+                self.reused += 1
+                return self.buf
+            fresh = receive_buffer(size)
+            self.buf = fresh if isinstance(fresh, mmap) and size <= self.max_bytes else None
+            return fresh
+
+    def clear(self) -> None:
+        with self._lock:
+            self.buf = None
+
+
 class Http1Pool:
-    """Keep-alive connections to one ``host:port``."""
+    """Keep-alive connections to one ``host:port``, and a warm reply buffer
+    (``WarmReply``; ``reuse_reply_buffers = False`` turns it off, for comparisons)."""
+
+    reuse_reply_buffers = True
 
     def __init__(self, host: str, port: int, *, connect_timeout: float,
                  on_reconnect: Callable[[], None] | None = None) -> None:
@@ -111,6 +160,7 @@ class Http1Pool:
         self.host_header = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         self._idle: list[_Conn] = []
         self._lock = threading.Lock()
+        self.warm = WarmReply()
 
     def _connect(self, timeout: float) -> _Conn:
         try:
@@ -147,6 +197,7 @@ class Http1Pool:
             self._idle.append(conn)
 
     def close(self) -> None:
+        self.warm.clear()
         with self._lock:
             idle, self._idle = self._idle, []
         for conn in idle:
@@ -202,7 +253,8 @@ class Http1Pool:
             conn.close()
             raise
         try:
-            reply, keep = _read_reply(conn, method, meter)
+            reply, keep = _read_reply(conn, method, meter, self.warm.get
+                                      if self.reuse_reply_buffers else receive_buffer)
         except _NoReply as exc:
             if send_error is not None:
                 raise _NoReply() from send_error
@@ -270,7 +322,8 @@ def _recv_more(conn: _Conn, data: bytearray) -> None:
 
 
 def _read_reply(conn: _Conn, method: str,
-                meter: Callable[[int | None], Callable[[int], None] | None] | None = None
+                meter: Callable[[int | None], Callable[[int], None] | None] | None = None,
+                buffer: Callable[[int], bytearray | mmap] = receive_buffer
                 ) -> tuple[Reply, bool]:
     data, conn.pending = conn.pending, bytearray()
     while (end := data.find(b"\r\n\r\n")) < 0:
@@ -298,7 +351,7 @@ def _read_reply(conn: _Conn, method: str,
         headers[key] = f"{headers[key]}, {value.strip()}" if key in headers else value.strip()
     if 100 <= status < 200:  # an interim reply: the real one follows
         conn.pending = data[end + 4:]
-        return _read_reply(conn, method, meter)
+        return _read_reply(conn, method, meter, buffer)
     keep = version == "HTTP/1.1" and "close" not in headers.get("connection", "").lower()
     rest_bytes = memoryview(data)[end + 4:]
     if method == "HEAD" or status in (204, 304):
@@ -320,7 +373,7 @@ def _read_reply(conn: _Conn, method: str,
         raise _failure(f"malformed Content-Length {length!r}")
     size = int(length)
     advance = meter(size) if meter is not None else None
-    body_buf = receive_buffer(size)
+    body_buf = buffer(size)
     view = memoryview(body_buf)
     have = min(len(rest_bytes), size)
     view[:have] = rest_bytes[:have]

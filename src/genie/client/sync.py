@@ -34,6 +34,7 @@ from genie.client.calls import (
     NewSession,
     Plan,
     ProgressCallback,
+    ProgressRelay,
     Sink,
     SyncClientBase,
     Timeout,
@@ -41,7 +42,7 @@ from genie.client.calls import (
 from genie.client.http1 import Http1Pool
 from genie.errors import GenieError, TransportError
 
-__all__ = ["EXIT_TIMEOUT_S", "Client", "ExitRelease"]
+__all__ = ["EXIT_TIMEOUT_S", "Client", "ExitRelease", "plain_pool", "send_plain"]
 
 T = TypeVar("T")
 
@@ -50,7 +51,7 @@ T = TypeVar("T")
 EXIT_TIMEOUT_S = 2.0
 
 
-def _plain_pool(url: str, timeout: float, on_reconnect: Callable[[], None]) -> Http1Pool | None:
+def plain_pool(url: str, timeout: float, on_reconnect: Callable[[], None]) -> Http1Pool | None:
     """``genie.client.http1`` for plain ``http://`` with no proxy in the environment;
     ``None`` (httpx) otherwise."""
     parts = urlsplit(url)
@@ -60,6 +61,24 @@ def _plain_pool(url: str, timeout: float, on_reconnect: Callable[[], None]) -> H
     assert parts.hostname is not None and parts.port is not None  # normalize_url made sure
     return Http1Pool(parts.hostname, parts.port, connect_timeout=min(timeout, 10.0),
                      on_reconnect=on_reconnect)
+
+
+def send_plain(client: BaseClient, plan: Plan, pool: Http1Pool,
+               via: ProgressRelay | None = None) -> Any:
+    """One exchange over ``genie.client.http1``: whole tensor views out, one
+    ``recv_into`` the reply buffer in; blocking (``AsyncClient`` runs it on a worker
+    thread, its progress told through ``via``)."""
+    started = time.perf_counter()
+    target = f"{plan.path}?{urlencode(plan.params, quote_via=quote)}" if plan.params \
+        else plan.path
+    chunks = client.upload_chunks(plan, via) if plan.method == "POST" else ()
+    try:
+        reply = pool.request(plan.method, target, client.headers(plan), chunks, plan.nbytes,
+                             timeout=client.plan_timeout(plan),
+                             meter=lambda size: client.download_meter(plan, size, via))
+    except TransportError as exc:
+        raise client.transport_error(plan, exc.message, exc.kind, exc.retryable) from exc
+    return client.finish(plan, reply.status, reply.headers, reply.body, started)
 
 
 class Client(SyncClientBase, Endpoints):
@@ -76,7 +95,7 @@ class Client(SyncClientBase, Endpoints):
         super().__init__(url, token=token, timeout=timeout, retries=retries, session=session,
                          progress=progress)
         self._http = httpx.Client(base_url=self.url, limits=hx.LIMITS)
-        self._plain = _plain_pool(self.url, self.timeout, self.note_reconnect)
+        self._plain = plain_pool(self.url, self.timeout, self.note_reconnect)
 
     def watch_exit(self) -> None:
         self.exit_hook = ExitRelease(self)
@@ -97,7 +116,7 @@ class Client(SyncClientBase, Endpoints):
 
     def _send(self, plan: Plan) -> Any:
         if self._plain is not None:
-            return self._send_plain(plan, self._plain)
+            return send_plain(self, plan, self._plain)
         for last_try in (False, True):
             started = time.perf_counter()
             replied = False
@@ -116,21 +135,6 @@ class Client(SyncClientBase, Endpoints):
                     raise hx.translate(self, plan, exc) from exc
                 self.note_reconnect()
         raise AssertionError("unreachable")
-
-    def _send_plain(self, plan: Plan, pool: Http1Pool) -> Any:
-        """The exchange over ``genie.client.http1``: whole tensor views out, one
-        ``recv_into`` the reply buffer in."""
-        started = time.perf_counter()
-        target = f"{plan.path}?{urlencode(plan.params, quote_via=quote)}" if plan.params \
-            else plan.path
-        chunks = self.upload_chunks(plan) if plan.method == "POST" else ()
-        try:
-            reply = pool.request(plan.method, target, self.headers(plan), chunks, plan.nbytes,
-                                 timeout=self.plan_timeout(plan),
-                                 meter=lambda size: self.download_meter(plan, size))
-        except TransportError as exc:
-            raise self.transport_error(plan, exc.message, exc.kind, exc.retryable) from exc
-        return self.finish(plan, reply.status, reply.headers, reply.body, started)
 
     def close(self) -> None:
         """End the session (its handles are freed, in one request, bounded by

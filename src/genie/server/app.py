@@ -22,7 +22,14 @@ from genie.server.config import ServerConfig
 from genie.server.device import cap_memory, describe, resolve_device
 from genie.server.executor import Executor
 from genie.server.failures import EXCEPTION_HANDLERS
-from genie.server.middleware import AccountingMiddleware, DebugDelayMiddleware, Endpoint, authorized
+from genie.server.middleware import (
+    AccountingMiddleware,
+    DebugDelayMiddleware,
+    DirectRoutes,
+    Endpoint,
+    authorized,
+)
+from genie.server.pool import BufferPool
 from genie.server.sessions import (
     SessionsCollector,
     end_session,
@@ -61,6 +68,10 @@ ROUTES: list[tuple[str, str, Endpoint, str]] = [
 ]
 
 
+#: Routes called without Starlette's router in between (``DirectRoutes``): the hot ones.
+DIRECT_PATHS = ("/execute", "/echo", "/graph")
+
+
 def create_app(config: ServerConfig | None = None) -> Starlette:
     """Build a Genie app.  Resolving the device happens here, so a bad ``--device``
     fails at start-up rather than on the first request."""
@@ -80,9 +91,10 @@ def create_app(config: ServerConfig | None = None) -> Starlette:
                         flag="--max-inflight-body-mb")
     replies = ByteBudget(config.max_inflight_reply_bytes, name="replies in flight",
                          flag="--max-inflight-reply-mb")
+    pool = BufferPool(bodies)
     state = ServerState(config=config, executor=executor, store=store, stats=counters,
                         registry=registry, bodies=bodies, replies=replies,
-                        device_info=describe(dev))
+                        device_info=describe(dev), body_pool=pool)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -98,13 +110,16 @@ def create_app(config: ServerConfig | None = None) -> Starlette:
             yield
             tasks.cancel_scope.cancel()
         store.clear()
+        pool.clear()
 
     routes = [Route(path, authorized(endpoint), methods=[method])
               for method, path, endpoint, _ in ROUTES]
     listing = [("GET", "/", "this list of routes"), *((m, p, d) for m, p, _, d in ROUTES)]
     routes.append(Route("/", authorized(ep.index(listing)), methods=["GET"]))
+    direct = [r for r in routes if r.path in DIRECT_PATHS and r.methods == {"POST"}]
     middleware = [Middleware(AccountingMiddleware),
-                  Middleware(ReleaseBudgets, budgets=[bodies, replies])]
+                  Middleware(ReleaseBudgets, budgets=[bodies, replies], give_back=pool.give_back),
+                  Middleware(DirectRoutes, routes=direct)]
     if config.debug_delay_ms > 0:  # test-only: a deliberately slow server
         middleware.insert(1, Middleware(DebugDelayMiddleware, delay_s=config.debug_delay_ms / 1000))
     app = Starlette(

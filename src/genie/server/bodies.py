@@ -22,16 +22,27 @@ import anyio
 from starlette.requests import ClientDisconnect, Request
 
 from genie.errors import MalformedRequestError, OutOfMemoryError, PayloadTooLargeError
-from genie.server.budget import ByteBudget, reserve_for
+from genie.server.budget import POOLED_KEY, ByteBudget, adopt_for, reserve_for
+from genie.server.pool import BufferPool
 from genie.server.state import state_of
 
-__all__ = ["CLOSE_KEY", "GROW_MIN_BYTES", "Pace", "read_body", "receive_body"]
+__all__ = ["CLOSE_KEY", "DIRECT_BYTES_KEY", "GROW_MIN_BYTES", "RECEIVE_INTO", "Pace", "read_body",
+           "receive_body"]
 
 #: Bodies smaller than this are received into one ``bytearray``, reserved whole at
 #: their first byte; larger ones grow in steps of at least this much.
 GROW_MIN_BYTES = 1024 * 1024
 #: Set when the reply must close the connection (the body was not read to its end).
 CLOSE_KEY = "genie_close_connection"
+#: ``scope["extensions"][RECEIVE_INTO](write)`` (offered by Genie's connection
+#: protocol, ``genie.server.connections``): from then on this request's body bytes go
+#: to ``write(chunk)`` as they arrive, not into ASGI messages (``receive`` answers
+#: ``body=b""``, and only once the last byte is in, ``more_body=False``).  Bytes
+#: already buffered are written first.  No wake-up per chunk: the app watches progress.
+RECEIVE_INTO = "genie.receive_into"
+#: Body bytes the connection wrote straight into the buffer (``RECEIVE_INTO``), which
+#: no ASGI message carried: the accounting adds them to the bytes received.
+DIRECT_BYTES_KEY = "genie_direct_bytes"
 #: ``madvise(MADV_POPULATE_WRITE)`` (Linux 5.14): fault a grown region in with one
 #: system call rather than a page at a time while the bytes are copied in (about 60 ms
 #: against 130 ms per 256 MB on the benchmark machine).
@@ -72,14 +83,22 @@ class _Buffer:
     reserved for the request first.
 
     Large buffers are anonymous maps grown with ``mremap`` (no copy), so the
-    memory committed is what was reserved, never the size a client declared.
+    memory committed is what was reserved, never the size a client declared.  A
+    body of a declared size (``exact``) is received into an idle buffer of the
+    ``pool`` when one fits (``genie.server.pool``): its pages are warm, and its
+    reservation, the pool's until now, becomes the request's (``adopt``).
     """
 
-    def __init__(self, cap: int, reserve: Callable[[int], None]) -> None:
+    def __init__(self, cap: int, reserve: Callable[[int], None], *, exact: bool = False,
+                 pool: BufferPool | None = None, adopt: Callable[[int], None] | None = None
+                 ) -> None:
         self.cap = cap
         self.reserve = reserve
         self.buf: bytearray | mmap.mmap | None = None
         self.committed = 0
+        self.exact = exact
+        self.pool = pool
+        self.adopt = adopt
 
     async def write(self, pos: int, chunk: bytes) -> None:
         end = pos + len(chunk)
@@ -93,6 +112,12 @@ class _Buffer:
             self.reserve(self.cap)
             self.buf, self.committed = bytearray(self.cap), self.cap
             return
+        if self.buf is None and self.exact and self.pool is not None and self.adopt:
+            pooled = self.pool.take(self.cap)
+            if pooled is not None:
+                self.adopt(self.cap)
+                self.buf, self.committed = pooled, self.cap
+                return
         step = max(end - self.committed, GROW_MIN_BYTES, self.committed // 2)
         size = min(self.cap, -(-(self.committed + step) // _PAGE) * _PAGE)
         self.reserve(size - self.committed)
@@ -135,12 +160,14 @@ async def read_body(request: Request, limit: int | None = None) -> bytearray | m
     state = state_of(request)
     config = state.config
     return await receive_body(request, min(config.max_body_bytes, limit or config.max_body_bytes),
-                              state.bodies, config.body_timeout_s, config.min_body_rate_bytes)
+                              state.bodies, config.body_timeout_s, config.min_body_rate_bytes,
+                              state.body_pool)
 
 
 async def receive_body(request: Request, limit: int, budget: ByteBudget, idle_timeout_s: float,
-                       min_rate: float) -> bytearray | mmap.mmap:
-    """Receive the body into one writable buffer (tensors alias it).
+                       min_rate: float, pool: BufferPool | None = None) -> bytearray | mmap.mmap:
+    """Receive the body into one writable buffer (tensors alias it); a large one into
+    a warm buffer from ``pool`` when one fits, handed back to it when the request ends.
 
     A declared ``Content-Length`` over ``limit`` is refused (413) before reading a
     byte; memory is reserved in ``budget`` as the bytes arrive (503 past it).  A client
@@ -157,12 +184,19 @@ async def receive_body(request: Request, limit: int, budget: ByteBudget, idle_ti
             raise PayloadTooLargeError(f"request body is {size} bytes, over the server's "
                                        f"{limit}-byte limit (--max-body-mb)")
     buffer = _Buffer(limit if size is None else size,
-                     lambda n: reserve_for(request.scope, budget, n, "this request body"))
+                     lambda n: reserve_for(request.scope, budget, n, "this request body"),
+                     exact=size is not None, pool=pool,
+                     adopt=lambda n: adopt_for(request.scope, budget, n))
     pace = Pace(idle_timeout_s, min_rate)
     pos = 0
     more = True
+    direct: _Direct | None = None
+    receive_into = request.scope.get("extensions", {}).get(RECEIVE_INTO)
     try:
         while more:
+            if direct is not None:
+                more = await _direct_progress(request, pace, direct)
+                continue
             chunk, more = await _next_chunk(request, pace)
             if not chunk:
                 continue
@@ -173,15 +207,66 @@ async def receive_body(request: Request, limit: int, budget: ByteBudget, idle_ti
                 raise MalformedRequestError("request body is longer than its Content-Length")
             await buffer.write(pos, chunk)
             pos += len(chunk)
+            if (more and receive_into is not None and buffer.exact
+                    and buffer.committed == buffer.cap):
+                # All of it is committed (a warm buffer from the pool): the rest of the
+                # bytes go straight in as they arrive, no ASGI message per chunk.
+                direct = _Direct(buffer, pos)
+                receive_into(direct.write)
     except ClientDisconnect:
         raise MalformedRequestError("the client disconnected before sending the whole "
                                     "request body") from None
     except BaseException:  # refused mid-body: the rest of it may never be read
         request.scope["state"][CLOSE_KEY] = more
         raise
+    finally:  # counted however the body ended
+        if direct is not None:
+            request.scope["state"][DIRECT_BYTES_KEY] = direct.pos - direct.start
+    if direct is not None:
+        pos = direct.pos
     if size is not None and pos != size:
         raise MalformedRequestError(f"request body ended after {pos} of {size} bytes")
-    return buffer.result(pos)
+    body = buffer.result(pos)
+    if pool is not None and isinstance(body, mmap.mmap):
+        request.scope["state"][POOLED_KEY] = body
+    return body
+
+
+class _Direct:
+    """Where the connection writes a body's bytes itself (``RECEIVE_INTO``): straight
+    into the committed buffer, from ``start`` on."""
+
+    def __init__(self, buffer: _Buffer, start: int) -> None:
+        assert buffer.buf is not None
+        self.buf = buffer.buf
+        self.start = self.pos = start
+        self.overflow = False
+
+    def write(self, chunk: bytes) -> None:
+        end = self.pos + len(chunk)
+        if end > len(self.buf):  # the parser keeps to Content-Length: never, but be sure
+            self.overflow = True
+            return
+        self.buf[self.pos:end] = chunk
+        self.pos = end
+
+
+async def _direct_progress(request: Request, pace: Pace, direct: _Direct) -> bool:
+    """Wait for the body's end, or its pace's next deadline; whether more is to come."""
+    before = direct.pos
+    deadline, late = pace.deadline()
+    with anyio.move_on_after(max(0.0, deadline - time.monotonic())) as waited:
+        message = await request.receive()
+    pace.arrived(direct.pos - before)
+    if direct.overflow:
+        raise MalformedRequestError("request body is longer than its Content-Length")
+    if waited.cancelled_caught:
+        if direct.pos > before:
+            return True  # still coming: a new deadline from here
+        raise MalformedRequestError(late)
+    if message["type"] == "http.disconnect":
+        raise ClientDisconnect()
+    return bool(message.get("more_body", False))
 
 
 async def _next_chunk(request: Request, pace: Pace) -> tuple[bytes, bool]:

@@ -44,7 +44,7 @@ from genie.server.codec import (
     tensor_response,
 )
 from genie.server.device import describe, matmul_benchmark
-from genie.server.executor import Graph
+from genie.server.executor import INLINE_BYTES, Graph
 from genie.server.forms import OP_FIELD, ExecuteForm, is_form, parse_execute_form
 from genie.server.middleware import COMPUTE_MS_KEY, Endpoint
 from genie.server.scheduling import Watch, client_key
@@ -77,17 +77,27 @@ async def compute(request: Request, timing: Timing, fn: Callable[[Watch], T], *,
 
 @overload
 async def compute(request: Request, timing: Timing, fn: Callable[[Watch], T],
-                  then: Callable[[T], R], *, stoppable: bool = False) -> R: ...
+                  then: Callable[[T], R], *, stoppable: bool = False,
+                  inline: str | None = None) -> R: ...
 
 
 async def compute(request: Request, timing: Timing, fn: Callable[[Watch], Any],
-                  then: Callable[[Any], Any] | None = None, *, stoppable: bool = False) -> Any:
+                  then: Callable[[Any], Any] | None = None, *, stoppable: bool = False,
+                  inline: str | None = None) -> Any:
     """``Executor.run`` for this request: a fair share of the threads for its client,
     watched for its deadline and, when ``stoppable`` (``fn`` checks the watch: a graph,
     between nodes), for its client going away (``genie.server.scheduling``); its compute
     time noted for the stats.  Call it once the body has been read: the watch listens on
-    the request for the disconnect."""
+    the request for the disconnect.
+
+    ``inline`` (the op's name, for an op ``Executor.inline_fits`` judged cheap): run
+    ``fn`` and ``then`` on the event loop instead (``Executor.run_inline``)."""
     state = state_of(request)
+    if inline is not None and then is not None:
+        try:
+            return state.executor.run_inline(timing, inline, fn, then)
+        finally:
+            request.scope["state"][COMPUTE_MS_KEY] = timing.compute_ms
     watch = Watch(state.config.max_compute_s)
     client = client_key(session_of(request), request.client.host if request.client else None)
     # Only a graph can stop part-way, so only a graph listens (a task costs ~15 us).
@@ -230,21 +240,28 @@ async def execute(request: Request) -> Response:
 
     # What meta inference learns is kept only if the request succeeds: a refused
     # request leaves nothing in the server's cache.
-    staged = state.executor.meta.stage()
+    executor = state.executor
+    staged = executor.meta.stage()
+    # A small body on a CPU server: bind here, and a cheap op runs right here too.
+    bound = (op.bind((), kwargs) if len(tensor_bytes) <= INLINE_BYTES
+             and executor.device.type == "cpu" else None)
+    inline = bound is not None and executor.inline_fits(op, bound, staged)
 
     def work(_: Watch) -> torch.Tensor:
-        moved = {k: _to_device(v, state.device) for k, v in kwargs.items()}
+        args = bound if bound is not None else op.bind((), {
+            k: _to_device(v, state.device) for k, v in kwargs.items()})
         # Within the allocation cap, checked on meta before anything is allocated.  The
         # body's tensors belong to this request alone, so a unary op may write its
         # result over its input (bit-identical; no fresh output to fault in).
-        return state.executor.run_op(op, op.bind((), moved), cache=staged, reuse_input=True)
+        return executor.run_op(op, args, cache=staged, reuse_input=True)
 
     def reply(result: torch.Tensor) -> Encoded:
         encoded = encode_outputs(request, {"output": result}, timing)
         staged.commit()
         return encoded
 
-    return tensor_response(await compute(request, timing, work, reply), timing)
+    return tensor_response(await compute(request, timing, work, reply,
+                                         inline=op.name if inline else None), timing)
 
 
 async def _read_form(request: Request, body: bytearray | mmap.mmap, content_type: str | None

@@ -1,9 +1,14 @@
 """Running requests' ops and graphs: on worker threads, timed, within the allocation cap.
 
-Compute never runs on the event loop: ``Executor.run`` hands it to a bounded pool of
+Compute runs off the event loop: ``Executor.run`` hands it to a bounded pool of
 worker threads (``compute_threads``, granted fairly between clients, with a deadline:
 ``genie.server.scheduling``) and answers 503 ``busy`` at once past ``max_inflight``
-waiting requests, rather than queueing without limit.  Every op is
+waiting requests, rather than queueing without limit.  The one exception is an op so
+small that the hop would cost more than the op (``Executor.inline_fits``: on the CPU,
+inputs, result and working memory within ``INLINE_BYTES`` together, as meta inference
+estimates them): ``Executor.run_inline`` runs it on the loop, within the same
+``max_inflight`` refusal, and an op that ever takes more than ``INLINE_MAX_MS`` of
+CPU there goes to the threads from then on.  Every op is
 first inferred on meta (``genie.ops.meta``, with this server's own cache) and refused
 with 422 when its result would pass the cap; a graph also keeps a running total of
 the bytes its live results hold.
@@ -16,6 +21,7 @@ intermediates are dropped after their last use, so peak memory follows the live 
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, overload
@@ -26,15 +32,24 @@ import torch
 from genie.errors import InvalidArgumentError, MalformedRequestError, ServerBusyError
 from genie.graph import Ref, from_wire, handle_ids, refs_in
 from genie.ops import MetaCache, Op, OpContext, StagedCache, get_op
-from genie.ops.meta import check_output, data_dependent_bound
+from genie.ops.meta import MetaResult, check_output, data_dependent_bound, infer
+from genie.ops.work import logical_bytes
 from genie.server.device import timed
 from genie.server.scheduling import FairSlots, Watch
 from genie.server.timing import Timing
 from genie.wire import Charge, json_cost
 
-__all__ = ["MAX_NODES", "Executor", "Graph", "Step"]
+__all__ = ["INLINE_BYTES", "INLINE_MAX_MS", "MAX_NODES", "Executor", "Graph", "Step"]
 
 MAX_NODES = 100_000
+#: An op whose inputs, result and working memory (meta's estimate) add up to at most
+#: this runs on the event loop (``Executor.run_inline``): the hop to a worker thread
+#: costs about 250 us of server CPU, several times what such an op takes.
+INLINE_BYTES = 64 * 1024
+#: An op that took more CPU than this on the loop is never run there again (by name):
+#: the bound in bytes cannot see every op's cost (a small decomposition, a large
+#: inner loop), so the loop keeps a record of what surprised it.
+INLINE_MAX_MS = 2.0
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -170,6 +185,9 @@ class Executor:
         self.max_compute_s = max_compute_s
         self.max_inflight = max_inflight
         self.inflight = 0
+        #: Ops that once took longer than ``INLINE_MAX_MS`` inline: threads only now.
+        self.slow_inline: set[str] = set()
+        self.inline_runs = 0  # requests computed on the event loop (``run_inline``)
 
     @overload
     async def run(self, timing: Timing, fn: Callable[[Watch], T], *, client: str = "",
@@ -209,6 +227,47 @@ class Executor:
                 self.slots.release(client)
         finally:
             self.inflight -= 1
+
+    def inline_fits(self, op: Op, bound: Mapping[str, Any], cache: MetaCache | StagedCache
+                    ) -> bool:
+        """Whether ``op`` on ``bound`` is cheap enough to run on the event loop: a CPU
+        device, an op that has not been slow there before, and its inputs (as read,
+        broadcast included), result and working memory within ``INLINE_BYTES``, as
+        meta inference says (an op meta cannot size is not cheap)."""
+        if self.device.type != "cpu" or op.name in self.slow_inline:
+            return False
+        total = 0
+        for value in bound.values():
+            for v in value if isinstance(value, (list, tuple)) else (value,):
+                if isinstance(v, torch.Tensor):
+                    if v.device.type != "cpu":
+                        return False
+                    total += logical_bytes(v)
+        if total > INLINE_BYTES:
+            return False
+        outcome = infer(op, bound, cache)
+        return (isinstance(outcome, MetaResult)
+                and total + outcome.nbytes + (outcome.working or 0) <= INLINE_BYTES)
+
+    def run_inline(self, timing: Timing, name: str, fn: Callable[[Watch], T],
+                   then: Callable[[T], R]) -> R:
+        """``run`` without the worker thread, for what ``inline_fits`` judged cheap:
+        ``fn`` then ``then`` on the caller's thread (the event loop), timed; 503 past
+        ``max_inflight`` as ``run`` would answer.  The op ``name`` goes to the threads
+        from now on if it took more than ``INLINE_MAX_MS`` of CPU."""
+        if self.inflight >= self.max_inflight:
+            raise ServerBusyError(f"server busy: {self.inflight} requests in flight "
+                                  f"(limit {self.max_inflight}); retry shortly")
+        watch = Watch(self.max_compute_s)
+        watch.start()
+        self.inline_runs += 1
+        # Judged by the CPU the op took, not the wall clock: on a loaded machine the
+        # loop's thread is preempted, and a cheap op would be wrongly sent away.
+        cpu = time.thread_time()
+        result, timing.compute_ms = timed(self.device, lambda: fn(watch))
+        if (time.thread_time() - cpu) * 1000 > INLINE_MAX_MS:
+            self.slow_inline.add(name)
+        return then(result)
 
     def run_op(self, op: Op, bound: Mapping[str, Any], *, cache: MetaCache | StagedCache,
                materialized: bool = True, already: int = 0, reuse_input: bool = False

@@ -12,6 +12,7 @@ from starlette.requests import HTTPConnection
 from genie.server.budget import ByteBudget
 from genie.server.config import ServerConfig
 from genie.server.executor import Executor
+from genie.server.pool import BufferPool
 from genie.server.stats import Stats
 from genie.server.store import TensorStore
 
@@ -30,6 +31,7 @@ class ServerState:
     bodies: ByteBudget  # request bodies in flight, and parsing them
     replies: ByteBudget  # replies encoded and not yet sent
     device_info: dict[str, Any] = field(default_factory=dict)
+    body_pool: BufferPool | None = None  # warm receive buffers, within ``bodies``
 
     @property
     def device(self) -> Any:

@@ -2,11 +2,14 @@
 a real server, concurrent requests on one client, the same error tree (no raw httpx
 exception escapes, timeouts are TransportErrors), a POST whose connection closed
 without a reply is never resent, and ``aclose`` ends the session in one request; retries
-are counted and large bodies report progress through the same code as the sync client's."""
+are counted and large bodies report progress through the same code as the sync client's,
+on the event loop although a worker thread does the exchange, and a cancelled call
+leaves the client working."""
 
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -133,5 +136,32 @@ def test_aclose_ends_the_session_in_one_request(server: BackgroundServer) -> Non
                 await d.put(torch.ones(2))
             with pytest.raises(NotFoundError):
                 probe.session_info(d.session)
+
+    asyncio.run(main())
+
+
+def test_async_client_reports_progress_on_its_loop_and_survives_a_cancelled_call(
+        make_server: Callable[..., BackgroundServer]) -> None:
+    # Plain http:// exchanges run on the client's worker threads; what the caller sees
+    # (progress, results, cancellation) stays on its event loop.
+    srv = make_server(debug_delay_ms=300)
+    threads: set[int] = set()
+    x = torch.arange(3 * 2**20, dtype=torch.float32)  # 12 MiB each way: progress reported
+
+    async def main() -> None:
+        loop_thread = threading.get_ident()
+        async with AsyncClient(srv.url, retries=0,
+                               progress=lambda p: threads.add(threading.get_ident())) as c:
+            assert torch.equal(await c.echo(x), x)
+            assert threads == {loop_thread}
+            slow = asyncio.ensure_future(c.execute("relu", -x))
+            await asyncio.sleep(0.05)
+            slow.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await slow
+            # The cancelled exchange finishes on its thread; the client carries on.
+            got = await asyncio.gather(*(c.execute("relu", x - i) for i in range(3)))
+            for i, y in enumerate(got):
+                assert torch.equal(y, torch.relu(x - i))
 
     asyncio.run(main())

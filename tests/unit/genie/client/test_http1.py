@@ -300,3 +300,25 @@ def test_unsafe_request_targets_are_refused_before_sending(canned: Callable[...,
     finally:
         pool.close()
     assert len(srv.requests) == 1  # only the well-formed request went out
+
+
+def test_a_large_reply_buffer_is_reused_only_once_its_tensors_are_gone(
+        server: Any) -> None:
+    x = torch.randn(700, 700)  # a 1.9 MB reply: received into a map
+    with Client(server.url) as c:
+        warm = c._plain.warm  # noqa: SLF001 - the transport's own buffer under test
+        kept = c.execute("relu", x)
+        again = c.execute("relu", -x)  # must not land in the buffer ``kept`` shares
+        assert warm.reused == 0
+        assert torch.equal(kept, torch.relu(x)) and torch.equal(again, torch.relu(-x))
+        view = kept[3:5]  # a view still refers to the first buffer
+        del kept, again  # the second is free now: the third reply goes there
+        third = c.execute("relu", x * 2)
+        assert warm.reused == 1 and torch.equal(third, torch.relu(x * 2))
+        assert torch.equal(view, torch.relu(x)[3:5])
+        del view, third
+        for i in range(3):  # nothing holds the last one: the same buffer each time
+            assert torch.equal(c.execute("relu", x + i), torch.relu(x + i))
+        assert warm.reused == 4
+        small = torch.randn(10, 10)  # a small reply is a bytearray: never kept
+        assert torch.equal(c.execute("relu", small), torch.relu(small))

@@ -75,6 +75,30 @@ def _wait_for_errors(http: httpx.Client, before: dict[str, int], expected: int) 
         time.sleep(0.01)
 
 
+def _read_reply(sock: socket.socket, with_body: bool = True) -> tuple[bytes, bytes]:
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        assert chunk, f"connection closed before a reply: {data!r}"
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = next(int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
+                  if line.lower().startswith(b"content-length:"))
+    while with_body and len(body) < length:
+        chunk = sock.recv(65536)
+        assert chunk, "connection closed mid-reply"
+        body += chunk
+    return head, body
+
+
+@pytest.fixture
+def read_reply() -> Callable[..., tuple[bytes, bytes]]:
+    """``read_reply(sock, with_body=True)``: (status line and headers, body) of one
+    reply with a Content-Length, read from a raw socket (the body not waited for when
+    ``with_body`` is false: a HEAD reply)."""
+    return _read_reply
+
+
 @pytest.fixture
 def st_body() -> Callable[..., bytes]:
     """``st_body(tensors, metadata=None)``: a request body made by the safetensors library."""

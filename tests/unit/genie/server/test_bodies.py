@@ -34,23 +34,6 @@ def headers_only(srv: BackgroundServer, content_length: int) -> socket.socket:
     return sock
 
 
-def read_reply(sock: socket.socket) -> tuple[bytes, bytes]:
-    """(status line and headers, body) of one reply with a Content-Length."""
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = sock.recv(65536)
-        assert chunk, f"connection closed before a reply: {data!r}"
-        data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
-    length = next(int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
-                  if line.lower().startswith(b"content-length:"))
-    while len(body) < length:
-        chunk = sock.recv(65536)
-        assert chunk, "connection closed mid-reply"
-        body += chunk
-    return head, body
-
-
 def rss_bytes() -> int:
     with open("/proc/self/status") as f:
         for line in f:
@@ -134,7 +117,7 @@ def test_a_declared_body_commits_memory_only_as_its_bytes_arrive(
 
 def test_a_body_that_stalls_or_trickles_is_cut_off_and_its_reservation_returned(
         make_server: Callable[..., BackgroundServer], assert_serving: Callable[..., None],
-        wait_until: Callable[..., None]) -> None:
+        wait_until: Callable[..., None], read_reply: Callable[..., tuple[bytes, bytes]]) -> None:
     # A body that stalls for --body-timeout-s is refused, and so is one that keeps
     # coming, but too slowly: after that grace it must average --min-body-rate-kb.
     srv = make_server(max_body_mb=1024, body_timeout_s=0.4, min_body_rate_kb=1)

@@ -190,3 +190,24 @@ def test_a_thousand_silent_or_slow_sockets_do_not_lock_out_a_normal_client(
         assert served is not None, "a normal client was never served"
         print(f"{slots} slots: a normal client served after {served:.3f} s")
         assert served < (2.0 if slots > 1000 else 3.0), served
+
+
+def test_replies_without_a_body_write_and_interim_replies_still_go_out(
+        server: BackgroundServer, good_body: bytes,
+        read_reply: Callable[..., tuple[bytes, bytes]]) -> None:
+    # The server holds a reply's head back to write it with the body: a HEAD reply
+    # (no body written) and an interim 100 Continue must not wait for one.
+    with connect(server) as sock:
+        sock.sendall(b"HEAD /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        head, _ = read_reply(sock, with_body=False)
+        assert head.startswith(b"HTTP/1.1 200 ")
+        sock.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")  # still usable
+        head, body = read_reply(sock)
+        assert head.startswith(b"HTTP/1.1 200 ") and json.loads(body)["status"] == "healthy"
+        sock.sendall(HEAD + b"Expect: 100-continue\r\nContent-Length: %d\r\n\r\n"
+                     % len(good_body))
+        interim = sock.recv(65536)
+        assert interim.startswith(b"HTTP/1.1 100 "), interim
+        sock.sendall(good_body)
+        head, body = read_reply(sock)
+        assert head.startswith(b"HTTP/1.1 200 ") and body

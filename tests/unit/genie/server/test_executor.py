@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 import weakref
 from collections.abc import Callable
 from typing import Any, ClassVar
@@ -22,8 +23,9 @@ from hypothesis import strategies as st
 
 from genie.graph import HANDLES_METADATA_KEY
 from genie.ops import REGISTRY, MetaCache
-from genie.server.executor import Executor, Graph
+from genie.server.executor import INLINE_MAX_MS, Executor, Graph
 from genie.server.runner import BackgroundServer
+from genie.server.timing import Timing
 from genie.wire import decode
 
 
@@ -376,3 +378,73 @@ def test_no_result_has_more_dimensions_than_the_wire_carries(
     ok = http.post("/execute", params={"op": "reshape", "args": json.dumps(
         {"shape": [1] * 62 + [2, 3]})}, content=st_body({"x": x}))
     assert ok.status_code == 200 and len(decode(ok.content).tensors["output"].shape) == 64
+
+
+# --- cheap ops on the event loop ------------------------------------------------------
+
+
+def _cpu_executor() -> Executor:
+    return Executor(torch.device("cpu"), max_alloc_bytes=1 << 30, compute_threads=1,
+                    max_inflight=2)
+
+
+def test_only_an_op_within_the_inline_bound_runs_on_the_event_loop() -> None:
+    executor, cache = _cpu_executor(), MetaCache()
+    relu, add, getitem = REGISTRY["relu"], REGISTRY["add"], REGISTRY["getitem"]
+    assert executor.inline_fits(relu, relu.bind([torch.randn(10, 10)]), cache)
+    # 64 KiB in and 64 KiB out: over the bound together, though each alone is within.
+    big = torch.randn(128, 128)
+    assert not executor.inline_fits(relu, relu.bind([big]), cache)
+    small = torch.randn(64, 64)  # 16 KiB: in, other and out within 64 KiB together
+    assert executor.inline_fits(add, add.bind([small, small]), cache)
+    # An expanded view reads its full size: 1 KiB held, 256 KiB read.
+    wide = torch.randn(1, 256).expand(256, 256)
+    assert not executor.inline_fits(relu, relu.bind([wide]), cache)
+    # Meta cannot size it (a boolean mask: data-dependent): not known to be cheap.
+    masked = getitem.bind([torch.ones(4), torch.tensor([True, False, True, True])])
+    assert not executor.inline_fits(getitem, masked, cache)
+
+
+def test_an_op_slow_on_the_loop_goes_to_the_threads_from_then_on() -> None:
+    executor, cache = _cpu_executor(), MetaCache()
+    relu = REGISTRY["relu"]
+    bound = relu.bind([torch.randn(4)])
+    assert executor.inline_fits(relu, bound, cache)
+    timing = Timing()
+    # Waiting is not cost (a preempted loop is not a slow op); computing is.
+    out = executor.run_inline(timing, "relu", lambda _: time.sleep(INLINE_MAX_MS * 2 / 1000),
+                              lambda r: "encoded")
+    assert out == "encoded" and timing.compute_ms > INLINE_MAX_MS
+    assert "relu" not in executor.slow_inline
+
+    def spin(_: object) -> None:
+        end = time.thread_time() + INLINE_MAX_MS * 2 / 1000
+        while time.thread_time() < end:
+            pass
+
+    executor.run_inline(timing, "relu", spin, lambda r: r)
+    assert "relu" in executor.slow_inline
+    assert not executor.inline_fits(relu, bound, cache)
+
+
+def test_small_execute_runs_inline_and_a_large_one_on_a_worker(
+        make_server: Callable[..., BackgroundServer], st_body: Callable[..., bytes],
+        tensors_of: Callable[..., dict[str, torch.Tensor]]) -> None:
+    srv = make_server()
+    executor: Executor = srv.app.state.genie.executor
+    small, large = torch.randn(10, 10), torch.randn(300, 300)
+    with httpx.Client(base_url=srv.url, timeout=30) as http:
+        for x, inline in ((small, 1), (large, 0), (small, 1)):
+            before = executor.inline_runs
+            resp = http.post("/execute?op=relu", content=st_body({"x": x}))
+            assert torch.equal(tensors_of(resp)["output"], torch.relu(x))
+            assert executor.inline_runs - before == inline
+        # An op once slow inline runs on a worker thread from then on, and still answers.
+        executor.slow_inline.add("relu")
+        before = executor.inline_runs
+        resp = http.post("/execute?op=relu", content=st_body({"x": small}))
+        assert torch.equal(tensors_of(resp)["output"], torch.relu(small))
+        assert executor.inline_runs == before
+        # The inline path is accounted like any other: compute time and the request.
+        stats = http.get("/stats").json()
+        assert stats["endpoints"]["POST /execute"]["count"] == 4
