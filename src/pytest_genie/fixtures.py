@@ -35,7 +35,7 @@ from pytest_genie.state import DETAILS_KEY, SERVER_URL_KEY, get_state
 if TYPE_CHECKING:
     import genie
     from genie.client import Disturbances
-    from genie.client.calls import Timeout
+    from genie.client.timeout import Timeout
     from genie.server.runner import BackgroundServer
 
 __all__ = ["LINK_MARGIN", "MeasuredLink", "genie_client", "genie_level", "genie_link", "genie_local_server",
@@ -63,7 +63,7 @@ class MeasuredLink:
         """The client timeout for this link: ``base_s`` (None: the client's default) plus each
         request's bytes at the slower measured direction / ``LINK_MARGIN``, or at the client's
         default rate when that is slower or nothing was measured yet."""
-        from genie.client.calls import DEFAULT_MIN_RATE_MIB_S, DEFAULT_TIMEOUT, Timeout
+        from genie.client.timeout import DEFAULT_MIN_RATE_MIB_S, DEFAULT_TIMEOUT, Timeout
 
         measured = [r for r in (self.upload_mib_s, self.download_mib_s) if r]
         rate = min([DEFAULT_MIN_RATE_MIB_S, *(r / LINK_MARGIN for r in measured)])

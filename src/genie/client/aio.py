@@ -25,21 +25,12 @@ from typing import Any, TypeVar
 import httpx
 
 from genie.client import httpx_support as hx
-from genie.client.calls import (
-    DEFAULT_RETRIES,
-    DEFAULT_TIMEOUT,
-    NEW_SESSION,
-    AsyncClientBase,
-    Call,
-    Endpoints,
-    NewSession,
-    Plan,
-    Progress,
-    ProgressCallback,
-    Sink,
-    Timeout,
-)
+from genie.client.api import Endpoints
+from genie.client.base import DEFAULT_RETRIES, NEW_SESSION, AsyncClientBase, NewSession
+from genie.client.calls import Call, Plan, Sink
+from genie.client.meter import Progress, ProgressCallback
 from genie.client.sync import ExitRelease, plain_pool, send_plain
+from genie.client.timeout import DEFAULT_TIMEOUT, Timeout
 from genie.errors import GenieError
 
 __all__ = ["MAX_IN_FLIGHT", "AsyncClient"]

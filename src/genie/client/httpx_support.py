@@ -18,8 +18,10 @@ from typing import Any, cast
 
 import httpx
 
-from genie.client.calls import UPLOAD_CHUNK, BaseClient, Metered, Plan
+from genie.client.base import BaseClient
+from genie.client.calls import UPLOAD_CHUNK, Plan
 from genie.client.http1 import IDLE_EXPIRY_S, RESEND_SAFE_METHODS
+from genie.client.meter import Metered
 from genie.errors import TransportError
 from genie.wire import slices
 

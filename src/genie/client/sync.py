@@ -24,22 +24,12 @@ from urllib.request import getproxies
 import httpx
 
 from genie.client import httpx_support as hx
-from genie.client.calls import (
-    DEFAULT_RETRIES,
-    DEFAULT_TIMEOUT,
-    NEW_SESSION,
-    BaseClient,
-    Call,
-    Endpoints,
-    NewSession,
-    Plan,
-    ProgressCallback,
-    ProgressRelay,
-    Sink,
-    SyncClientBase,
-    Timeout,
-)
+from genie.client.api import Endpoints
+from genie.client.base import DEFAULT_RETRIES, NEW_SESSION, BaseClient, NewSession, SyncClientBase
+from genie.client.calls import Call, Plan, Sink
 from genie.client.http1 import Http1Pool
+from genie.client.meter import ProgressCallback, ProgressRelay
+from genie.client.timeout import DEFAULT_TIMEOUT, Timeout
 from genie.errors import GenieError, TransportError
 
 __all__ = ["EXIT_TIMEOUT_S", "Client", "ExitRelease", "plain_pool", "send_plain"]

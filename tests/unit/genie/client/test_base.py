@@ -1,4 +1,5 @@
-"""What both clients share (genie.client.calls): the token's form, handle ids that
+"""What both clients share (genie.client.base, with the calls it plans and the timeout
+policy it applies): the token's form, handle ids that
 reach the server verbatim, the error tree an error reply maps to (status and class,
 401 never retried, 413s told apart), the retry policy (only connection failures and
 503 are retried, with growing delays), the timeout policy (a budget that grows with
@@ -19,7 +20,8 @@ import torch
 
 import genie
 from genie.client import AsyncClient, Client, Timeout
-from genie.client.calls import DEFAULT_MIN_RATE_MIB_S, DEFAULT_TIMEOUT, Plan
+from genie.client.calls import Plan
+from genie.client.timeout import DEFAULT_MIN_RATE_MIB_S, DEFAULT_TIMEOUT
 from genie.errors import (
     AuthError,
     BudgetExceededError,
