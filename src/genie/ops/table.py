@@ -43,7 +43,28 @@ from genie.ops.args import (
 )
 from genie.ops.registry import Op, Param
 
-__all__ = ["REGISTRY", "get_op", "op_names"]
+__all__ = ["REGISTRY", "WINDOWED", "get_op", "op_names"]
+
+#: Ops whose time follows their window arguments (kernel, padding, dilation), not the
+#: bytes they read and write: a tiny tensor with a huge window can take seconds.
+WINDOWED = frozenset({"conv1d", "conv2d", "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d"})
+
+
+def _max_pool2d(input: torch.Tensor, kernel_size: int | list[int], stride: Any,
+                padding: int | list[int], dilation: int | list[int], ceil_mode: bool
+                ) -> torch.Tensor:
+    """``F.max_pool2d``, refusing padding wider than the input: torch's CPU kernel steps
+    each window's start over the padding one dilation at a time, so a [1, 1, 1, 1] input
+    with a 2e9 kernel and 1e9 padding took 0.5 s for a 4-byte result (and more windows
+    take hours).  No model pads past its input."""
+    pads = [padding] * 2 if isinstance(padding, int) else list(padding)
+    if len(pads) == 1:
+        pads *= 2
+    sizes = list(input.shape[-2:])
+    if any(p > n for p, n in zip(pads, sizes, strict=False)):
+        raise InvalidArgumentError(f"max_pool2d: padding {pads} is wider than the input "
+                                   f"({sizes[0]} x {sizes[1]})")
+    return F.max_pool2d(input, kernel_size, stride, padding, dilation, ceil_mode=ceil_mode)
 
 
 def _dropout(input: torch.Tensor, p: float, training: bool) -> torch.Tensor:
@@ -327,8 +348,7 @@ def _build() -> dict[str, Op]:
             input, weight, bias, stride, padding, dilation, groups), _conv_params()),
         Op("conv2d", lambda input, weight, bias, stride, padding, dilation, groups: F.conv2d(
             input, weight, bias, stride, padding, dilation, groups), _conv_params()),
-        Op("max_pool2d", lambda input, kernel_size, stride, padding, dilation, ceil_mode:
-           F.max_pool2d(input, kernel_size, stride, padding, dilation, ceil_mode=ceil_mode),
+        Op("max_pool2d", _max_pool2d,
            (_T, Param("kernel_size", INT_OR_INTS), Param("stride", optional(INT_OR_INTS), None),
             Param("padding", INT_OR_INTS, 0), Param("dilation", INT_OR_INTS, 1),
             Param("ceil_mode", BOOL, False))),

@@ -148,11 +148,15 @@ class GenieHttpProtocol(HttpToolsProtocol):
             "(--max-header-kb); large arguments belong in the body")
 
     def on_message_begin(self) -> None:
+        if self._refused:  # a request pipelined behind a refused head is never started
+            return
         super().on_message_begin()
         self._in_head = True
         self._head_bytes = 0
 
     def on_headers_complete(self) -> None:
+        if self._refused:
+            return
         self._in_head = False
         self._cancel_head_timer()
         size = len(self.url) + sum(len(n) + len(v) + 4 for n, v in self.headers) + 16

@@ -33,6 +33,7 @@ from genie.errors import InvalidArgumentError, MalformedRequestError, ServerBusy
 from genie.graph import Ref, from_wire, handle_ids, refs_in
 from genie.ops import MetaCache, Op, OpContext, StagedCache, get_op
 from genie.ops.meta import MetaResult, check_output, data_dependent_bound, infer
+from genie.ops.table import WINDOWED
 from genie.ops.work import logical_bytes
 from genie.server.device import timed
 from genie.server.scheduling import FairSlots, Watch
@@ -233,8 +234,9 @@ class Executor:
         """Whether ``op`` on ``bound`` is cheap enough to run on the event loop: a CPU
         device, an op that has not been slow there before, and its inputs (as read,
         broadcast included), result and working memory within ``INLINE_BYTES``, as
-        meta inference says (an op meta cannot size is not cheap)."""
-        if self.device.type != "cpu" or op.name in self.slow_inline:
+        meta inference says (an op meta cannot size is not cheap).  A windowed op
+        (``genie.ops.table.WINDOWED``) never is: its time follows its window, not its bytes."""
+        if self.device.type != "cpu" or op.name in self.slow_inline or op.name in WINDOWED:
             return False
         total = 0
         for value in bound.values():

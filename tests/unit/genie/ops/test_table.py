@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from genie.errors import InvalidArgumentError, UnsupportedOpError
 from genie.ops import REGISTRY, OpContext, get_op, op_names
@@ -145,3 +146,17 @@ def test_in_place_run_is_bit_identical_and_reuses_the_input(
         assert out.dtype == expected.dtype == dtype
         assert torch.equal(_raw(out), _raw(expected))
         assert out.data_ptr() == mine.data_ptr()  # written in place: nothing allocated
+
+
+def test_max_pool2d_refuses_padding_wider_than_its_input() -> None:
+    # torch's CPU kernel steps each window over the padding one dilation at a time: a
+    # [1, 1, 1, 1] input with a 2e9 kernel and 1e9 padding took 0.5 s for 4 bytes.
+    pool = REGISTRY["max_pool2d"]
+    tiny = torch.ones(1, 1, 1, 1)
+    with pytest.raises(InvalidArgumentError, match="wider than the input"):
+        pool.fn(**pool.bind([tiny], {"kernel_size": [2_000_000_000] * 2,
+                                     "padding": [1_000_000_000] * 2}))
+    # Padding up to the input's own size, as models use it, still pools like torch.
+    img = torch.randn(1, 2, 3, 3)
+    out = pool.fn(**pool.bind([img], {"kernel_size": 3, "stride": 1, "padding": 1}))
+    assert torch.equal(out, F.max_pool2d(img, 3, 1, 1))

@@ -109,6 +109,14 @@ def test_a_head_past_the_limit_is_refused_as_it_arrives(
         assert sent < 4 * MB, f"the server took {sent} bytes of one header"
         assert error_of(reply_of(sock)) == (431, "header_too_large")
         assert time.monotonic() - started < 2
+    # A request pipelined behind a refused head is never run.
+    with httpx.Client(base_url=srv.url, timeout=10) as http:
+        before = http.get("/stats").json()["requests"]["total"]
+        with connect(srv) as sock:
+            sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nX-Big: " + b"b" * (100 * 1024)
+                         + b"\r\n\r\nPOST /probe HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n")
+            assert error_of(reply_of(sock)) == (431, "header_too_large")
+        assert http.get("/stats").json()["requests"]["total"] == before + 1  # that /stats only
     # A whole head over the limit in one piece is refused too; one under it is served.
     for size, status in ((100 * 1024, 431), (60 * 1024, 200)):
         with connect(srv) as sock:

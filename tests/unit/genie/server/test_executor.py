@@ -403,6 +403,9 @@ def test_only_an_op_within_the_inline_bound_runs_on_the_event_loop() -> None:
     # Meta cannot size it (a boolean mask: data-dependent): not known to be cheap.
     masked = getitem.bind([torch.ones(4), torch.tensor([True, False, True, True])])
     assert not executor.inline_fits(getitem, masked, cache)
+    # A windowed op's time follows its window, not its bytes: never on the loop.
+    pool = REGISTRY["max_pool2d"]
+    assert not executor.inline_fits(pool, pool.bind([torch.ones(1, 1, 4, 4), 2]), cache)
 
 
 def test_an_op_slow_on_the_loop_goes_to_the_threads_from_then_on() -> None:
