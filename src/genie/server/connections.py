@@ -163,8 +163,11 @@ class GenieHttpProtocol(HttpToolsProtocol):
         if size > self.max_header_bytes:
             self._refuse(self._too_large())
             return
+        previous = self.cycle
         super().on_headers_complete()
         cycle = self.cycle
+        if cycle is None or cycle is previous:  # no request cycle was started for it
+            return
         if cycle.scope["method"] != "HEAD":  # a HEAD reply has no body to join its head to
             cycle.transport = _HeadWithBody(self.transport)  # type: ignore[assignment]
         extensions: dict[str, Any] = cycle.scope.setdefault("extensions", {})  # type: ignore[assignment]
@@ -269,4 +272,5 @@ def protocol_for(config: ServerConfig) -> type[GenieHttpProtocol]:
 def uvicorn_settings(config: ServerConfig) -> dict[str, Any]:
     """What ``uvicorn.run`` / ``uvicorn.Config`` get from a Genie config, the command line
     and ``BackgroundServer`` alike."""
-    return {"http": protocol_for(config), "limit_concurrency": config.max_connections}
+    # No WebSocket: Genie has no such route, and an upgrade request is served as plain HTTP.
+    return {"http": protocol_for(config), "ws": "none", "limit_concurrency": config.max_connections}

@@ -219,3 +219,16 @@ def test_replies_without_a_body_write_and_interim_replies_still_go_out(
         sock.sendall(good_body)
         head, body = read_reply(sock)
         assert head.startswith(b"HTTP/1.1 200 ") and body
+
+
+def test_an_upgrade_request_is_served_as_plain_http(
+        make_server: Callable[..., BackgroundServer], assert_serving: Callable[..., None]) -> None:
+    # Genie has no WebSocket route: an upgrade request gets the ordinary JSON reply.
+    srv = make_server()
+    with connect(srv) as sock:
+        sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, close\r\n"
+                     b"Upgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                     b"Sec-WebSocket-Version: 13\r\n\r\n")
+        head, _, body = reply_of(sock).partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200") and json.loads(body)["status"] == "healthy"
+    assert_serving(srv)
