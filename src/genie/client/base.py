@@ -261,12 +261,14 @@ class BaseClient:
     def finish(self, plan: Plan, status: int, headers: Mapping[str, str],
                body: bytearray | mmap.mmap, started: float) -> Any:
         """Record the exchange; raise its error, or return its decoded body."""
-        self.last = Exchange(status=status, round_trip_ms=(time.perf_counter() - started) * 1000,
-                             bytes_sent=plan.nbytes, bytes_received=len(body),
-                             server_timing=parse_server_timing(headers.get("server-timing")))
-        self.bytes_sent += plan.nbytes
-        self.bytes_received += len(body)
-        self.requests += 1
+        last = Exchange(status=status, round_trip_ms=(time.perf_counter() - started) * 1000,
+                        bytes_sent=plan.nbytes, bytes_received=len(body),
+                        server_timing=parse_server_timing(headers.get("server-timing")))
+        with self._lock:  # AsyncClient finishes exchanges on several worker threads at once
+            self.last = last
+            self.bytes_sent += plan.nbytes
+            self.bytes_received += len(body)
+            self.requests += 1
         if status >= 400:  # never copy a successful (possibly huge) body
             raise_for_error(status, bytes(body))
         if plan.raw_back:
