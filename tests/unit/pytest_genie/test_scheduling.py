@@ -3,35 +3,37 @@ process asks, and a fleet's checks are one work unit per server."""
 
 from __future__ import annotations
 
-import multiprocessing
-import time
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from pytest_genie.scheduling import make_lock_dir, remove_lock_dir, server_lock
 
-
-def _hold(folder: str, url: str, seconds: float, log: str) -> None:
-    with server_lock(folder, url):
-        with open(log, "a", encoding="utf-8") as f:
-            f.write(f"in {time.monotonic()}\n")
-        time.sleep(seconds)
-        with open(log, "a", encoding="utf-8") as f:
-            f.write(f"out {time.monotonic()}\n")
+#: One process holding a server's lock for a while, logging when it got in and out (its
+#: own interpreter: pytest's importlib mode leaves test modules unimportable by name).
+HOLD = """
+import sys, time
+from pytest_genie.scheduling import server_lock
+folder, url, seconds, log = sys.argv[1], sys.argv[2], float(sys.argv[3]), sys.argv[4]
+with server_lock(folder, url):
+    with open(log, "a", encoding="utf-8") as f:
+        f.write(f"in {time.monotonic()}\\n")
+    time.sleep(seconds)
+    with open(log, "a", encoding="utf-8") as f:
+        f.write(f"out {time.monotonic()}\\n")
+"""
 
 
 def test_one_server_is_held_by_one_process_at_a_time(tmp_path: Path) -> None:
     folder = make_lock_dir()
     try:
         log = tmp_path / "log"
-        procs = [multiprocessing.get_context("spawn").Process(
-            target=_hold, args=(folder, "http://127.0.0.1:8888", 0.3, str(log))) for _ in range(3)]
+        procs = [subprocess.Popen([sys.executable, "-c", HOLD, folder, "http://127.0.0.1:8888",
+                                   "0.3", str(log)]) for _ in range(3)]
         for p in procs:
-            p.start()
-        for p in procs:
-            p.join(timeout=60)
-            assert p.exitcode == 0
+            assert p.wait(timeout=60) == 0
         events = [line.split()[0] for line in log.read_text().splitlines()]
         assert events == ["in", "out"] * 3  # never two inside at once
         with server_lock(folder, "http://127.0.0.1:8888"), server_lock(folder, "http://127.0.0.1:8889"):
