@@ -11,7 +11,12 @@ held budget) ask ``make_server`` for their own, which is stopped after the test.
 
 from __future__ import annotations
 
+import signal
 import socket
+import subprocess
+import sys
+import tempfile
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -60,14 +65,68 @@ def make_server() -> Iterator[Callable[..., BackgroundServer]]:
         srv.stop()
 
 
-@pytest.fixture
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
 def free_port() -> Callable[[], int]:
     """``free_port()``: a 127.0.0.1 port with nothing listening (bound, then released)."""
-    def free() -> int:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            return int(s.getsockname()[1])
-    return free
+    return _free_port
+
+
+class GenieProcess:
+    """``python -m MODULE`` (``genie.server`` by default) with ``flags`` in a child process
+    on a free 127.0.0.1 port: the real command line, its memory its own.  Ready once
+    ``/health`` answers 200; if it exits first, the failure quotes its stderr (kept in a
+    temporary file, which never fills up and blocks it as an unread pipe could)."""
+
+    def __init__(self, *flags: str, module: str = "genie.server", timeout_s: float = 120.0
+                 ) -> None:
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._stderr = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 - closed by stop()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", module, "--host", "127.0.0.1", "--port", str(self.port),
+             "--device", "cpu", "--log-level", "warning", *flags],
+            stdout=subprocess.DEVNULL, stderr=self._stderr, text=True)
+        try:
+            self._wait_healthy(time.monotonic() + timeout_s, timeout_s)
+        except BaseException:
+            self.stop()  # a server that never became healthy is not left running
+            raise
+
+    def _wait_healthy(self, deadline: float, timeout_s: float) -> None:
+        while True:
+            if self.proc.poll() is not None:
+                self._stderr.seek(0)
+                raise AssertionError(f"genie-server exited: {self._stderr.read()}")
+            try:
+                if httpx.get(f"{self.url}/health", timeout=2).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, f"genie-server not healthy within {timeout_s:g} s"
+            time.sleep(0.1)
+
+    def stop(self) -> None:
+        """SIGTERM, then SIGKILL if it has not ended within 30 s."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._stderr.close()
+
+
+@pytest.fixture(scope="session")
+def genie_process() -> type[GenieProcess]:
+    """``genie_process(*flags, module=...)``: a ready :class:`GenieProcess`; the caller stops it."""
+    return GenieProcess
 
 
 @pytest.fixture

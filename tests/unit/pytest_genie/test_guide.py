@@ -13,11 +13,10 @@ import shutil
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
-import httpx
 import pytest
 import torch
 
@@ -40,29 +39,13 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def genie_server() -> Iterator[str]:
+def genie_server(genie_process: Callable[..., Any]) -> Iterator[str]:
     """``genie-server --host 127.0.0.1 --port P`` in its own process, as the guide starts it."""
-    port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "genie.runtime.simple_server", "--host",
-                             "127.0.0.1", "--port", str(port), "--device", "cpu",
-                             "--log-level", "warning"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
+    srv = genie_process(module="genie.runtime.simple_server")
     try:
-        while True:
-            assert proc.poll() is None, "genie-server exited at start-up"
-            try:
-                if httpx.get(f"http://{url}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "genie-server did not start"
-            time.sleep(0.1)
-        yield url
+        yield f"127.0.0.1:{srv.port}"
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+        srv.stop()
 
 
 @pytest.fixture(scope="module")

@@ -10,10 +10,7 @@ it uses by name.
 from __future__ import annotations
 
 import json
-import signal
 import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -197,30 +194,12 @@ def wire_args() -> st.SearchStrategy[Any]:
 
 
 class ChildServer:
-    """``genie-server`` in a child process (so its memory is its own), with ``flags``;
+    """``genie-server`` in a child process (so its memory is its own: ``GenieProcess``);
     ``peak(fn)`` is how far its RSS rose above where it was while ``fn`` ran."""
 
-    def __init__(self, *flags: str) -> None:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = int(s.getsockname()[1])
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "genie.server", "--host", "127.0.0.1", "--port",
-             str(self.port), "--device", "cpu", "--log-level", "warning", *flags],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        deadline = time.monotonic() + 120
-        while True:
-            if self.proc.poll() is not None:
-                said = self.proc.stderr.read() if self.proc.stderr else ""
-                raise AssertionError(f"genie-server exited: {said}")
-            try:
-                if httpx.get(f"{self.url}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "genie-server not healthy within 120 s"
-            time.sleep(0.1)
+    def __init__(self, process: Any) -> None:
+        self.process = process
+        self.proc, self.port, self.url = process.proc, process.port, process.url
 
     def status(self, key: str) -> int:
         for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
@@ -258,24 +237,16 @@ class ChildServer:
         return top - before
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        if self.proc.stderr:
-            self.proc.stderr.close()
+        self.process.stop()
 
 
 @pytest.fixture
-def child_server() -> Iterator[Callable[..., ChildServer]]:
+def child_server(genie_process: Callable[..., Any]) -> Iterator[Callable[..., ChildServer]]:
     """``child_server(*flags)``: genie-server in its own process; stopped after the test."""
     started: list[ChildServer] = []
 
     def start(*flags: str) -> ChildServer:
-        srv = ChildServer(*flags)
+        srv = ChildServer(genie_process(*flags))
         started.append(srv)
         return srv
 
