@@ -230,17 +230,29 @@ def _ctrl_c_mid_test(pytester: pytest.Pytester, *args: str) -> tuple[int, bytes,
 
     Returns the exit status, the output and the results dir.
     """
-    started = pytester.path / "started"
+    started, seen = pytester.path / "started", pytester.path / "seen"
     pytester.makepyfile(STOPS.format(
         stop=f"open({str(started)!r}, 'w').close()\n    import time\n    time.sleep(60)"))
+    # The process that writes the results (the xdist controller, or the only one) marks
+    # when it has heard that test_second started: a worker's reports reach the
+    # controller later, and a Ctrl-C before that has nothing to record.
+    pytester.makeconftest(f"""
+        import os, pytest
+        @pytest.hookimpl(trylast=True)
+        def pytest_runtest_logreport(report):
+            if (report.when == "setup" and report.nodeid.endswith("test_second")
+                    and "PYTEST_XDIST_WORKER" not in os.environ):
+                open({str(seen)!r}, "w").close()
+    """)
     results = pytester.path / "results"
     proc = pytester.popen([sys.executable, "-m", "pytest", *args, "-p", "no:cacheprovider",
                            f"--genie-results-dir={results}"], stdin=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 60
-        while not started.exists() and proc.poll() is None and time.monotonic() < deadline:
+        while not (started.exists() and seen.exists()) and proc.poll() is None \
+                and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert started.exists(), proc.communicate()
+        assert started.exists() and seen.exists(), proc.communicate()
         proc.send_signal(signal.SIGINT)
         out, _ = proc.communicate(timeout=60)
     finally:
