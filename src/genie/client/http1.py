@@ -114,7 +114,8 @@ class WarmReply:
     only when this object's reference is the only one left: a tensor decoded from
     the reply keeps the buffer object alive (``torch.frombuffer``), a memoryview
     exports it, so either makes it count as in use, and the reply gets a fresh one.
-    At most ``max_bytes`` is kept, and nothing once the client is closed.
+    At most ``max_bytes`` is kept, and nothing once the client is closed (an exchange
+    still in flight at ``close`` gets a fresh buffer that is not kept).
     """
 
     #: A reply larger than this is not kept: it would stay resident in an idle client.
@@ -124,6 +125,7 @@ class WarmReply:
         self._lock = threading.Lock()
         self.buf: mmap | None = None
         self.reused = 0
+        self.closed = False
         probe = [mmap(-1, 4096)]
         self._free_refs = _refs(probe[0])  # counted exactly as ``get`` counts
 
@@ -135,12 +137,16 @@ class WarmReply:
                 self.reused += 1
                 return self.buf
             fresh = receive_buffer(size)
-            self.buf = fresh if isinstance(fresh, mmap) and size <= self.max_bytes else None
+            self.buf = None
+            if isinstance(fresh, mmap) and size <= self.max_bytes and not self.closed:
+                self.buf = fresh
             return fresh
 
-    def clear(self) -> None:
+    def close(self) -> None:
+        """Drop the kept buffer for good: the client is closing."""
         with self._lock:
             self.buf = None
+            self.closed = True
 
 
 class Http1Pool:
@@ -160,6 +166,7 @@ class Http1Pool:
         self.host_header = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         self._idle: list[_Conn] = []
         self._lock = threading.Lock()
+        self._closed = False
         self.warm = WarmReply()
 
     def _connect(self, timeout: float) -> _Conn:
@@ -194,11 +201,15 @@ class Http1Pool:
     def _give(self, conn: _Conn) -> None:
         conn.idle_since = time.monotonic()
         with self._lock:
-            self._idle.append(conn)
+            if not self._closed:
+                self._idle.append(conn)
+                return
+        conn.close()  # an exchange that finished after close(): nothing is pooled any more
 
     def close(self) -> None:
-        self.warm.clear()
+        self.warm.close()
         with self._lock:
+            self._closed = True
             idle, self._idle = self._idle, []
         for conn in idle:
             conn.close()

@@ -15,6 +15,7 @@ import asyncio
 import gc
 import json
 import os
+import threading
 import time
 import warnings
 from collections.abc import Callable
@@ -322,3 +323,35 @@ def test_a_large_reply_buffer_is_reused_only_once_its_tensors_are_gone(
         assert warm.reused == 4
         small = torch.randn(10, 10)  # a small reply is a bytearray: never kept
         assert torch.equal(c.execute("relu", small), torch.relu(small))
+
+
+def test_an_exchange_that_finishes_after_close_keeps_nothing(
+        canned: Callable[..., Any], fixed: Callable[..., bytes]) -> None:
+    """``close()`` while a request is in flight on another thread: the reply still
+    arrives, but its connection is closed rather than pooled and its buffer not kept
+    (a closed client would otherwise hold a socket and up to 512 MiB until collected)."""
+    asked, release = threading.Event(), threading.Event()
+    body = b"x" * (2 << 20)  # over 1 MB: received into a map, the kind that is kept
+
+    def slow(head: bytes) -> bytes:
+        asked.set()
+        release.wait(10)
+        return fixed(body)
+
+    srv = canned(slow)
+    pool = Http1Pool("127.0.0.1", srv.port, connect_timeout=5)
+    replies: list[Any] = []
+    worker = threading.Thread(target=lambda: replies.append(
+        pool.request("GET", "/big", {}, (), 0, timeout=10)))
+    worker.start()
+    assert asked.wait(10)
+    pool.close()
+    release.set()
+    worker.join(10)
+    assert bytes(replies[0].body) == body
+    assert pool.warm.buf is None
+    assert pool._take() is None  # noqa: SLF001 - nothing was pooled after close
+    deadline = time.monotonic() + 5
+    while srv.open and time.monotonic() < deadline:  # the server sees the socket closed
+        time.sleep(0.01)
+    assert srv.open == 0
