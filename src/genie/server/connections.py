@@ -174,11 +174,15 @@ class GenieHttpProtocol(HttpToolsProtocol):
         extensions[RECEIVE_INTO] = lambda write: self._receive_into(cycle, write)
 
     def _receive_into(self, cycle: Any, write: Callable[[bytes], None]) -> None:
-        if cycle is not self.cycle or cycle.response_complete or self._refused:
+        if cycle.response_complete or self._refused:
             return
-        if cycle.body:
+        if cycle.body:  # what arrived before the call goes first
             write(bytes(cycle.body))
             cycle.body = bytearray()
+        if cycle is not self.cycle:
+            # A pipelined request's head was parsed while the app was busy: this body
+            # is complete, and was all in ``cycle.body``.
+            return
         self._sink = (cycle, write)
         self.flow.resume_reading()
 

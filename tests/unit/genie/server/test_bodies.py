@@ -15,12 +15,14 @@ import socket
 import sys
 import time
 from collections.abc import Callable
+from typing import Any
 
 import httpx
 import pytest
 import safetensors.torch
 import torch
 
+from genie.server import bodies
 from genie.server.runner import BackgroundServer
 
 MB = 1024 * 1024
@@ -171,3 +173,53 @@ def test_bodies_past_what_is_left_of_the_budget_are_503_as_they_grow(
                 resp = http.post("/echo", content=content)
                 assert resp.status_code == 200 and resp.content == body
     assert budget.reserved == 0
+
+
+def test_a_pipelined_request_arriving_while_a_body_buffer_grows_loses_no_body_byte(
+        make_server: Callable[..., BackgroundServer], st_body: Callable[..., bytes],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A body paced as a slow link delivers it (pieces small enough that reading never
+    pauses), with the next request pipelined right behind its last byte.  While the
+    buffer grows to its full size the rest of the body and the next head arrive; the
+    bytes that came meanwhile must still land in the body (they were once dropped:
+    a spurious 400 "body ended after N of M bytes").  The page-population step is
+    slowed, as on a loaded machine, so that the window is certain to be hit."""
+    populate = bodies._populate  # noqa: SLF001 - the step slowed on purpose
+
+    def slowly(buf: Any, start: int, length: int) -> None:
+        time.sleep(0.1)
+        populate(buf, start, length)
+
+    monkeypatch.setattr(bodies, "_populate", slowly)
+    srv = make_server()
+    x = torch.arange((MB + 40_000) // 4, dtype=torch.float32)
+    body = st_body({"x": x})
+    data = (b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(body)
+            + body + b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as sock:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        for i in range(0, len(data), 16384):
+            sock.sendall(data[i:i + 16384])
+            time.sleep(0.002)
+        replies = [_one_reply(sock), _one_reply(sock)]
+    (head, echoed), (health_head, _) = replies
+    assert head.startswith(b"HTTP/1.1 200 "), head + echoed[:200]
+    assert torch.equal(safetensors.torch.load(echoed)["x"], x)
+    assert health_head.startswith(b"HTTP/1.1 200 ")
+
+
+def _one_reply(sock: socket.socket) -> tuple[bytes, bytes]:
+    """One reply with a Content-Length, read byte-exactly (the next one stays queued)."""
+    head = b""
+    while not head.endswith(b"\r\n\r\n"):
+        byte = sock.recv(1)
+        assert byte, f"connection closed before a reply: {head!r}"
+        head += byte
+    length = next(int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
+                  if line.lower().startswith(b"content-length:"))
+    body = b""
+    while len(body) < length:
+        piece = sock.recv(length - len(body))
+        assert piece, "connection closed mid-reply"
+        body += piece
+    return head, body
