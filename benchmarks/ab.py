@@ -37,7 +37,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import peers  # noqa: E402
-from concurrency import genie_request  # noqa: E402
+from concurrency import genie_request, write_request  # noqa: E402
 from drivers import PEERS, PortServer, ReplayPool  # noqa: E402
 from procs import Children, counters, start_genie  # noqa: E402
 
@@ -132,17 +132,12 @@ def concurrent(args: argparse.Namespace, clients: dict[str, genie.Client],
     if not args.level_list:
         return
     x = torch.randn(10, 10)
-    print(f"\nsmall /execute ({args.op} 10x10), {args.window:g} s windows, "
+    print(f"\nsmall /execute (relu 10x10), {args.window:g} s windows, "
           f"{args.rounds} per server per level, alternating")
     print("| clients | server | req/s (each window) | p50 ms | p99 ms | server CPU % |")
     with tempfile.TemporaryDirectory() as tmp:
-        files = {}
-        for name, client in clients.items():
-            path = Path(tmp) / f"{name}.bin"
-            with path.open("wb") as f:
-                for part in genie_request(client, x):
-                    f.write(part)
-            files[name] = path
+        files = {name: write_request(Path(tmp) / f"{name}.bin", genie_request(client, x))
+                 for name, client in clients.items()}
         for level in args.level_list:
             got: dict[str, list[dict[str, Any]]] = {k: [] for k in clients}
             for _ in range(args.rounds):

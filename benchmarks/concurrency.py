@@ -55,7 +55,8 @@ def floor_request(host: str, x: torch.Tensor) -> tuple[bytes | memoryview, ...]:
                          body.chunks, body.nbytes)
 
 
-def _write(path: Path, parts: tuple[bytes | memoryview, ...]) -> Path:
+def write_request(path: Path, parts: tuple[bytes | memoryview, ...]) -> Path:
+    """Store a request's bytes in ``path``, for the replaying client processes."""
     with path.open("wb") as f:
         for part in parts:
             f.write(part)
@@ -113,8 +114,8 @@ def measure(*, genie_url: str, genie_pid: int, floor_port: int, floor_pid: int,
         for payload, n in PAYLOADS.items():
             x = torch.randn(n, n)
             expected = torch.relu(x)
-            req_execute = _write(Path(tmp) / f"execute-{n}.bin", genie_request(client, x))
-            req_floor = _write(Path(tmp) / f"floor-{n}.bin",
+            req_execute = write_request(Path(tmp) / f"execute-{n}.bin", genie_request(client, x))
+            req_floor = write_request(Path(tmp) / f"floor-{n}.bin",
                                floor_request(f"127.0.0.1:{floor_port}", x))
             reply = Path(tmp) / "reply.bin"
             body = encode({"_positional": x}).to_bytes()
