@@ -98,7 +98,7 @@ async def compute(request: Request, timing: Timing, fn: Callable[[Watch], Any],
             return state.executor.run_inline(timing, inline, fn, then)
         finally:
             request.scope["state"][COMPUTE_MS_KEY] = timing.compute_ms
-    watch = Watch(state.config.max_compute_s)
+    watch = Watch(state.executor.max_compute_s)
     client = client_key(session_of(request), request.client.host if request.client else None)
     # Only a graph can stop part-way, so only a graph listens (a task costs ~15 us).
     listener = (asyncio.get_running_loop().create_task(_until_disconnect(request, watch))

@@ -190,37 +190,40 @@ class Executor:
         self.slow_inline: set[str] = set()
         self.inline_runs = 0  # requests computed on the event loop (``run_inline``)
 
-    @overload
-    async def run(self, timing: Timing, fn: Callable[[Watch], T], *, client: str = "",
-                  watch: Watch | None = None) -> T: ...
-
-    @overload
-    async def run(self, timing: Timing, fn: Callable[[Watch], T], then: Callable[[T], R], *,
-                  client: str = "", watch: Watch | None = None) -> R: ...
-
-    async def run(self, timing: Timing, fn: Callable[[Watch], Any],
-                  then: Callable[[Any], Any] | None = None, *, client: str = "",
-                  watch: Watch | None = None) -> Any:
-        """Run ``fn(watch)`` on a worker thread, synchronized and timed; 503 when saturated.
-
-        The thread is granted fairly (``client`` names who asks); ``watch`` (a new one
-        if not given) starts its deadline when ``fn`` starts.  ``then`` runs on the same
-        worker right after, outside the compute time: it is where replies are encoded,
-        because encoding copies device tensors to the host and makes strided results
-        contiguous, work that must not block the event loop.
-        """
+    def _admit(self) -> None:
+        """503 when ``max_inflight`` requests are computing already."""
         if self.inflight >= self.max_inflight:
             raise ServerBusyError(f"server busy: {self.inflight} requests in flight "
                                   f"(limit {self.max_inflight}); retry shortly")
-        watching = watch if watch is not None else Watch(self.max_compute_s)
+
+    @overload
+    async def run(self, timing: Timing, fn: Callable[[Watch], T], *, client: str,
+                  watch: Watch) -> T: ...
+
+    @overload
+    async def run(self, timing: Timing, fn: Callable[[Watch], T], then: Callable[[T], R], *,
+                  client: str, watch: Watch) -> R: ...
+
+    async def run(self, timing: Timing, fn: Callable[[Watch], Any],
+                  then: Callable[[Any], Any] | None = None, *, client: str,
+                  watch: Watch) -> Any:
+        """Run ``fn(watch)`` on a worker thread, synchronized and timed; 503 when saturated.
+
+        The thread is granted fairly (``client`` names who asks); ``watch`` starts its
+        deadline when ``fn`` starts.  ``then`` runs on the same worker right after,
+        outside the compute time: it is where replies are encoded, because encoding
+        copies device tensors to the host and makes strided results contiguous, work
+        that must not block the event loop.
+        """
+        self._admit()
         self.inflight += 1
         try:
             await self.slots.acquire(client)
             try:
                 def work() -> Any:
-                    watching.start()
+                    watch.start()
                     # compute_ms is kept if ``then`` fails
-                    result, timing.compute_ms = timed(self.device, lambda: fn(watching))
+                    result, timing.compute_ms = timed(self.device, lambda: fn(watch))
                     return result if then is None else then(result)
 
                 return await anyio.to_thread.run_sync(work, limiter=self.limiter)
@@ -257,9 +260,7 @@ class Executor:
         ``fn`` then ``then`` on the caller's thread (the event loop), timed; 503 past
         ``max_inflight`` as ``run`` would answer.  The op ``name`` goes to the threads
         from now on if it took more than ``INLINE_MAX_MS`` of CPU."""
-        if self.inflight >= self.max_inflight:
-            raise ServerBusyError(f"server busy: {self.inflight} requests in flight "
-                                  f"(limit {self.max_inflight}); retry shortly")
+        self._admit()
         watch = Watch(self.max_compute_s)
         watch.start()
         self.inline_runs += 1

@@ -22,7 +22,7 @@ from genie.errors import (
 from genie.server.bodies import CLOSE_KEY
 from genie.server.state import state_of
 
-__all__ = ["ERROR_TYPE_KEY", "EXCEPTION_HANDLERS", "error_response", "on_unexpected"]
+__all__ = ["ANSWERED", "ERROR_TYPE_KEY", "EXCEPTION_HANDLERS", "error_response", "on_unexpected"]
 
 log = logging.getLogger("genie.server")
 #: Where a request keeps the error type it was answered with (``scope["state"]``).
@@ -84,3 +84,8 @@ EXCEPTION_HANDLERS = {
     MemoryError: on_oom,
     Exception: on_unexpected,
 }
+
+#: What a handler answers in its own shape (every class but the catch-all ``Exception``):
+#: an endpoint lets these go up to it.
+ANSWERED: tuple[type[Exception], ...] = tuple(
+    cls for cls in EXCEPTION_HANDLERS if cls is not Exception)

@@ -14,16 +14,14 @@ import hmac
 import time
 from collections.abc import Awaitable, Callable
 
-import torch
-from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from genie.errors import AuthError, GenieError
+from genie.errors import AuthError
 from genie.server.bodies import DIRECT_BYTES_KEY
-from genie.server.failures import ERROR_TYPE_KEY, EXCEPTION_HANDLERS, on_unexpected
+from genie.server.failures import ANSWERED, ERROR_TYPE_KEY, EXCEPTION_HANDLERS, on_unexpected
 from genie.server.sessions import session_of
 from genie.server.state import ServerState, state_of
 
@@ -55,7 +53,7 @@ def authorized(endpoint: Endpoint) -> Endpoint:
         try:
             with state.store.active(session_of(request)):
                 return await endpoint(request)
-        except (GenieError, HTTPException, torch.OutOfMemoryError, MemoryError):
+        except ANSWERED:
             raise  # their handlers answer them
         except Exception as exc:
             # Answered here, not by the app-wide handler: Starlette re-raises what that
@@ -137,11 +135,6 @@ class DebugDelayMiddleware:
         await self.app(scope, receive, send)
 
 
-#: What ``DirectRoutes`` answers itself; anything else an endpoint raises was already
-#: answered by ``authorized`` (a 500), or goes on up as it would through Starlette.
-_HANDLED = (GenieError, HTTPException, torch.OutOfMemoryError, MemoryError)
-
-
 class DirectRoutes:
     """Pure ASGI: the hot routes (``POST /execute``, ``/echo``, ``/graph``) called
     straight, without Starlette's router and exception middleware in between.
@@ -168,9 +161,12 @@ class DirectRoutes:
         scope["endpoint"] = route.endpoint
         scope.setdefault("path_params", {})
         request = Request(scope, receive, send)
+        # What the handlers answer is answered here; anything else an endpoint raises
+        # was already answered by ``authorized`` (a 500), or goes on up as it would
+        # through Starlette.
         try:
             response = await route.endpoint(request)
-        except _HANDLED as exc:
+        except ANSWERED as exc:
             handler = next(EXCEPTION_HANDLERS[cls] for cls in type(exc).__mro__
                            if cls in EXCEPTION_HANDLERS)
             response = await handler(request, exc)
