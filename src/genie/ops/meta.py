@@ -21,6 +21,8 @@ nothing from a refused request stays.
 
 from __future__ import annotations
 
+import functools
+import sys
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
@@ -229,10 +231,23 @@ def _to_meta(value: Any, spec: SpecOf) -> Any:
     return value
 
 
-# Never compiled: in a torch.compile region (a LazyTensor program), dynamo resuming
-# here after a graph break once built a broken graph of these meta ops.
-@torch.compiler.disable
 def _run_on_meta(op: Op, bound: Mapping[str, Any], spec: SpecOf, cost: bool) -> Outcome:
+    """``_meta_outcome``, never compiled: in a torch.compile region (a LazyTensor
+    program), dynamo resuming there after a graph break once built a broken graph of
+    these meta ops.  ``torch.compiler.disable`` imports dynamo (about a second of every
+    ``import genie``), so the guard is made only once something has loaded dynamo:
+    before that, nothing can be compiling."""
+    if "torch._dynamo" in sys.modules:
+        return _uncompiled()(op, bound, spec, cost)
+    return _meta_outcome(op, bound, spec, cost)
+
+
+@functools.cache
+def _uncompiled() -> Callable[[Op, Mapping[str, Any], SpecOf, bool], Outcome]:
+    return torch.compiler.disable(_meta_outcome)
+
+
+def _meta_outcome(op: Op, bound: Mapping[str, Any], spec: SpecOf, cost: bool) -> Outcome:
     metas = {k: _to_meta(v, spec) for k, v in bound.items()}
     if op.factory and metas.get("seed") is not None:
         metas["seed"] = None

@@ -29,3 +29,13 @@ def test_server_names_resolve_on_first_use() -> None:
     # Asking for the app builder is what brings the server's libraries in.
     loaded = _modules_after("import genie; genie.create_app, genie.ServerConfig")
     assert {"starlette", "prometheus_client"} <= set(loaded), loaded
+
+
+
+def test_import_genie_leaves_torch_compile_unloaded() -> None:
+    # torch._dynamo costs about a second to import; a program that only sends ops with
+    # genie.Client must not pay it (torch loads it itself for the first meta kernel).
+    probe = "import sys, genie\ngenie.Client\nprint('torch._dynamo' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         timeout=120, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "False", out.stderr
