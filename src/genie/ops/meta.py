@@ -33,7 +33,7 @@ import torch
 
 from genie.errors import GenieError, InvalidArgumentError
 from genie.ops.registry import Op, OpContext
-from genie.ops.work import DEFAULT, logical_bytes, working_bytes
+from genie.ops.work import DEFAULT, logical_bytes, tensors_in, working_bytes
 from genie.wire import DIM_LIMIT, MAX_RANK, dtype_name
 
 __all__ = ["DEFAULT_CACHE_BYTES", "DEFAULT_CACHE_ENTRIES", "MetaCache", "MetaFailure",
@@ -279,18 +279,9 @@ def _meta_outcome(op: Op, bound: Mapping[str, Any], spec: SpecOf, cost: bool) ->
         except Exception:  # noqa: BLE001 - a rule that does not fit these arguments
             working = DEFAULT(metas, out)
         broadcast = sum(max(0, logical_bytes(t) - t.untyped_storage().nbytes())
-                        for t in _meta_tensors(metas))
+                        for _, t in tensors_in(metas))
     return MetaResult(tuple(out.shape), tuple(out.stride()), out.dtype, nbytes, allocates,
                       view_of, working, broadcast)
-
-
-def _meta_tensors(metas: Mapping[str, Any]) -> list[torch.Tensor]:
-    found = []
-    for value in metas.values():
-        for v in value if isinstance(value, (list, tuple)) else (value,):
-            if isinstance(v, torch.Tensor):
-                found.append(v)
-    return found
 
 
 def infer(op: Op, bound: Mapping[str, Any], cache: Cache | None, *,
@@ -392,7 +383,7 @@ def data_dependent_bound(bound: Mapping[str, Any]) -> int:
     indexing) allocates: a result no larger than its inputs, a working copy, and the
     int64 indices of a mask's selected elements."""
     total = 0
-    for t in _meta_tensors(bound):
+    for _, t in tensors_in(bound):
         total += 2 * logical_bytes(t)
         if t.dtype in (torch.bool, torch.uint8):
             total += t.numel() * max(t.dim(), 1) * 8

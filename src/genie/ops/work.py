@@ -27,7 +27,8 @@ from typing import Any
 
 import torch
 
-__all__ = ["DEFAULT", "ELEMENTWISE", "RULES", "WorkModel", "logical_bytes", "working_bytes"]
+__all__ = ["DEFAULT", "ELEMENTWISE", "RULES", "WorkModel", "logical_bytes", "tensors_in",
+           "working_bytes"]
 
 #: (the op's bound arguments as meta tensors and plain values, its meta result) -> bytes.
 WorkModel = Callable[[Mapping[str, Any], torch.Tensor], int]
@@ -43,7 +44,8 @@ def logical_bytes(t: torch.Tensor, dtype: torch.dtype | None = None) -> int:
     return t.numel() * (dtype or t.dtype).itemsize
 
 
-def _tensors(args: Mapping[str, Any]) -> Iterator[tuple[str, torch.Tensor]]:
+def tensors_in(args: Mapping[str, Any]) -> Iterator[tuple[str, torch.Tensor]]:
+    """Each tensor argument with its name, a list or tuple of tensors included."""
     for name, value in args.items():
         for v in value if isinstance(value, (list, tuple)) else (value,):
             if isinstance(v, torch.Tensor):
@@ -57,14 +59,14 @@ def _dense(t: torch.Tensor) -> bool:
 def _strided_copies(args: Mapping[str, Any]) -> int:
     """Kernels that need dense inputs copy a strided one (an expanded view, a
     transpose) to a contiguous tensor first."""
-    return sum(logical_bytes(t) for _, t in _tensors(args) if not _dense(t))
+    return sum(logical_bytes(t) for _, t in tensors_in(args) if not _dense(t))
 
 
 def _common_dtype(args: Mapping[str, Any], out: torch.Tensor,
                   skip: Sequence[str] = ()) -> torch.dtype:
     dtype = out.dtype
     if dtype is torch.bool:  # a comparison: computed in the inputs' common dtype
-        inputs = [t.dtype for name, t in _tensors(args) if name not in skip]
+        inputs = [t.dtype for name, t in tensors_in(args) if name not in skip]
         for d in inputs:
             dtype = d if dtype is torch.bool else torch.promote_types(dtype, d)
     return dtype
@@ -73,7 +75,7 @@ def _common_dtype(args: Mapping[str, Any], out: torch.Tensor,
 def _promotions(args: Mapping[str, Any], dtype: torch.dtype, skip: Sequence[str] = ()) -> int:
     """CPU kernels copy every input whose dtype is not the one they compute in (a
     0-dim tensor is read as a scalar instead)."""
-    return sum(logical_bytes(t, dtype) for name, t in _tensors(args)
+    return sum(logical_bytes(t, dtype) for name, t in tensors_in(args)
                if name not in skip and t.dim() > 0 and t.dtype != dtype)
 
 
@@ -149,10 +151,6 @@ def cross_entropy(args: Mapping[str, Any], out: torch.Tensor) -> int:
     t = args["input"]
     k = 2 if args["target"].is_floating_point() else 1
     return k * logical_bytes(t) + _strided_copies(args)
-
-
-def _spatial(value: Any, n: int) -> list[int]:
-    return [value] * n if isinstance(value, int) else list(value)
 
 
 def convolution(args: Mapping[str, Any], out: torch.Tensor) -> int:
@@ -301,8 +299,8 @@ def attention(args: Mapping[str, Any], out: torch.Tensor) -> int:
 def DEFAULT(args: Mapping[str, Any], out: torch.Tensor) -> int:  # noqa: N802 - a model
     """An op without a rule: every input copied, and one temporary as large as the
     largest tensor involved."""
-    largest = max([logical_bytes(t) for _, t in _tensors(args)] + [logical_bytes(out)])
-    return sum(logical_bytes(t) for _, t in _tensors(args)) + largest
+    largest = max([logical_bytes(t) for _, t in tensors_in(args)] + [logical_bytes(out)])
+    return sum(logical_bytes(t) for _, t in tensors_in(args)) + largest
 
 
 _UNARY_TEMP = {"logsigmoid": 1, "softsign": 1, "tanhshrink": 1, "isinf": 1, "isfinite": 2,

@@ -34,7 +34,7 @@ from genie.graph import Ref, from_wire, handle_ids, refs_in
 from genie.ops import MetaCache, Op, OpContext, StagedCache, get_op
 from genie.ops.meta import MetaResult, check_output, data_dependent_bound, infer
 from genie.ops.table import WINDOWED
-from genie.ops.work import logical_bytes
+from genie.ops.work import logical_bytes, tensors_in
 from genie.server.device import timed
 from genie.server.scheduling import FairSlots, Watch
 from genie.server.timing import Timing
@@ -242,12 +242,10 @@ class Executor:
         if self.device.type != "cpu" or op.name in self.slow_inline or op.name in WINDOWED:
             return False
         total = 0
-        for value in bound.values():
-            for v in value if isinstance(value, (list, tuple)) else (value,):
-                if isinstance(v, torch.Tensor):
-                    if v.device.type != "cpu":
-                        return False
-                    total += logical_bytes(v)
+        for _, v in tensors_in(bound):
+            if v.device.type != "cpu":
+                return False
+            total += logical_bytes(v)
         if total > INLINE_BYTES:
             return False
         outcome = infer(op, bound, cache)
