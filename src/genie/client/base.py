@@ -149,8 +149,10 @@ class BaseClient:
         return advance
 
     def note_reconnect(self) -> None:
-        """A transport replaced a connection the server had closed, or resent on a fresh one."""
-        self.disturbances.reconnects += 1
+        """A transport replaced a connection the server had closed, or resent on a fresh one
+        (from AsyncClient's worker threads too, so under the lock)."""
+        with self._lock:
+            self.disturbances.reconnects += 1
 
     def headers(self, plan: Plan) -> dict[str, str]:
         headers = {"accept": f"{SAFETENSORS_MEDIA_TYPE}, application/json"}
