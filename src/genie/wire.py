@@ -53,6 +53,7 @@ __all__ = [
     "json_cost",
     "receive_buffer",
     "slices",
+    "unshared",
 ]
 
 #: Same cap as the safetensors library: a larger header is refused unread.
@@ -167,6 +168,26 @@ def receive_buffer(nbytes: int) -> bytearray | mmap.mmap:
     if nbytes < POPULATE_MIN_BYTES or not _MAP_POPULATE:
         return bytearray(nbytes)
     return mmap.mmap(-1, nbytes, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | _MAP_POPULATE)
+
+
+def _refs(buf: mmap.mmap) -> int:
+    # Shaped as ``unshared`` is (one call, the argument counted once more by
+    # getrefcount), so that both count a buffer alike.
+    return sys.getrefcount(buf)
+
+
+_probe = [mmap.mmap(-1, mmap.PAGESIZE)]
+#: The count of a buffer that one list item or attribute holds and nothing else.
+_SOLE_HOLDER_REFS = _refs(_probe[0])
+del _probe
+
+
+def unshared(buf: mmap.mmap) -> bool:
+    """Whether a kept receive buffer may take the next body: nothing but its keeper (the
+    one list item or attribute passed as ``buf``) refers to it.  A tensor decoded from
+    it keeps the buffer object alive (``torch.frombuffer``), a memoryview exports it:
+    either counts, and a buffer still in use must never see another body's bytes."""
+    return sys.getrefcount(buf) <= _SOLE_HOLDER_REFS
 
 
 def _tensor_bytes(tensor: torch.Tensor) -> memoryview:

@@ -31,7 +31,6 @@ import re
 import select
 import selectors
 import socket
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -39,7 +38,7 @@ from dataclasses import dataclass, field
 from mmap import mmap
 
 from genie.errors import TransportError
-from genie.wire import receive_buffer
+from genie.wire import receive_buffer, unshared
 
 __all__ = ["IDLE_EXPIRY_S", "RESEND_SAFE_METHODS", "Http1Pool", "Reply", "WarmReply"]
 
@@ -102,18 +101,13 @@ class _Conn:
         self.sock.close()
 
 
-def _refs(buf: mmap) -> int:
-    return sys.getrefcount(buf)
-
-
 class WarmReply:
     """The buffer the last large reply was received into, kept to receive the next one.
 
     A large fresh buffer costs its page faults (``genie.wire.receive_buffer``: about
     1 ms per 4 MB here, more than the copy into it).  The buffer is handed out again
-    only when this object's reference is the only one left: a tensor decoded from
-    the reply keeps the buffer object alive (``torch.frombuffer``), a memoryview
-    exports it, so either makes it count as in use, and the reply gets a fresh one.
+    only when this object's reference is the only one left (``genie.wire.unshared``):
+    otherwise the reply gets a fresh one.
     At most ``max_bytes`` is kept, and nothing once the client is closed (an exchange
     still in flight at ``close`` gets a fresh buffer that is not kept).
     """
@@ -126,14 +120,12 @@ class WarmReply:
         self.buf: mmap | None = None
         self.reused = 0
         self.closed = False
-        probe = [mmap(-1, 4096)]
-        self._free_refs = _refs(probe[0])  # counted exactly as ``get`` counts
 
     def get(self, size: int) -> bytearray | mmap:
         """A buffer of exactly ``size`` bytes: the kept one when it is free and of
         this size, else a fresh one (kept in its place when it is a map)."""
         with self._lock:
-            if self.buf is not None and len(self.buf) == size and _refs(self.buf) <= self._free_refs:
+            if self.buf is not None and len(self.buf) == size and unshared(self.buf):
                 self.reused += 1
                 return self.buf
             fresh = receive_buffer(size)

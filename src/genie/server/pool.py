@@ -17,28 +17,23 @@ have, idle buffers are dropped first (``ByteBudget.reclaim``).  The peak memory
 A buffer is reused only when nothing else refers to it any more: tensors decoded from
 a body alias it (``torch.frombuffer`` keeps the buffer object alive, a memoryview
 exports it), and a reply still being written, or a tensor some code kept, must never
-see the next request's bytes.  The pool counts references (``sys.getrefcount``,
-calibrated once against a buffer only the pool holds) each time it considers a
-buffer, and passes over one that is still referenced.
+see the next request's bytes.  The pool counts references (``genie.wire.unshared``)
+each time it considers a buffer, and passes over one that is still referenced.
 """
 
 from __future__ import annotations
 
 import mmap
-import sys
 import threading
 
 from genie.server.budget import ByteBudget
+from genie.wire import unshared
 
 __all__ = ["MAX_POOL_BUFFERS", "MAX_POOL_BYTES", "BufferPool"]
 
 #: At most this many idle buffers, and this many bytes of them, are kept.
 MAX_POOL_BUFFERS = 4
 MAX_POOL_BYTES = 1024 * 1024 * 1024
-
-
-def _refs(buf: mmap.mmap) -> int:
-    return sys.getrefcount(buf)
 
 
 class BufferPool:
@@ -57,15 +52,10 @@ class BufferPool:
         self._lock = threading.Lock()
         self.idle_bytes = 0
         self.hits = 0
-        # How many references a buffer has when the pool's list is all that holds it,
-        # counted exactly the way ``_free`` counts them.
-        self._idle.append(mmap.mmap(-1, mmap.PAGESIZE))
-        self._free_refs = _refs(self._idle[0])
-        self._idle.clear()
         budget.reclaim = self.reclaim
 
     def _free(self, i: int) -> bool:
-        return _refs(self._idle[i]) <= self._free_refs
+        return unshared(self._idle[i])
 
     def take(self, size: int) -> mmap.mmap | None:
         """An idle buffer of exactly ``size`` bytes, from one of ``size`` to twice that,
