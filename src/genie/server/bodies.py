@@ -20,6 +20,7 @@ from collections.abc import Callable
 
 import anyio
 from starlette.requests import ClientDisconnect, Request
+from starlette.types import Message
 
 from genie.errors import MalformedRequestError, OutOfMemoryError, PayloadTooLargeError
 from genie.server.budget import POOLED_KEY, ByteBudget, adopt_for, reserve_for
@@ -65,17 +66,26 @@ class Pace:
             self.received += nbytes
             self.last = time.monotonic()
 
-    def deadline(self) -> tuple[float, str]:
-        """(monotonic deadline for the next byte, the message if it passes)."""
-        idle = self.last + self.idle_s
-        rate = self.start + self.idle_s + (self.received + 1) / self.min_rate
+    def _deadlines(self) -> tuple[float, float]:
+        """(the idle deadline, the rate deadline) for the next byte, monotonic."""
+        return (self.last + self.idle_s,
+                self.start + self.idle_s + (self.received + 1) / self.min_rate)
+
+    def deadline(self) -> float:
+        """When the next byte must have arrived (monotonic)."""
+        return min(self._deadlines())
+
+    def late(self) -> MalformedRequestError:
+        """Why the deadline passed with no byte: a stall, or a pace too slow."""
+        idle, rate = self._deadlines()
         if idle <= rate:
-            return idle, (f"the request body stalled: no byte arrived for {self.idle_s:g} s "
-                          "(--body-timeout-s)")
-        return rate, (f"the request body came too slowly: {self.received} bytes in "
-                      f"{time.monotonic() - self.start:.0f} s, under the server's minimum of "
-                      f"{self.min_rate / 1024:g} KiB/s after the first {self.idle_s:g} s "
-                      "(--min-body-rate-kb)")
+            return MalformedRequestError(f"the request body stalled: no byte arrived for "
+                                         f"{self.idle_s:g} s (--body-timeout-s)")
+        return MalformedRequestError(
+            f"the request body came too slowly: {self.received} bytes in "
+            f"{time.monotonic() - self.start:.0f} s, under the server's minimum of "
+            f"{self.min_rate / 1024:g} KiB/s after the first {self.idle_s:g} s "
+            "(--min-body-rate-kb)")
 
 
 class _Buffer:
@@ -254,30 +264,33 @@ class _Direct:
 async def _direct_progress(request: Request, pace: Pace, direct: _Direct) -> bool:
     """Wait for the body's end, or its pace's next deadline; whether more is to come."""
     before = direct.pos
-    deadline, late = pace.deadline()
-    with anyio.move_on_after(max(0.0, deadline - time.monotonic())) as waited:
-        message = await request.receive()
+    message = await _receive_in_pace(request, pace)
     pace.arrived(direct.pos - before)
     if direct.overflow:
         raise MalformedRequestError("request body is longer than its Content-Length")
-    if waited.cancelled_caught:
+    if message is None:
         if direct.pos > before:
             return True  # still coming: a new deadline from here
-        raise MalformedRequestError(late)
-    if message["type"] == "http.disconnect":
-        raise ClientDisconnect()
+        raise pace.late()
     return bool(message.get("more_body", False))
 
 
 async def _next_chunk(request: Request, pace: Pace) -> tuple[bytes, bool]:
     """The next piece of the body and whether more follows, within the pace."""
-    deadline, late = pace.deadline()
-    with anyio.move_on_after(max(0.0, deadline - time.monotonic())) as waited:
-        message = await request.receive()
-    if waited.cancelled_caught:
-        raise MalformedRequestError(late)
-    if message["type"] == "http.disconnect":
-        raise ClientDisconnect()
+    message = await _receive_in_pace(request, pace)
+    if message is None:
+        raise pace.late()
     body: bytes = message.get("body", b"")
     pace.arrived(len(body))
     return body, bool(message.get("more_body", False))
+
+
+async def _receive_in_pace(request: Request, pace: Pace) -> Message | None:
+    """The next request message, or None if the pace's deadline passed first; a client
+    gone is ``ClientDisconnect``."""
+    with anyio.move_on_after(max(0.0, pace.deadline() - time.monotonic())):
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnect()
+        return message
+    return None
