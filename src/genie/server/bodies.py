@@ -237,7 +237,9 @@ async def receive_body(request: Request, limit: int, budget: ByteBudget, idle_ti
     if size is not None and pos != size:
         raise MalformedRequestError(f"request body ended after {pos} of {size} bytes")
     body = buffer.result(pos)
-    if pool is not None and isinstance(body, mmap.mmap):
+    # A chunked body grown into a map may end smaller than any body the pool serves
+    # (a warm buffer is taken only for a declared size of at least GROW_MIN_BYTES).
+    if pool is not None and isinstance(body, mmap.mmap) and len(body) >= GROW_MIN_BYTES:
         request.scope["state"][POOLED_KEY] = body
     return body
 

@@ -150,3 +150,17 @@ def test_a_body_received_straight_into_a_warm_buffer_keeps_the_pace_and_the_coun
         assert reply.startswith(b"HTTP/1.1 400 ") and b"--body-timeout-s" in reply, reply
     assert pool.hits == hits + 2
     wait_until(lambda: bodies.reserved == 0, "the stalled body's reservation returned")
+
+
+def test_a_small_chunked_body_is_not_kept(make_server: Callable[..., BackgroundServer]) -> None:
+    # With no Content-Length a body grows into a map (it may be large); one that ends
+    # small could never be taken again, so it must not take a place in the pool.
+    srv = make_server()
+    pool: BufferPool = srv.app.state.genie.body_pool
+    x = torch.randn(100, 100)  # a 40 KB body
+    body = safetensors.torch.save({"x": x})
+    with httpx.Client(base_url=srv.url, timeout=60) as http:
+        resp = http.post("/execute?op=relu", content=iter([body[:1000], body[1000:]]))
+        assert torch.equal(safetensors.torch.load(resp.content)["output"], torch.relu(x))
+        assert "content-length" not in resp.request.headers
+    assert pool.idle_bytes == 0
