@@ -53,8 +53,10 @@ class AsyncClient(AsyncClientBase, Endpoints):
                  progress: ProgressCallback | None = None) -> None:
         super().__init__(url, token=token, timeout=timeout, retries=retries, session=session,
                          progress=progress)
-        self._http = httpx.AsyncClient(base_url=self.url, limits=hx.LIMITS)
         self._plain = plain_pool(self.url, self.timeout, self.note_reconnect)
+        # As in ``Client``: httpx only where the plain transport does not go.
+        self._http = (httpx.AsyncClient(base_url=self.url, limits=hx.LIMITS)
+                      if self._plain is None else None)
         self._threads: ThreadPoolExecutor | None = None
 
     def watch_exit(self) -> None:
@@ -87,6 +89,7 @@ class AsyncClient(AsyncClientBase, Endpoints):
 
             return await loop.run_in_executor(self._threads, send_plain, self, plan,
                                               self._plain, on_loop)
+        assert self._http is not None
         for last_try in (False, True):
             started = time.perf_counter()
             replied = False
@@ -124,7 +127,8 @@ class AsyncClient(AsyncClientBase, Endpoints):
                 self._plain.close()
             if self._threads is not None:
                 self._threads.shutdown(wait=False)
-            await self._http.aclose()
+            if self._http is not None:
+                await self._http.aclose()
 
     async def __aenter__(self) -> AsyncClient:
         return self

@@ -84,8 +84,11 @@ class Client(SyncClientBase, Endpoints):
                  progress: ProgressCallback | None = None) -> None:
         super().__init__(url, token=token, timeout=timeout, retries=retries, session=session,
                          progress=progress)
-        self._http = httpx.Client(base_url=self.url, limits=hx.LIMITS)
         self._plain = plain_pool(self.url, self.timeout, self.note_reconnect)
+        # httpx only where the plain transport does not go (https, a proxy): building
+        # one costs tens of milliseconds (its TLS context).
+        self._http = (httpx.Client(base_url=self.url, limits=hx.LIMITS)
+                      if self._plain is None else None)
 
     def watch_exit(self) -> None:
         self.exit_hook = ExitRelease(self)
@@ -107,6 +110,7 @@ class Client(SyncClientBase, Endpoints):
     def _send(self, plan: Plan) -> Any:
         if self._plain is not None:
             return send_plain(self, plan, self._plain)
+        assert self._http is not None
         for last_try in (False, True):
             started = time.perf_counter()
             replied = False
@@ -144,7 +148,8 @@ class Client(SyncClientBase, Endpoints):
             self.mark_closed()
             if self._plain is not None:
                 self._plain.close()
-            self._http.close()
+            if self._http is not None:
+                self._http.close()
 
     def __enter__(self) -> Client:
         return self
