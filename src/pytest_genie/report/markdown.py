@@ -218,7 +218,7 @@ def _chart(report: dict[str, Any], name: str) -> list[str]:
     return []
 
 
-def _guide_lines(perf: dict[str, Any], gpu: bool) -> list[str]:
+def _guide_lines(perf: dict[str, Any], gpu: bool, level: str = "###") -> list[str]:
     """The guide's example lines, with the verdict on the spreads where the guide had a sign, each
     figure with where it was measured (the server's time may be the server node's own)."""
     measured = perf.get("measured") or {}
@@ -238,7 +238,7 @@ def _guide_lines(perf: dict[str, Any], gpu: bool) -> list[str]:
         pct = perf["total_overhead_pct_vs_local"]
         word = "slower" if verdict == LOCAL_FASTER else "faster"
         total += f" ({format_pct(abs(pct))} {word} than local CPU)"
-    lines = ["### Network vs GPU Performance"]
+    lines = [f"{level} Network vs GPU Performance"]
     if perf.get(Key.N):
         n = int(perf[Key.N])
         lines.append(f"Measured on {n}×{n} fp32 `{perf.get(Key.OP) or 'op'}` (medians).")
@@ -266,7 +266,7 @@ def _guide_lines(perf: dict[str, Any], gpu: bool) -> list[str]:
         lines.append(f"⚠ The Network Overhead {measured['overhead_across_paths']}: not one path's figure.")
     lines += [
         "",
-        "### End-to-End Performance",
+        f"{level} End-to-End Performance",
         f"- **Client CPU Baseline**: {format_ms(perf['client_cpu_baseline_ms'])}",
         f"- **Remote {kind} Execution{where}**: {format_ms(perf['client_remote_ms'])}",
         f"- **Total Overhead**: {total}",
@@ -344,10 +344,10 @@ def _comparison_section(comparison: dict[str, Any] | None) -> list[str]:
     return lines + render_table(comparison_table(comparison))
 
 
-def _network_section(network: dict[str, Any] | None) -> list[str]:
+def _network_section(network: dict[str, Any] | None, level: str = "###") -> list[str]:
     """The network baseline (``network.py``): the probe's rates, tensor transfer efficiency,
     and the remote time split into network, server work and the rest."""
-    lines = ["### Network Baseline"]
+    lines = [f"{level} Network Baseline"]
     if network and network.get("measured"):
         lines.append(f"Measured {where_label(network['measured'])}.")
     probe = (network or {}).get("probe") or {}
@@ -396,9 +396,8 @@ def _servers_section(report: dict[str, Any]) -> list[str]:
                                where_label(s["measured"]["server"]), level="####")
         lines += _side_section(f"Client-side checks of {s['id']}", s["client_side"], "no client checks ran",
                                where_label(s["measured"]["client"]), level="####")
-        lines += [line.replace("### ", "#### ", 1) if line.startswith("### ") else line
-                  for line in _guide_lines(s["performance"], ran_on_gpu(s["performance"], s["gpu"]))
-                  + _network_section(s["network"])]
+        lines += _guide_lines(s["performance"], ran_on_gpu(s["performance"], s["gpu"]), level="####")
+        lines += _network_section(s["network"], level="####")
     return lines
 
 

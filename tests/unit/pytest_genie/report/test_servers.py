@@ -127,3 +127,9 @@ def test_two_clients_of_one_server_are_two_sections(tmp_path: Path, samples: Sam
     for s in report["servers"]:
         for where, fig in _figures(s["performance"]):
             assert fig["measured"]["label"] == s["measured"]["client"]["label"], where
+    # Each server's section nests its figures one level below its own heading.
+    save_report(report, tmp_path / "out")
+    fleet = (tmp_path / "out" / MARKDOWN_NAME).read_text(encoding="utf-8")
+    fleet = fleet.split("\n## Servers\n", 1)[1].split("\n## ", 1)[0]
+    for heading in ("Network vs GPU Performance", "End-to-End Performance", "Network Baseline"):
+        assert fleet.count(f"\n#### {heading}\n") == 2 and f"\n### {heading}\n" not in fleet, heading
