@@ -12,7 +12,7 @@ from typing import Any
 
 from pytest_genie.checks import Key
 from pytest_genie.report.charts import CHARTS, inline_svg
-from pytest_genie.report.markdown import key_details, where_label
+from pytest_genie.report.markdown import key_details
 from pytest_genie.report.tables import (
     Table,
     comparison_table,
@@ -22,6 +22,7 @@ from pytest_genie.report.tables import (
     sweep_table,
     trend_table,
 )
+from pytest_genie.report.where import where_label
 from pytest_genie.results import STATUS_SYMBOLS
 
 __all__ = ["HTML_NAME", "render_html"]

@@ -35,9 +35,10 @@ from pytest_genie.report.tables import (
     sweep_table,
     trend_table,
 )
+from pytest_genie.report.where import where_label
 from pytest_genie.results import STATUS_SYMBOLS
 
-__all__ = ["KEY_DETAILS", "key_details", "on_gpu", "render_markdown", "render_table", "where_label"]
+__all__ = ["KEY_DETAILS", "key_details", "on_gpu", "render_markdown", "render_table"]
 
 STATUS_EMOJI = STATUS_SYMBOLS
 
@@ -91,11 +92,6 @@ def key_details(test: dict[str, Any]) -> str:
     if not parts and details.get(Key.TEXT):
         parts.append(str(details[Key.TEXT])[:300])
     return ", ".join(parts) or "—"
-
-
-def where_label(where: dict[str, Any] | None) -> str:
-    """A path's label (``where.Where.to_dict``), or why there is none."""
-    return str((where or {}).get("label") or "path not recorded")
 
 
 def _side_section(title: str, side: dict[str, Any] | None, how_to_get: str,

@@ -41,7 +41,7 @@ from pytest_genie.checks import (
 from pytest_genie.report.analysis import decode_colocation, detail, pick, round_to
 from pytest_genie.report.figures import Figure, figure, verdict
 from pytest_genie.report.inputs import number
-from pytest_genie.report.where import Where
+from pytest_genie.report.where import PATH_NOT_RECORDED, Where
 from pytest_genie.stats import break_even_start
 
 __all__ = ["SERVER_FIGURES", "across_paths", "break_even", "performance", "sweep_rows"]
@@ -128,8 +128,8 @@ def _transfer(tests: list[dict[str, Any]], check: Check) -> dict[str, Any]:
 
 def across_paths(client: Where | None, server: Where | None) -> str:
     """The label of a figure formed from a client figure and a server-node figure: both paths named."""
-    return (f"mixes two paths: the client's remote time ({client.label if client else 'path not recorded'}) "
-            f"minus the server node's own benchmark ({server.label if server else 'path not recorded'})")
+    return (f"mixes two paths: the client's remote time ({client.label if client else PATH_NOT_RECORDED}) "
+            f"minus the server node's own benchmark ({server.label if server else PATH_NOT_RECORDED})")
 
 
 def _tagged(tests: list[dict[str, Any]], server: str | None, where: Where | None) -> list[dict[str, Any]]:

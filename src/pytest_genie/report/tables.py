@@ -15,6 +15,7 @@ from pytest_genie.checks import Key
 from pytest_genie.report.claims import verdict_text
 from pytest_genie.report.figures import Figure, disturbance_text
 from pytest_genie.report.formatting import NOT_MEASURED, format_bytes, format_value
+from pytest_genie.report.where import where_label
 
 __all__ = ["Table", "comparison_table", "concurrency_table", "figure_cell", "fleet_table", "servers_table",
            "sweep_table", "trend_table"]
@@ -172,7 +173,7 @@ def fleet_table(servers: list[dict[str, Any]]) -> Table | None:
         up, down = through[Key.UPLOAD_MIB_PER_S], through[Key.DOWNLOAD_MIB_PER_S]
         probe = "—" if up is None and down is None else f"{_rate(up)} / {_rate(down)} MiB/s"
         efficiency = s["efficiency"]
-        where = (s["measured"]["client"] or {}).get("label") or "path not recorded"
+        where = where_label(s["measured"]["client"])
         table.rows.append([s["id"], _result_cell(s), _health_cell(s["health"]), _gpu_cell(s["gpu"]),
                            figure_cell(s["rtt_ms"]), probe, figure_cell(through["large_mib_per_s"], "MiB/s"),
                            "—" if efficiency is None else f"{efficiency:.2f}", where])

@@ -22,7 +22,10 @@ from typing import Any
 
 from pytest_genie.checks import Key
 
-__all__ = ["Where", "where_of"]
+__all__ = ["PATH_NOT_RECORDED", "Where", "where_label", "where_of"]
+
+#: What a figure's path reads as when its result file recorded none.
+PATH_NOT_RECORDED = "path not recorded"
 
 
 @dataclass(frozen=True)
@@ -57,5 +60,11 @@ def where_of(test_info: dict[str, Any]) -> Where:
         return Where(host=str(measured.get("host") or host or "") or None,
                      server_url=str(measured.get(Key.SERVER_URL) or url or "") or None,
                      path=str(path) if path else None, label=str(measured["label"]))
-    label = f"on {host or 'an unrecorded host'}" + (f" against {url}" if url else "") + " (path not recorded)"
+    label = (f"on {host or 'an unrecorded host'}" + (f" against {url}" if url else "")
+             + f" ({PATH_NOT_RECORDED})")
     return Where(host=host, server_url=url, path=None, label=label)
+
+
+def where_label(where: dict[str, Any] | None) -> str:
+    """A path's label (``Where.to_dict``), or why there is none."""
+    return str((where or {}).get("label") or PATH_NOT_RECORDED)
