@@ -33,7 +33,7 @@ import torch
 
 from genie.errors import GenieError, InvalidArgumentError
 from genie.ops.registry import Op, OpContext
-from genie.ops.work import DEFAULT, logical_bytes, tensors_in, working_bytes
+from genie.ops.work import DEFAULT, logical_bytes, mask_index_bytes, tensors_in, working_bytes
 from genie.wire import DIM_LIMIT, MAX_RANK, dtype_name
 
 __all__ = ["DEFAULT_CACHE_BYTES", "DEFAULT_CACHE_ENTRIES", "MetaCache", "MetaFailure",
@@ -384,9 +384,7 @@ def data_dependent_bound(bound: Mapping[str, Any]) -> int:
     int64 indices of a mask's selected elements."""
     total = 0
     for _, t in tensors_in(bound):
-        total += 2 * logical_bytes(t)
-        if t.dtype in (torch.bool, torch.uint8):
-            total += t.numel() * max(t.dim(), 1) * 8
+        total += 2 * logical_bytes(t) + mask_index_bytes(t)
     return total
 
 

@@ -27,8 +27,8 @@ from typing import Any
 
 import torch
 
-__all__ = ["DEFAULT", "ELEMENTWISE", "RULES", "WorkModel", "logical_bytes", "tensors_in",
-           "working_bytes"]
+__all__ = ["DEFAULT", "ELEMENTWISE", "RULES", "WorkModel", "logical_bytes", "mask_index_bytes",
+           "tensors_in", "working_bytes"]
 
 #: (the op's bound arguments as meta tensors and plain values, its meta result) -> bytes.
 WorkModel = Callable[[Mapping[str, Any], torch.Tensor], int]
@@ -189,13 +189,19 @@ def max_pool(args: Mapping[str, Any], out: torch.Tensor) -> int:
     return out.numel() * 8 + _strided_copies(args)
 
 
+def mask_index_bytes(t: torch.Tensor) -> int:
+    """What indexing with ``t`` allocates first when it is a mask (bool or uint8): the
+    int64 indices of every element it could select, one per dimension (at least one)."""
+    if t.dtype not in (torch.bool, torch.uint8):
+        return 0
+    return t.numel() * max(t.dim(), 1) * 8
+
+
 def getitem(args: Mapping[str, Any], out: torch.Tensor) -> int:
     """A boolean mask index becomes int64 indices of every selected element first."""
     index = args["index"]
     items = index if isinstance(index, (list, tuple)) else (index,)
-    masks = [t for t in items if isinstance(t, torch.Tensor) and t.dtype in (torch.bool,
-                                                                             torch.uint8)]
-    return sum(t.numel() * t.dim() * 8 for t in masks) + _strided_copies(
+    return sum(mask_index_bytes(t) for t in items if isinstance(t, torch.Tensor)) + _strided_copies(
         {"input": args["input"]})
 
 
